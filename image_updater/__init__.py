@@ -1,0 +1,5 @@
+"""image-updater: image automation for GitOps repositories."""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

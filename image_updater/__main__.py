@@ -1,0 +1,3 @@
+from image_updater.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""Logging: stdlib ``logging`` to stderr, as text or one JSON object per line.
+
+Errors are one line each; tracebacks appear only at debug level. Extra fields passed with
+``log.info(..., extra={"source": ..., "file": ..., "image": ...})`` are shown in both formats.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["EXTRA_FIELDS", "configure_logging"]
+
+EXTRA_FIELDS = ("source", "file", "line", "image", "registry", "old", "new", "policy", "kind", "duration")
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: getattr(record, k) for k in EXTRA_FIELDS if getattr(record, k, None) is not None}
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self, debug: bool) -> None:
+        super().__init__()
+        self._debug = debug
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        text = f"{ts} {record.levelname.lower():7} {record.getMessage()}"
+        extras = _extras(record)
+        if extras:
+            text += " " + " ".join(f"{k}={v}" for k, v in extras.items())
+        if self._debug and record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, debug: bool) -> None:
+        super().__init__()
+        self._debug = debug
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update({k: v if isinstance(v, int | float | bool) else str(v) for k, v in _extras(record).items()})
+        if self._debug and record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str = "info", fmt: str = "text") -> None:
+    """Send the package's logs to stderr at ``level`` in ``fmt`` (``text`` or ``json``)."""
+    numeric = getattr(logging, level.upper(), logging.INFO)
+    debug = numeric <= logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(debug) if fmt == "json" else TextFormatter(debug))
+    root = logging.getLogger("image_updater")
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    root.propagate = False

@@ -20,13 +20,16 @@ versions (``1.2`` means ``1.2.x``), hyphen ranges ``1.2 - 1.4``, AND by space or
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from image_updater.errors import InvalidPolicy
 
 __all__ = [
+    "PRERELEASE_START_RE",
     "RELEASE",
+    "VERSION_RE",
     "InvalidRange",
     "InvalidVersion",
     "Range",
@@ -34,6 +37,7 @@ __all__ = [
     "natural_key",
     "parse_range",
     "parse_version",
+    "prerelease_key",
     "scan_version",
 ]
 
@@ -44,12 +48,15 @@ _MIN_PRE: tuple[int, tuple[tuple[int, int], ...]] = (0, ((0, 0),))
 
 VersionKey = tuple[Any, ...]
 
-_IDENT = r"[0-9A-Za-z-]+"
-_VERSION = re.compile(
-    rf"(v)?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-({_IDENT}(?:\.{_IDENT})*))?(?:\+({_IDENT}(?:\.{_IDENT})*))?\Z"
+_IDENT = r"[0-9A-Za-z-]"
+# Possessive quantifiers: the grammar never needs to backtrack, and not trying saves a quarter of the time
+# that ranking 100,000 tags spends here.
+_IDENTS = rf"{_IDENT}++(?:\.{_IDENT}++)*+"
+VERSION_RE = _VERSION = re.compile(
+    rf"(v)?+(\d++)(?:\.(\d++))?+(?:\.(\d++))?+(?:-({_IDENTS}))?+(?:\+({_IDENTS}))?+\Z"
 )
 # A prerelease word ends where the letters end: "rc1", "rc.1" and "rc-1" are prereleases, "release" is not.
-_PRERELEASE_START = re.compile(
+PRERELEASE_START_RE = _PRERELEASE_START = re.compile(
     r"(?:alpha|beta|rc|pre|preview|dev|snapshot|canary|nightly|next|m\d+)(?![a-z])|\d", re.IGNORECASE
 )
 _DIGIT_RUN = re.compile(r"(\d+)")
@@ -62,8 +69,10 @@ class InvalidVersion(ValueError):
 class InvalidRange(InvalidPolicy):
     """A semver range does not parse; the message names the range and the bad part."""
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(f"invalid semver range {detail}")
+    def __init__(self, range_text: str, detail: str) -> None:
+        super().__init__(f"invalid semver range {range_text!r}: {detail}")
+        self.range_text = range_text
+        self.detail = detail
 
 
 def natural_key(text: str) -> tuple[Any, ...]:
@@ -73,7 +82,8 @@ def natural_key(text: str) -> tuple[Any, ...]:
     return tuple(parts)
 
 
-def _prerelease_key(pre: str) -> tuple[int, tuple[tuple[Any, ...], ...]]:
+def prerelease_key(pre: str) -> tuple[int, tuple[tuple[Any, ...], ...]]:
+    """The last element of a prerelease's key: ``(0, identifiers)``, below ``RELEASE``."""
     idents: list[tuple[Any, ...]] = []
     for ident in pre.split("."):
         if ident.isdigit():
@@ -96,7 +106,7 @@ def scan_version(text: str) -> tuple[VersionKey, str | None, bool, int] | None:
     if suffix is None:
         return (int(major), int(minor or 0), int(patch or 0), RELEASE), None, v is not None, parts
     if _PRERELEASE_START.match(suffix):
-        key = (int(major), int(minor or 0), int(patch or 0), _prerelease_key(suffix))
+        key = (int(major), int(minor or 0), int(patch or 0), prerelease_key(suffix))
         return key, None, v is not None, parts
     return (int(major), int(minor or 0), int(patch or 0), RELEASE), suffix, v is not None, parts
 
@@ -117,7 +127,7 @@ class Version:
 
     @property
     def key(self) -> VersionKey:
-        pre = RELEASE if self.prerelease is None else _prerelease_key(self.prerelease)
+        pre = RELEASE if self.prerelease is None else prerelease_key(self.prerelease)
         return (self.major, self.minor, self.patch, pre)
 
     @property
@@ -159,7 +169,7 @@ _OPERATOR_ONLY = re.compile(r"(?:<=|>=|!=|~>|~|\^|<|>|=)\Z")
 _X = r"\d+|[xX*]"
 _PARTIAL = re.compile(
     rf"(?P<op><=|>=|!=|~>|~|\^|<|>|=)?v?(?P<major>{_X})(?:\.(?P<minor>{_X})(?:\.(?P<patch>{_X}))?)?"
-    rf"(?:-(?P<pre>{_IDENT}(?:\.{_IDENT})*))?(?:\+{_IDENT}(?:\.{_IDENT})*)?\Z"
+    rf"(?:-(?P<pre>{_IDENTS}))?(?:\+{_IDENTS})?\Z"
 )
 
 _LOWEST: VersionKey = (-1,)
@@ -181,7 +191,7 @@ class _Partial:
 
     def exact(self) -> VersionKey:
         assert self.major is not None and self.minor is not None and self.patch is not None
-        pre = RELEASE if self.pre is None else _prerelease_key(self.pre)
+        pre = RELEASE if self.pre is None else prerelease_key(self.pre)
         return (self.major, self.minor, self.patch, pre)
 
     def low(self) -> VersionKey:
@@ -301,6 +311,20 @@ class Range:
                 return True
         return False
 
+    def matcher(self) -> Callable[[VersionKey], bool]:
+        """``contains`` as one specialised closure: the common one-interval range costs two comparisons."""
+        if len(self.alternatives) != 1 or self.alternatives[0][1]:
+            return self.contains
+        span = self.alternatives[0][0]
+        low, high = span.low, span.high
+        if span.low_inclusive and not span.high_inclusive:
+            return lambda key: low <= key < high
+        if span.low_inclusive and span.high_inclusive:
+            return lambda key: low <= key <= high
+        if span.high_inclusive:
+            return lambda key: low < key <= high
+        return lambda key: low < key < high
+
     def __str__(self) -> str:
         return self.text
 
@@ -308,7 +332,7 @@ class Range:
 def _parse_partial(token: str, text: str) -> tuple[str, _Partial]:
     m = _PARTIAL.match(token)
     if m is None:
-        raise InvalidRange(f"{text!r}: cannot parse {token!r}")
+        raise InvalidRange(text, f"cannot parse {token!r}")
     parts: list[int | None] = []
     wild = False
     for name in ("major", "minor", "patch"):
@@ -318,7 +342,7 @@ def _parse_partial(token: str, text: str) -> tuple[str, _Partial]:
     pre = m.group("pre")
     if pre is not None:
         if any(m.group(n) in ("x", "X", "*") for n in ("major", "minor", "patch")):
-            raise InvalidRange(f"{text!r}: a wildcard cannot carry a prerelease: {token!r}")
+            raise InvalidRange(text, f"a wildcard cannot carry a prerelease: {token!r}")
         # a prerelease pins the version, so missing parts are zeros ("1.2-rc.1" is 1.2.0-rc.1)
         parts = [parts[0], parts[1] if parts[1] is not None else 0, parts[2] if parts[2] is not None else 0]
     return m.group("op") or "=", _Partial(parts[0], parts[1], parts[2], pre)
@@ -332,7 +356,7 @@ def _join_operators(tokens: list[str], text: str) -> list[str]:
         token = tokens[i]
         if _OPERATOR_ONLY.match(token):
             if i + 1 >= len(tokens) or _OPERATOR_ONLY.match(tokens[i + 1]) or tokens[i + 1] == "-":
-                raise InvalidRange(f"{text!r}: dangling operator {token!r}")
+                raise InvalidRange(text, f"dangling operator {token!r}")
             joined.append(token + tokens[i + 1])
             i += 2
         else:
@@ -344,7 +368,7 @@ def _join_operators(tokens: list[str], text: str) -> list[str]:
 def _parse_alternative(alt: str, text: str) -> tuple[list[_Interval], list[str], bool]:
     tokens = _join_operators(alt.replace(",", " ").split(), text)
     if not tokens:
-        raise InvalidRange(f"{text!r}: empty alternative next to '||'")
+        raise InvalidRange(text, "empty alternative next to '||'")
     intervals: list[_Interval] = []
     canonical: list[str] = []
     has_pre = False
@@ -352,13 +376,13 @@ def _parse_alternative(alt: str, text: str) -> tuple[list[_Interval], list[str],
     while i < len(tokens):
         token = tokens[i]
         if token == "-":
-            raise InvalidRange(f"{text!r}: hyphen range without a lower version")
+            raise InvalidRange(text, "hyphen range without a lower version")
         if i + 2 < len(tokens) and tokens[i + 1] == "-":
             upper_token = tokens[i + 2]
             _, low = _parse_partial(token, text)
             _, high = _parse_partial(upper_token, text)
             if token[0] in "<>=!~^" or upper_token[0] in "<>=!~^":
-                raise InvalidRange(f"{text!r}: a hyphen range takes plain versions: {token} - {upper_token}")
+                raise InvalidRange(text, f"a hyphen range takes plain versions: {token} - {upper_token}")
             intervals.append(_Interval(low=low.low()))
             if high.full:
                 intervals.append(_Interval(high=high.exact()))
@@ -369,7 +393,7 @@ def _parse_alternative(alt: str, text: str) -> tuple[list[_Interval], list[str],
             i += 3
             continue
         if i + 1 < len(tokens) and tokens[i + 1] == "-":
-            raise InvalidRange(f"{text!r}: hyphen range without an upper version")
+            raise InvalidRange(text, "hyphen range without an upper version")
         op, partial = _parse_partial(token, text)
         intervals.append(_comparator(op, partial))
         has_pre = has_pre or partial.pre is not None
@@ -381,7 +405,7 @@ def _parse_alternative(alt: str, text: str) -> tuple[list[_Interval], list[str],
 def parse_range(text: str) -> Range:
     """Parse a range; raise ``InvalidRange`` (an ``InvalidPolicy``) naming the range and its bad part."""
     if not isinstance(text, str) or not text.strip():
-        raise InvalidRange(f"{text!r}: empty range")
+        raise InvalidRange(text, "empty range")
     alternatives = []
     canonical_alts = []
     has_pre = False

@@ -1,0 +1,218 @@
+"""The persistent metadata cache: one sqlite3 file in the cache dir.
+
+What is kept, and for how long:
+
+- **Tag lists** with their fetch time. A pass asks for the list again unless it is younger than the client's
+  ``tags_max_age`` (0 by default: every pass sees new tags), so the stored list mostly serves as the set of
+  tags whose digests we still track.
+- **Per digest** (and image): build time and platforms. A digest names immutable content, so these are kept
+  for good; they are what makes build-time ordering cheap after the first pass and after a restart.
+- **Tag -> digest**, with a revalidation deadline. Tags can move, but checking every tag on every pass would
+  cost one request per tag and defeat the cache. The rule: a mapping is trusted until ``verified_at + ttl``
+  (the client's ``tag_ttl``, one hour by default, stretched by a random 0-25 % per entry so that revalidations
+  of one repository spread over several passes); after that one ``HEAD`` re-checks it, and only a digest we
+  have not seen costs a manifest and config read. A tag that vanishes from the tag list is forgotten. A
+  policy that writes digests (``digest``, ``pin_digest``) always re-checks its chosen tag with a ``HEAD``.
+
+The schema carries a version (``PRAGMA user_version``); a cache of another version or a corrupt file is
+replaced, never trusted, since everything in it can be fetched again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+__all__ = ["CACHE_FILE", "DigestMeta", "MetadataCache", "TagDigest"]
+
+log = logging.getLogger(__name__)
+
+CACHE_FILE = "registry-metadata.sqlite3"
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tag_lists (
+    image TEXT PRIMARY KEY,
+    fetched_at REAL NOT NULL,
+    tags TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tag_digests (
+    image TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    verified_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (image, tag)
+);
+CREATE TABLE IF NOT EXISTS digests (
+    image TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    created TEXT,
+    platforms TEXT,
+    source TEXT NOT NULL,
+    PRIMARY KEY (image, digest)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DigestMeta:
+    """Immutable facts about one manifest digest of one image."""
+
+    created: datetime | None
+    platforms: frozenset[str] | None
+    source: str = "registry"  # "registry" (config blob / annotation) or "hub" (Docker Hub push time)
+
+
+@dataclass(frozen=True, slots=True)
+class TagDigest:
+    digest: str
+    verified_at: float
+    expires_at: float
+
+
+class MetadataCache:
+    """sqlite3-backed cache; ``MetadataCache(None)`` keeps everything in memory (one process, one run)."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path) if path is not None else None
+        self._db = self._connect()
+
+    @classmethod
+    def in_dir(cls, cache_dir: str | Path) -> MetadataCache:
+        """Open (or create) the cache file in ``cache_dir``; fall back to memory if the dir is unusable."""
+        directory = Path(cache_dir).expanduser()
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            return cls(directory / CACHE_FILE)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("registry metadata cache in %s is unusable (%s); using memory", directory, exc)
+            return cls(None)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path is None:
+            return self._prepare(sqlite3.connect(":memory:"))
+        try:
+            return self._prepare(sqlite3.connect(self.path, timeout=10.0))
+        except sqlite3.DatabaseError as exc:
+            log.warning("registry metadata cache %s is damaged (%s); starting a new one", self.path, exc)
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(self.path) + suffix).unlink(missing_ok=True)
+            return self._prepare(sqlite3.connect(self.path, timeout=10.0))
+
+    @staticmethod
+    def _prepare(db: sqlite3.Connection) -> sqlite3.Connection:
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version != _SCHEMA_VERSION:
+                for table in ("tag_lists", "tag_digests", "digests"):
+                    db.execute(f"DROP TABLE IF EXISTS {table}")
+            db.execute("PRAGMA journal_mode=WAL")  # the daemon and a `check` may share the file
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            db.commit()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- tag lists ------------------------------------------------------------------------------------------
+
+    def tags(self, image: str) -> tuple[list[str], float] | None:
+        row = self._db.execute("SELECT tags, fetched_at FROM tag_lists WHERE image = ?", (image,)).fetchone()
+        if row is None:
+            return None
+        try:
+            tags = json.loads(row[0])
+        except ValueError:
+            return None
+        return ([t for t in tags if isinstance(t, str)], float(row[1])) if isinstance(tags, list) else None
+
+    def put_tags(self, image: str, tags: Iterable[str], fetched_at: float) -> None:
+        """Store the list and forget the digests of tags that are gone (a re-created tag starts afresh)."""
+        tag_list = list(tags)
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO tag_lists (image, fetched_at, tags) VALUES (?, ?, ?)",
+                (image, fetched_at, json.dumps(tag_list)),
+            )
+            rows = self._db.execute("SELECT tag FROM tag_digests WHERE image = ?", (image,))
+            known = {row[0] for row in rows}
+            gone = known - set(tag_list)
+            self._db.executemany(
+                "DELETE FROM tag_digests WHERE image = ? AND tag = ?", [(image, tag) for tag in gone]
+            )
+
+    # -- tag -> digest --------------------------------------------------------------------------------------
+
+    def tag_digests(self, image: str) -> dict[str, TagDigest]:
+        rows = self._db.execute(
+            "SELECT tag, digest, verified_at, expires_at FROM tag_digests WHERE image = ?", (image,)
+        )
+        return {tag: TagDigest(digest, verified, expires) for tag, digest, verified, expires in rows}
+
+    def put_tag_digests(self, image: str, entries: Mapping[str, TagDigest]) -> None:
+        if not entries:
+            return
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO tag_digests (image, tag, digest, verified_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(image, tag, e.digest, e.verified_at, e.expires_at) for tag, e in entries.items()],
+            )
+
+    # -- digest -> metadata ---------------------------------------------------------------------------------
+
+    def digest_meta(self, image: str, digests: Iterable[str]) -> dict[str, DigestMeta]:
+        wanted = list(dict.fromkeys(digests))
+        result: dict[str, DigestMeta] = {}
+        # sqlite limits bound parameters per statement; 500 stays far below every build's limit
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = "SELECT digest, created, platforms, source FROM digests WHERE image = ? AND digest IN "
+            rows = self._db.execute(query + f"({marks})", (image, *chunk))
+            for digest, created, platforms, source in rows:
+                result[digest] = DigestMeta(
+                    datetime.fromisoformat(created) if created else None,
+                    frozenset(json.loads(platforms)) if platforms else None,
+                    source,
+                )
+        return result
+
+    def put_digest_meta(self, image: str, entries: Mapping[str, DigestMeta]) -> None:
+        if not entries:
+            return
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO digests (image, digest, created, platforms, source) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (
+                        image,
+                        digest,
+                        meta.created.isoformat() if meta.created else None,
+                        json.dumps(sorted(meta.platforms)) if meta.platforms is not None else None,
+                        meta.source,
+                    )
+                    for digest, meta in entries.items()
+                ],
+            )

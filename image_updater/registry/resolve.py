@@ -1,0 +1,143 @@
+"""``resolve``: one pass's (image, policy, current tag) questions answered with as few requests as possible.
+
+Each image's tag list is fetched once per call, however many keys name it. Metadata is fetched only when the
+policy needs it, and only for candidates, which the policy itself names: the policy without its ``min_age``
+and ``platforms`` filters ranks the bare tag names, and every tag it does not reject by name is a candidate.
+
+- Policies ordered by build time (``glob``, ``regex``, ``newest``) need the build time of every candidate.
+- Policies ordered by name (``semver``, ``alphabetical``, ``numerical``) with ``min_age`` or ``platforms``
+  walk the candidates best-first, a batch at a time, and stop at the first that passes the full policy; a
+  ``semver`` policy with ``platforms`` usually costs the metadata of one tag, not of all of them.
+- ``digest`` and ``pin_digest`` ask the registry for the chosen tag's digest on every pass (one ``HEAD``).
+
+A failing registry fails only its own images: each key gets a ``Resolution`` with ``error`` set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from image_updater.errors import ImageUpdaterError
+from image_updater.plan import Resolution, ResolveKey
+from image_updater.policies import Policy, Status, TagInfo
+from image_updater.registry.client import RegistryClient
+from image_updater.registry.options import split_image
+
+__all__ = ["Inspection", "inspect", "resolve"]
+
+log = logging.getLogger(__name__)
+
+_TIME_ORDERED = frozenset({"glob", "regex", "newest"})
+_CANDIDATE = frozenset({Status.CHOSEN, Status.LOWER})
+_BATCH = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    """Everything ``check --explain`` shows: the tags with what is known of them, and the answer."""
+
+    tags: tuple[TagInfo, ...]
+    chosen: TagInfo | None
+    resolution: Resolution
+
+
+async def resolve(
+    client: RegistryClient, keys: Iterable[ResolveKey], *, now: datetime | None = None
+) -> dict[ResolveKey, Resolution]:
+    """Answer every key concurrently; errors are per key (message names registry and image, no secret)."""
+    unique = list(dict.fromkeys(keys))
+    tag_lists: dict[str, asyncio.Future[list[str]]] = {}
+    for key in unique:
+        if key.image not in tag_lists:
+            tag_lists[key.image] = asyncio.ensure_future(client.list_tags(key.image))
+
+    async def one(key: ResolveKey) -> Resolution:
+        try:
+            tags = await asyncio.shield(tag_lists[key.image])
+            return (await _inspect(client, key, tags, now, detail=False)).resolution
+        except ImageUpdaterError as exc:
+            return Resolution(error=str(exc))
+        except Exception as exc:  # a bug must cost one image, not the pass; details at debug level only
+            log.debug("resolving %s failed", key.image, exc_info=True)
+            return Resolution(error=f"{_describe(key.image)}: internal error ({type(exc).__name__})")
+
+    try:
+        results = await asyncio.gather(*(one(key) for key in unique))
+    finally:
+        for future in tag_lists.values():
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved, even when no key awaited it
+            else:
+                future.cancel()
+    return dict(zip(unique, results, strict=True))
+
+
+async def inspect(client: RegistryClient, key: ResolveKey, *, now: datetime | None = None) -> Inspection:
+    """Resolve one key and keep the tags, with the chosen tag's build time and digest filled in.
+
+    Raises ``RegistryError`` instead of folding it into the ``Resolution``.
+    """
+    tags = await client.list_tags(key.image)
+    return await _inspect(client, key, tags, now, detail=True)
+
+
+def _describe(image: str) -> str:
+    registry, _, repository = image.partition("/")
+    return f"registry {registry}, image {repository}"
+
+
+def _name_candidates(
+    policy: Policy, infos: list[TagInfo], current: str | None, now: datetime | None
+) -> list[str]:
+    """Tags the policy does not reject by name, best-first by what the name alone says."""
+    bare = dataclasses.replace(policy, min_age=None, platforms=())
+    return [v.tag for v in bare.explain(infos, current, now) if v.status in _CANDIDATE]
+
+
+async def _inspect(
+    client: RegistryClient, key: ResolveKey, tags: list[str], now: datetime | None, *, detail: bool
+) -> Inspection:
+    split_image(key.image)  # a malformed name fails here, for this key only
+    policy, current = key.policy, key.current_tag
+    infos: dict[str, TagInfo] = {tag: TagInfo(tag) for tag in tags}
+    chosen: TagInfo | None
+    if policy.kind in _TIME_ORDERED:
+        candidates = _name_candidates(policy, list(infos.values()), current, now)
+        infos.update(await client.tag_infos(key.image, candidates))
+        chosen = policy.choose(infos.values(), current, now)
+    elif policy.needs_build_time or policy.needs_platforms:
+        candidates = _name_candidates(policy, list(infos.values()), current, now)
+        chosen = None
+        for start in range(0, len(candidates), _BATCH):
+            batch = candidates[start : start + _BATCH]
+            infos.update(await client.tag_infos(key.image, batch))
+            for tag in batch:
+                info = infos[tag]
+                if policy.choose([info], current, now) is not None:
+                    chosen = info
+                    break
+            if chosen is not None:
+                break
+    else:
+        chosen = policy.choose(infos.values(), current, now)
+    digest = chosen.digest if chosen is not None else None
+    if chosen is not None and (policy.needs_digest or detail):
+        if detail and chosen.created is None and policy.kind != "digest":
+            infos.update(await client.tag_infos(key.image, [chosen.tag]))
+            chosen = infos[chosen.tag]
+        # a digest written into a file must be the tag's digest now, not a cached one
+        digest = await client.tag_digest(key.image, chosen.tag)
+        chosen = dataclasses.replace(chosen, digest=digest)
+        infos[chosen.tag] = chosen
+    resolution = Resolution(
+        tag=chosen.tag if chosen else None,
+        digest=digest if policy.needs_digest or detail else None,
+        created=chosen.created if chosen else None,
+    )
+    return Inspection(tuple(infos.values()), chosen, resolution)
+

@@ -1,0 +1,360 @@
+"""One HTTP exchange with a registry: pacing, redirects, size caps and the classification of failures.
+
+Everything that decides whether a failure is worth retrying lives here: 5xx, 429, timeouts, resets,
+connections closed early and truncated bodies become ``TransientRegistryError`` (the caller retries them
+with tenacity); TLS verification failures, oversized answers and redirect loops are permanent. The answer
+of a successful exchange is fully read (bounded by ``max_bytes``), so no connection outlives its exchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+
+from image_updater.errors import RegistryError, TransientRegistryError
+from image_updater.registry.options import RegistryOptions
+
+__all__ = [
+    "Answer",
+    "BodyLimits",
+    "Endpoint",
+    "Observer",
+    "RetryPolicy",
+    "Throttle",
+    "Unreachable",
+    "exchange",
+    "parse_rate_header",
+    "parse_retry_after",
+]
+
+log = logging.getLogger(__name__)
+
+Observer = Callable[[str, int | str], None]
+Sleep = Callable[[float], Awaitable[None]]
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 5
+# Docker Hub counts pulls in a sliding window; when fewer than this share of the limit is left we spread the
+# remaining requests over the window instead of spending them and meeting a 429.
+_RESERVE_SHARE = 0.1
+_RESERVE_MIN = 2
+
+
+class Unreachable(TransientRegistryError):
+    """No connection could be made (refused, no route, connect timeout): the whole registry is down."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries of one logical request: ``attempts`` in all, full-jitter exponential backoff between them.
+
+    The wait before retry *n* is random in ``[0, min(initial * 2**n, maximum)]``; a 429's ``Retry-After``
+    replaces it. Retrying stops early when the next wait would cross the registry's ``timeout``.
+    """
+
+    attempts: int = 4
+    initial: float = 0.5
+    maximum: float = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    """Largest answers we read, in bytes; a registry sending more gets an error, not our memory."""
+
+    tags: int = 16 * 1024 * 1024
+    manifest: int = 4 * 1024 * 1024  # the OCI distribution spec's own recommendation
+    config: int = 8 * 1024 * 1024
+    token: int = 1024 * 1024
+    hub: int = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    url: httpx.URL
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date; None when absent or garbage."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        current = datetime.now(UTC).timestamp() if now is None else now
+        return max(0.0, when.timestamp() - current)
+    return max(0.0, seconds) if seconds == seconds else None  # NaN is garbage too
+
+
+def parse_rate_header(value: str | None) -> tuple[int, float | None] | None:
+    """``76;w=21600`` -> ``(76, 21600.0)``; ``76`` -> ``(76, None)``; garbage -> None."""
+    if not value:
+        return None
+    head, *params = value.split(";")
+    try:
+        count = int(head.strip())
+    except ValueError:
+        return None
+    window: float | None = None
+    for param in params:
+        name, _, raw = param.strip().partition("=")
+        if name.strip() == "w":
+            try:
+                window = float(raw)
+            except ValueError:
+                window = None
+    return count, window
+
+
+class Throttle:
+    """Per-registry pacing: at most ``max_concurrency`` requests in flight, ``rate_limit`` per second, a
+    registry-wide pause after a 429, and slower pulls when the registry says its pull budget runs low."""
+
+    def __init__(
+        self,
+        max_concurrency: int,
+        rate_limit: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._interval = 1.0 / rate_limit if rate_limit else 0.0
+        self._pull_interval = 0.0
+        self._next_slot = 0.0
+        self._next_pull = 0.0
+        self._paused_until = 0.0
+        self.remaining: int | None = None
+        self._clock = clock
+        self._sleep = sleep
+
+    @asynccontextmanager
+    async def slot(self, *, pull: bool, budget: float, context: str) -> AsyncIterator[None]:
+        async with self._semaphore:
+            now = self._clock()
+            start = max(now, self._next_slot, self._paused_until)
+            if pull and self._pull_interval:
+                start = max(start, self._next_pull)
+            wait = start - now
+            if wait > budget:
+                reason = "is rate limited" if self._paused_until > now else "is close to its pull rate limit"
+                raise TransientRegistryError(
+                    f"{context}: the registry {reason}; not waiting {wait:.0f} s for it in this pass",
+                    retry_after=wait,
+                )
+            self._next_slot = start + self._interval
+            if pull and self._pull_interval:
+                self._next_pull = start + self._pull_interval
+            if wait > 0:
+                await self._sleep(wait)
+            yield
+
+    def pause(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def note_headers(self, headers: httpx.Headers) -> None:
+        remaining = parse_rate_header(headers.get("ratelimit-remaining"))
+        if remaining is None:
+            return
+        count, window = remaining
+        self.remaining = count
+        limit = parse_rate_header(headers.get("ratelimit-limit"))
+        reserve = max(_RESERVE_MIN, int((limit[0] if limit else 0) * _RESERVE_SHARE))
+        if count <= reserve and window:
+            self._pull_interval = window / max(count, 1)
+            log.warning(
+                "registry pull budget low (%d left in %.0f s); spacing pulls %.0f s apart",
+                count, window, self._pull_interval,
+            )
+        else:
+            self._pull_interval = 0.0
+
+
+@dataclass(slots=True)
+class Endpoint:
+    """Everything per registry (per matching ``registries[]`` entry): where, how, how fast."""
+
+    key: str  # token-cache and endpoint identity: the host, plus the prefix when it is narrower
+    name: str  # the registry host, as used in messages and metrics
+    options: RegistryOptions
+    base_url: str  # scheme://host[:port], no trailing slash
+    client: httpx.AsyncClient
+    throttle: Throttle
+    https_fallback: bool = False  # a loopback registry without an entry: try https, fall back to http
+    down_until: float = 0.0
+    down_reason: str = ""
+
+    def url(self, target: str) -> httpx.URL:
+        return httpx.URL(self.base_url + target) if target.startswith("/") else httpx.URL(target)
+
+    def same_origin(self, url: httpx.URL) -> bool:
+        base = httpx.URL(self.base_url)
+        return (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
+
+
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _where(url: httpx.URL) -> str:
+    return f"{url.host}:{url.port}" if url.port else url.host
+
+
+def _cause(exc: BaseException) -> str:
+    """The OS-level reason of a connection failure ("Connection refused"), without URLs or headers."""
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        current = current.__cause__ or current.__context__
+    return type(exc).__name__
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port)
+
+
+async def _read_capped(response: httpx.Response, max_bytes: int, context: str, what: str) -> bytes:
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise RegistryError(
+            f"{context}: {what} answer is {int(declared)} bytes, more than the {max_bytes} we accept"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise RegistryError(f"{context}: {what} answer is larger than the {max_bytes} bytes we accept")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def exchange(
+    endpoint: Endpoint,
+    method: str,
+    target: str,
+    *,
+    headers: Mapping[str, str],
+    max_bytes: int,
+    context: str,
+    what: str,
+    observe: Observer,
+    pull: bool = False,
+    budget: float | None = None,
+    content: bytes | None = None,
+) -> Answer:
+    """Send one request (following redirects) and read the answer; raise on anything but an HTTP answer.
+
+    Statuses other than 429 and 5xx are returned for the caller to interpret. ``Authorization`` is never
+    sent to another origin than the one it was meant for (blob storage redirects, mostly).
+    """
+    options = endpoint.options
+    budget = options.timeout if budget is None else budget
+    url = endpoint.url(target)
+    request_headers = dict(headers)
+    auth_origin = _origin(url)
+    timeout = httpx.Timeout(budget)
+    async with endpoint.throttle.slot(pull=pull, budget=budget, context=context):
+        for _hop in range(_MAX_REDIRECTS + 1):
+            if _origin(url) != auth_origin:
+                request_headers.pop("Authorization", None)
+            try:
+                response = await endpoint.client.send(
+                    endpoint.client.build_request(
+                        method, url, headers=request_headers, content=content, timeout=timeout
+                    ),
+                    stream=True,
+                )
+            except httpx.ConnectTimeout as exc:
+                observe(endpoint.name, "timeout")
+                raise Unreachable(f"{context}: cannot connect to {_where(url)} within {budget:g} s") from exc
+            except httpx.TimeoutException as exc:
+                observe(endpoint.name, "timeout")
+                raise TransientRegistryError(f"{context}: {what} timed out after {budget:g} s") from exc
+            except httpx.ConnectError as exc:
+                ssl_error = _ssl_error(exc)
+                verify_failed = isinstance(ssl_error, ssl.SSLCertVerificationError)
+                speaks_plain = ssl_error is not None and not verify_failed
+                if speaks_plain and endpoint.https_fallback and url.scheme == "https":
+                    # Like the Docker daemon for 127.0.0.0/8: a loopback registry may speak plain HTTP.
+                    log.info("registry %s does not speak TLS; using plain HTTP (loopback)", endpoint.name)
+                    endpoint.base_url = "http://" + endpoint.base_url.removeprefix("https://")
+                    endpoint.https_fallback = False
+                    url = url.copy_with(scheme="http")
+                    auth_origin = _origin(url)
+                    continue
+                if isinstance(ssl_error, ssl.SSLCertVerificationError):  # also narrows for mypy
+                    observe(endpoint.name, "tls_error")
+                    reason = ssl_error.verify_message or "certificate verification failed"
+                    raise RegistryError(
+                        f"{context}: TLS certificate of {url.host} not trusted ({reason}); "
+                        "set ca_file for this registry (or tls_verify: false)"
+                    ) from None
+                observe(endpoint.name, "connect_error")
+                raise Unreachable(f"{context}: cannot connect to {_where(url)} ({_cause(exc)})") from exc
+            except httpx.TransportError as exc:
+                observe(endpoint.name, "network_error")
+                raise TransientRegistryError(
+                    f"{context}: {what} failed: connection reset or closed early ({type(exc).__name__})"
+                ) from exc
+            try:
+                status = response.status_code
+                observe(endpoint.name, status)
+                endpoint.throttle.note_headers(response.headers)
+                location = response.headers.get("location")
+                if status in _REDIRECTS and location:
+                    url = url.join(location)
+                    if status == 303 or (method == "POST" and status in (301, 302)):
+                        method, content = ("GET" if method != "HEAD" else "HEAD"), None
+                    continue
+                if status == 429 or status >= 500:
+                    retry_after = parse_retry_after(response.headers.get("retry-after"))
+                    if status == 429:
+                        endpoint.throttle.pause(retry_after if retry_after is not None else 1.0)
+                    reason = f"{status} {response.reason_phrase}".strip()
+                    raise TransientRegistryError(
+                        f"{context}: {what} answered {reason}", retry_after=retry_after
+                    )
+                try:
+                    body = await _read_capped(response, max_bytes, context, what)
+                except httpx.TimeoutException as exc:
+                    observe(endpoint.name, "timeout")
+                    raise TransientRegistryError(
+                        f"{context}: {what} timed out while reading the answer"
+                    ) from exc
+                except httpx.TransportError as exc:
+                    observe(endpoint.name, "network_error")
+                    raise TransientRegistryError(
+                        f"{context}: {what} answer was cut short ({type(exc).__name__})"
+                    ) from exc
+                return Answer(status, response.headers, body, url)
+            finally:
+                await response.aclose()
+    observe(endpoint.name, "redirect_loop")
+    raise RegistryError(f"{context}: {what} redirected more than {_MAX_REDIRECTS} times")

@@ -1,0 +1,502 @@
+"""The daemon: one APScheduler job per source, webhook-triggered passes, graceful shutdown.
+
+This is the only module that imports apscheduler. Every source gets an interval job (first run at start-up,
+then every ``interval`` plus a random delay of at most 10 % of it). Passes of one source never overlap:
+
+* a scheduled tick that finds the source's pass running is coalesced into it;
+* a webhook that finds it running marks it to run once more right after (however many webhooks arrive);
+* webhook-triggered passes of one source start at most once every ``webhook_min_interval`` seconds, so a
+  burst of pushes costs a bounded number of passes, and none is lost.
+
+A pass that raises is logged and counted; the next tick runs it again. Passes run in tasks the daemon owns,
+not in the scheduler's job coroutines, because shutting down an ``AsyncIOScheduler`` cancels those.
+
+Shutdown (``request_stop``, wired to SIGTERM/SIGINT by ``serve``): the scheduler stops, the stop event tells
+running passes to give up before they push, and they get ``grace_period`` seconds to return; whatever still
+runs then is cancelled. ``serve`` also arms a last-resort timer that ends the process should a worker thread
+(a hung git subprocess) keep the interpreter from exiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from image_updater.errors import ConfigError, ImageUpdaterError, redact
+from image_updater.httpserver import HttpServer
+from image_updater.metrics import Metrics, PassOutcomeLabel
+from image_updater.plan import Result
+from image_updater.webhooks import PushEvent
+
+if TYPE_CHECKING:
+    from image_updater.settings import Settings
+
+__all__ = [
+    "DEFAULT_GRACE_PERIOD",
+    "DEFAULT_WEBHOOK_MIN_INTERVAL",
+    "Daemon",
+    "ExitTimer",
+    "PassFunction",
+    "PassOutcome",
+    "run_until_stopped",
+    "serve",
+    "webhook_secret",
+]
+
+log = logging.getLogger("image_updater.daemon")
+
+DEFAULT_GRACE_PERIOD = 30.0
+DEFAULT_WEBHOOK_MIN_INTERVAL = 5.0
+# After the grace period, how long the process may still take to exit before the last-resort timer ends it.
+EXIT_TIMEOUT_MARGIN = 15.0
+JITTER_FRACTION = 0.1
+
+
+class PassOutcome(Protocol):
+    """What a pass reports; ``image_updater.workflow.SourceOutcome`` has exactly these fields."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def result(self) -> Result: ...
+    @property
+    def commit(self) -> str | None: ...
+    @property
+    def pushed(self) -> bool: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def images(self) -> frozenset[str]: ...
+
+
+# (source name, stop event) -> outcome. The stop event is set on shutdown; the pass must not push after it.
+PassFunction = Callable[[str, threading.Event], Awaitable[PassOutcome]]
+
+
+@dataclass(slots=True)
+class _SourceState:
+    name: str
+    task: asyncio.Task[None] | None = None  # the loop running (or about to run) this source's passes
+    running: bool = False  # a pass is executing right now (not merely waiting for its slot)
+    rerun: bool = False  # a webhook arrived during the running pass: run once more right after it
+    images: frozenset[str] | None = None  # from the last pass that synced; None: not known yet
+    last_webhook_start: float = -math.inf  # monotonic time the last webhook-triggered pass started
+    last_outcome: PassOutcome | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+
+class Daemon:
+    """Schedules passes over named sources; knows which source tracks which image.
+
+    ``pass_fn`` runs one pass; the daemon never calls it twice at once for the same source.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[str],
+        *,
+        interval: timedelta,
+        pass_fn: PassFunction,
+        metrics: Metrics | None = None,
+        grace_period: float = DEFAULT_GRACE_PERIOD,
+        webhook_min_interval: float = DEFAULT_WEBHOOK_MIN_INTERVAL,
+        dry_run: bool = False,
+    ) -> None:
+        if not sources:
+            raise ConfigError("no sources configured: the daemon has nothing to do")
+        if len(set(sources)) != len(sources):
+            raise ConfigError("source names must be unique")
+        if interval.total_seconds() <= 0:
+            raise ConfigError("interval must be positive")
+        self.metrics = metrics or Metrics()
+        self.interval = interval
+        self.grace_period = grace_period
+        self.webhook_min_interval = webhook_min_interval
+        self.dry_run = dry_run
+        self._pass_fn = pass_fn
+        self._states = {name: _SourceState(name) for name in sources}
+        for name in sources:
+            self.metrics.add_source(name)
+        self.stop_event = threading.Event()  # read by passes (in worker threads too)
+        self._stopping: asyncio.Event | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self._passes_finished = 0
+
+    # -- state seen by the HTTP endpoints ------------------------------------------------------------
+
+    @property
+    def sources(self) -> list[str]:
+        return list(self._states)
+
+    def alive(self) -> bool:
+        """The scheduler runs and no shutdown was requested."""
+        return self._scheduler is not None and self._scheduler.running and not self.stop_event.is_set()
+
+    def ready(self) -> bool:
+        """At least one pass has finished (whatever its outcome) and the daemon is not shutting down."""
+        return self._passes_finished > 0 and not self.stop_event.is_set()
+
+    @property
+    def passes_finished(self) -> int:
+        return self._passes_finished
+
+    def last_outcome(self, source: str) -> PassOutcome | None:
+        return self._states[source].last_outcome
+
+    def sources_for(self, events: Iterable[PushEvent]) -> list[str]:
+        """The sources a push concerns, in config order.
+
+        A source is concerned when its last pass looked at the pushed repository, or when it has not
+        completed a pass yet (its images are unknown). A push whose registry host matches no tracked image
+        (the sender may know the registry under another name than the one written in the YAML, or not say
+        at all) falls back to matching the repository path alone: an extra pass costs little, a missed one
+        costs the very latency the webhook is for.
+        """
+        events = list(events)
+        chosen: list[str] = []
+        for state in self._states.values():
+            if state.images is None:
+                chosen.append(state.name)
+                continue
+            for event in events:
+                if event.registry is not None and event.name in state.images:
+                    chosen.append(state.name)
+                    break
+        exact = {s.name for s in self._states.values() if s.images is not None} & set(chosen)
+        if not exact:
+            paths = {e.repository for e in events}
+            for state in self._states.values():
+                if state.images is not None and any(_path_of(image) in paths for image in state.images):
+                    chosen.append(state.name)
+        order = list(self._states)
+        return sorted(set(chosen), key=order.index)
+
+    # -- triggering ----------------------------------------------------------------------------------
+
+    def trigger(self, sources: Iterable[str], *, reason: str = "webhook") -> list[str]:
+        """Start (or queue) a pass of each source now; returns the sources that will run because of it."""
+        if self.stop_event.is_set():
+            return []
+        triggered = []
+        for name in sources:
+            state = self._states[name]
+            if state.running:
+                state.rerun = True
+                log.info("pass running; another one queued right after it (%s)", reason,
+                         extra={"source": name})
+            elif state.busy:
+                log.debug("pass about to start; %s coalesced into it", reason, extra={"source": name})
+            else:
+                state.task = asyncio.get_running_loop().create_task(
+                    self._source_loop(state, webhook=True), name=f"pass:{name}"
+                )
+                log.info("pass triggered by %s", reason, extra={"source": name})
+            triggered.append(name)
+        return triggered
+
+    async def _scheduled(self, name: str) -> None:
+        """The APScheduler job: run the source's pass unless one is already running or queued."""
+        state = self._states[name]
+        if self.stop_event.is_set():
+            return
+        if state.busy:
+            log.debug("pass still running; scheduled tick coalesced", extra={"source": name})
+            return
+        state.task = asyncio.get_running_loop().create_task(
+            self._source_loop(state, webhook=False), name=f"pass:{name}"
+        )
+        # shield: the scheduler cancels its job coroutines on shutdown; the pass must see the stop event
+        # and finish or give up on its own instead, within the grace period run() gives it
+        try:
+            await asyncio.shield(state.task)
+        except asyncio.CancelledError:
+            if not self.stop_event.is_set():
+                raise
+
+    async def _source_loop(self, state: _SourceState, *, webhook: bool) -> None:
+        while not self.stop_event.is_set():
+            if webhook:
+                wait = state.last_webhook_start + self.webhook_min_interval - time.monotonic()
+                if wait > 0:
+                    log.info("webhook rate limit: pass starts in %.1fs", wait, extra={"source": state.name})
+                    await self._sleep_unless_stopping(wait)
+                    if self.stop_event.is_set():
+                        return
+                state.last_webhook_start = time.monotonic()
+            await self._one_pass(state)
+            if not state.rerun:
+                return
+            state.rerun = False
+            webhook = True
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        assert self._stopping is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _one_pass(self, state: _SourceState) -> None:
+        name = state.name
+        state.running = True
+        self.metrics.passes_running.labels(source=name).set(1)
+        started = time.monotonic()
+        try:
+            outcome = await self._pass_fn(name, self.stop_event)
+        except asyncio.CancelledError:
+            log.warning("pass abandoned at shutdown", extra={"source": name})
+            self.metrics.pass_finished(name, "abandoned", time.monotonic() - started)
+            raise
+        except Exception as exc:
+            # a bug or an unexpected failure in one pass must not end the daemon: log, count, retry next tick
+            log.error(
+                "pass failed: %s", redact(f"{type(exc).__name__}: {exc}"), extra={"source": name},
+                exc_info=log.isEnabledFor(logging.DEBUG) or None,
+            )
+            self.metrics.error("pass")
+            self.metrics.pass_finished(name, "failed", time.monotonic() - started)
+        else:
+            self._record(state, outcome, time.monotonic() - started)
+        finally:
+            state.running = False
+            self.metrics.passes_running.labels(source=name).set(0)
+            self._passes_finished += 1
+
+    def _record(self, state: _SourceState, outcome: PassOutcome, elapsed: float) -> None:
+        name = state.name
+        state.last_outcome = outcome
+        result = outcome.result
+        if outcome.error is None or outcome.images:
+            state.images = outcome.images
+        committed = len(result.updates) if outcome.pushed else 0
+        for change in result.updates:
+            verb = "updated" if outcome.pushed else ("would update" if self.dry_run else "not pushed")
+            log.info(
+                "%s %s: %s -> %s", verb, change.image, change.old_tag or change.old, change.new_tag,
+                extra={"source": name, "file": change.file, "line": change.line, "image": change.image,
+                       "old": change.old, "new": change.new, "policy": change.policy},
+            )
+        for entry in result.errors:
+            log.error(
+                "%s", entry.message,
+                extra={"source": name, "file": entry.file, "line": entry.line, "image": entry.image},
+            )
+        image_errors = sum(1 for e in result.errors if e.image is not None)
+        self.metrics.error("image", image_errors)
+        self.metrics.error("file", len(result.errors) - image_errors)
+        label: PassOutcomeLabel
+        if outcome.error is not None:
+            abandoned = self.stop_event.is_set() and not outcome.pushed
+            label = "abandoned" if abandoned else "failed"
+            if abandoned:
+                log.warning("pass abandoned at shutdown: %s", outcome.error, extra={"source": name})
+            else:
+                log.error("pass failed: %s", outcome.error, extra={"source": name})
+                self.metrics.error("source")
+        else:
+            label = "errors" if result.errors else "success"
+        log.info(
+            "pass done: %d updated, %d unchanged, %d skipped, %d errors%s", len(result.updates),
+            len(result.unchanged), len(result.skipped), len(result.errors),
+            f", commit {outcome.commit[:12]}" if outcome.commit else "",
+            extra={"source": name, "duration": round(outcome.duration or elapsed, 3)},
+        )
+        self.metrics.pass_finished(
+            name, label, outcome.duration or elapsed, updates_committed=committed,
+            images=len(outcome.images) if state.images is outcome.images else None,
+            success_at=time.time() if outcome.error is None else None,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown (idempotent; safe from a signal handler on the loop)."""
+        if not self.stop_event.is_set():
+            log.info("stopping: running passes get %.0fs to finish or give up before pushing",
+                     self.grace_period)
+        self.stop_event.set()
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def run(self) -> None:
+        """Run until ``request_stop``; the first pass of every source starts at once."""
+        self._stopping = asyncio.Event()
+        if self.stop_event.is_set():
+            self._stopping.set()
+        _route_apscheduler_logs()
+        interval = self.interval.total_seconds()
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        now = datetime.now(UTC)
+        for name in self._states:
+            scheduler.add_job(
+                self._scheduled, "interval", args=[name], id=name, name=f"pass {name}",
+                seconds=interval, jitter=interval * JITTER_FRACTION,
+                max_instances=1, coalesce=True, misfire_grace_time=None, next_run_time=now,
+            )
+        self._scheduler = scheduler
+        scheduler.start()
+        log.info(
+            "daemon started: %d source(s), interval %s%s", len(self._states), _human(self.interval),
+            " (dry run: nothing is committed)" if self.dry_run else "",
+        )
+        try:
+            await self._stopping.wait()
+        finally:
+            self.stop_event.set()
+            scheduler.shutdown(wait=False)
+            await self._drain()
+            log.info("daemon stopped")
+
+    async def _drain(self) -> None:
+        tasks = [s.task for s in self._states.values() if s.task is not None and not s.task.done()]
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=self.grace_period)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("%d pass(es) did not finish within the grace period; abandoned", len(pending))
+            await asyncio.wait(pending, timeout=5.0)
+
+
+def _path_of(image: str) -> str:
+    """``registry/repo/path`` -> ``repo/path`` (normalised names always carry the registry)."""
+    return image.split("/", 1)[1] if "/" in image else image
+
+
+def _human(interval: timedelta) -> str:
+    seconds = interval.total_seconds()
+    return f"{seconds:g}s" if seconds < 120 else f"{seconds / 60:g}m"
+
+
+def _route_apscheduler_logs() -> None:
+    """Send APScheduler's warnings (skipped or missed runs) through our handlers, in our format."""
+    ours = logging.getLogger("image_updater")
+    aps = logging.getLogger("apscheduler")
+    aps.handlers = list(ours.handlers)
+    aps.propagate = not ours.handlers
+    aps.setLevel(max(logging.WARNING, ours.getEffectiveLevel()))
+
+
+# -- the process entry point ---------------------------------------------------------------------------
+
+
+def webhook_secret(settings: Settings) -> str | None:
+    """The shared webhook secret, or None when ``http.webhook_secret_env`` is not configured."""
+    env = settings.http.webhook_secret_env
+    if not env:
+        return None
+    secret = os.environ.get(env, "")
+    if not secret.strip():
+        raise ConfigError(
+            f"http.webhook_secret_env names {env}, which is not set or empty; set it or remove the setting"
+        )
+    if len(secret) < 16:
+        log.warning("the webhook secret in %s is shorter than 16 characters; use a long random value", env)
+    return secret
+
+
+class ExitTimer:
+    """The last resort: end the process if it has not exited ``timeout`` seconds after the stop signal.
+
+    Interpreter shutdown joins worker threads, so a git subprocess that hangs after its pass was abandoned
+    would otherwise keep the process alive forever. A second stop signal exits at once.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._timer: threading.Timer | None = None
+
+    def arm(self) -> None:
+        if self._timer is not None:
+            log.error("second stop signal: exiting now")
+            _hard_exit()
+        self._timer = threading.Timer(self.timeout, self._expired)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expired(self) -> None:
+        log.error("did not exit within %.0fs of the stop signal (a git or registry call hangs); exiting",
+                  self.timeout)
+        _hard_exit()
+
+
+def _hard_exit() -> None:
+    logging.shutdown()
+    os._exit(1)
+
+
+async def run_until_stopped(
+    daemon: Daemon, server: HttpServer, *, exit_timer: ExitTimer | None = None
+) -> None:
+    """Serve HTTP and run the daemon until SIGTERM or SIGINT (or ``daemon.request_stop()``)."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if exit_timer is not None:
+            exit_timer.arm()
+        daemon.request_stop()
+
+    try:
+        await server.start()
+    except OSError as exc:
+        raise ImageUpdaterError(f"cannot listen on {server.listen}: {exc.strerror or exc}") from None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        await daemon.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await server.close()
+
+
+def serve(
+    settings: Settings, *, dry_run: bool = False, grace_period: float = DEFAULT_GRACE_PERIOD,
+    webhook_min_interval: float = DEFAULT_WEBHOOK_MIN_INTERVAL,
+) -> int:
+    """Run the daemon with its HTTP server until SIGTERM or SIGINT; returns the exit code (0)."""
+    secret = webhook_secret(settings)
+    exit_timer = ExitTimer(grace_period + EXIT_TIMEOUT_MARGIN)
+    asyncio.run(_serve(settings, secret, dry_run, grace_period, webhook_min_interval, exit_timer))
+    # The exit timer stays armed on purpose until the interpreter is gone (see ExitTimer).
+    return 0
+
+
+async def _serve(
+    settings: Settings, secret: str | None, dry_run: bool, grace_period: float, webhook_min_interval: float,
+    exit_timer: ExitTimer,
+) -> None:
+    from image_updater.workflow import make_client, run_source
+
+    metrics = Metrics()
+    by_name = {source.name: source for source in settings.sources}
+    async with make_client(settings, on_request=metrics.registry_request) as client:
+
+        async def one_pass(name: str, stop: threading.Event) -> PassOutcome:
+            outcome: PassOutcome = await run_source(
+                settings, by_name[name], client=client, dry_run=dry_run, stop=stop
+            )
+            return outcome
+
+        daemon = Daemon(
+            list(by_name), interval=settings.interval, pass_fn=one_pass, metrics=metrics,
+            grace_period=grace_period, webhook_min_interval=webhook_min_interval, dry_run=dry_run,
+        )
+        server = HttpServer(daemon, metrics=metrics, listen=settings.http.listen, webhook_secret=secret)
+        await run_until_stopped(daemon, server, exit_timer=exit_timer)

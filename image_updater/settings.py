@@ -1,0 +1,726 @@
+"""Settings: the YAML config file, overridden by ``IMAGE_UPDATER_*`` environment variables.
+
+Every key of the config file (DESIGN "CLI contract") is a field below, with its default and a one-line
+description. ``load_settings`` reads the file (``-c FILE`` or ``IMAGE_UPDATER_CONFIG``) with ruamel.yaml's
+safe loader, lays the environment over it and validates the result:
+
+- ``IMAGE_UPDATER_INTERVAL=30s``, ``IMAGE_UPDATER_COMMIT__AUTHOR_NAME=bot`` (``__`` nests);
+- lists and groups also take JSON: ``IMAGE_UPDATER_POLICY_DIRS='["/etc/policies"]'``; a JSON list
+  replaces the file's list, while ``IMAGE_UPDATER_SOURCES__0__BRANCH=prod`` changes one field of the
+  file's first source;
+- the environment wins over the file; environment variables that name no setting are ignored (tokens are
+  often kept in variables such as ``IMAGE_UPDATER_GIT_TOKEN``), but unknown keys inside a group are errors;
+- durations are written ``90s``, ``5m``, ``1h30m``, ``500ms``, ``2d`` (a unit is required);
+- ``~`` is expanded in paths; relative paths are relative to the working directory.
+
+An invalid configuration raises one ``ConfigError`` whose message lists every bad field by its path
+(``sources[0].url``), never an input value that could be a secret.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from datetime import timedelta
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+from image_updater.errors import ConfigError
+
+__all__ = [
+    "AuthSettings",
+    "CommitSettings",
+    "HttpSettings",
+    "LogSettings",
+    "RegistrySettings",
+    "Settings",
+    "SourceSettings",
+    "Transport",
+    "load_settings",
+    "source_transport",
+]
+
+ENV_PREFIX = "IMAGE_UPDATER_"
+CONFIG_ENV = "IMAGE_UPDATER_CONFIG"
+
+Transport = Literal["https", "http", "ssh", "git", "file", "local"]
+
+# ---------------------------------------------------------------------------------------------------------
+# value parsers
+
+
+def _custom(kind: str, message: str) -> PydanticCustomError:
+    # the message is data, not a template: braces in user input must not be interpreted
+    return PydanticCustomError(kind, "{message}", {"message": message})
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _parse_duration(value: object) -> timedelta:
+    """``90s``, ``5m``, ``1h30m``, ``1.5h``, ``500ms``, ``2d`` -> timedelta (Go-style, a unit is required)."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise PydanticCustomError("duration", "expected a duration such as 90s, 5m or 1h30m")
+    text = str(value).strip().lower().replace(" ", "")
+    if isinstance(value, int | float) or text.replace(".", "", 1).isdigit():
+        raise _custom("duration", f"a duration needs a unit: write {text or '0'}s or {text or '0'}m")
+    pos = 0
+    seconds = 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    if not text or pos != len(text):
+        raise _custom("duration", f"{str(value)!r} is not a duration; write e.g. 90s, 5m or 1h30m")
+    return timedelta(seconds=seconds)
+
+
+def _expand_path(value: object) -> object:
+    if isinstance(value, str | os.PathLike):
+        return Path(os.fspath(value)).expanduser()
+    return value
+
+
+def _is_env_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise _custom("env_name", f"{value!r} is not an environment variable name")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+ExpandedPath = Annotated[Path, BeforeValidator(_expand_path)]
+EnvName = Annotated[str, AfterValidator(_is_env_name)]
+
+
+def source_transport(url: str) -> Transport:
+    """How git reaches ``url``: by a URL scheme, scp-like ``[user@]host:path`` (ssh), or a local path."""
+    scheme, sep, _ = url.partition("://")
+    if sep:
+        lowered = scheme.lower()
+        if lowered in ("ssh", "git+ssh", "ssh+git"):
+            return "ssh"
+        if lowered in ("https", "http", "git", "file"):
+            return lowered  # type: ignore[return-value]
+        raise ValueError(f"unsupported URL scheme {scheme!r} (use https, http, ssh, git, file or a path)")
+    # git's own rule: a colon before the first slash makes it scp-like syntax for ssh
+    colon, slash = url.find(":"), url.find("/")
+    if colon > 0 and (slash < 0 or colon < slash):
+        return "ssh"
+    return "local"
+
+
+_BRANCH_BAD = re.compile(r"(^[-/.])|(\.\.)|([\x00-\x20~^:?*\[\\\x7f])|(@\{)|(/\.)|(//)|(\.lock$)|([/.]$)")
+
+
+def _check_branch(value: str) -> str:
+    if not value or value == "@" or _BRANCH_BAD.search(value):
+        raise _custom("branch", f"{value!r} is not a valid branch name")
+    return value
+
+
+BranchName = Annotated[str, AfterValidator(_check_branch)]
+
+
+def _check_repo_path(raw: str) -> str:
+    text = raw.replace("\\", "/")
+    pure = PurePosixPath(text)
+    if not text or pure.is_absolute() or text.startswith("~"):
+        raise _custom("repo_path", f"{raw!r} must be relative to the repository root")
+    if ".." in pure.parts:
+        raise _custom("repo_path", f"{raw!r} must not leave the repository ('..')")
+    if pure.parts and pure.parts[0] == ".git":
+        raise _custom("repo_path", f"{raw!r} must not point into .git")
+    return str(pure)
+
+
+RepoPath = Annotated[str, AfterValidator(_check_repo_path)]
+
+
+class _Strict(BaseModel):
+    """A config group: unknown keys are errors, assignments re-validate."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+
+
+def _problems(*problems: tuple[str, str]) -> PydanticCustomError:
+    """Several problems of one model, each with its own sub-path: expanded by the error formatter."""
+    return PydanticCustomError(
+        "field_problems",
+        "{summary}",
+        {"summary": "; ".join(f"{p}: {m}" for p, m in problems), "problems": [list(p) for p in problems]},
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# groups
+
+
+class AuthSettings(_Strict):
+    """How git authenticates to a source. Secrets never appear in the config file itself."""
+
+    token_env: EnvName | None = None
+    """Environment variable holding an HTTPS token (or password); handed to git through GIT_ASKPASS."""
+
+    username: str = "x-access-token"
+    """User name sent with the HTTPS token; GitHub, GitLab and Gitea accept any name with a token."""
+
+    ssh_key_file: ExpandedPath | None = None
+    """Private key for SSH URLs (used with IdentitiesOnly); none = ssh-agent or ssh's default keys."""
+
+    known_hosts: ExpandedPath | None = None
+    """known_hosts file holding the SSH server's host key; required for SSH URLs (host keys are verified)."""
+
+    insecure_skip_host_key_check: bool = False
+    """Accept any SSH host key (man-in-the-middle risk); only for throwaway test setups."""
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        if not value or ":" in value or any(c.isspace() for c in value):
+            raise ValueError("must be a non-empty name without ':' or whitespace")
+        return value
+
+
+class SourceSettings(_Strict):
+    """One git repository to keep up to date."""
+
+    name: str
+    """Unique name of the source: used in logs, metrics, commit messages and the cache directory."""
+
+    url: str
+    """Git URL (https://, ssh://, scp-like user@host:path, git://, file://) or a local path."""
+
+    branch: BranchName = "main"
+    """Branch to read and to push to."""
+
+    push_branch: BranchName | None = None
+    """Push to this branch instead; it is rebuilt from ``branch`` every pass and force-pushed with lease."""
+
+    paths: list[RepoPath] = Field(default_factory=lambda: ["."])
+    """Directories or files inside the repository to scan, relative to its root."""
+
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    """Credentials for git: an HTTPS token from the environment or an SSH key with known_hosts."""
+
+    @property
+    def transport(self) -> Transport:
+        """How git reaches ``url`` (``https``, ``http``, ``ssh``, ``git``, ``file`` or ``local``)."""
+        return source_transport(self.url)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.strip() or value != value.strip() or any(ord(c) < 32 or c == "\x7f" for c in value):
+            raise ValueError("must be a non-empty name without control characters or surrounding spaces")
+        if len(value) > 100:
+            raise ValueError("must be at most 100 characters long")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty")
+        transport = source_transport(value)  # ValueError for an unknown scheme
+        if transport in ("https", "http", "ssh", "git"):
+            rest = value.split("://", 1)[1] if "://" in value else value
+            userinfo, at, _ = rest.partition("/")[0].rpartition("@")
+            if at and ":" in userinfo:
+                # the URL is stored in .git/config and shows up in logs: credentials never go there
+                raise ValueError(
+                    "credentials in the URL are not allowed; put the token in an environment variable "
+                    "and name it in auth.token_env (or use auth.ssh_key_file)"
+                )
+            if at and transport in ("https", "http"):
+                raise ValueError(
+                    "a user name in an HTTPS URL is not allowed (it is often a token); use auth.username "
+                    "and auth.token_env"
+                )
+        if transport == "local":
+            return os.path.expanduser(value)
+        return value
+
+    @field_validator("paths")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must name at least one path (use '.' for the whole repository)")
+        return value
+
+    @model_validator(mode="after")
+    def _auth_fits_url(self) -> SourceSettings:
+        problems: list[tuple[str, str]] = []
+        try:
+            transport = self.transport
+        except ValueError:
+            return self  # the url validator has reported it
+        auth = self.auth
+        if auth.token_env and transport not in ("https", "http"):
+            problems.append(("auth.token_env", f"a token is only used with https URLs, not {transport}"))
+        if auth.ssh_key_file and transport != "ssh":
+            problems.append(("auth.ssh_key_file", f"an SSH key is only used with SSH URLs, not {transport}"))
+        if transport == "ssh" and auth.known_hosts is None and not auth.insecure_skip_host_key_check:
+            problems.append(
+                (
+                    "auth.known_hosts",
+                    "required for SSH URLs (host keys are verified); set "
+                    "auth.insecure_skip_host_key_check: true only for a throwaway setup",
+                )
+            )
+        if self.push_branch is not None and self.push_branch == self.branch:
+            problems.append(
+                ("push_branch", "must differ from branch (leave it unset to push to branch itself)")
+            )
+        if problems:
+            raise _problems(*problems)
+        return self
+
+
+class CommitSettings(_Strict):
+    """Identity and message of the commits image-updater makes."""
+
+    author_name: str = "image-updater"
+    """Author name of update commits."""
+
+    author_email: str = "image-updater@localhost"
+    """Author e-mail of update commits."""
+
+    committer_name: str | None = None
+    """Committer name; defaults to the author name."""
+
+    committer_email: str | None = None
+    """Committer e-mail; defaults to the author e-mail."""
+
+    message_template: str | None = None
+    """Jinja2 template of the commit message (sandboxed: changes, summary, files, source); none = built-in."""
+
+    skip_ci: bool = False
+    """Append ``[skip ci]`` to the commit subject."""
+
+    @property
+    def author(self) -> tuple[str, str]:
+        """``(name, email)`` of the author."""
+        return (self.author_name, self.author_email)
+
+    @property
+    def committer(self) -> tuple[str, str]:
+        """``(name, email)`` of the committer (the author unless set)."""
+        return (self.committer_name or self.author_name, self.committer_email or self.author_email)
+
+    @field_validator("author_name", "author_email", "committer_name", "committer_email")
+    @classmethod
+    def _identity(cls, value: str | None) -> str | None:
+        # git rejects these characters in identities (and newlines would forge commit headers)
+        if value is not None and (not value.strip() or any(c in value for c in "<>\n\r\x00")):
+            raise ValueError("must be non-empty and must not contain <, > or a line break")
+        return value
+
+    @field_validator("message_template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None:
+            from image_updater.commitmsg import check_template
+
+            try:
+                check_template(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
+_CREDENTIALS = re.compile(r"(env:[A-Za-z_][A-Za-z0-9_]*|file:.+|dockerconfig:.+)", re.DOTALL)
+
+
+class RegistrySettings(_Strict):
+    """Endpoint, TLS, credentials and limits for the registries under one prefix."""
+
+    prefix: str
+    """Registry host (and optional path) this entry applies to, e.g. ``ghcr.io/acme``; longest prefix wins."""
+
+    api_url: str | None = None
+    """Endpoint to talk to instead of the registry host (a mirror or a local port), e.g. ``http://127.0.0.1:5000``."""
+
+    insecure: bool = False
+    """Talk plain HTTP to this registry."""
+
+    tls_verify: bool = True
+    """Verify the registry's TLS certificate."""
+
+    ca_file: ExpandedPath | None = None
+    """PEM bundle of CA certificates to trust for this registry."""
+
+    credentials: str | None = None
+    """``env:VAR`` or ``file:PATH`` (holding ``user:password``) or ``dockerconfig:PATH``; none = defaults."""
+
+    rate_limit: float | None = Field(default=None, gt=0)
+    """Maximum requests per second to this registry; none = unlimited."""
+
+    max_concurrency: int = Field(default=8, ge=1, le=1024)
+    """Maximum requests in flight to this registry."""
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value:
+            raise ValueError("must not be empty")
+        if "://" in value:
+            raise ValueError("is a registry host, not a URL (put the endpoint in api_url)")
+        if any(c.isspace() for c in value) or "@" in value:
+            raise ValueError("must be a registry host with an optional path, e.g. ghcr.io/acme")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().rstrip("/")
+        if not re.fullmatch(r"https?://[^/\s@]+(/\S*)?", value):
+            raise ValueError("must be an http:// or https:// URL without credentials")
+        return value
+
+    @field_validator("credentials")
+    @classmethod
+    def _credentials(cls, value: str | None) -> str | None:
+        if value is not None and not _CREDENTIALS.fullmatch(value):
+            # never echo the value: a user may have pasted the password itself here
+            raise ValueError("must be env:VAR, file:PATH or dockerconfig:PATH")
+        return value
+
+
+class HttpSettings(_Strict):
+    """The daemon's HTTP endpoint: health, readiness, metrics and the webhook."""
+
+    listen: str = "127.0.0.1:8080"
+    """Address to listen on, ``host:port`` (``[::1]:8080`` for IPv6, ``0.0.0.0:8080`` for all interfaces)."""
+
+    webhook_secret_env: EnvName | None = None
+    """Environment variable holding the shared secret for ``POST /webhook``; none = webhook disabled."""
+
+    @property
+    def host(self) -> str:
+        """The host part of ``listen`` (without IPv6 brackets)."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The port part of ``listen``."""
+        return int(self.listen.rpartition(":")[2])
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})", value.strip())
+        if not match or int(match.group(2)) > 65535:
+            raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:8080)")
+        return value.strip()
+
+
+class LogSettings(_Strict):
+    """Log output on stderr."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level logged; tracebacks are shown only at debug."""
+
+    format: Literal["text", "json"] = "text"
+    """``text`` lines or one JSON object per line."""
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+def _duplicates(keys: Sequence[object], group: str, field: str, what: str) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    first: dict[object, int] = {}
+    for i, key in enumerate(keys):
+        if key is None:
+            continue
+        if key in first:
+            problems.append((f"{group}[{i}].{field}", f"duplicate {what} (also {group}[{first[key]}])"))
+        first.setdefault(key, i)
+    return problems
+
+
+def _raw_duplicates(data: Mapping[str, Any]) -> list[str]:
+    """Duplicate names found before validation, so they are reported with every other problem."""
+
+    def keys(group: str, field: str) -> list[object]:
+        items = data.get(group)
+        if not isinstance(items, list):
+            return []
+        values: list[object] = []
+        for item in items:
+            value = item.get(field) if isinstance(item, dict) else None
+            if isinstance(value, str) and field == "prefix":
+                value = value.strip().rstrip("/")
+            values.append(value if isinstance(value, str) else None)
+        return values
+
+    problems = _duplicates(keys("sources", "name"), "sources", "name", "source name")
+    problems += _duplicates(keys("registries", "prefix"), "registries", "prefix", "prefix")
+    return [f"{path}: {message}" for path, message in problems]
+
+
+class Settings(BaseSettings):
+    """The whole configuration of image-updater."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+        validate_assignment=True,
+        use_attribute_docstrings=True,
+    )
+
+    interval: Duration = timedelta(minutes=5)
+    """Time between two passes of the daemon (at least 1s; each run is jittered by up to 10%)."""
+
+    cache_dir: ExpandedPath = Field(default_factory=lambda: Path("~/.cache/image-updater").expanduser())
+    """Working copies of the sources and the registry metadata cache live here."""
+
+    policy_dirs: list[ExpandedPath] = Field(default_factory=list)
+    """Extra directories of ImagePolicy files, besides those found in the scanned trees."""
+
+    sources: list[SourceSettings] = Field(default_factory=list)
+    """Git repositories to update."""
+
+    commit: CommitSettings = Field(default_factory=CommitSettings)
+    """Identity and message of update commits."""
+
+    registries: list[RegistrySettings] = Field(default_factory=list)
+    """Per-registry endpoint, TLS, credentials and limits (matched by prefix)."""
+
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    """The daemon's HTTP endpoint."""
+
+    log: LogSettings = Field(default_factory=LogSettings)
+    """Log level and format."""
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise _custom("duration", "must be at least 1s")
+        return value
+
+    @model_validator(mode="after")
+    def _unique(self) -> Settings:
+        problems = _duplicates(
+            [s.name for s in self.sources], "sources", "name", "source name"
+        ) + _duplicates([r.prefix for r in self.registries], "registries", "prefix", "prefix")
+        if problems:
+            raise _problems(*problems)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings merges file and environment itself (it supports list indexes, which
+        # pydantic-settings' own merge does not); Settings(**values) validates exactly what it is given.
+        return (init_settings,)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# loading
+
+
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' environment parsing (prefix, ``__`` nesting, JSON) over any mapping."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {k.lower(): v for k, v in self._environ.items()}
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        data = YAML(typ="safe", pure=True).load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        raise ConfigError(f"config file {where}: {exc.problem or exc.context}") from None
+    except YAMLError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping of settings")
+    return data
+
+
+def _env_var(path: Sequence[str | int]) -> str:
+    return ENV_PREFIX + "__".join(str(p).upper() for p in path)
+
+
+def _merge(base: Any, override: Any, path: tuple[str, ...], problems: list[str]) -> Any:
+    """Lay ``override`` (from the environment) over ``base`` (from the file)."""
+    if isinstance(override, dict) and isinstance(base, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = _merge(base.get(key), value, (*path, key), problems)
+        return merged
+    if isinstance(override, dict) and override and all(str(k).isdigit() for k in override):
+        # IMAGE_UPDATER_SOURCES__0__BRANCH: one field of one entry of a list from the file
+        items = list(base) if isinstance(base, list) else []
+        for key, value in override.items():
+            index = int(key)
+            if index >= len(items):
+                problems.append(
+                    f"{_format_loc([*path, index])}: no such entry to override from {_env_var((*path, key))} "
+                    f"(the list has {len(items)})"
+                )
+                continue
+            items[index] = _merge(items[index], value, (*path, key), problems)
+        return items
+    if isinstance(override, str) and isinstance(base, list | dict) and override.strip()[:1] in ("[", "{"):
+        with suppress(ValueError):
+            return json.loads(override)
+    return override
+
+
+def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The config group a validation error location points into (for did-you-mean hints)."""
+    model: type[BaseModel] | None = Settings
+    for part in loc:
+        if model is None or isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        annotation: Any = field.annotation
+        while getattr(annotation, "__args__", None) and not (
+            isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        ):
+            annotation = next(
+                (a for a in annotation.__args__ if isinstance(a, type) and issubclass(a, BaseModel)), None
+            )
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return model
+
+
+def _format_loc(loc: Sequence[str | int]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _env_name(loc: Sequence[str | int], env_data: Mapping[str, Any]) -> str | None:
+    """The environment variable that supplied the value at ``loc``, if one did."""
+    node: Any = env_data
+    for depth, part in enumerate(loc):
+        key = str(part).lower()
+        if not (isinstance(node, dict) and key in node):
+            return None
+        node = node[key]
+        if not isinstance(node, dict):
+            return _env_var(loc[: depth + 1])
+    return _env_var(loc) if loc else None
+
+
+def _messages(exc: ValidationError, env_data: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = [p for p in error["loc"] if isinstance(p, str | int)]
+        ctx = error.get("ctx") or {}
+        if error["type"] == "field_problems":
+            for sub, message in ctx["problems"]:
+                base = _format_loc(loc)
+                lines.append(f"{base}.{sub}: {message}" if base else f"{sub}: {message}")
+            continue
+        message = str(error["msg"])
+        message = message.removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+            model = _model_at(loc[:-1])
+            if model is not None:
+                close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+                if close:
+                    message += f" (did you mean {close[0]!r}?)"
+                else:
+                    message += f" (known keys: {', '.join(model.model_fields)})"
+        elif error["type"] == "missing":
+            message = "required"
+        env = _env_name(loc, env_data)
+        if env:
+            message += f" (from {env})"
+        lines.append(f"{_format_loc(loc) or '(top level)'}: {message}")
+    return lines
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Load the config file ``path`` (else ``$IMAGE_UPDATER_CONFIG``, else none) with the environment over it.
+
+    ``env`` defaults to ``os.environ``. Raises ``ConfigError`` listing every invalid field.
+    """
+    environ: Mapping[str, str] = os.environ if env is None else env
+    if path is None:
+        path = environ.get(CONFIG_ENV) or None
+    file = Path(path).expanduser() if path is not None else None
+    data = _read_yaml(file) if file is not None else {}
+    origin = f"{file}" if file is not None else "defaults"
+    try:
+        env_data = _EnvSource(Settings, environ)()
+    except SettingsError as exc:
+        cause = str(exc.__cause__ or exc)
+        raise ConfigError(f"invalid configuration in the environment: {cause}") from None
+    problems: list[str] = []
+    merged = _merge(data, env_data, (), problems)
+    try:
+        settings = Settings(**merged)
+    except ValidationError as exc:
+        for line in [*_messages(exc, env_data), *_raw_duplicates(merged)]:
+            if line not in problems:
+                problems.append(line)
+    else:
+        if not problems:
+            return settings
+    if env_data:
+        origin += " + environment"
+    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    raise ConfigError(f"invalid configuration ({origin}), {count}:\n" + "\n".join(f"  {p}" for p in problems))

@@ -303,7 +303,7 @@ async def exchange(
                 speaks_plain = ssl_error is not None and not verify_failed
                 if speaks_plain and endpoint.https_fallback and url.scheme == "https":
                     # Like the Docker daemon for 127.0.0.0/8: a loopback registry may speak plain HTTP.
-                    log.info("registry %s does not speak TLS; using plain HTTP (loopback)", endpoint.name)
+                    log.debug("registry %s does not speak TLS; using plain HTTP (loopback)", endpoint.name)
                     endpoint.base_url = "http://" + endpoint.base_url.removeprefix("https://")
                     endpoint.https_fallback = False
                     url = url.copy_with(scheme="http")

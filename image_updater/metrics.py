@@ -13,13 +13,14 @@ from __future__ import annotations
 from typing import Final, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from image_updater import __version__
 
 __all__ = ["CONTENT_TYPE", "ERROR_KINDS", "PASS_OUTCOMES", "WEBHOOK_RESULTS", "Metrics"]
 
-CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+# The classic text format: every Prometheus version (and every other scraper) parses it, and our metric
+# names need none of the newer format's escaping. prometheus_client >= 0.22 would announce 1.0.0.
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 PassOutcomeLabel = Literal["success", "errors", "failed", "abandoned"]
 # success: the pass completed without any error; errors: it completed but reported error entries (a file

@@ -49,7 +49,9 @@ class Outcome:
 class Recorder:
     """A pass function that records every call and can be told what to do per call."""
 
-    def __init__(self, behaviour: Callable[[str, int, threading.Event], Awaitable[PassOutcome]] | None = None):
+    def __init__(
+        self, behaviour: Callable[[str, int, threading.Event], Awaitable[PassOutcome]] | None = None
+    ):
         self.starts: dict[str, list[float]] = {}
         self.ends: dict[str, list[float]] = {}
         self.active: dict[str, int] = {}
@@ -86,7 +88,9 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float:
     return 0.0 if value is None else value
 
 
-def make(recorder: Recorder, sources: tuple[str, ...] = ("a",), interval: float = 3600, **kwargs: object) -> Daemon:
+def make(
+    recorder: Recorder, sources: tuple[str, ...] = ("a",), interval: float = 3600, **kwargs: object
+) -> Daemon:
     return Daemon(list(sources), interval=timedelta(seconds=interval), pass_fn=recorder, **kwargs)  # type: ignore[arg-type]
 
 
@@ -234,15 +238,26 @@ def capture_logs() -> list[logging.LogRecord]:
 
 def change(file: str, image: str, old: str, new: str) -> Change:
     return Change(
-        file=file, line=7, resource="Deployment/default/web", container="web", image=image,
-        old=f"{image}:{old}", new=f"{image}:{new}", old_tag=old, new_tag=new, policy="semver:^1",
+        file=file,
+        line=7,
+        resource="Deployment/default/web",
+        container="web",
+        image=image,
+        old=f"{image}:{old}",
+        new=f"{image}:{new}",
+        old_tag=old,
+        new_tag=new,
+        policy="semver:^1",
         origin="annotation",
     )
 
 
 def test_outcomes_feed_logs_and_metrics() -> None:
     result = Result(
-        updates=(change("apps/web.yaml", "nginx", "1.25.0", "1.27.0"), change("apps/api.yaml", "ghcr.io/x/api", "1.0", "1.1")),
+        updates=(
+            change("apps/web.yaml", "nginx", "1.25.0", "1.27.0"),
+            change("apps/api.yaml", "ghcr.io/x/api", "1.0", "1.1"),
+        ),
         errors=(
             ErrorEntry("apps/db.yaml", 3, "quay.io/x/db", "quay.io: repository x/db not found"),
             ErrorEntry("apps/broken.yaml", 1, None, "apps/broken.yaml:1: does not parse"),
@@ -272,16 +287,22 @@ def test_outcomes_feed_logs_and_metrics() -> None:
     assert sample(m, "image_updater_passes_total", source="a", outcome="errors") == 1
     assert sample(m, "image_updater_passes_total", source="git-down", outcome="failed") == 1
     assert sample(m, "image_updater_last_success_timestamp_seconds", source="a") > 0
-    assert m.registry.get_sample_value("image_updater_last_success_timestamp_seconds", {"source": "git-down"}) is None
+    assert (
+        m.registry.get_sample_value("image_updater_last_success_timestamp_seconds", {"source": "git-down"})
+        is None
+    )
     assert sample(m, "image_updater_pass_duration_seconds_count", source="a") == 1
 
     updated = [r for r in records if r.getMessage().startswith("updated ")]
     assert [(r.source, r.file, r.image) for r in updated] == [  # type: ignore[attr-defined]
-        ("a", "apps/web.yaml", "nginx"), ("a", "apps/api.yaml", "ghcr.io/x/api"),
+        ("a", "apps/web.yaml", "nginx"),
+        ("a", "apps/api.yaml", "ghcr.io/x/api"),
     ]
     errors = [r for r in records if r.levelno == logging.ERROR]
     assert {(r.source, getattr(r, "file", None), getattr(r, "image", None)) for r in errors} == {  # type: ignore[attr-defined]
-        ("a", "apps/db.yaml", "quay.io/x/db"), ("a", "apps/broken.yaml", None), ("git-down", None, None),
+        ("a", "apps/db.yaml", "quay.io/x/db"),
+        ("a", "apps/broken.yaml", None),
+        ("git-down", None, None),
     }
 
 
@@ -315,7 +336,10 @@ def test_pushes_map_to_the_sources_that_track_the_image() -> None:
         release.set()
         await wait_until(lambda: recorder.count("late") == 1)
         assert daemon.sources_for([push("docker.io", "library/nginx")]) == ["a"]
-        assert daemon.sources_for([push("docker.io", "library/redis"), push("ghcr.io", "x/api")]) == ["a", "c"]
+        assert daemon.sources_for([push("docker.io", "library/redis"), push("ghcr.io", "x/api")]) == [
+            "a",
+            "c",
+        ]
         # the registry announces itself under another host name than the YAML uses: match on the path
         assert daemon.sources_for([push("10.0.0.5:5000", "team/app")]) == ["b"]
         assert daemon.sources_for([push(None, "team/app")]) == ["b"]
@@ -455,8 +479,11 @@ CHILD = textwrap.dedent(
 
 def start_child(mode: str, grace: float) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, mode, str(grace)], cwd=ROOT, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-c", CHILD, mode, str(grace)],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()  # blocks until the first pass runs (or the child dies)
@@ -487,7 +514,7 @@ def test_signal_stops_a_cooperative_pass_and_exits_zero(sig: signal.Signals) -> 
 def test_sigterm_abandons_a_pass_that_outlives_the_grace_period() -> None:
     proc = start_child("stubborn", 0.5)
     proc.send_signal(signal.SIGTERM)
-    code, out, err = finish(proc)
+    code, _out, err = finish(proc)
     assert code == 0, err
     assert "did not finish within the grace period" in err
 
@@ -495,7 +522,7 @@ def test_sigterm_abandons_a_pass_that_outlives_the_grace_period() -> None:
 def test_last_resort_timer_ends_a_process_held_by_a_hung_thread() -> None:
     proc = start_child("hung-thread", 0.5)
     proc.send_signal(signal.SIGTERM)
-    code, out, err = finish(proc)
+    code, _out, err = finish(proc)
     assert code == 1
     assert "did not exit within" in err
 
@@ -505,7 +532,7 @@ def test_a_second_signal_exits_at_once() -> None:
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
-    code, out, err = finish(proc)
+    code, _out, err = finish(proc)
     assert code == 1
     assert "second stop signal" in err
     assert os.name == "posix"

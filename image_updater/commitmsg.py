@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
 from image_updater.errors import ConfigError
@@ -73,12 +73,16 @@ def _where(exc: TemplateError) -> str:
     return f" (line {line})" if isinstance(exc, TemplateSyntaxError) and line else ""
 
 
-def check_template(template: str) -> None:
-    """Compile ``template`` without rendering it; ``ConfigError`` if it is not valid Jinja2."""
+def _compile(template: str) -> Template:
     try:
-        _environment().from_string(template)
+        return _environment().from_string(template)
     except TemplateError as exc:
         raise ConfigError(f"commit message template does not compile{_where(exc)}: {exc}") from None
+
+
+def check_template(template: str) -> None:
+    """Compile ``template`` without rendering it; ``ConfigError`` if it is not valid Jinja2."""
+    _compile(template)
 
 
 def render_commit_message(
@@ -98,9 +102,9 @@ def render_commit_message(
         "files": sorted({c.file for c in changes}),
         "source": source,
     }
-    text = DEFAULT_TEMPLATE if template is None else template
+    compiled = _compile(DEFAULT_TEMPLATE if template is None else template)
     try:
-        rendered = _environment().from_string(text).render(context)
+        rendered = compiled.render(context)
     except TemplateError as exc:
         raise ConfigError(f"commit message template failed{_where(exc)}: {exc}") from None
     except Exception as exc:  # a template's own arithmetic or type error: the template is at fault

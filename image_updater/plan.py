@@ -3,19 +3,39 @@
 The ``Result`` is the one value that renders the dry-run report, the commit message, the logs and the
 metrics. This module is pure: no I/O.
 
-INTERFACE SKELETON — the planner itself is being written (issue 4). Keep the names and the JSON-facing
-fields below; add fields (with defaults) where the implementation needs them.
+``build_plan`` turns discovery's targets and the registry layer's answers into that Result: a ``Change`` for
+every scalar whose new value differs (written per DESIGN "Image references": the user's spelling kept, a
+tagless reference gets ``:<tag>``, a digest kept or added when the reference had one or the policy pins it,
+only the tag for ``:tag`` markers and ``newTag``), ``Unchanged`` for scalars already right, and an
+``ErrorEntry`` per target whose registry failed or whose policy admits no tag. The order is deterministic:
+file, then position in the file.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from image_updater.policies import Policy
+from image_updater.references import is_valid_tag
 
-__all__ = ["Change", "ErrorEntry", "Origin", "Resolution", "ResolveKey", "Result", "Skipped", "Unchanged"]
+if TYPE_CHECKING:  # discover imports this module for the entry types
+    from image_updater.discover import Discovery, Target
+
+__all__ = [
+    "Change",
+    "ErrorEntry",
+    "Origin",
+    "Resolution",
+    "ResolveKey",
+    "Result",
+    "Skipped",
+    "Unchanged",
+    "build_plan",
+    "render_value",
+]
 
 Origin = Literal["annotation", "marker", "policy-file"]
 
@@ -63,6 +83,8 @@ class Change:
     origin: Origin
     start: int = 0  # character span of the scalar in the file's text, quotes included
     end: int = 0
+    digest: str | None = None  # the new tag's digest when one is written
+    policy_source: str | None = None  # "file:line" of the annotation, policy file or ImagePolicy
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,3 +156,91 @@ class Result:
             "skipped": [s.to_dict() for s in self.skipped],
             "errors": [e.to_dict() for e in self.errors],
         }
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The files with updates, sorted."""
+        return tuple(sorted({c.file for c in self.updates}))
+
+
+class _NoValue(ValueError):
+    pass
+
+
+def _writes_digest(target: Target) -> bool:
+    return target.part in ("tag-digest", "digest", "digest-hex") or (
+        target.part == "reference" and target.needs_digest
+    )
+
+
+def render_value(target: Target, resolution: Resolution) -> str:
+    """The new value of ``target``'s scalar (unquoted) for the tag (and digest) in ``resolution``."""
+    tag, digest = resolution.tag, resolution.digest
+    if tag is None or not is_valid_tag(tag):
+        raise _NoValue(f"the registry answered an invalid tag {tag!r}")
+    part = target.part
+    if _writes_digest(target) and not digest:
+        raise _NoValue(f"the registry reported no digest for {target.image.name}:{tag}")
+    if part == "reference":
+        name = target.write_name or target.image.written_name
+        return f"{name}:{tag}@{digest}" if target.needs_digest else f"{name}:{tag}"
+    if part == "tag":
+        return tag
+    if part == "tag-digest":
+        return f"{tag}@{digest}"
+    if part == "digest":
+        return str(digest)
+    if part == "digest-hex":
+        algorithm, _, hex_digest = str(digest).partition(":")
+        if algorithm != "sha256":
+            raise _NoValue(f"the field holds a sha256 hex digest, but the registry answered {digest}")
+        return hex_digest
+    return target.write_name or target.image.written_name  # "name"
+
+
+def build_plan(discovery: Discovery, resolutions: Mapping[ResolveKey, Resolution]) -> Result:
+    """Decide every target of ``discovery`` with the registry layer's ``resolutions``. Pure."""
+    updates: list[Change] = []
+    unchanged: list[Unchanged] = []
+    errors: list[ErrorEntry] = list(discovery.errors)
+    for target in discovery.targets:
+        image = target.image.written_name
+        policy = str(target.policy)
+        resolution = resolutions.get(target.resolve_key)
+
+        def fail(message: str, target: Target = target, image: str = image) -> None:
+            errors.append(ErrorEntry(file=target.file, line=target.line, image=image, message=message))
+
+        if resolution is None:
+            fail(f"{target.image.name} was not resolved for policy {policy}")
+            continue
+        if resolution.error is not None:
+            fail(resolution.error)
+            continue
+        if resolution.tag is None:
+            fail(f"no tag of {target.image.name} satisfies policy {policy}"
+                 + (f" (current tag {target.image.tag})" if target.image.tag else ""))
+            continue
+        try:
+            new = render_value(target, resolution)
+        except _NoValue as exc:
+            fail(str(exc))
+            continue
+        if new == target.value:
+            unchanged.append(Unchanged(
+                file=target.file, line=target.line, resource=target.resource, container=target.container,
+                image=image, old=target.value, old_tag=target.image.tag, policy=policy, origin=target.origin,
+            ))
+            continue
+        updates.append(Change(
+            file=target.file, line=target.line, resource=target.resource, container=target.container,
+            image=image, old=target.value, new=new, old_tag=target.image.tag, new_tag=resolution.tag,
+            policy=policy, origin=target.origin, start=target.start, end=target.end,
+            digest=resolution.digest if _writes_digest(target) else None,
+            policy_source=target.policy_source,
+        ))
+    updates.sort(key=lambda c: (c.file, c.start))
+    unchanged.sort(key=lambda u: (u.file, u.line))
+    errors.sort(key=lambda e: (e.file or "", e.line or 0, e.message))
+    return Result(updates=tuple(updates), unchanged=tuple(unchanged), skipped=discovery.skipped,
+                  errors=tuple(errors))

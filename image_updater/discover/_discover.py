@@ -1,0 +1,446 @@
+"""The discovery pass over (path, text) pairs: policy definitions first, then targets file by file.
+
+Precedence when several origins claim one scalar: a locked, ignored or switched-off workload wins over
+everything (the field is reported as skipped); then a setter marker (it sits on the very scalar), then a
+workload annotation, then a policy file's targets. Two policy files giving one scalar different policies
+is an error naming both. A container a workload's annotations leave without a policy is reported as
+skipped unless another origin gives it one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar, cast
+
+from image_updater.errors import YamlEditError
+from image_updater.plan import ErrorEntry, Origin, Skipped
+from image_updater.policies import Policy
+from image_updater.references import ImageReference
+from image_updater.yamledit import ParsedFile, parse_yaml, scalar_span
+
+from ._annotations import WorkloadPolicies, read_annotations, workload_policies
+from ._fields import (
+    ContainerImage,
+    Slot,
+    container_slot,
+    flux_helm_release_slots,
+    helm_value_slots,
+    kustomize_slots,
+    pod_containers,
+)
+from ._markers import MARKER_KEY, find_markers
+from ._model import Discovery, Part, Target
+from ._nodes import LineIndex, MappingNode, Node, ScalarNode, SequenceNode, get, node_line, scalar
+from ._policies import PolicyDef, PolicyIndex, TargetRule
+
+__all__ = ["KUSTOMIZATION_FILES", "FileInput", "discover_files", "may_hold_targets"]
+
+FileInput = Mapping[str, str] | Iterable[tuple[str, str]]
+KUSTOMIZATION_FILES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
+
+_P_WEAK_SKIP, _P_POLICY_FILE, _P_ANNOTATION, _P_MARKER, _P_BLOCK = 0, 1, 2, 3, 100
+_FLUX_V1 = re.compile(
+    r"(?:fluxcd\.io|flux\.weave\.works)/(?:automated|locked|ignore|tag\.)"
+    r"|(?:filter|repository|tag|registry)\.fluxcd\.io/"
+)
+_T = TypeVar("_T")
+_POLICY_HINTS = ("ImagePolicy", "ImageRepository", "image-updater.io/v")
+
+
+def _entries(files: FileInput) -> list[tuple[str, str]]:
+    if isinstance(files, Mapping):
+        return list(cast(Mapping[str, str], files).items())
+    return list(files)
+
+
+def _basename(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+def may_hold_targets(path: str, text: str, has_rules: bool) -> bool:
+    """The cheap text prefilter: can this file hold a target at all? (No false negatives.)"""
+    if "image-updater.io/" in text or MARKER_KEY in text:
+        return True
+    if ("fluxcd.io/" in text or "flux.weave.works/" in text) and _FLUX_V1.search(text):
+        return True
+    return has_rules and ("image" in text or "Image" in text)
+
+
+@dataclass(slots=True)
+class _Object:
+    """One Kubernetes-style object: a document, or an item of a ``List``."""
+
+    node: Node
+    kind: str | None
+    api: str
+    resource: str | None
+    start: int
+    end: int
+    kustomization: bool = False
+    containers: list[ContainerImage] = field(default_factory=list)
+    helm_slots: dict[str, Slot] = field(default_factory=dict)
+    policies: WorkloadPolicies | None = None
+
+
+@dataclass(slots=True)
+class _Claim:
+    """An origin's claim on one scalar: a target (``policy`` set) or a skip (``reason`` set)."""
+
+    node: ScalarNode
+    priority: int
+    obj: _Object | None
+    container: str | None
+    image: ImageReference
+    value: str = ""
+    part: Part = "reference"
+    write_name: str = ""
+    policy: Policy | None = None
+    origin: Origin = "annotation"
+    source: str | None = None
+    group: object = None
+    reason: str | None = None
+
+
+def _resource(kind: str | None, node: Node) -> str | None:
+    if not kind:
+        return None
+    metadata = get(node, "metadata")
+    name = scalar(get(metadata, "name"))
+    namespace = scalar(get(metadata, "namespace"))
+    if not name:
+        return kind
+    return f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
+
+
+def _objects(doc: Node, file: str) -> list[_Object]:
+    nodes: list[Node] = [doc]
+    if isinstance(doc, MappingNode):
+        kind = scalar(get(doc, "kind")) or ""
+        entries = get(doc, "items")
+        if kind.endswith("List") and isinstance(entries, SequenceNode):
+            nodes = [item for item in entries.value if isinstance(item, MappingNode)]
+    out: list[_Object] = []
+    for node in nodes:
+        obj_kind = scalar(get(node, "kind")) if isinstance(node, MappingNode) else None
+        api = (scalar(get(node, "apiVersion")) or "") if isinstance(node, MappingNode) else ""
+        kustomization = isinstance(node, MappingNode) and (
+            _basename(file) in KUSTOMIZATION_FILES
+            or (obj_kind in ("Kustomization", "Component") and (not api or api.startswith("kustomize.")))
+        )
+        if kustomization and not obj_kind:
+            obj_kind = "Kustomization"
+        out.append(_Object(
+            node, obj_kind, api, _resource(obj_kind, node),
+            int(node.start_mark.index), int(node.end_mark.index), kustomization=kustomization,
+        ))
+    return out
+
+
+class _FileScan:
+    """Finds the targets of one parsed file."""
+
+    def __init__(self, file: str, parsed: ParsedFile, index: PolicyIndex,
+                 rules: list[tuple[PolicyDef, TargetRule]]) -> None:
+        self.file = file
+        self.parsed = parsed
+        self.text = parsed.text
+        self.index = index
+        self.rules = rules
+        self.lines = LineIndex(parsed.text)
+        self.targets: list[Target] = []
+        self.skipped: list[Skipped] = []
+        self.errors: list[ErrorEntry] = []
+
+    def error(self, line: int | None, image: str | None, message: str) -> None:
+        self.errors.append(ErrorEntry(file=self.file, line=line, image=image, message=message))
+
+    def run(self) -> None:
+        for doc in self.parsed.documents:
+            self._document(doc)
+
+    # -- one document ---------------------------------------------------------------------------------
+
+    def _document(self, doc: Node) -> None:
+        objects = _objects(doc, self.file)
+        claims: list[_Claim] = []
+        container_of: dict[int, str | None] = {}
+        for obj in objects:
+            self._object(obj, claims, container_of)
+        if MARKER_KEY in self.text:
+            self._markers(doc, objects, claims, container_of)
+        self._settle(claims)
+
+    def _object(self, obj: _Object, claims: list[_Claim], container_of: dict[int, str | None]) -> None:
+        node = obj.node
+        obj.containers = pod_containers(node)
+        for container in obj.containers:
+            if container.node is not None:
+                container_of[id(container.node)] = container.name
+        annotations = read_annotations(node)
+        values = get(get(node, "spec"), "values") if obj.kind == "HelmRelease" else None
+        if isinstance(values, MappingNode):
+            obj.helm_slots = flux_helm_release_slots(values, {k: a.value for k, a in annotations.items()})
+        if annotations:
+            names: list[str | None] = [c.name for c in obj.containers] + list(obj.helm_slots)
+            obj.policies = workload_policies(annotations, names)
+            for bad_node, message in obj.policies.errors:
+                self.error(node_line(bad_node), None, message)
+        self._annotation_claims(obj, claims)
+        if self.rules:
+            self._policy_file_claims(obj, values, claims)
+
+    def _annotation_claims(self, obj: _Object, claims: list[_Claim]) -> None:
+        policies = obj.policies
+        block = policies.block if policies is not None else None
+        slots: list[tuple[str | None, Slot | str, Node | None]] = []
+        for container in obj.containers:
+            if container.node is not None:
+                slots.append((container.name, container_slot(container.node, container.name), container.node))
+        for helm_name, helm_slot in obj.helm_slots.items():
+            slots.append((helm_name, helm_slot, helm_slot.main.node if helm_slot.main else helm_slot.where))
+        for name, slot, where in slots:
+            if block is not None:
+                if isinstance(slot, Slot) and slot.main is not None:
+                    claims.append(_Claim(slot.main.node, _P_BLOCK, obj, name, slot.image, reason=block))
+                continue
+            decision = policies.for_container(name) if policies is not None else None
+            if decision is None:
+                continue
+            if isinstance(slot, str):
+                if decision.policy is not None and where is not None:
+                    self.error(node_line(where), None, f"container {name}: {slot}")
+                continue
+            if decision.policy is None:
+                if slot.main is not None and decision.skip:
+                    claims.append(_Claim(slot.main.node, _P_WEAK_SKIP, obj, name, slot.image,
+                                         reason=decision.skip))
+                continue
+            source = f"{self.file}:{self._annotation_line(obj, decision.source)}"
+            claims.extend(self._slot_claims(slot, decision.policy, "annotation", _P_ANNOTATION, obj, source))
+
+    def _annotation_line(self, obj: _Object, key: str | None) -> int:
+        annotations = read_annotations(obj.node)
+        base = (key or "").split(" ", 1)[0]
+        annotation = annotations.get(base)
+        return node_line(annotation.node) if annotation is not None else node_line(obj.node)
+
+    def _slot_claims(
+        self, slot: Slot, policy: Policy, origin: Origin, priority: int, obj: _Object | None, source: str
+    ) -> list[_Claim]:
+        group = object()
+        out: list[_Claim] = []
+        digest_policy = policy.pin_digest or policy.kind == "digest"
+        if slot.main is not None:
+            part = slot.main.part
+            if part == "tag" and slot.kustomize and ("@" in slot.main.value or digest_policy):
+                part = "tag-digest"
+            out.append(_Claim(slot.main.node, priority, obj, slot.container, slot.image, slot.main.value,
+                              part, slot.main.write_name, policy, origin, source, group))
+        if slot.digest is not None and (slot.digest.value or digest_policy):
+            out.append(_Claim(slot.digest.node, priority, obj, slot.container, slot.image, slot.digest.value,
+                              slot.digest.part, "", policy, origin, source, group))
+        if not out and slot.where is not None and isinstance(slot.where, ScalarNode):
+            out.append(_Claim(slot.where, _P_WEAK_SKIP, obj, slot.container, slot.image,
+                              reason="no value to write the tag into"))
+        return out
+
+    def _policy_file_claims(self, obj: _Object, values: Node | None, claims: list[_Claim]) -> None:
+        node = obj.node
+        generic: list[Slot] | None = None
+        kustomize: list[tuple[Slot | None, Node, str | None]] | None = None
+        for definition, rule in self.rules:
+            image, policy = definition.image, definition.policy
+            assert image is not None and policy is not None
+            if not rule.matches_kind(obj.kind):
+                continue
+            candidates: list[Slot] = []
+            if obj.containers:
+                for container in obj.containers:
+                    if container.node is None or not rule.matches_container(container.name):
+                        continue
+                    slot = container_slot(container.node, container.name)
+                    if isinstance(slot, Slot):
+                        candidates.append(slot)
+            elif obj.kustomization:
+                if kustomize is None:
+                    flux = obj.api.startswith("kustomize.toolkit.fluxcd.io")
+                    images = get(get(node, "spec"), "images") if flux else get(node, "images")
+                    kustomize = kustomize_slots(images)
+                for entry_slot, entry, _name in kustomize:
+                    if entry_slot is None or not entry_slot.image.same_repository(image):
+                        continue
+                    if entry_slot.main is None and entry_slot.digest is None:
+                        self.skipped.append(Skipped(
+                            file=self.file, line=node_line(entry), image=entry_slot.image.written_name,
+                            reason=f"kustomize images entry has no newTag to update ({definition.label})",
+                        ))
+                        continue
+                    candidates.append(entry_slot)
+            else:
+                if generic is None:
+                    root = values if obj.kind == "HelmRelease" else node
+                    generic = helm_value_slots(root) if root is not None else []
+                candidates.extend(s for s in generic if rule.matches_container(s.container))
+            for slot in candidates:
+                if slot.image.same_repository(image):
+                    claims.extend(self._slot_claims(
+                        slot, policy, "policy-file", _P_POLICY_FILE, obj, definition.source
+                    ))
+
+    def _markers(
+        self, doc: Node, objects: list[_Object], claims: list[_Claim], container_of: dict[int, str | None]
+    ) -> None:
+        hits, problems = find_markers(self.text, doc, self.index)
+        for problem in problems:
+            self.error(self.lines.line(problem.offset), None, problem.message)
+        for hit in hits:
+            offset = int(hit.node.start_mark.index)
+            obj = next((o for o in objects if o.start <= offset < o.end), None)
+            policy = hit.definition.policy
+            assert policy is not None
+            claims.append(_Claim(
+                hit.node, _P_MARKER, obj, container_of.get(id(hit.node)), hit.image, hit.value, hit.part,
+                hit.write_name, policy, "marker", hit.definition.source, hit.group,
+            ))
+
+    # -- settle the claims of one document -----------------------------------------------------------
+
+    def _settle(self, claims: list[_Claim]) -> None:
+        by_node: dict[int, list[_Claim]] = {}
+        for claim in claims:
+            # a locked/ignored object wins over every origin inside it
+            obj = claim.obj
+            block = obj.policies.block if obj is not None and obj.policies is not None else None
+            if block and claim.priority < _P_BLOCK:
+                claim = _Claim(claim.node, _P_BLOCK, obj, claim.container, claim.image, reason=block)
+            by_node.setdefault(id(claim.node), []).append(claim)
+        chosen: list[_Claim] = []
+        for group in by_node.values():
+            best = max(c.priority for c in group)
+            top = [c for c in group if c.priority == best]
+            first = top[0]
+            if first.reason is not None:
+                start, _end = scalar_span(first.node)
+                self.skipped.append(Skipped(file=self.file, line=self.lines.line(start),
+                                            image=first.image.written_name, reason=first.reason))
+                continue
+            policies = {(str(c.policy), c.policy) for c in top}
+            if len(policies) > 1:
+                start, _end = scalar_span(first.node)
+                sources = ", ".join(sorted(f"{c.policy} ({c.source})" for c in top))
+                self.error(self.lines.line(start), first.image.written_name,
+                           f"conflicting policies for this field: {sources}")
+                continue
+            chosen.append(first)
+        digest_groups = {id(c.group) for c in chosen if c.group is not None and _needs_digest(c)}
+        for claim in chosen:
+            self._target(claim, claim.group is not None and id(claim.group) in digest_groups)
+
+    def _target(self, claim: _Claim, with_digest: bool) -> None:
+        node = claim.node
+        start, end = scalar_span(node)
+        line = self.lines.line(start)
+        image_name = claim.image.written_name
+        if self.parsed.is_shared(node):
+            self.error(line, image_name, f"the value {claim.value!r} is shared through a YAML anchor/alias; "
+                                         "editing it would change every alias, so it is left alone")
+            return
+        if node.style in ("|", ">"):
+            self.error(line, image_name, "the value is a block scalar (| or >), which is not rewritten")
+            return
+        assert claim.policy is not None
+        self.targets.append(Target(
+            file=self.file, line=line, start=start, end=end,
+            resource=claim.obj.resource if claim.obj is not None else None,
+            container=claim.container, image=claim.image, value=claim.value, part=claim.part,
+            policy=claim.policy, origin=claim.origin, write_name=claim.write_name,
+            policy_source=claim.source, with_digest=with_digest,
+        ))
+
+
+def _needs_digest(claim: _Claim) -> bool:
+    if claim.part in ("digest", "digest-hex", "tag-digest"):
+        return True
+    policy = claim.policy
+    return claim.part == "reference" and policy is not None and (
+        claim.image.digest is not None or policy.pin_digest or policy.kind == "digest"
+    )
+
+
+def _parse(file: str, text: str, errors: list[ErrorEntry]) -> ParsedFile | None:
+    try:
+        return parse_yaml(text, filename=file)
+    except YamlEditError as exc:
+        line = getattr(exc, "line", None)
+        errors.append(ErrorEntry(file=file, line=line if isinstance(line, int) else None, image=None,
+                                 message=f"not parsed, left untouched: {exc}"))
+        return None
+
+
+def discover_files(files: FileInput, *, extra_policy_files: FileInput = ()) -> Discovery:
+    """Find every target in ``files`` (repo-relative POSIX path -> text).
+
+    ``extra_policy_files`` (display path -> text), such as the config's ``policy_dirs``, contribute policy
+    definitions only; their ``spec.targets`` apply to ``files``.
+    """
+    entries = _entries(files)
+    extras = _entries(extra_policy_files)
+    errors: list[ErrorEntry] = []
+    index = PolicyIndex()
+    cache: dict[str, ParsedFile | None] = {}
+    parsed_count = 0
+    for is_extra, pairs in ((True, extras), (False, entries)):
+        for file, text in pairs:
+            if not any(hint in text for hint in _POLICY_HINTS):
+                continue
+            parsed = _parse(file, text, errors)
+            parsed_count += 1
+            if not is_extra:
+                cache[file] = parsed
+            if parsed is None:
+                continue
+            for doc in parsed.documents:
+                for obj in _objects(doc, file):
+                    index.add_document(file, obj.node)
+    index.finish()
+    errors.extend(index.errors)
+
+    targets: list[Target] = []
+    skipped: list[Skipped] = []
+    with_rules = index.has_targets
+    for file, text in entries:
+        rules = index.rules_for(file) if with_rules else []
+        if not may_hold_targets(file, text, bool(rules)):
+            continue
+        if file in cache:
+            parsed = cache[file]
+        else:
+            parsed = _parse(file, text, errors)
+            parsed_count += 1
+        if parsed is None:
+            continue
+        scan = _FileScan(file, parsed, index, rules)
+        scan.run()
+        targets.extend(scan.targets)
+        skipped.extend(scan.skipped)
+        errors.extend(scan.errors)
+
+    targets.sort(key=lambda t: (t.file, t.start))
+    skipped.sort(key=lambda s: (s.file, s.line or 0, s.reason))
+    errors.sort(key=lambda e: (e.file or "", e.line or 0, e.message))
+    return Discovery(
+        targets=tuple(targets), skipped=tuple(_unique(skipped)), errors=tuple(_unique(errors)),
+        files_scanned=len(entries), files_parsed=parsed_count, policies=len(index.defs),
+    )
+
+
+def _unique(values: list[_T]) -> list[_T]:
+    seen: set[_T] = set()
+    out: list[_T] = []
+    for value in values:
+        if value not in seen:
+            seen.add(value)
+            out.append(value)
+    return out

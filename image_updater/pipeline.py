@@ -1,0 +1,179 @@
+"""The one place that runs discover -> resolve -> plan -> apply on a directory.
+
+``plan``/``apply`` on the command line and the git workflow (one pass per source) both call these
+functions, so a checkout is always planned and edited the same way. This module is an edge: it reads the
+tree, talks to registries through the ``RegistryClient`` it is given and writes files through
+``yamledit.edit_file`` (atomic, verified).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from image_updater.discover import Discovery, discover_files, is_yaml_name, iter_yaml_files
+from image_updater.errors import YamlEditError
+from image_updater.plan import Change, ErrorEntry, Result, build_plan
+from image_updater.yamledit import Edit, apply_edits, edit_file, read_text
+
+if TYPE_CHECKING:
+    from image_updater.registry import RegistryClient
+
+__all__ = [
+    "Planned",
+    "Progress",
+    "apply_result",
+    "discover_directory",
+    "edited_texts",
+    "plan_directory",
+    "read_policy_dirs",
+]
+
+log = logging.getLogger(__name__)
+
+# Called with a short human-readable phase description ("resolving 12 images"); the CLI shows it on a TTY.
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One planned directory: what discovery found, the decided Result, and the texts it was planned on
+    (every file holding a target), which ``apply_result`` checks nothing has changed since."""
+
+    root: Path
+    discovery: Discovery
+    result: Result
+    texts: Mapping[str, str]
+
+
+def _sort_errors(errors: Iterable[ErrorEntry]) -> tuple[ErrorEntry, ...]:
+    return tuple(sorted(errors, key=lambda e: (e.file or "", e.line or 0, e.message)))
+
+
+def read_policy_dirs(policy_dirs: Sequence[Path], errors: list[ErrorEntry]) -> list[tuple[str, str]]:
+    """``(display path, text)`` of every YAML file in the config's ``policy_dirs`` (recursively)."""
+    out: list[tuple[str, str]] = []
+    for directory in policy_dirs:
+        directory = Path(directory).expanduser()
+        if not directory.is_dir():
+            errors.append(ErrorEntry(file=str(directory), line=None, image=None,
+                                     message="policy_dirs entry is not a directory"))
+            continue
+        for path in sorted(directory.rglob("*")):
+            if path.is_symlink() or not path.is_file() or not is_yaml_name(path.name):
+                continue
+            try:
+                out.append((str(path), read_text(path)))
+            except YamlEditError as exc:
+                errors.append(ErrorEntry(file=str(path), line=None, image=None, message=str(exc)))
+    return out
+
+
+def discover_directory(
+    root: Path, paths: Sequence[str] = (".",), *, policy_dirs: Sequence[Path] = ()
+) -> tuple[Discovery, dict[str, str]]:
+    """Walk ``paths`` under ``root`` and discover; returns the discovery and the texts of the files that hold
+    a target. ``ConfigError`` when a path leaves the tree."""
+    errors: list[ErrorEntry] = []
+    files = dict(iter_yaml_files(root, paths, errors=errors))
+    extra = read_policy_dirs(policy_dirs, errors)
+    discovery = discover_files(files, extra_policy_files=extra)
+    if errors:
+        discovery = dataclasses.replace(discovery, errors=_sort_errors([*discovery.errors, *errors]))
+    texts = {t.file: files[t.file] for t in discovery.targets}
+    return discovery, texts
+
+
+async def plan_directory(
+    root: Path,
+    paths: Sequence[str] = (".",),
+    *,
+    client: RegistryClient,
+    policy_dirs: Sequence[Path] = (),
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> Planned:
+    """Discover ``paths`` under ``root``, resolve every distinct (image, policy) once, and plan."""
+    from image_updater.registry import resolve  # the registry layer (httpx) only when a plan needs it
+
+    if progress:
+        progress("discovering")
+    discovery, texts = discover_directory(root, paths, policy_dirs=policy_dirs)
+    keys = discovery.resolve_keys
+    if progress:
+        images = len({k.image for k in keys})
+        progress(f"resolving {images} image{'s' if images != 1 else ''}")
+    resolutions = await resolve(client, keys, now=now) if keys else {}
+    result = build_plan(discovery, resolutions)
+    log.debug("planned %s: %d targets, %d updates, %d errors", root, len(discovery.targets),
+              len(result.updates), len(result.errors))
+    return Planned(root=root, discovery=discovery, result=result, texts=texts)
+
+
+def _by_file(changes: Iterable[Change]) -> dict[str, list[Change]]:
+    grouped: dict[str, list[Change]] = {}
+    for change in changes:
+        grouped.setdefault(change.file, []).append(change)
+    return grouped
+
+
+def edited_texts(planned: Planned) -> dict[str, tuple[str, str]]:
+    """``file -> (before, after)`` for every file with updates, computed in memory (``plan --format diff``).
+
+    A file whose edits cannot be rendered is left out (``apply_result`` would report it)."""
+    out: dict[str, tuple[str, str]] = {}
+    for file, changes in sorted(_by_file(planned.result.updates).items()):
+        before = planned.texts[file]
+        edits = [Edit(c.start, c.end, c.new) for c in changes]
+        try:
+            out[file] = (before, apply_edits(before, edits, filename=file))
+        except YamlEditError as exc:
+            log.warning("%s: cannot render the planned edits: %s", file, exc)
+    return out
+
+
+def _original(text: str, change: Change) -> str | None:
+    """The source text at a change's span, if it still holds the planned old value (quoted or not)."""
+    raw = text[change.start : change.end]
+    if raw == change.old or (len(raw) >= 2 and raw[0] in "'\"" and raw[-1] == raw[0] and change.old in raw):
+        return raw
+    return None
+
+
+def apply_result(root: Path, planned: Planned | Result) -> Result:
+    """Write every update of a plan into the files under ``root``, one verified atomic write per file.
+
+    A file that fails (changed since planning, does not re-parse as expected, cannot be written) is reported
+    as an ``ErrorEntry`` and its changes are dropped from ``updates``; every other file still proceeds.
+    Returns the Result as applied.
+    """
+    result = planned.result if isinstance(planned, Planned) else planned
+    texts = planned.texts if isinstance(planned, Planned) else {}
+    kept: list[Change] = []
+    errors = list(result.errors)
+    for file, changes in sorted(_by_file(result.updates).items()):
+        path = root / file
+        try:
+            if file in texts:
+                edits = [Edit(c.start, c.end, c.new, original=texts[file][c.start : c.end]) for c in changes]
+            else:
+                current = read_text(path)
+                originals = [_original(current, c) for c in changes]
+                stale = [c for c, o in zip(changes, originals, strict=True) if o is None]
+                if stale:
+                    raise YamlEditError(f"{file}:{stale[0].line}: expected {stale[0].old!r} there; "
+                                        "the file changed since it was planned")
+                edits = [Edit(c.start, c.end, c.new, original=o)
+                         for c, o in zip(changes, originals, strict=True)]
+            edit_file(path, edits, root=root)
+        except (YamlEditError, OSError) as exc:
+            errors.append(ErrorEntry(file=file, line=changes[0].line, image=None,
+                                     message=f"not written, {len(changes)} update(s) dropped: {exc}"))
+            continue
+        kept.extend(changes)
+    return dataclasses.replace(result, updates=tuple(kept), errors=_sort_errors(errors))

@@ -1,0 +1,185 @@
+"""Rendering a ``Result``: a terminal table, JSON (DESIGN's ``plan --format json`` schema), Markdown for a
+pull-request comment, and a unified diff. Pure: texts in, text out.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping, Sequence
+
+from image_updater.plan import Change, ErrorEntry, Result, Skipped
+
+__all__ = [
+    "FORMATS",
+    "counts",
+    "render",
+    "render_diff",
+    "render_json",
+    "render_markdown",
+    "render_table",
+    "short",
+    "summary",
+]
+
+FORMATS = ("table", "json", "markdown", "diff")
+_DIGEST = re.compile(r"(sha256:[0-9a-f]{12})[0-9a-f]{52}")
+_LINE = re.compile(r"[^\n]*\n|[^\n]+\Z")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def summary(result: Result) -> str:
+    """One line about the updates: ``3 updates in 2 files``, ``1 update in 1 file``, ``no updates``."""
+    if not result.updates:
+        return "no updates"
+    files = len({c.file for c in result.updates})
+    return f"{_plural(len(result.updates), 'update')} in {_plural(files, 'file')}"
+
+
+def counts(result: Result) -> str:
+    """The full tally: ``3 updates in 2 files, 4 unchanged, 1 skipped, 2 errors``."""
+    parts = [summary(result)]
+    if result.unchanged:
+        parts.append(f"{len(result.unchanged)} unchanged")
+    if result.skipped:
+        parts.append(f"{len(result.skipped)} skipped")
+    if result.errors:
+        parts.append(_plural(len(result.errors), "error"))
+    return ", ".join(parts)
+
+
+def short(value: str) -> str:
+    """A value with its digests cut to 12 hex digits, for tables."""
+    return _DIGEST.sub(r"\1…", value)
+
+
+def _where(file: str | None, line: int | None) -> str:
+    if file is None:
+        return "-"
+    return f"{file}:{line}" if line is not None else file
+
+
+def _columns(rows: Sequence[Sequence[str]], indent: str = "") -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    out = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        out.append((indent + "  ".join(cells)).rstrip())
+    return out
+
+
+def render_table(result: Result) -> str:
+    """Aligned plain-text columns for a terminal; unchanged targets are counted, not listed."""
+    lines: list[str] = []
+    if result.updates:
+        rows = [("FILE:LINE", "RESOURCE", "CONTAINER", "OLD", "NEW", "POLICY")]
+        rows += [(
+            _where(c.file, c.line), c.resource or "-", c.container or "-", short(c.old), short(c.new),
+            f"{c.policy} ({c.origin})",
+        ) for c in result.updates]
+        lines += _columns(rows)
+    if result.skipped:
+        lines += ["", "Skipped:"]
+        lines += _columns([(_where(s.file, s.line), s.image or "-", s.reason) for s in result.skipped], "  ")
+    if result.errors:
+        lines += ["", "Errors:"]
+        lines += [f"  {_where(e.file, e.line)}: {e.image + ': ' if e.image else ''}{e.message}"
+                  for e in result.errors]
+    if lines:
+        lines.append("")
+    lines.append(counts(result))
+    return "\n".join(lines) + "\n"
+
+
+def render_json(result: Result) -> str:
+    """Exactly DESIGN's ``plan --format json`` object: updates, unchanged, skipped, errors."""
+    return json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def _md(text: str | None) -> str:
+    if text is None:
+        return "-"
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _code(text: str | None) -> str:
+    if not text:
+        return "-"
+    fence = "``" if "`" in text else "`"
+    return f"{fence}{text.replace('|', '¦')}{fence}"
+
+
+def _change_row(c: Change) -> str:
+    return (f"| {_code(_where(c.file, c.line))} | {_md(c.resource)} | {_md(c.container)} | {_code(c.image)} "
+            f"| {_code(short(c.old))} | {_code(short(c.new))} | {_code(c.policy)} | {c.origin} |")
+
+
+def _skip_row(s: Skipped) -> str:
+    return f"| {_code(_where(s.file, s.line))} | {_code(s.image)} | {_md(s.reason)} |"
+
+
+def _error_row(e: ErrorEntry) -> str:
+    return f"| {_code(_where(e.file, e.line))} | {_code(e.image)} | {_md(e.message)} |"
+
+
+def render_markdown(result: Result, *, title: str = "image-updater") -> str:
+    """A pull-request comment: heading with the summary, a table of updates, errors and skips below."""
+    lines = [f"### {title}: {summary(result)}", ""]
+    if result.updates:
+        lines += ["| File | Resource | Container | Image | Old | New | Policy | Origin |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [_change_row(c) for c in result.updates]
+        lines.append("")
+    if result.errors:
+        lines += [f"**{_plural(len(result.errors), 'error')}**", "", "| Where | Image | Message |",
+                  "|---|---|---|"]
+        lines += [_error_row(e) for e in result.errors]
+        lines.append("")
+    if result.skipped:
+        lines += [f"<details><summary>{len(result.skipped)} skipped</summary>", "",
+                  "| Where | Image | Reason |", "|---|---|---|"]
+        lines += [_skip_row(s) for s in result.skipped]
+        lines += ["", "</details>", ""]
+    if result.unchanged:
+        lines += [f"{len(result.unchanged)} already at the tag their policy picks.", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _split(text: str) -> list[str]:
+    # only "\n" ends a line here, as for git: splitlines() would also split at \x85, \u2028 and the like,
+    # which YAML strings may hold
+    return _LINE.findall(text)
+
+
+def render_diff(texts: Mapping[str, tuple[str, str]], *, context: int = 3) -> str:
+    """A unified diff (``a/``, ``b/`` prefixes, as ``git diff``) of ``file -> (before, after)``."""
+    out: list[str] = []
+    for file in sorted(texts):
+        before, after = texts[file]
+        if before == after:
+            continue
+        for line in difflib.unified_diff(
+            _split(before), _split(after), fromfile=f"a/{file}", tofile=f"b/{file}", n=context
+        ):
+            if line.endswith("\n"):
+                out.append(line)
+            else:
+                out.append(line + "\n\\ No newline at end of file\n")
+    return "".join(out)
+
+
+def render(result: Result, fmt: str, *, texts: Mapping[str, tuple[str, str]] | None = None) -> str:
+    """Render ``result`` in one of ``FORMATS``; ``diff`` needs ``texts`` (file -> (before, after))."""
+    if fmt == "table":
+        return render_table(result)
+    if fmt == "json":
+        return render_json(result)
+    if fmt == "markdown":
+        return render_markdown(result)
+    if fmt == "diff":
+        return render_diff(texts or {})
+    raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")

@@ -439,7 +439,7 @@ class _Reject:
 
 _NO_TIME: tuple[int] = (0,)
 _ANY = object()
-_NUMBER = re.compile(r"(\d+)(?:\.(\d+))?\Z")
+_NUMBER = re.compile(r"(\d+)(?:\.(\d+))?\Z", re.ASCII)
 
 
 def _aware(dt: datetime) -> datetime:
@@ -905,8 +905,8 @@ def parse_policy(text: str, modifiers: Mapping[str, Any] | None = None) -> Polic
 
 # ---------------------------------------------------------------------------------------------- durations
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
-_DURATION = re.compile(r"(?:\d+(?:\.\d+)?[wdhms])+\Z")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])", re.ASCII)
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?[wdhms])+\Z", re.ASCII)
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
@@ -915,7 +915,7 @@ def parse_duration(text: str) -> timedelta:
     if not isinstance(text, str):
         raise ConfigError(f"invalid duration {text!r}: expected e.g. '90s', '1h30m', '7d'")
     cleaned = text.strip().lower()
-    if cleaned.isdigit():
+    if cleaned.isascii() and cleaned.isdigit():
         return timedelta(seconds=int(cleaned))
     if not _DURATION.match(cleaned):
         raise ConfigError(f"invalid duration {text!r}: expected e.g. '90s', '1h30m', '7d' or plain seconds")

@@ -53,13 +53,15 @@ _IDENT = r"[0-9A-Za-z-]"
 # that ranking 100,000 tags spends here.
 _IDENTS = rf"{_IDENT}++(?:\.{_IDENT}++)*+"
 VERSION_RE = _VERSION = re.compile(
-    rf"(v)?+(\d++)(?:\.(\d++))?+(?:\.(\d++))?+(?:-({_IDENTS}))?+(?:\+({_IDENTS}))?+\Z"
+    rf"(v)?+(\d++)(?:\.(\d++))?+(?:\.(\d++))?+(?:-({_IDENTS}))?+(?:\+({_IDENTS}))?+\Z",
+    re.ASCII,  # "\d" would also take other scripts' digits
 )
 # A prerelease word ends where the letters end: "rc1", "rc.1" and "rc-1" are prereleases, "release" is not.
 PRERELEASE_START_RE = _PRERELEASE_START = re.compile(
-    r"(?:alpha|beta|rc|pre|preview|dev|snapshot|canary|nightly|next|m\d+)(?![a-z])|\d", re.IGNORECASE
+    r"(?:alpha|beta|rc|pre|preview|dev|snapshot|canary|nightly|next|m\d+)(?![a-z])|\d",
+    re.IGNORECASE | re.ASCII,
 )
-_DIGIT_RUN = re.compile(r"(\d+)")
+_DIGIT_RUN = re.compile(r"(\d+)", re.ASCII)
 
 
 class InvalidVersion(ValueError):
@@ -169,7 +171,8 @@ _OPERATOR_ONLY = re.compile(r"(?:<=|>=|!=|~>|~|\^|<|>|=)\Z")
 _X = r"\d+|[xX*]"
 _PARTIAL = re.compile(
     rf"(?P<op><=|>=|!=|~>|~|\^|<|>|=)?v?(?P<major>{_X})(?:\.(?P<minor>{_X})(?:\.(?P<patch>{_X}))?)?"
-    rf"(?:-(?P<pre>{_IDENTS}))?(?:\+{_IDENTS})?\Z"
+    rf"(?:-(?P<pre>{_IDENTS}))?(?:\+{_IDENTS})?\Z",
+    re.ASCII,
 )
 
 _LOWEST: VersionKey = (-1,)
@@ -278,7 +281,7 @@ def _comparator(op: str, p: _Partial) -> _Interval:
 
 
 def _intersect(intervals: list[_Interval]) -> tuple[_Interval, tuple[_Interval, ...]]:
-    """Fold the AND of comparators into one interval plus the ``!=`` holes."""
+    """Fold the AND of comparators into one interval plus the ``!=`` holes (each true outside its hole)."""
     low, low_inc, high, high_inc = _LOWEST, True, _HIGHEST, True
     holes: list[_Interval] = []
     for iv in intervals:
@@ -307,7 +310,7 @@ class Range:
     def contains(self, key: VersionKey) -> bool:
         """True when a version key satisfies the range (prerelease admission is the caller's business)."""
         for span, holes in self.alternatives:
-            if span.contains(key) and not any(h.contains(key) for h in holes):
+            if span.contains(key) and all(hole.contains(key) for hole in holes):
                 return True
         return False
 
@@ -355,7 +358,7 @@ def _join_operators(tokens: list[str], text: str) -> list[str]:
     while i < len(tokens):
         token = tokens[i]
         if _OPERATOR_ONLY.match(token):
-            if i + 1 >= len(tokens) or _OPERATOR_ONLY.match(tokens[i + 1]) or tokens[i + 1] == "-":
+            if i + 1 >= len(tokens) or tokens[i + 1][0] in "<>=!~^" or tokens[i + 1] == "-":
                 raise InvalidRange(text, f"dangling operator {token!r}")
             joined.append(token + tokens[i + 1])
             i += 2

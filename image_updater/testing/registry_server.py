@@ -1,0 +1,464 @@
+"""A real CNCF distribution registry (``docker-registry serve``) on a free 127.0.0.1 port.
+
+Tests, the README demo and the benchmarks talk to the same registry binary users run in production, so the
+registry client is exercised against real HTTP semantics (auth challenges, digests, content types) instead of
+a hand-written imitation. Each server gets its own temporary storage, its own generated config file and its
+own log file; nothing is shared with other servers or with the system registry in ``/etc/docker/registry``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, Self
+
+import httpx
+
+if TYPE_CHECKING:
+    from image_updater.testing.token_issuer import TokenAuth
+
+__all__ = [
+    "DEFAULT_REGISTRY_BINARY",
+    "RegistryServer",
+    "RegistryStartError",
+    "TLSFiles",
+    "make_tls_files",
+    "write_htpasswd",
+]
+
+DEFAULT_REGISTRY_BINARY = "/usr/bin/docker-registry"
+
+StrPath = str | os.PathLike[str]
+
+# How many times start() picks a new port when another process grabbed the one we chose between closing our
+# probe socket and the registry binding it.
+_PORT_ATTEMPTS = 5
+_PR_SET_PDEATHSIG = 1
+_INSTANCE_HEADER = "X-Image-Updater-Test-Instance"
+
+
+class RegistryStartError(RuntimeError):
+    """The registry did not come up; the message carries the end of its log."""
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM files of a throw-away CA and of a server certificate it signed (for 127.0.0.1 and localhost)."""
+
+    ca_file: Path
+    """The CA certificate: what a client passes as ``ca_file`` to trust the server."""
+    cert_file: Path
+    """The server certificate followed by its chain (for the server's TLS config)."""
+    key_file: Path
+    """The server's private key."""
+
+    @property
+    def server_pair(self) -> tuple[Path, Path]:
+        """``(cert_file, key_file)``: what ``RegistryServer(tls=...)`` and ``TokenIssuer(tls=...)`` take."""
+        return (self.cert_file, self.key_file)
+
+
+def make_tls_files(
+    directory: StrPath, hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
+) -> TLSFiles:
+    """Create a trustme CA and a server certificate for ``hosts`` as ``ca.pem``, ``cert.pem``, ``key.pem``.
+
+    trustme is a test-only dependency, hence the import inside the function.
+    """
+    import trustme
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    cert = ca.issue_cert(*hosts)
+    files = TLSFiles(
+        ca_file=directory / "ca.pem", cert_file=directory / "cert.pem", key_file=directory / "key.pem"
+    )
+    ca.cert_pem.write_to_path(str(files.ca_file))
+    # The chain goes into one file: leaf first, as Go's tls.LoadX509KeyPair expects.
+    with open(files.cert_file, "wb") as out:
+        for blob in cert.cert_chain_pems:
+            out.write(blob.bytes())
+    cert.private_key_pem.write_to_path(str(files.key_file))
+    return files
+
+
+def write_htpasswd(path: StrPath, users: Mapping[str, str]) -> Path:
+    """Write an htpasswd file with bcrypt hashes, the only kind distribution accepts.
+
+    Uses ``htpasswd -Bbn`` (apache2-utils); without it, libc's bcrypt through the stdlib ``crypt`` module.
+    """
+    lines = []
+    htpasswd = shutil.which("htpasswd")
+    for user, password in users.items():
+        if ":" in user:
+            raise ValueError(f"htpasswd user names cannot contain ':': {user!r}")
+        if htpasswd:
+            # Cost 5 (the minimum) keeps each authenticated request cheap; this is a test registry.
+            done = subprocess.run(
+                [htpasswd, "-Bbn", "-C", "5", user, password], capture_output=True, text=True, check=True
+            )
+            lines.append(done.stdout.strip())
+        else:
+            lines.append(f"{user}:{_crypt_bcrypt(password)}")
+    target = Path(path)
+    target.write_text("\n".join(lines) + "\n")
+    return target
+
+
+def _crypt_bcrypt(password: str) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # stdlib up to 3.12; only the fallback needs it
+
+    if crypt.METHOD_BLOWFISH not in crypt.methods:
+        raise RuntimeError("neither the htpasswd binary (apache2-utils) nor libc bcrypt is available")
+    # bcrypt is what distribution requires; ruff's S324 flags every crypt method alike.
+    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=32))  # noqa: S324
+
+
+def _tmpfs() -> str | None:
+    """``/dev/shm`` when it is a writable directory (Linux tmpfs), else ``None`` (the default temp dir)."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: a test run killed by a timeout must not leave registries
+    # behind on a shared machine. Linux-only; elsewhere the registry simply outlives a crashed parent.
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class RegistryServer:
+    """A ``docker-registry serve`` process on 127.0.0.1 with temporary filesystem storage.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. ``url``/``host`` are valid once started.
+
+    - ``htpasswd``: ``{user: password}`` enables Basic auth (mutually exclusive with ``token_auth``).
+    - ``tls``: ``(cert_file, key_file)`` or :class:`TLSFiles` serves https.
+    - ``token_auth``: a :class:`~image_updater.testing.token_issuer.TokenAuth` enables the Bearer token flow.
+    - ``delete_enabled``: allow ``DELETE`` of manifests and blobs.
+    - ``notify_url`` (+ ``notify_headers``): distribution posts its push/pull events there.
+    - ``work_dir``: where config, htpasswd and log go (default: a temp dir removed by :meth:`stop`).
+    - ``storage_dir``: the registry's storage (default: a fresh temp dir on tmpfs ``/dev/shm`` when there is
+      one, removed by :meth:`stop`). distribution fsyncs every blob and link it writes, which on a busy disk
+      costs milliseconds per request; on tmpfs fsync is free. Expect ~25 KiB of RAM per pushed tag.
+    - ``port``: a fixed port (default: a free one, re-chosen when another process takes it first).
+    - ``die_with_parent``: the registry gets SIGTERM when the thread that started it dies (Linux), so a
+      crashed test run leaves no servers behind; start servers from a long-lived thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        htpasswd: Mapping[str, str] | None = None,
+        tls: tuple[StrPath, StrPath] | TLSFiles | None = None,
+        token_auth: TokenAuth | None = None,
+        delete_enabled: bool = False,
+        notify_url: str | None = None,
+        notify_headers: Mapping[str, str] | None = None,
+        work_dir: StrPath | None = None,
+        storage_dir: StrPath | None = None,
+        port: int | None = None,
+        binary: StrPath = DEFAULT_REGISTRY_BINARY,
+        startup_timeout: float = 15.0,
+        log_level: str = "info",
+        die_with_parent: bool = True,
+    ) -> None:
+        if htpasswd is not None and token_auth is not None:
+            raise ValueError("a registry uses either htpasswd or token auth, not both")
+        self.htpasswd = dict(htpasswd) if htpasswd is not None else None
+        self.tls: tuple[Path, Path] | None = None
+        if isinstance(tls, TLSFiles):
+            self.tls = tls.server_pair
+        elif tls is not None:
+            self.tls = (Path(tls[0]), Path(tls[1]))
+        self.token_auth = token_auth
+        self.delete_enabled = delete_enabled
+        self.notify_url = notify_url
+        self.notify_headers = dict(notify_headers or {})
+        self.binary = Path(binary)
+        self.startup_timeout = startup_timeout
+        self.log_level = log_level
+        self.die_with_parent = die_with_parent
+        self._fixed_port = port
+        self._own_work_dir = work_dir is None
+        self._work_dir_arg = Path(work_dir) if work_dir is not None else None
+        self._work_dir: Path | None = None
+        self._own_storage_dir = storage_dir is None
+        self._storage_dir: Path | None = Path(storage_dir) if storage_dir is not None else None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
+        self._port: int | None = None
+        self._nonce = secrets.token_hex(8)
+
+    # -- public surface -------------------------------------------------------------------------------------
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the registry is not started")
+        return self._port
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:PORT``, the registry part of an image reference."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` (or ``https://``), without a trailing slash."""
+        return f"{self.scheme}://{self.host}"
+
+    @property
+    def work_dir(self) -> Path:
+        if self._work_dir is None:
+            raise RuntimeError("the registry is not started")
+        return self._work_dir
+
+    @property
+    def storage_dir(self) -> Path:
+        if self._storage_dir is None:
+            raise RuntimeError("the registry is not started")
+        return self._storage_dir
+
+    @property
+    def config_path(self) -> Path:
+        return self.work_dir / "config.yml"
+
+    @property
+    def log_path(self) -> Path:
+        """The registry's combined stdout and stderr."""
+        return self.work_dir / "registry.log"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def read_log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def start(self) -> Self:
+        if self._process is not None:
+            raise RuntimeError("the registry is already started")
+        if not self.binary.exists():
+            raise RegistryStartError(
+                f"registry binary {self.binary} not found (Debian package docker-registry)"
+            )
+        if self._work_dir_arg is not None:
+            self._work_dir_arg.mkdir(parents=True, exist_ok=True)
+            self._work_dir = self._work_dir_arg
+        else:
+            self._work_dir = Path(tempfile.mkdtemp(prefix="image-updater-registry-"))
+        if self._own_storage_dir:
+            self._storage_dir = Path(tempfile.mkdtemp(prefix="image-updater-registry-storage-", dir=_tmpfs()))
+        else:
+            self.storage_dir.mkdir(parents=True, exist_ok=True)
+        if self.htpasswd is not None:
+            write_htpasswd(self.work_dir / "htpasswd", self.htpasswd)
+        try:
+            self._start_on_some_port()
+        except BaseException:
+            self.stop()  # the error message already carries the log's tail
+            raise
+        return self
+
+    def _start_on_some_port(self) -> None:
+        attempts = 1 if self._fixed_port is not None else _PORT_ATTEMPTS
+        for attempt in range(attempts):
+            port = self._fixed_port if self._fixed_port is not None else self._pick_port()
+            try:
+                self._launch(port)
+                return
+            except _AddressInUse:
+                if attempt == attempts - 1:
+                    tried = f"tried {attempts} port(s)"
+                    raise RegistryStartError(
+                        f"registry could not bind 127.0.0.1:{port} ({tried})\n{self._log_tail()}"
+                    ) from None
+
+    def stop(self) -> None:
+        """Terminate the registry (kill it if it does not exit within 5 s); idempotent."""
+        process, self._process = self._process, None
+        if process is not None:
+            _terminate(process)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        if self._own_work_dir and self._work_dir is not None:
+            shutil.rmtree(self._work_dir, ignore_errors=True)
+            self._work_dir = None
+        if self._own_storage_dir and self._storage_dir is not None:
+            shutil.rmtree(self._storage_dir, ignore_errors=True)
+            self._storage_dir = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.url if self._port is not None else "not started"
+        return f"<RegistryServer {where}>"
+
+    # -- internals ------------------------------------------------------------------------------------------
+
+    def _pick_port(self) -> int:
+        # Overridable in tests of the retry path.
+        return _free_port()
+
+    def _config(self, port: int) -> dict[str, Any]:
+        http: dict[str, Any] = {
+            "addr": f"127.0.0.1:{port}",
+            # A fixed secret silences distribution's warning and keeps upload state valid across requests.
+            "secret": secrets.token_hex(16),
+            # The nonce tells our registry's answers apart from those of whatever else may have taken the
+            # port between our probe and the registry's bind (another test's server, say).
+            "headers": {"X-Content-Type-Options": ["nosniff"], _INSTANCE_HEADER: [self._nonce]},
+        }
+        if self.tls is not None:
+            http["tls"] = {"certificate": str(self.tls[0]), "key": str(self.tls[1])}
+        config: dict[str, Any] = {
+            "version": "0.1",
+            "log": {"level": self.log_level, "formatter": "text", "fields": {"service": "registry"}},
+            "storage": {
+                "filesystem": {"rootdirectory": str(self.storage_dir)},
+                "delete": {"enabled": self.delete_enabled},
+                "cache": {"blobdescriptor": "inmemory"},
+                # The purge job walks the whole storage at start-up; a test registry lives seconds.
+                "maintenance": {"uploadpurging": {"enabled": False}},
+            },
+            "http": http,
+        }
+        if self.htpasswd is not None:
+            config["auth"] = {
+                "htpasswd": {"realm": "image-updater-test", "path": str(self.work_dir / "htpasswd")}
+            }
+        elif self.token_auth is not None:
+            config["auth"] = {
+                "token": {
+                    "realm": self.token_auth.realm,
+                    "service": self.token_auth.service,
+                    "issuer": self.token_auth.issuer,
+                    "rootcertbundle": str(self.token_auth.rootcertbundle),
+                }
+            }
+        if self.notify_url is not None:
+            config["notifications"] = {
+                "endpoints": [
+                    {
+                        "name": "image-updater-test",
+                        "url": self.notify_url,
+                        "headers": {name: [value] for name, value in self.notify_headers.items()},
+                        "timeout": "2s",
+                        "threshold": 5,
+                        "backoff": "500ms",
+                    }
+                ]
+            }
+        return config
+
+    def _launch(self, port: int) -> None:
+        # JSON is YAML, and distribution's config loader reads it as such; no YAML writer needed.
+        self.config_path.write_text(json.dumps(self._config(port), indent=2) + "\n")
+        if self._log_file is not None:
+            self._log_file.close()
+        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
+        # REGISTRY_* variables override the config file; the caller's environment must not leak into it.
+        env = {key: value for key, value in os.environ.items() if not key.startswith("REGISTRY_")}
+        process = subprocess.Popen(
+            [str(self.binary), "serve", str(self.config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.work_dir,
+            preexec_fn=_die_with_parent if self.die_with_parent else None,
+        )
+        self._port = port
+        try:
+            self._wait_until_ready(process, port)
+        except BaseException:
+            _terminate(process)
+            raise
+        self._process = process
+
+    def _wait_until_ready(self, process: subprocess.Popen[bytes], port: int) -> None:
+        url = f"{self.scheme}://127.0.0.1:{port}/v2/"
+        deadline = time.monotonic() + self.startup_timeout
+        # Only liveness is probed here: certificate checks are the tests' business.
+        with httpx.Client(verify=False, timeout=1.0, trust_env=False) as client:  # noqa: S501
+            while True:
+                if process.poll() is not None:
+                    log = self.read_log()
+                    if "address already in use" in log:
+                        raise _AddressInUse
+                    raise RegistryStartError(
+                        f"registry exited with status {process.returncode} before answering {url}\n"
+                        f"{self._log_tail()}"
+                    )
+                try:
+                    answer = client.get(url)
+                except httpx.TransportError:
+                    pass
+                else:
+                    # Any HTTP answer (200, or 401 with auth) from our own process means it serves.
+                    if answer.headers.get(_INSTANCE_HEADER) == self._nonce:
+                        return
+                    raise _AddressInUse
+                if time.monotonic() > deadline:
+                    raise RegistryStartError(
+                        f"registry did not answer {url} within {self.startup_timeout:g} s\n{self._log_tail()}"
+                    )
+                time.sleep(0.02)
+
+    def _log_tail(self, lines: int = 40) -> str:
+        tail = self.read_log().splitlines()[-lines:]
+        return f"--- {self.log_path} (last {len(tail)} lines) ---\n" + "\n".join(tail)
+
+
+class _AddressInUse(Exception):
+    pass
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)

@@ -126,9 +126,9 @@ class Session:
         else:
             host = _DOCKER_HUB_REGISTRY if registry == DOCKER_HUB else registry
             base = f"{'http' if options.insecure else 'https'}://{host}"
-            # Docker's default insecure-registries is 127.0.0.0/8: a loopback registry nobody configured may
-            # answer plain HTTP, which we then use (a TLS certificate that fails to verify is never bypassed).
-            fallback = entry is None and is_loopback(registry)
+            # Docker's default insecure-registries is 127.0.0.0/8: a loopback registry that does not speak TLS
+            # at all is spoken to in plain HTTP (a certificate that fails to verify is never bypassed).
+            fallback = not options.insecure and is_loopback(registry)
         endpoint = Endpoint(
             key=key,
             name=registry,
@@ -207,7 +207,9 @@ class Session:
         if isinstance(exc, TransientRegistryError) and exc.retry_after is not None:
             return exc.retry_after
         policy = self._retry
-        backoff = wait_exponential_jitter(initial=policy.initial, max=policy.maximum, jitter=policy.initial)
+        backoff = wait_exponential_jitter(
+            multiplier=policy.initial, max=policy.maximum, jitter=policy.initial
+        )
         return float(backoff(retry_state))
 
     async def call(

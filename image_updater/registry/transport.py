@@ -205,6 +205,12 @@ class Endpoint:
     def url(self, target: str) -> httpx.URL:
         return httpx.URL(self.base_url + target) if target.startswith("/") else httpx.URL(target)
 
+    def may_fall_back(self, url: httpx.URL) -> bool:
+        """True when ``url`` is this loopback endpoint's and it may be (or already is) spoken to in HTTP."""
+        base = httpx.URL(self.base_url)
+        fallen_back = base.scheme == "http" and self.options.api_url is None and not self.options.insecure
+        return (self.https_fallback or fallen_back) and (url.host, url.port) == (base.host, base.port)
+
     def same_origin(self, url: httpx.URL) -> bool:
         base = httpx.URL(self.base_url)
         return (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
@@ -301,11 +307,12 @@ async def exchange(
                 ssl_error = _ssl_error(exc)
                 verify_failed = isinstance(ssl_error, ssl.SSLCertVerificationError)
                 speaks_plain = ssl_error is not None and not verify_failed
-                if speaks_plain and endpoint.https_fallback and url.scheme == "https":
+                if speaks_plain and url.scheme == "https" and endpoint.may_fall_back(url):
                     # Like the Docker daemon for 127.0.0.0/8: a loopback registry may speak plain HTTP.
-                    log.debug("registry %s does not speak TLS; using plain HTTP (loopback)", endpoint.name)
-                    endpoint.base_url = "http://" + endpoint.base_url.removeprefix("https://")
-                    endpoint.https_fallback = False
+                    if endpoint.https_fallback:
+                        log.debug("registry %s speaks no TLS; using plain HTTP (loopback)", endpoint.name)
+                        endpoint.base_url = "http://" + endpoint.base_url.removeprefix("https://")
+                        endpoint.https_fallback = False
                     url = url.copy_with(scheme="http")
                     auth_origin = _origin(url)
                     continue

@@ -1,0 +1,356 @@
+"""Pure parts of the registry layer: prefix matching, challenges, Link and rate headers, manifest and config
+parsing, and the sqlite metadata cache (schema, persistence, damage)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from image_updater.errors import ConfigError
+from image_updater.registry import MetadataCache, RegistryOptions, options_for, options_from_settings
+from image_updater.registry.auth import Challenge, parse_challenges, token_from_response
+from image_updater.registry.cache import CACHE_FILE, DigestMeta, TagDigest
+from image_updater.registry.client import next_link
+from image_updater.registry.manifests import (
+    ACCEPT_MANIFESTS,
+    config_metadata,
+    parse_manifest,
+    parse_timestamp,
+    sha256_digest,
+)
+from image_updater.registry.options import is_loopback
+from image_updater.registry.transport import parse_rate_header, parse_retry_after
+
+# ------------------------------------------------------------------------------------------ prefix matching
+
+ENTRIES = [
+    RegistryOptions(prefix="docker.io", max_concurrency=2),
+    RegistryOptions(prefix="ghcr.io"),
+    RegistryOptions(prefix="ghcr.io/acme", credentials="env:ACME"),
+    RegistryOptions(prefix="127.0.0.1:5000", insecure=True),
+    RegistryOptions(prefix="Index.Docker.IO/bitnami", rate_limit=1.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("image", "prefix"),
+    [
+        ("docker.io/library/nginx", "docker.io"),
+        ("docker.io/bitnami/redis", "Index.Docker.IO/bitnami"),
+        ("docker.io/bitnamilegacy/redis", "docker.io"),
+        ("ghcr.io/acme/app", "ghcr.io/acme"),
+        ("ghcr.io/acme/team/app", "ghcr.io/acme"),
+        ("ghcr.io/acme-labs/app", "ghcr.io"),
+        ("127.0.0.1:5000/x", "127.0.0.1:5000"),
+        ("127.0.0.1:50001/x", "127.0.0.1:50001"),  # not covered: the defaults for its own host
+        ("quay.io/org/app", "quay.io"),
+    ],
+)
+def test_longest_whole_segment_prefix_wins(image: str, prefix: str) -> None:
+    assert options_for(image, ENTRIES).prefix == prefix
+
+
+def test_unmatched_image_gets_secure_defaults() -> None:
+    defaults = options_for("registry.example.com/a/b", ENTRIES)
+    assert (defaults.insecure, defaults.tls_verify, defaults.ca_file, defaults.credentials) == (
+        False, True, None, None,
+    )
+    assert defaults.timeout == 10.0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"prefix": ""},
+        {"prefix": " ghcr.io"},
+        {"prefix": "x.io", "max_concurrency": 0},
+        {"prefix": "x.io", "rate_limit": 0},
+        {"prefix": "x.io", "timeout": 0},
+        {"prefix": "x.io", "credentials": "user:password"},
+        {"prefix": "x.io", "api_url": "ftp://mirror"},
+    ],
+)
+def test_invalid_options_are_config_errors(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        RegistryOptions(**kwargs)  # type: ignore[arg-type]
+
+
+def test_options_from_settings_reads_the_settings_attributes() -> None:
+    entry = SimpleNamespace(
+        prefix="ghcr.io/acme", api_url="https://mirror.example.com", insecure=False, tls_verify=True,
+        ca_file=Path("/etc/ca.pem"), credentials="env:ACME", rate_limit=5, max_concurrency=3,
+    )
+    [options] = options_from_settings(SimpleNamespace(registries=[entry]))
+    assert options == RegistryOptions(
+        prefix="ghcr.io/acme", api_url="https://mirror.example.com", ca_file="/etc/ca.pem",
+        credentials="env:ACME", rate_limit=5.0, max_concurrency=3,
+    )
+    assert options_from_settings(SimpleNamespace(registries=[])) == []
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("localhost", True), ("localhost:5000", True), ("127.0.0.1:5000", True), ("127.8.9.1", True),
+     ("[::1]:5000", True), ("10.0.0.1:5000", False), ("registry.local", False), ("ghcr.io", False)],
+)
+def test_loopback_hosts(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+# --------------------------------------------------------------------------------------------- challenges
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (
+            'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
+            'scope="repository:library/nginx:pull"',
+            [Challenge("bearer", {"realm": "https://auth.docker.io/token", "service": "registry.docker.io",
+                                  "scope": "repository:library/nginx:pull"})],
+        ),
+        ('Basic realm="Registry Realm"', [Challenge("basic", {"realm": "Registry Realm"})]),
+        (
+            'Basic realm="x", Bearer realm="https://t.example/token", service=reg',
+            [Challenge("basic", {"realm": "x"}),
+             Challenge("bearer", {"realm": "https://t.example/token", "service": "reg"})],
+        ),
+        (
+            'Bearer realm="a\\"b", error="insufficient_scope"',
+            [Challenge("bearer", {"realm": 'a"b', "error": "insufficient_scope"})],
+        ),
+        ("Negotiate", [Challenge("negotiate", {})]),
+        ("", []),
+        ('BEARER REALM="https://x/t"', [Challenge("bearer", {"realm": "https://x/t"})]),
+    ],
+)
+def test_parse_challenges(header: str, expected: list[Challenge]) -> None:
+    assert parse_challenges(header) == expected
+
+
+def test_parse_challenges_from_several_headers() -> None:
+    got = parse_challenges(['Basic realm="a"', 'Bearer realm="https://b/t",service="s"'])
+    assert [c.scheme for c in got] == ["basic", "bearer"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_parse_challenges_never_crashes(header: str) -> None:
+    for challenge in parse_challenges(header):
+        assert challenge.scheme == challenge.scheme.lower()
+
+
+@pytest.mark.parametrize(
+    ("answer", "lifetime"),
+    [
+        ({"token": "t"}, 60),
+        ({"access_token": "t", "expires_in": 300}, 300),
+        ({"token": "t", "expires_in": 0}, 60),
+        ({"token": "t", "expires_in": True}, 60),
+    ],
+)
+def test_token_lifetime_defaults_to_60_seconds(answer: dict[str, object], lifetime: int) -> None:
+    token = token_from_response(answer, now=1000.0)
+    assert token.value == "t"
+    assert 1000 + lifetime - 10 <= token.expires_at < 1000 + lifetime
+
+
+@pytest.mark.parametrize("answer", [[], {}, {"token": ""}, {"token": 5}])
+def test_token_answers_without_a_token_are_rejected(answer: object) -> None:
+    with pytest.raises(ValueError):
+        token_from_response(answer, now=0.0)
+
+
+# ----------------------------------------------------------------------------------- Link, rate headers
+
+
+@pytest.mark.parametrize(
+    ("header", "target"),
+    [
+        ('</v2/a/tags/list?last=x&n=1000>; rel="next"', "/v2/a/tags/list?last=x&n=1000"),
+        ("<https://ghcr.io/v2/a/tags/list?last=x>; rel=next", "https://ghcr.io/v2/a/tags/list?last=x"),
+        ('<https://x/prev>; rel="prev", </v2/a/tags/list?n=50&next_page=abc>; rel="next"',
+         "/v2/a/tags/list?n=50&next_page=abc"),
+        ('<https://x/y>; rel="first last"', None),
+        ('<https://x/y>; rel="prev next"', "https://x/y"),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_next_link(header: str | None, target: str | None) -> None:
+    assert next_link(header) == target
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("7", 7.0), ("0", 0.0), (" 2.5 ", 2.5), ("-3", 0.0), ("soon", None), (None, None), ("nan", None),
+     ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0)],
+)
+def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
+    now = datetime(2015, 10, 21, 7, 28, 0, tzinfo=UTC).timestamp()
+    assert parse_retry_after(value, now=now) == seconds
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [("76;w=21600", (76, 21600.0)), ("100", (100, None)), ("x;w=1", None), (None, None)],
+)
+def test_parse_rate_header(value: str | None, parsed: tuple[int, float | None] | None) -> None:
+    assert parse_rate_header(value) == parsed
+
+
+# ---------------------------------------------------------------------------------- manifests and configs
+
+
+def test_accept_header_names_all_four_manifest_types() -> None:
+    for media_type in (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ):
+        assert media_type in ACCEPT_MANIFESTS
+
+
+def test_index_platforms_skip_attestations() -> None:
+    body = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"digest": "sha256:" + "a" * 64, "platform": {"os": "linux", "architecture": "amd64"}},
+            {"digest": "sha256:" + "b" * 64,
+             "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+            {"digest": "sha256:" + "c" * 64, "platform": {"os": "unknown", "architecture": "unknown"}},
+        ],
+        "annotations": {"org.opencontainers.image.created": "2024-05-01T10:00:00.123456789Z"},
+    }).encode()
+    manifest = parse_manifest(body, None, None)
+    assert manifest.is_index and manifest.digest == sha256_digest(body)
+    assert manifest.platforms == frozenset({"linux/amd64", "linux/arm64/v8"})
+    assert manifest.created == datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=UTC)
+
+
+def test_image_manifest_names_its_config_and_keeps_the_header_digest() -> None:
+    body = json.dumps({"schemaVersion": 2, "config": {"digest": "sha256:" + "c" * 64}}).encode()
+    media_type = "application/vnd.docker.distribution.manifest.v2+json"
+    manifest = parse_manifest(body, media_type, "sha256:" + "d" * 64)
+    assert not manifest.is_index
+    assert manifest.config_digest == "sha256:" + "c" * 64
+    assert manifest.digest == "sha256:" + "d" * 64
+    assert manifest.media_type == "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def test_schema1_history_gives_build_time() -> None:
+    v1 = json.dumps({"created": "2019-01-02T03:04:05Z", "os": "linux", "architecture": "amd64"})
+    body = json.dumps({"schemaVersion": 1, "history": [{"v1Compatibility": v1}]}).encode()
+    manifest = parse_manifest(body, None, None)
+    assert manifest.created == datetime(2019, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert manifest.platforms == frozenset({"linux/amd64"})
+
+
+@pytest.mark.parametrize(
+    "body", [b"[]", b'{"schemaVersion": 2}', b'{"manifests": [{}]}', b"{not json", b"\xff"]
+)
+def test_garbage_manifests_raise_value_error(body: bytes) -> None:
+    with pytest.raises(ValueError):
+        parse_manifest(body, None, None)
+
+
+@pytest.mark.parametrize(
+    ("config", "created", "platforms"),
+    [
+        ({"created": "2024-01-02T03:04:05+02:00", "os": "linux", "architecture": "arm", "variant": "v7"},
+         datetime(2024, 1, 2, 1, 4, 5, tzinfo=UTC), frozenset({"linux/arm/v7"})),
+        ({"created": "1970-01-01T00:00:00Z", "os": "linux", "architecture": "amd64"}, None,
+         frozenset({"linux/amd64"})),
+        ({"created": "0001-01-01T00:00:00Z"}, None, None),
+        ({"config": {"Labels": {"org.opencontainers.image.created": "2023-06-07T08:09:10Z"}}},
+         datetime(2023, 6, 7, 8, 9, 10, tzinfo=UTC), None),
+        ({"created": "yesterday"}, None, None),
+    ],
+)
+def test_config_metadata(
+    config: dict[str, object], created: datetime | None, platforms: frozenset[str] | None
+) -> None:
+    assert config_metadata(json.dumps(config).encode()) == (created, platforms)
+
+
+def test_parse_timestamp_handles_go_nanoseconds_and_offsets() -> None:
+    nanoseconds = parse_timestamp("2024-05-01T10:00:00.999999999Z")
+    assert nanoseconds == datetime(2024, 5, 1, 10, 0, 0, 999999, tzinfo=UTC)
+    assert parse_timestamp("2024-05-01T10:00:00") == datetime(2024, 5, 1, 10, tzinfo=UTC)
+    assert parse_timestamp(None) is None
+    assert parse_timestamp(17) is None
+
+
+# --------------------------------------------------------------------------------------------------- cache
+
+T1 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+
+
+def test_cache_round_trip_survives_reopening(tmp_path: Path) -> None:
+    with MetadataCache.in_dir(tmp_path) as cache:
+        cache.put_tags("r.io/a", ["1", "2"], fetched_at=100.0)
+        cache.put_tag_digests("r.io/a", {"1": TagDigest("sha256:1", 100.0, 200.0)})
+        cache.put_digest_meta("r.io/a", {
+            "sha256:1": DigestMeta(T1, frozenset({"linux/amd64"})),
+            "sha256:2": DigestMeta(None, None, "hub"),
+        })
+    assert (tmp_path / CACHE_FILE).exists()
+    with MetadataCache.in_dir(tmp_path) as cache:
+        assert cache.tags("r.io/a") == (["1", "2"], 100.0)
+        assert cache.tag_digests("r.io/a") == {"1": TagDigest("sha256:1", 100.0, 200.0)}
+        assert cache.digest_meta("r.io/a", ["sha256:1", "sha256:2", "sha256:3"]) == {
+            "sha256:1": DigestMeta(T1, frozenset({"linux/amd64"})),
+            "sha256:2": DigestMeta(None, None, "hub"),
+        }
+        assert cache.digest_meta("r.io/other", ["sha256:1"]) == {}
+
+
+def test_vanished_tags_lose_their_digest(tmp_path: Path) -> None:
+    with MetadataCache(tmp_path / "c.sqlite3") as cache:
+        cache.put_tag_digests("r.io/a", {"1": TagDigest("sha256:1", 1, 2), "2": TagDigest("sha256:2", 1, 2)})
+        cache.put_tags("r.io/a", ["2"], fetched_at=5.0)
+        assert set(cache.tag_digests("r.io/a")) == {"2"}
+
+
+def test_many_digests_in_one_lookup() -> None:
+    with MetadataCache(None) as cache:
+        metas = {f"sha256:{i}": DigestMeta(T1, None) for i in range(1200)}
+        cache.put_digest_meta("r.io/a", metas)
+        assert len(cache.digest_meta("r.io/a", metas)) == 1200
+
+
+def test_damaged_cache_file_is_replaced(tmp_path: Path) -> None:
+    (tmp_path / CACHE_FILE).write_bytes(b"this is not a database" * 100)
+    with MetadataCache.in_dir(tmp_path) as cache:
+        cache.put_tags("r.io/a", ["1"], 1.0)
+        assert cache.tags("r.io/a") == (["1"], 1.0)
+
+
+def test_cache_of_another_schema_version_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / CACHE_FILE
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE tag_lists (image TEXT, junk TEXT)")
+    db.execute("PRAGMA user_version=99")
+    db.commit()
+    db.close()
+    with MetadataCache(path) as cache:
+        cache.put_tags("r.io/a", ["1"], 1.0)
+        assert cache.tags("r.io/a") == (["1"], 1.0)
+
+
+def test_unusable_cache_dir_falls_back_to_memory(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with MetadataCache.in_dir(blocker / "cache") as cache:
+        assert cache.path is None
+        cache.put_tags("r.io/a", ["1"], 1.0)
+        assert cache.tags("r.io/a") == (["1"], 1.0)

@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
@@ -238,6 +241,37 @@ def test_stop_terminates_the_process_and_removes_owned_directories() -> None:
     assert not work_dir.exists() and not storage_dir.exists()
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{url}/v2/", timeout=2)
+
+
+def test_registry_dies_with_a_crashed_parent(tmp_path: Path) -> None:
+    require_registry_binary()
+    script = (
+        "import os, sys\n"
+        "from image_updater.testing import RegistryServer\n"
+        "server = RegistryServer(work_dir=sys.argv[1], storage_dir=sys.argv[2]).start()\n"
+        "print(server.pid, flush=True)\n"
+        "os._exit(3)  # no stop(), no atexit: a crash\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "w"), str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    pid = int(done.stdout)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and _state(pid) != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists() or _state(pid) == "Z"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
 
 
 def test_notifications_reach_the_endpoint(registry_factory: RegistryFactory) -> None:

@@ -8,7 +8,6 @@ own log file; nothing is shared with other servers or with the system registry i
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
 import os
@@ -20,7 +19,7 @@ import subprocess
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -144,12 +143,22 @@ def _free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: a test run killed by a timeout must not leave registries
-    # behind on a shared machine. Linux-only; elsewhere the registry simply outlives a crashed parent.
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A preexec function asking Linux to SIGTERM the registry when the thread that started it dies.
+
+    A test run killed by a timeout must not leave registries behind on a shared machine. libc is looked up
+    here, in the parent: the child between fork and exec should do as little as possible (no dlopen).
+    Elsewhere than Linux ``None``: the registry then outlives a crashed parent.
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return hook
 
 
 class RegistryServer:
@@ -257,6 +266,11 @@ class RegistryServer:
     def log_path(self) -> Path:
         """The registry's combined stdout and stderr."""
         return self.work_dir / "registry.log"
+
+    @property
+    def pid(self) -> int | None:
+        """The registry process id while it runs."""
+        return self._process.pid if self._process is not None else None
 
     @property
     def running(self) -> bool:
@@ -406,7 +420,7 @@ class RegistryServer:
             stderr=subprocess.STDOUT,
             env=env,
             cwd=self.work_dir,
-            preexec_fn=_die_with_parent if self.die_with_parent else None,
+            preexec_fn=_die_with_parent_hook() if self.die_with_parent else None,
         )
         self._port = port
         try:

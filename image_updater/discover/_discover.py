@@ -33,7 +33,7 @@ from ._fields import (
 from ._markers import MARKER_KEY, find_markers
 from ._model import Discovery, Part, Target
 from ._nodes import LineIndex, MappingNode, Node, ScalarNode, SequenceNode, get, node_line, scalar
-from ._policies import PolicyDef, PolicyIndex, TargetRule
+from ._policies import FLUX_IMAGE_API, PolicyDef, PolicyIndex, TargetRule
 
 __all__ = ["KUSTOMIZATION_FILES", "FileInput", "discover_files", "may_hold_targets"]
 
@@ -79,6 +79,7 @@ class _Object:
     start: int
     end: int
     kustomization: bool = False
+    definition: bool = False  # a policy definition (ours or Flux's): its spec.image is never a target
     containers: list[ContainerImage] = field(default_factory=list)
     helm_slots: dict[str, Slot] = field(default_factory=dict)
     policies: WorkloadPolicies | None = None
@@ -131,9 +132,11 @@ def _objects(doc: Node, file: str) -> list[_Object]:
         )
         if kustomization and not obj_kind:
             obj_kind = "Kustomization"
+        definition = api.startswith(("image-updater.io/", FLUX_IMAGE_API))
         out.append(_Object(
             node, obj_kind, api, _resource(obj_kind, node),
             int(node.start_mark.index), int(node.end_mark.index), kustomization=kustomization,
+            definition=definition,
         ))
     return out
 
@@ -188,7 +191,7 @@ class _FileScan:
             for bad_node, message in obj.policies.errors:
                 self.error(node_line(bad_node), None, message)
         self._annotation_claims(obj, claims)
-        if self.rules:
+        if self.rules and not obj.definition:
             self._policy_file_claims(obj, values, claims)
 
     def _annotation_claims(self, obj: _Object, claims: list[_Claim]) -> None:

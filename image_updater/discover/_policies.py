@@ -195,7 +195,7 @@ class PolicyIndex:
             try:
                 policy = parse_policy(policy_text, modifiers)
             except InvalidPolicy as exc:
-                fail(policy_node or spec, f"invalid policy: {exc}")
+                fail(policy_node or spec, str(exc))
         targets = self._targets(get(spec, "targets"), fail)
         problem = problems[0] if problems else None
         return PolicyDef(
@@ -352,7 +352,7 @@ class PolicyIndex:
             try:
                 policy = parse_policy(policy_text, modifiers)
             except InvalidPolicy as exc:
-                fail(get(spec, "filterTags") if "filter" in str(exc) else choice, f"invalid policy: {exc}")
+                fail(get(spec, "filterTags") if "filter" in str(exc) else choice, str(exc))
         problem = problems[0] if problems else None
         return PolicyDef(
             file, line, namespace, name, flux=True, policy=policy if problem is None else None,

@@ -1,0 +1,282 @@
+"""One pass over the configured sources: sync -> plan -> apply -> commit -> push, per source.
+
+The pass is the same whether the daemon's scheduler, a webhook, ``run --once`` or ``apply --commit`` asks
+for it. Registry work is async; git and file work run in worker threads so that the daemon's HTTP endpoints
+stay responsive during a pass.
+
+Safety rules (DESIGN "Git write-back"):
+- the remote is the truth: every attempt starts from ``origin/<branch>`` (``GitRepo.sync``/``refresh``);
+- one commit per source per pass, staging only the files the pass changed;
+- a rejected push (someone else pushed) -> refresh, re-plan, re-apply, retry with jittered backoff, a bounded
+  number of times; never a force-push of a branch someone else writes to. Only a configured ``push_branch``
+  (ours alone) is rebuilt from ``origin/<branch>`` and pushed with ``--force-with-lease``;
+- a stop request (SIGTERM) is honoured before the push: the local commit is discarded at the next sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from image_updater.errors import ConfigError, ImageUpdaterError, PushRejected
+from image_updater.plan import ErrorEntry, Result
+
+if TYPE_CHECKING:
+    from image_updater.gitrepo import GitRepo
+    from image_updater.pipeline import Planned
+    from image_updater.registry import RegistryClient
+    from image_updater.settings import Settings, SourceSettings
+
+__all__ = [
+    "DEFAULT_PUSH_ATTEMPTS",
+    "SourceOutcome",
+    "commit_and_push",
+    "make_client",
+    "run_once_cli",
+    "run_pass",
+    "run_source",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PUSH_ATTEMPTS = 5
+_BACKOFF_BASE = 0.5  # seconds; doubled per attempt, with full jitter
+_BACKOFF_CAP = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOutcome:
+    """What one pass did for one source."""
+
+    source: str
+    result: Result  # updates (as committed, or as planned in a dry run), unchanged, skipped, errors
+    commit: str | None  # the commit pushed (or made, in ``apply --commit`` without push); None when nothing
+    pushed: bool
+    error: str | None  # a source-level failure (git sync, commit or push); None when fine
+    duration: float  # seconds
+    images: frozenset[str]  # normalised image names this source tracks (webhooks map pushes to sources)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.result.errors
+
+
+@asynccontextmanager
+async def make_client(
+    settings: Settings, *, on_request: Callable[[str, int | str], None] | None = None
+) -> AsyncIterator[RegistryClient]:
+    """The registry client for ``settings``: configured registries, persistent metadata cache in cache_dir."""
+    from image_updater.registry import MetadataCache, RegistryClient, options_from_settings
+
+    with MetadataCache.in_dir(settings.cache_dir) as cache:
+        options = options_from_settings(settings)
+        async with RegistryClient(options, cache=cache, on_request=on_request) as client:
+            yield client
+
+
+def _backoff(attempt: int) -> float:
+    return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt))
+
+
+def _log_changes(source: str, result: Result, *, applied: bool) -> None:
+    verb = "updated" if applied else "would update"
+    for change in result.updates:
+        log.info(
+            "%s %s %s -> %s", verb, change.image, change.old_tag or change.old, change.new_tag,
+            extra={"source": source, "file": change.file, "line": change.line, "image": change.image},
+        )
+    for error in result.errors:
+        log.error(
+            "%s", error.message,
+            extra={"source": source, "file": error.file, "line": error.line, "image": error.image},
+        )
+
+
+def _images(planned: Planned) -> frozenset[str]:
+    return frozenset(target.image.name for target in planned.discovery.targets)
+
+
+def commit_and_push(
+    repo: GitRepo,
+    result: Result,
+    settings: Settings,
+    *,
+    source: str,
+    push: bool,
+    push_branch: str | None = None,
+    stop: threading.Event | None = None,
+) -> str | None:
+    """Commit the files of ``result.updates`` (one commit) and optionally push; the commit or None.
+
+    Raises ``PushRejected`` when the remote moved on, ``GitError`` for other git failures.
+    """
+    from image_updater.commitmsg import render_commit_message
+
+    if not result.updates:
+        return None
+    commit_cfg = settings.commit
+    message = render_commit_message(
+        result, source=source, template=commit_cfg.message_template, skip_ci=commit_cfg.skip_ci
+    )
+    author = (commit_cfg.author_name, commit_cfg.author_email)
+    committer = (commit_cfg.committer_name or author[0], commit_cfg.committer_email or author[1])
+    files = sorted({change.file for change in result.updates})
+    sha = repo.commit(files, message, author=author, committer=committer)
+    if sha is None or not push:
+        return sha
+    if stop is not None and stop.is_set():
+        raise _Stopped
+    if push_branch:
+        repo.push(push_branch, force_with_lease=True)
+    else:
+        repo.push()
+    return sha
+
+
+class _Stopped(Exception):
+    """A stop was requested before the push; the pass is abandoned cleanly."""
+
+
+async def run_source(
+    settings: Settings,
+    source: SourceSettings,
+    *,
+    client: RegistryClient,
+    dry_run: bool = False,
+    stop: threading.Event | None = None,
+    now: datetime | None = None,
+    push_attempts: int = DEFAULT_PUSH_ATTEMPTS,
+    environ: dict[str, str] | None = None,
+) -> SourceOutcome:
+    """One pass for one source. Never raises for git, registry or file problems: they are in the outcome."""
+    from image_updater.gitrepo import GitRepo
+    from image_updater.pipeline import apply_result, plan_directory
+
+    started = time.monotonic()
+    name = source.name
+    images: frozenset[str] = frozenset()
+    result = Result()
+
+    def outcome(commit: str | None = None, pushed: bool = False, error: str | None = None) -> SourceOutcome:
+        if error:
+            log.error("%s", error, extra={"source": name})
+        return SourceOutcome(
+            source=name, result=result, commit=commit, pushed=pushed, error=error,
+            duration=time.monotonic() - started, images=images,
+        )
+
+    try:
+        repo = await asyncio.to_thread(GitRepo.for_source, source, settings.cache_dir, environ=environ)
+    except ImageUpdaterError as exc:
+        return outcome(error=str(exc))
+
+    attempt = 0
+    while True:
+        try:
+            if source.push_branch and not dry_run:
+                await asyncio.to_thread(repo.rebuild_branch, source.push_branch)
+            planned = await plan_directory(
+                repo.path, source.paths, client=client, policy_dirs=list(settings.policy_dirs), now=now
+            )
+        except ImageUpdaterError as exc:
+            return outcome(error=f"source {name}: {exc}")
+        images = _images(planned)
+        if dry_run or not planned.result.updates:
+            result = planned.result
+            _log_changes(name, result, applied=False)
+            return outcome()
+        if stop is not None and stop.is_set():
+            result = planned.result
+            return outcome(error=f"source {name}: stopping; pass abandoned before writing")
+        result = await asyncio.to_thread(apply_result, repo.path, planned)
+        try:
+            sha = await asyncio.to_thread(
+                commit_and_push, repo, result, settings, source=name, push=True,
+                push_branch=source.push_branch, stop=stop,
+            )
+        except _Stopped:
+            result = replace(result, updates=())
+            return outcome(error=f"source {name}: stopping; commit abandoned before the push")
+        except PushRejected as exc:
+            attempt += 1
+            if attempt >= push_attempts:
+                result = replace(result, updates=())
+                return outcome(
+                    error=f"source {name}: push rejected {attempt} times, giving up this pass: {exc}"
+                )
+            delay = _backoff(attempt)
+            log.warning(
+                "push rejected (attempt %d of %d), re-planning on the new remote head in %.1fs",
+                attempt, push_attempts, delay, extra={"source": name},
+            )
+            await asyncio.sleep(delay)
+            try:
+                await asyncio.to_thread(repo.refresh)
+            except ImageUpdaterError as exc2:
+                result = replace(result, updates=())
+                return outcome(error=f"source {name}: {exc2}")
+            continue
+        except ConfigError as exc:  # e.g. the commit message template
+            result = replace(result, updates=())
+            return outcome(error=f"source {name}: {exc}")
+        except ImageUpdaterError as exc:
+            result = replace(result, updates=())
+            return outcome(error=f"source {name}: {exc}")
+        _log_changes(name, result, applied=sha is not None)
+        if sha is not None:
+            log.info("pushed %s with %d update(s)", sha[:12], len(result.updates), extra={"source": name})
+        return outcome(commit=sha, pushed=sha is not None)
+
+
+async def run_pass(
+    settings: Settings,
+    *,
+    sources: Sequence[str] | None = None,
+    dry_run: bool = False,
+    client: RegistryClient | None = None,
+    stop: threading.Event | None = None,
+) -> list[SourceOutcome]:
+    """One pass over the configured sources (or the named ones), sources one after the other.
+
+    One registry client serves every source, so each (image, policy) pair is fetched once per pass however
+    many sources use it (tag lists are asked once per ``resolve`` call; metadata comes from the cache).
+    """
+    chosen = [s for s in settings.sources if sources is None or s.name in sources]
+    if client is None:
+        async with make_client(settings) as own:
+            return [await run_source(settings, s, client=own, dry_run=dry_run, stop=stop) for s in chosen]
+    return [await run_source(settings, s, client=client, dry_run=dry_run, stop=stop) for s in chosen]
+
+
+def run_once_cli(settings: Settings, dry_run: bool, fmt: str = "table") -> int:
+    """``image-updater run --once``: one pass, a report per source on stdout; 1 when anything failed."""
+    from image_updater.report import render
+
+    if not settings.sources:
+        raise ConfigError("no sources configured: add at least one entry under 'sources'")
+    outcomes = asyncio.run(run_pass(settings, dry_run=dry_run))
+    failed = False
+    for out in outcomes:
+        header = f"== {out.source}"
+        if out.commit:
+            header += f": pushed {out.commit[:12]}" if out.pushed else f": committed {out.commit[:12]}"
+        elif dry_run:
+            header += ": dry run, nothing written"
+        sys.stdout.write(header + "\n")
+        result = out.result
+        if out.error:
+            result = replace(result, errors=(*result.errors, ErrorEntry(None, None, None, out.error)))
+        text = render(result, fmt)
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        failed = failed or not out.ok
+    sys.stdout.flush()
+    return 1 if failed else 0

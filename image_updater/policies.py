@@ -282,7 +282,7 @@ def _compile_template(template: str, regex: re.Pattern[str]) -> Callable[[re.Mat
     Go silently expands a reference to a group that does not exist to ""; we refuse it, because an extract
     that is always empty would make every tag rank the same.
     """
-    pieces: list[str | int] = []
+    pieces: list[tuple[bool, str | int]] = []  # (is a group reference, literal text or group)
     literal: list[str] = []
     i, n = 0, len(template)
     while i < n:
@@ -317,15 +317,15 @@ def _compile_template(template: str, regex: re.Pattern[str]) -> Callable[[re.Mat
                 raise InvalidPolicy(f"invalid extract {template!r}: filter has no group named {name!r}")
             ref = name
         if literal:
-            pieces.append("".join(literal))
+            pieces.append((False, "".join(literal)))
             literal = []
-        pieces.append(ref)
+        pieces.append((True, ref))
     if literal:
-        pieces.append("".join(literal))
+        pieces.append((False, "".join(literal)))
     frozen = tuple(pieces)
 
     def expand(match: re.Match[str]) -> str:
-        return "".join(p if isinstance(p, str) else (match.group(p) or "") for p in frozen)
+        return "".join((match.group(p) or "") if is_ref else cast(str, p) for is_ref, p in frozen)
 
     return expand
 
@@ -644,7 +644,9 @@ class _Judge:
                 m = version(extract(fm) if extract is not None else tag)
                 if m is None:
                     return r_not_version
-            _v, major, minor, patch, suffix, _build = m.groups()
+            _v, major, minor, patch, suffix, build = m.groups()
+            if build is not None and filter_ is None:
+                return r_invalid  # "+" is not in the tag grammar; an extracted value may carry one
             prerelease = False
             if suffix is None:
                 tag_flavour = None

@@ -3,17 +3,19 @@ parsing, and the sqlite metadata cache (schema, persistence, damage)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from image_updater.errors import ConfigError
+from image_updater.errors import ConfigError, TransientRegistryError
 from image_updater.registry import MetadataCache, RegistryOptions, options_for, options_from_settings
 from image_updater.registry.auth import Challenge, parse_challenges, token_from_response
 from image_updater.registry.cache import CACHE_FILE, DigestMeta, TagDigest
@@ -26,7 +28,7 @@ from image_updater.registry.manifests import (
     sha256_digest,
 )
 from image_updater.registry.options import is_loopback
-from image_updater.registry.transport import parse_rate_header, parse_retry_after
+from image_updater.registry.transport import Throttle, parse_rate_header, parse_retry_after
 
 # ------------------------------------------------------------------------------------------ prefix matching
 
@@ -354,3 +356,72 @@ def test_unusable_cache_dir_falls_back_to_memory(tmp_path: Path) -> None:
         assert cache.path is None
         cache.put_tags("r.io/a", ["1"], 1.0)
         assert cache.tags("r.io/a") == (["1"], 1.0)
+
+
+# -------------------------------------------------------------------------------------------------- pacing
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.waits: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(round(seconds, 6))
+        self.now += seconds
+
+
+def test_rate_limit_spaces_requests() -> None:
+    fake = FakeTime()
+    throttle = Throttle(8, 4.0, clock=fake.clock, sleep=fake.sleep)
+
+    async def five() -> None:
+        for _ in range(5):
+            async with throttle.slot(pull=False, budget=10, context="c"):
+                pass
+
+    asyncio.run(five())
+    assert fake.waits == [0.25, 0.25, 0.25, 0.25]
+
+
+def test_429_pauses_the_whole_registry_and_gives_up_past_the_budget() -> None:
+    fake = FakeTime()
+    throttle = Throttle(8, None, clock=fake.clock, sleep=fake.sleep)
+    throttle.pause(3.0)
+
+    async def one(budget: float) -> None:
+        async with throttle.slot(pull=False, budget=budget, context="registry r, image a"):
+            pass
+
+    asyncio.run(one(10))
+    assert fake.waits == [3.0]
+    throttle.pause(60.0)
+    with pytest.raises(TransientRegistryError, match="registry r, image a: the registry is rate limited"):
+        asyncio.run(one(10))
+
+
+def test_low_pull_budget_spreads_pulls_over_the_window() -> None:
+    fake = FakeTime()
+    throttle = Throttle(8, None, clock=fake.clock, sleep=fake.sleep)
+    throttle.note_headers(httpx.Headers({"ratelimit-limit": "100;w=600", "ratelimit-remaining": "50;w=600"}))
+
+    async def pull(budget: float) -> None:
+        async with throttle.slot(pull=True, budget=budget, context="c"):
+            pass
+
+    asyncio.run(pull(10))
+    assert fake.waits == [] and throttle.remaining == 50
+    throttle.note_headers(httpx.Headers({"ratelimit-limit": "100;w=600", "ratelimit-remaining": "10;w=600"}))
+    asyncio.run(pull(100))  # 600 s / 10 pulls left: one pull per minute
+    assert fake.waits == [60.0]
+    with pytest.raises(TransientRegistryError, match="pull rate limit"):
+        asyncio.run(pull(10))
+
+    async def not_a_pull() -> None:
+        async with throttle.slot(pull=False, budget=1, context="c"):
+            pass
+
+    asyncio.run(not_a_pull())  # tags lists and blobs are no pulls

@@ -211,7 +211,8 @@ class TokenCache:
             credential = await get_credential()
             if credential is None:
                 raise RegistryAuthError(
-                    f"registry {registry}: asks for Basic authentication and no credentials are configured"
+                    f"registry {registry}: asks for Basic authentication and no credentials are configured "
+                    f"for {registry}"
                 )
             return basic_header(credential)
         assert state.challenge is not None

@@ -302,6 +302,10 @@ class Session:
             status = answer.status
             if status == 401 and authenticate:
                 challenges = parse_challenges(answer.headers.get_list("www-authenticate"))
+                if not challenges:
+                    raise RegistryAuthError(
+                        f"{context}: {what} answered 401 without a WWW-Authenticate challenge"
+                    )
                 try:
                     kind = self._tokens.learn(endpoint.key, challenges)
                 except RegistryAuthError as exc:

@@ -180,6 +180,8 @@ class Throttle:
         reserve = max(_RESERVE_MIN, int((limit[0] if limit else 0) * _RESERVE_SHARE))
         if count <= reserve and window:
             self._pull_interval = window / max(count, 1)
+            # the pulls left are spread over the window, starting now rather than after one more pull
+            self._next_pull = max(self._next_pull, self._clock() + self._pull_interval)
             log.warning(
                 "registry pull budget low (%d left in %.0f s); spacing pulls %.0f s apart",
                 count, window, self._pull_interval,

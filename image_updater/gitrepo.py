@@ -46,6 +46,7 @@ import stat
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import git
 
@@ -140,6 +141,7 @@ class _Git:
         check: bool = True,
         env: Mapping[str, str] | None = None,
         what: str | None = None,
+        istream: BinaryIO | None = None,
     ) -> tuple[int, str, str]:
         """Run ``git <args>`` in ``cwd``: ``(status, stdout, stderr)``; GitError on failure if ``check``."""
         command = ["git", *args]
@@ -154,6 +156,7 @@ class _Git:
                 kill_after_timeout=timeout,
                 env={**self.env, **(env or {})},
                 strip_newline_in_stdout=False,
+                istream=istream,
             )
         except (git.GitCommandNotFound, OSError) as exc:
             raise GitError(f"git {op} failed for {self.describe()}: cannot run git: {exc}") from None
@@ -308,7 +311,11 @@ class GitRepo:
                     )
                 self._path.rmdir()
             return False
-        status, out, _ = self._git.run(self._path, "config", "--get", _MANAGED_KEY, check=False)
+        # read the file directly: a damaged repository (broken HEAD) is not recognised as one by git
+        config = str(self._path / ".git" / "config")
+        status, out, _ = self._git.run(
+            self._path, "config", "--file", config, "--get", _MANAGED_KEY, check=False
+        )
         if status != 0 or out.strip() != "true":
             raise GitError(
                 f"{self._git.describe()}: {self._path} is a git working copy image-updater did not create; "
@@ -394,6 +401,10 @@ class GitRepo:
             handle.write(b"".join(p.encode() + b"\0" for p in paths))
         return Path(name)
 
+    def _staged(self) -> set[str]:
+        out = self._git.run(self._path, "diff", "--cached", "--no-renames", "--name-only", "-z")[1]
+        return {name for name in out.split("\0") if name}
+
     def changed_files(self, paths: Sequence[str] | None = None) -> list[str]:
         """Files that differ from HEAD in the working tree (modified, added, deleted, untracked), sorted."""
         args = ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"]
@@ -424,11 +435,17 @@ class GitRepo:
         spec_file = self._with_pathspec_file(specs)
         msg_file = self._path / ".git" / "IMAGE_UPDATER_MSG"
         try:
-            pathspec = [f"--pathspec-from-file={spec_file}", "--pathspec-file-nul"]
-            self._git.run(self._path, "add", "--all", *pathspec)
-            staged = set(self._git.run(self._path, "diff", "--cached", "--name-only", "-z")[1].split("\0"))
+            # update-index takes the list as is; add/commit with 500 pathspecs match every index entry
+            # against every pathspec (measured: 0.95 s + 0.73 s against 0.07 s + 0.2 s on 10,000 files)
+            with spec_file.open("rb") as specs_in:
+                self._git.run(
+                    self._path, "update-index", "--add", "--remove", "-z", "--stdin", istream=specs_in
+                )
+            staged = self._staged()
             if not staged.intersection(specs):
                 return None
+            # something else was staged before (not by us): commit only our paths, the slow but exact way
+            only = [f"--pathspec-from-file={spec_file}", "--pathspec-file-nul"] if staged - set(specs) else []
             msg_file.write_text(message if message.endswith("\n") else message + "\n", encoding="utf-8")
             identity = {
                 "GIT_AUTHOR_NAME": author[0],
@@ -438,7 +455,7 @@ class GitRepo:
             }
             self._git.run(
                 self._path,
-                "commit", "--quiet", "--no-verify", "--cleanup=whitespace", f"--file={msg_file}", *pathspec,
+                "commit", "--quiet", "--no-verify", "--cleanup=whitespace", f"--file={msg_file}", *only,
                 env=identity,
             )  # fmt: skip
         finally:

@@ -278,47 +278,34 @@ class Daemon:
             self._passes_finished += 1
 
     def _record(self, state: _SourceState, outcome: PassOutcome, elapsed: float) -> None:
+        # The pass itself logs one line per change and per error (with source, file and image), as it does
+        # for ``run --once``; the daemon adds the summary line and the metrics.
         name = state.name
         state.last_outcome = outcome
         result = outcome.result
         if outcome.error is None or outcome.images:
-            state.images = outcome.images
-        committed = len(result.updates) if outcome.pushed else 0
-        for change in result.updates:
-            verb = "updated" if outcome.pushed else ("would update" if self.dry_run else "not pushed")
-            log.info(
-                "%s %s: %s -> %s", verb, change.image, change.old_tag or change.old, change.new_tag,
-                extra={"source": name, "file": change.file, "line": change.line, "image": change.image,
-                       "old": change.old, "new": change.new, "policy": change.policy},
-            )
-        for entry in result.errors:
-            log.error(
-                "%s", entry.message,
-                extra={"source": name, "file": entry.file, "line": entry.line, "image": entry.image},
-            )
+            state.images = outcome.images  # a failed sync reports no images: keep the last known ones
         image_errors = sum(1 for e in result.errors if e.image is not None)
         self.metrics.error("image", image_errors)
         self.metrics.error("file", len(result.errors) - image_errors)
         label: PassOutcomeLabel
         if outcome.error is not None:
-            abandoned = self.stop_event.is_set() and not outcome.pushed
-            label = "abandoned" if abandoned else "failed"
-            if abandoned:
-                log.warning("pass abandoned at shutdown: %s", outcome.error, extra={"source": name})
-            else:
-                log.error("pass failed: %s", outcome.error, extra={"source": name})
+            label = "abandoned" if self.stop_event.is_set() and not outcome.pushed else "failed"
+            if label == "failed":
                 self.metrics.error("source")
         else:
             label = "errors" if result.errors else "success"
+        duration = outcome.duration or elapsed
         log.info(
-            "pass done: %d updated, %d unchanged, %d skipped, %d errors%s", len(result.updates),
+            "pass %s: %d %s, %d unchanged, %d skipped, %d errors%s", label, len(result.updates),
+            "updated" if outcome.pushed else ("planned" if self.dry_run else "updates"),
             len(result.unchanged), len(result.skipped), len(result.errors),
             f", commit {outcome.commit[:12]}" if outcome.commit else "",
-            extra={"source": name, "duration": round(outcome.duration or elapsed, 3)},
+            extra={"source": name, "duration": round(duration, 3)},
         )
         self.metrics.pass_finished(
-            name, label, outcome.duration or elapsed, updates_committed=committed,
-            images=len(outcome.images) if state.images is outcome.images else None,
+            name, label, duration, updates_committed=len(result.updates) if outcome.pushed else 0,
+            images=len(state.images) if state.images is not None else None,
             success_at=time.time() if outcome.error is None else None,
         )
 

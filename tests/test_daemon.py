@@ -252,7 +252,7 @@ def change(file: str, image: str, old: str, new: str) -> Change:
     )
 
 
-def test_outcomes_feed_logs_and_metrics() -> None:
+def test_outcomes_feed_metrics_and_the_summary_line() -> None:
     result = Result(
         updates=(
             change("apps/web.yaml", "nginx", "1.25.0", "1.27.0"),
@@ -293,16 +293,11 @@ def test_outcomes_feed_logs_and_metrics() -> None:
     )
     assert sample(m, "image_updater_pass_duration_seconds_count", source="a") == 1
 
-    updated = [r for r in records if r.getMessage().startswith("updated ")]
-    assert [(r.source, r.file, r.image) for r in updated] == [  # type: ignore[attr-defined]
-        ("a", "apps/web.yaml", "nginx"),
-        ("a", "apps/api.yaml", "ghcr.io/x/api"),
-    ]
-    errors = [r for r in records if r.levelno == logging.ERROR]
-    assert {(r.source, getattr(r, "file", None), getattr(r, "image", None)) for r in errors} == {  # type: ignore[attr-defined]
-        ("a", "apps/db.yaml", "quay.io/x/db"),
-        ("a", "apps/broken.yaml", None),
-        ("git-down", None, None),
+    # the pass logs its changes and errors itself (workflow.run_source); the daemon adds one summary line
+    summaries = {r.source: r.getMessage() for r in records if r.getMessage().startswith("pass ")}  # type: ignore[attr-defined]
+    assert summaries == {
+        "a": "pass errors: 2 updated, 0 unchanged, 0 skipped, 2 errors, commit 0123456789ab",
+        "git-down": "pass failed: 0 updates, 0 unchanged, 0 skipped, 0 errors",
     }
 
 

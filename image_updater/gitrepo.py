@@ -182,7 +182,6 @@ class GitRepo:
         self._branch = branch
         self._git = runner
         self._managed = managed
-        self._checked_out = branch
         # push_branch -> the remote value it had when rebuilt ("" = absent): the force-with-lease pin
         self._leases: dict[str, str] = {}
 
@@ -298,8 +297,14 @@ class GitRepo:
 
     def refresh(self) -> None:
         """Fetch the source's branch, check it out at ``origin/<branch>`` and clean the working tree."""
+        self._require_managed("refresh")
         self._fetch(self._branch)
         self._checkout(self._branch, f"refs/remotes/origin/{self._branch}")
+
+    def _require_managed(self, what: str) -> None:
+        # both discard local work: never in a checkout that belongs to someone (GitRepo.open)
+        if not self._managed:
+            raise GitError(f"{self._git.describe()}: {what} discards local changes; not done in {self._path}")
 
     def _usable(self) -> bool:
         if not (self._path / ".git").exists():
@@ -375,7 +380,6 @@ class GitRepo:
     def _checkout(self, branch: str, start: str) -> None:
         self._git.run(self._path, "checkout", "--quiet", "--force", "-B", branch, start, what="checkout")
         self._git.run(self._path, "clean", "-ffdxq", what="clean")
-        self._checked_out = branch
 
     def _rev(self, rev: str) -> str:
         return self._git.run(self._path, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")[1].strip()
@@ -473,6 +477,7 @@ class GitRepo:
         Records the remote's current value of ``push_branch`` as the lease for ``push(push_branch,
         force_with_lease=True)``: if anyone pushes to it before we do, our push is rejected.
         """
+        self._require_managed("rebuild_branch")
         from_branch = from_branch or self._branch
         if push_branch == self._branch:
             raise GitError(

@@ -113,6 +113,21 @@ def test_second_sync_fetches_and_discards_every_leftover(bare: Path, cache: Path
     assert git(again.path, "status", "--porcelain", "--ignored") == ""
 
 
+def test_a_changed_branch_or_url_is_followed(bare: Path, cache: Path, tmp_path: Path) -> None:
+    sync(bare, cache)
+    dev = commit_to_bare(bare, {"dev.yaml": "x: 1\n"}, branch="main")
+    subprocess.run(["git", "--git-dir", str(bare), "branch", "dev", dev], check=True)
+    commit_to_bare(bare, {"main-only.yaml": "x: 2\n"})
+    on_dev = GitRepo.sync(str(bare), "dev", workdir_for(cache, "apps"), name="apps")
+    assert on_dev.head == dev
+    assert not (on_dev.path / "main-only.yaml").exists()
+    moved = tmp_path / "moved.git"
+    bare.rename(moved)
+    again = GitRepo.sync(moved.as_uri(), "main", workdir_for(cache, "apps"), name="apps")
+    assert again.head == remote_head(moved)
+    assert git(again.path, "config", "--get", "remote.origin.url") == moved.as_uri()
+
+
 def test_damaged_working_copy_is_cloned_again(bare: Path, cache: Path) -> None:
     repo = sync(bare, cache)
     (repo.path / ".git" / "HEAD").write_text("garbage\n")
@@ -340,7 +355,13 @@ def test_open_an_existing_checkout(bare: Path, tmp_path: Path) -> None:
     subprocess.run(["git", "-C", str(checkout), "checkout", "-q", "--detach"], check=True)
     with pytest.raises(GitError, match="detached"):
         GitRepo.open(checkout)
-    assert GitRepo.open(checkout, branch="main").branch == "main"
+    opened = GitRepo.open(checkout, branch="main")
+    assert opened.branch == "main"
+    (checkout / "precious.txt").write_text("local work")
+    for discard in (opened.refresh, lambda: opened.rebuild_branch("image-updater/main")):
+        with pytest.raises(GitError, match="discards local changes"):
+            discard()
+    assert (checkout / "precious.txt").read_text() == "local work"
     with pytest.raises(GitError, match="not inside a git working copy"):
         GitRepo.open(tmp_path)
 
@@ -373,6 +394,25 @@ def test_https_push_with_a_token_from_the_environment(
     askpass = cache / "git" / ".askpass"
     assert stat.S_IMODE(askpass.stat().st_mode) == 0o700
     assert GIT_HTTP_TOKEN not in askpass.read_text()
+
+
+def test_a_large_push_goes_through_the_test_server(
+    git_http_server: GitHttpServer, bare_repo: BareRepoFactory, cache: Path
+) -> None:
+    # over http.postBuffer (1 MiB) git streams the pack with chunked transfer encoding
+    bare = bare_repo(FILES, parent=git_http_server.root)
+    auth = AuthSettings(token_env="T")
+    repo = GitRepo.sync(
+        git_http_server.url_for(bare),
+        "main",
+        workdir_for(cache, "a"),
+        auth=auth,
+        environ={"T": GIT_HTTP_TOKEN},
+    )
+    (repo.path / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    sha = repo.commit(["big.bin"], "big", author=BOT)
+    assert repo.push() is True
+    assert remote_head(bare) == sha
 
 
 def test_a_wrong_token_fails_clearly_without_showing_it(

@@ -191,6 +191,66 @@ def test_direct_construction_is_validated() -> None:
 
 
 @pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"kind": "alphabetical", "argument": "up"}, "'asc' or 'desc'"),
+        ({"kind": "digest", "argument": "a b"}, "not a valid tag"),
+        ({"kind": "glob"}, "empty pattern"),
+        ({"kind": "newest", "argument": "x"}, "newest takes no argument"),
+        ({"kind": "regex"}, "empty regex"),
+        ({"kind": "semver", "argument": "*", "exclude": ("",)}, "invalid exclude ''"),
+        ({"kind": "semver", "argument": "*", "extract": ""}, "extract needs a filter"),
+        ({"kind": "semver", "argument": "*", "filter": "x", "extract": ""}, "invalid extract ''"),
+        ({"kind": "semver", "argument": "*", "filter": ""}, "invalid filter ''"),
+        ({"kind": "semver", "argument": "*", "min_age": timedelta(seconds=-1)}, "negative"),
+        ({"kind": "semver", "argument": "*", "platforms": ("linux",)}, "invalid platforms"),
+        ({"kind": "semver", "argument": "~1.x.y"}, "cannot parse '~1.x.y'"),
+    ],
+    ids=repr,
+)
+def test_direct_construction_errors(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidPolicy, match=message):
+        Policy(**fields)
+
+
+@pytest.mark.parametrize(
+    ("glob", "matches", "misses"),
+    [
+        ("[]a]x", ["]x", "ax"], ["bx"]),
+        ("[!]a]x", ["bx"], ["]x", "ax"]),
+        ("[^0-9]*", ["a1"], ["1a"]),
+        ("a\\*", ["a*"], ["ab"]),
+        ("a?c", ["abc"], ["ac", "abbc"]),
+        ("*-[0-9][0-9]", ["x-10"], ["x-1", "x-100"]),
+        ("v1.*", ["v1.2"], ["v1x2", "v1"]),
+        ("[&&]|~", ["&|~"], ["a|~"]),
+    ],
+)
+def test_glob_syntax(glob: str, matches: list[str], misses: list[str]) -> None:
+    from image_updater.policies import _compile_glob
+
+    pattern = _compile_glob(glob, "glob")
+    for text in matches:
+        assert pattern.match(text), text
+    for text in misses:
+        assert not pattern.match(text), text
+
+
+def test_long_version_shaped_tags_are_invalid() -> None:
+    long_tag = "1.2.3-" + "a" * 123
+    assert len(long_tag) == 129
+    verdicts = parse_policy("semver:*", {"flavour": "any"}).explain(infos(long_tag, "1.0.0"))
+    assert (verdicts[1].tag, verdicts[1].status) == (long_tag, Status.INVALID)
+
+
+def test_non_string_inputs() -> None:
+    with pytest.raises(InvalidPolicy, match="invalid policy modifier 1"):
+        parse_policy("semver:*", {1: "x"})  # type: ignore[dict-item]
+    with pytest.raises(ConfigError, match="invalid duration 5"):
+        parse_duration(5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
     ("text", "modifiers", "build_time", "platforms", "digest"),
     sorted(
         [

@@ -29,7 +29,8 @@ def tree(root: Path) -> dict[str, bytes]:
 def run_case(case: str, work: Path) -> dict[str, object]:
     shutil.copytree(GOLDEN / case / "original", work)
     discovery, texts = discover_directory(work)
-    result = build_plan(discovery, stub_resolve(discovery.resolve_keys, load_tags(GOLDEN / case / "tags.json")))
+    tags = load_tags(GOLDEN / case / "tags.json")
+    result = build_plan(discovery, stub_resolve(discovery.resolve_keys, tags))
     applied = apply_result(work, Planned(work, discovery, result, texts))
     return applied.to_dict()
 

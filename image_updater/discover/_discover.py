@@ -259,14 +259,7 @@ class _FileScan:
             if not rule.matches_kind(obj.kind):
                 continue
             candidates: list[Slot] = []
-            if obj.containers:
-                for container in obj.containers:
-                    if container.node is None or not rule.matches_container(container.name):
-                        continue
-                    slot = container_slot(container.node, container.name)
-                    if isinstance(slot, Slot):
-                        candidates.append(slot)
-            elif obj.kustomization:
+            if obj.kustomization:
                 if kustomize is None:
                     flux = obj.api.startswith("kustomize.toolkit.fluxcd.io")
                     images = get(get(node, "spec"), "images") if flux else get(node, "images")
@@ -282,9 +275,21 @@ class _FileScan:
                         continue
                     candidates.append(entry_slot)
             else:
+                for container in obj.containers:
+                    if container.node is None or not rule.matches_container(container.name):
+                        continue
+                    slot = container_slot(container.node, container.name)
+                    if isinstance(slot, Slot):
+                        candidates.append(slot)
                 if generic is None:
+                    # image fields anywhere else: Helm values, compose services, custom resources; container
+                    # images are the containers' own (with their names), not found twice
                     root = values if obj.kind == "HelmRelease" else node
-                    generic = helm_value_slots(root) if root is not None else []
+                    own = {id(c.node) for c in obj.containers if c.node is not None}
+                    generic = [
+                        s for s in (helm_value_slots(root) if root is not None else [])
+                        if s.main is None or id(s.main.node) not in own
+                    ]
                 candidates.extend(s for s in generic if rule.matches_container(s.container))
             for slot in candidates:
                 if slot.image.same_repository(image):

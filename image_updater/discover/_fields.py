@@ -220,6 +220,13 @@ def helm_value_slots(root: Node, prefix: str = "") -> list[Slot]:
                         if slot is not None:
                             out.append(slot)
                             continue
+                        # `image: {busybox: {repository, tag}, kubectl: {...}}`: several named image maps
+                        for sub, _sub_key, sub_value in items(value):
+                            if isinstance(sub_value, MappingNode):
+                                slot = _image_map_slot(sub_value, f"{child}.{sub}")
+                                if slot is not None:
+                                    out.append(slot)
+                                    seen.add(id(sub_value))
                     elif isinstance(value, ScalarNode):
                         slot = _image_string_slot(node, key, value, child)
                         if slot is not None:

@@ -1,0 +1,557 @@
+"""Discovery unit tests: annotations (native, Flux v1), Flux HelmRelease values shapes, setter markers,
+policy files and Flux ImagePolicy objects, precedence between origins, the prefilter and resolve keys.
+The golden trees (test_golden.py) cover the same ground end to end with byte-exact files."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from image_updater.discover import Discovery, Target, discover_files
+from image_updater.discover._globs import InvalidGlob, compile_path_glob
+from image_updater.discover._policies import flux_exclusion_filter
+from image_updater.policies import TagInfo, parse_policy
+
+
+def d(text: str) -> str:
+    return textwrap.dedent(text).lstrip("\n")
+
+
+def deployment(annotations: str = "", containers: str = "- name: app\n  image: ghcr.io/acme/app:v1.0.0\n",
+               kind: str = "Deployment") -> str:
+    ann = textwrap.indent(d(annotations), "    ") if annotations else ""
+    return (
+        f"apiVersion: apps/v1\nkind: {kind}\nmetadata:\n  name: web\n  namespace: shop\n"
+        + (f"  annotations:\n{ann}" if ann else "")
+        + "spec:\n  template:\n    spec:\n      containers:\n"
+        + textwrap.indent(d(containers), "      ")
+    )
+
+
+def policy_file(name: str, image: str, policy: str, targets: str = "", namespace: str | None = None,
+                extra: str = "") -> str:
+    ns = f"\n  namespace: {namespace}" if namespace else ""
+    out = (f"apiVersion: image-updater.io/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: {name}{ns}\n"
+           f"spec:\n  image: {image}\n  policy: '{policy}'\n")
+    if extra:
+        out += textwrap.indent(d(extra), "  ")
+    if targets:
+        out += "  targets:\n" + textwrap.indent(d(targets), "    ")
+    return out
+
+
+def targets(discovery: Discovery) -> list[tuple[str, int, str | None, str, str, str]]:
+    return [(t.file, t.line, t.container, t.value, str(t.policy), t.origin) for t in discovery.targets]
+
+
+def messages(discovery: Discovery) -> list[str]:
+    return [e.message for e in discovery.errors]
+
+
+# -- native annotations ----------------------------------------------------------------------------------
+
+
+def test_native_policy_applies_to_every_container_and_per_container_wins() -> None:
+    text = deployment(
+        """
+        image-updater.io/policy: semver:^1
+        image-updater.io/policy.sidecar: glob:main-*
+        image-updater.io/exclude.sidecar: main-bad*
+        """,
+        """
+        - name: app
+          image: ghcr.io/acme/app:v1.0.0
+        - name: sidecar
+          image: ghcr.io/acme/sidecar:main-1
+        """,
+    )
+    found = discover_files({"d.yaml": text})
+    assert targets(found) == [
+        ("d.yaml", 15, "app", "ghcr.io/acme/app:v1.0.0", "semver:^1", "annotation"),
+        ("d.yaml", 17, "sidecar", "ghcr.io/acme/sidecar:main-1", "glob:main-*", "annotation"),
+    ]
+    sidecar = found.targets[1]
+    assert "main-bad*" in sidecar.policy.exclude
+    assert found.targets[0].resource == "Deployment/shop/web"
+    assert sidecar.policy_source == "d.yaml:8"
+
+
+def test_native_annotation_mistakes_are_errors_at_their_line() -> None:
+    text = deployment(
+        """
+        image-updater.io/automated: "maybe"
+        image-updater.io/policy.app: semver:^1
+        image-updater.io/polciy: semver:^1
+        image-updater.io/policy.nope: semver:^1
+        image-updater.io/min-age.app: forever
+        """
+    )
+    found = discover_files({"d.yaml": text})
+    lines = sorted((e.line, e.message.split(":")[0]) for e in found.errors)
+    assert [line for line, _ in lines] == [7, 9, 10, 11]
+    assert "unknown annotation image-updater.io/polciy" in messages(found)[1]
+    assert "names container 'nope'" in " ".join(messages(found))
+    # the invalid min-age makes the app's policy invalid: no target, never "match all"
+    assert found.targets == ()
+
+
+def test_container_without_policy_is_reported_once_the_workload_opts_in() -> None:
+    text = deployment(
+        "image-updater.io/policy.app: semver:^1\n",
+        """
+        - name: app
+          image: ghcr.io/acme/app:v1.0.0
+        - name: other
+          image: ghcr.io/acme/other:v1.0.0
+        """,
+    )
+    found = discover_files({"d.yaml": text})
+    assert [t.container for t in found.targets] == ["app"]
+    assert [(s.line, s.image, s.reason) for s in found.skipped] == [
+        (15, "ghcr.io/acme/other", "no policy for container other"),
+    ]
+
+
+@pytest.mark.parametrize(("annotation", "reason"), [
+    ('image-updater.io/locked: "true"', "locked (image-updater.io/locked)"),
+    ('image-updater.io/automated: "false"', 'automation disabled (image-updater.io/automated: "false")'),
+    ('fluxcd.io/locked: "true"', "locked (fluxcd.io/locked)"),
+    ('fluxcd.io/ignore: "true"', "ignored (fluxcd.io/ignore)"),
+])
+def test_blocked_workloads_skip_every_origin(annotation: str, reason: str) -> None:
+    text = deployment(
+        f"image-updater.io/policy: semver:^1\n{annotation}\n",
+        """
+        - name: app
+          image: ghcr.io/acme/app:v1.0.0 # {"$imagepolicy": "app"}
+        - name: other
+          image: ghcr.io/acme/app:v1.0.0
+        """,
+    )
+    found = discover_files({"d.yaml": text, "p.yaml": policy_file("app", "ghcr.io/acme/app", "semver:^1",
+                                                                     "- path: d.yaml\n")})
+    assert found.targets == ()
+    assert [(s.line, s.reason) for s in found.skipped] == [(14, reason), (16, reason)]
+
+
+# -- Flux v1 annotations ---------------------------------------------------------------------------------
+
+
+def test_flux_automated_defaults_to_glob_star_and_reads_every_spelling() -> None:
+    text = deployment(
+        """
+        fluxcd.io/automated: "true"
+        fluxcd.io/tag.a: semver:~1.2
+        flux.weave.works/tag.a: glob:ignored-because-fluxcd.io-wins
+        filter.fluxcd.io/b: regexp:^v1\\.
+        flux.weave.works/tag.c: develop-*
+        """,
+        """
+        - {name: a, image: "ghcr.io/acme/a:1.2.0"}
+        - {name: b, image: "ghcr.io/acme/b:v1.0"}
+        - {name: c, image: "ghcr.io/acme/c:develop-1"}
+        - {name: d, image: "ghcr.io/acme/d:main"}
+        """,
+    )
+    found = discover_files({"d.yaml": text})
+    assert [(t.container, str(t.policy)) for t in found.targets] == [
+        ("a", "semver:~1.2"), ("b", "regex:^v1\\."), ("c", "glob:develop-*"), ("d", "glob:*"),
+    ]
+    assert found.errors == ()
+
+
+def test_flux_tags_without_automation_are_skipped_not_updated() -> None:
+    found = discover_files({"d.yaml": deployment("fluxcd.io/tag.app: semver:^1\n")})
+    assert found.targets == ()
+    assert [s.reason for s in found.skipped] == [
+        'not automated (fluxcd.io/tag.app is set but no fluxcd.io/automated: "true")'
+    ]
+
+
+def test_flux_invalid_pattern_is_an_error_never_match_all() -> None:
+    annotations = 'fluxcd.io/automated: "true"\nfluxcd.io/tag.app: glob:[x\n'
+    found = discover_files({"d.yaml": deployment(annotations)})
+    assert found.targets == ()
+    assert [(e.line, e.message) for e in found.errors] == [
+        (8, "annotation fluxcd.io/tag.app: invalid glob '[x': unclosed '['")
+    ]
+
+
+HELM_RELEASE = """
+apiVersion: helm.fluxcd.io/v1
+kind: HelmRelease
+metadata:
+  name: app
+  namespace: demo
+  annotations:
+    fluxcd.io/automated: "true"
+{extra}spec:
+  values:
+{values}"""
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    # the five shapes of the Flux docs, for the top-level "chart-image"
+    ("image: repo/app:1.0.0\n", [("chart-image", "repo/app:1.0.0", "reference", "docker.io/repo/app")]),
+    ("image: repo/app\ntag: 1.0.0\n", [("chart-image", "1.0.0", "tag", "docker.io/repo/app")]),
+    ("registry: quay.io\nimage: repo/app\ntag: 1.0.0\n",
+     [("chart-image", "1.0.0", "tag", "quay.io/repo/app")]),
+    ("image:\n  repository: repo/app\n  tag: 1.0.0\n",
+     [("chart-image", "1.0.0", "tag", "docker.io/repo/app")]),
+    ("image:\n  registry: quay.io\n  repository: repo/app\n  tag: 1.0.0\n",
+     [("chart-image", "1.0.0", "tag", "quay.io/repo/app")]),
+    ("image:\n  registry: quay.io\n  repository: repo/app:1.0.0\n",
+     [("chart-image", "repo/app:1.0.0", "reference", "quay.io/repo/app")]),
+    # named images one level down
+    ("cache:\n  image: redis:7.0.0\nworker:\n  image:\n    repository: acme/worker\n    tag: '2'\n",
+     [("cache", "redis:7.0.0", "reference", "docker.io/library/redis"),
+      ("worker", "2", "tag", "docker.io/acme/worker")]),
+    # deeper images are not Flux v1 containers
+    ("a:\n  b:\n    image: redis:7.0.0\n", []),
+])
+def test_flux_helm_release_shapes(values: str, expected: list[tuple[str, str, str, str]]) -> None:
+    text = d(HELM_RELEASE).format(extra="", values=textwrap.indent(values, "    "))
+    found = discover_files({"r.yaml": text})
+    assert [(t.container, t.value, t.part, t.image.name) for t in found.targets] == expected
+    assert found.errors == ()
+
+
+def test_flux_helm_release_annotation_mappings_win() -> None:
+    extra = textwrap.indent(d("""
+        repository.fluxcd.io/app: deep.image.repo
+        tag.fluxcd.io/app: deep.image.version
+        fluxcd.io/tag.app: semver:~1.0
+    """), "    ")
+    values = "deep:\n  image:\n    repo: acme/app\n    version: 1.0.0\n"
+    text = d(HELM_RELEASE).format(extra=extra, values=textwrap.indent(values, "    "))
+    found = discover_files({"r.yaml": text})
+    assert [(t.container, t.value, t.part, str(t.policy)) for t in found.targets] == [
+        ("app", "1.0.0", "tag", "semver:~1.0")
+    ]
+
+
+# -- setter markers --------------------------------------------------------------------------------------
+
+FLUX_POLICIES = d("""
+    apiVersion: image.toolkit.fluxcd.io/v1beta2
+    kind: ImageRepository
+    metadata: {name: podinfo, namespace: flux-system}
+    spec: {image: ghcr.io/stefanprodan/podinfo}
+    ---
+    apiVersion: image.toolkit.fluxcd.io/v1beta2
+    kind: ImagePolicy
+    metadata: {name: podinfo, namespace: flux-system}
+    spec:
+      imageRepositoryRef: {name: podinfo}
+      policy: {semver: {range: 6.x}}
+    ---
+    apiVersion: image.toolkit.fluxcd.io/v1
+    kind: ImagePolicy
+    metadata: {name: orphan, namespace: flux-system}
+    spec:
+      imageRepositoryRef: {name: missing}
+      policy: {alphabetical: {order: desc}}
+""")
+
+
+def test_marker_suffixes_and_spelling() -> None:
+    values = d("""
+        a: docker.io/stefanprodan/podinfo:6.0.0 # {"$imagepolicy": "flux-system:podinfo"}
+        b: ghcr.io/stefanprodan/podinfo:6.0.0 # {"$imagepolicy": "flux-system:podinfo"}
+        c: 6.0.0 # {"$imagepolicy": "flux-system:podinfo:tag"}
+        d: ghcr.io/stefanprodan/podinfo # {"$imagepolicy": "flux-system:podinfo:name"}
+        e: sha256:0000 #{"$imagepolicy":"flux-system:podinfo:digest"}
+        f: "ghcr.io/stefanprodan/podinfo:6.0.0"   # {"$imagepolicy": "podinfo"}
+    """)
+    found = discover_files({"v.yaml": values, "flux.yaml": FLUX_POLICIES})
+    rows = [(t.line, t.part, t.image.name, t.image.tag, t.write_name) for t in found.targets]
+    assert rows == [
+        # another repository: Flux writes the policy's image there
+        (1, "reference", "ghcr.io/stefanprodan/podinfo", "6.0.0", "ghcr.io/stefanprodan/podinfo"),
+        (2, "reference", "ghcr.io/stefanprodan/podinfo", "6.0.0", "ghcr.io/stefanprodan/podinfo"),
+        (3, "tag", "ghcr.io/stefanprodan/podinfo", "6.0.0", "ghcr.io/stefanprodan/podinfo"),
+        # :name and :digest take the current tag from the :tag marker of the same policy in the mapping
+        (4, "name", "ghcr.io/stefanprodan/podinfo", "6.0.0", "ghcr.io/stefanprodan/podinfo"),
+        (5, "digest", "ghcr.io/stefanprodan/podinfo", "6.0.0", "ghcr.io/stefanprodan/podinfo"),
+        (6, "reference", "ghcr.io/stefanprodan/podinfo", "6.0.0", "ghcr.io/stefanprodan/podinfo"),
+    ]
+    assert {t.origin for t in found.targets} == {"marker"}
+    assert found.targets[4].resolve_key.policy.pin_digest  # a digest field asks for the digest
+    assert found.errors == ()
+
+
+def test_marker_problems_are_reported_with_their_line() -> None:
+    values = d("""
+        a: x:1 # {"$imagepolicy": "flux-system:orphan"}
+        b: x:1 # {"$imagepolicy": "nope:podinfo"}
+        c: x:1 # {"$imagepolicy": "flux-system:podinfo:size"}
+        d: x:1 # {"$imagepolicy": flux-system:podinfo}
+        # {"$imagepolicy": "flux-system:podinfo"}
+        e:  # {"$imagepolicy": "flux-system:podinfo"}
+        f: |
+          quoted: x:1 # {"$imagepolicy": "flux-system:podinfo"}
+        g: not a reference # {"$imagepolicy": "flux-system:podinfo"}
+    """)
+    found = discover_files({"v.yaml": values, "flux.yaml": FLUX_POLICIES})
+    assert found.targets == ()
+    got = [(e.line, e.message) for e in found.errors]
+    assert [line for line, _ in got] == [1, 2, 3, 4, 5, 6, 9]
+    assert "ImageRepository flux-system:missing is not in the scanned tree" in got[0][1]
+    assert "no policy nope:podinfo" in got[1][1]
+    assert "unknown suffix 'size'" in got[2][1]
+    assert "not valid JSON" in got[3][1]
+    assert "does not follow a scalar value" in got[4][1]
+    assert "is not an image reference" in got[6][1]
+
+
+def test_marker_name_alone_must_be_unique() -> None:
+    other = policy_file("podinfo", "ghcr.io/acme/podinfo", "semver:^1", namespace="apps")
+    found = discover_files({"v.yaml": 'a: x:1 # {"$imagepolicy": "podinfo"}\n', "flux.yaml": FLUX_POLICIES,
+                            "p.yaml": other})
+    assert found.targets == ()
+    assert "ambiguous" in messages(found)[0]
+
+
+def test_flux_image_policy_conversion() -> None:
+    text = d("""
+        apiVersion: image.toolkit.fluxcd.io/v1beta2
+        kind: ImageRepository
+        metadata: {name: repo}
+        spec:
+          image: ghcr.io/acme/app
+          exclusionList: ['^.*\\.sig$', '(?P<bad>-debug)$']
+        ---
+        apiVersion: image.toolkit.fluxcd.io/v1beta2
+        kind: ImagePolicy
+        metadata: {name: ts}
+        spec:
+          imageRepositoryRef: {name: repo}
+          digestReflectionPolicy: IfNotPresent
+          filterTags: {pattern: '^main-[a-f0-9]+-(?P<ts>[0-9]+)', extract: '$ts'}
+          policy: {numerical: {order: asc}}
+    """)
+    marked = 'a: ghcr.io/acme/app:main-a-1 # {"$imagepolicy": "ts"}\n'
+    found = discover_files({"p.yaml": text, "v.yaml": marked})
+    (target,) = found.targets
+    policy = target.policy
+    assert str(policy) == "numerical:asc" and policy.pin_digest and policy.extract == "$ts"
+    tags = [TagInfo(t) for t in ("main-a-1", "main-b-30-debug", "main-c-20", "main-d-3", "x.sig")]
+    chosen = policy.choose(tags, current="main-a-1")
+    assert chosen is not None and chosen.tag == "main-c-20"
+
+
+def test_flux_exclusion_filter_keeps_the_pattern_groups() -> None:
+    # the exclusion regexes' own groups must not shift the pattern's group numbers
+    combined = flux_exclusion_filter(["(a)(b)", "[(]x"], "^v(?P<n>[0-9]+)-([0-9]+)")
+    policy = parse_policy("numerical", {"filter": combined, "extract": "$2"})
+    tags = [TagInfo(t) for t in ("v9-1", "v1-5", "v2-7ab", "v3-8(x", "w1-9")]
+    assert policy.choose(tags) == TagInfo("v1-5")
+
+
+# -- policy files ----------------------------------------------------------------------------------------
+
+
+def test_policy_file_targets_select_files_kinds_and_containers() -> None:
+    policy = policy_file("app", "ghcr.io/acme/app", "semver:^1", """
+        - path: apps/**/*.yaml
+          kinds: [Deployment]
+          containers: [app]
+    """)
+    files = {
+        "policies/app.yaml": policy,
+        "apps/prod/d.yaml": deployment(containers="""
+            - {name: app, image: ghcr.io/acme/app:v1.0.0}
+            - {name: other, image: ghcr.io/acme/app:v1.0.0}
+            - {name: app2, image: ghcr.io/acme/other:v1.0.0}
+        """),
+        "apps/s.yaml": deployment(kind="StatefulSet"),
+        "other/d.yaml": deployment(),
+    }
+    found = discover_files(files)
+    assert [(t.file, t.container, t.origin) for t in found.targets] == [
+        ("apps/prod/d.yaml", "app", "policy-file")
+    ]
+    assert found.targets[0].policy_source == "policies/app.yaml:1"
+
+
+def test_policy_file_mistakes() -> None:
+    text = d("""
+        apiVersion: image-updater.io/v1alpha1
+        kind: ImagePolicy
+        metadata: {name: bad}
+        spec:
+          image: ghcr.io/acme/app
+          policy: semver:^1
+          exclude: {a: b}
+          pin_digest: perhaps
+          targets:
+            - path: /etc/**
+            - kinds: [Deployment]
+            - {path: "a[b", colour: red}
+        ---
+        apiVersion: image-updater.io/v1beta9
+        kind: ImagePolicy
+        metadata: {name: future}
+        ---
+        apiVersion: image-updater.io/v1alpha1
+        kind: ImagePolicy
+        metadata: {name: bad}
+        spec: {image: ghcr.io/acme/app, policy: "semver:^1"}
+    """)
+    found = discover_files({"p.yaml": text})
+    got = [(e.line, e.message) for e in found.errors]
+    assert [line for line, _ in got] == [7, 8, 10, 11, 12, 12, 14, 18]
+    assert "exclude must be a list of strings" in got[0][1]
+    assert "true or false" in got[1][1]
+    assert "must be relative" in got[2][1]
+    assert "needs a path" in got[3][1]
+    assert "unknown field 'colour'" in got[4][1] or "unclosed" in got[4][1]
+    assert "unsupported image-updater.io/v1beta9" in got[6][1]
+    assert "defined twice" in got[7][1]
+
+
+def test_precedence_marker_then_annotation_then_policy_file() -> None:
+    files = {
+        "p.yaml": policy_file("app", "ghcr.io/acme/app", "semver:^1", "- path: d.yaml\n"),
+        "m.yaml": policy_file("marker", "ghcr.io/acme/app", "semver:~1.2"),
+        "d.yaml": deployment(
+            "image-updater.io/policy.b: semver:~1.0\n",
+            """
+            - {name: a, image: "ghcr.io/acme/app:v1.0.0"}
+            - {name: b, image: "ghcr.io/acme/app:v1.0.0"}
+            - name: c
+              image: ghcr.io/acme/app:v1.0.0 # {"$imagepolicy": "marker"}
+            """,
+        ),
+    }
+    found = discover_files(files)
+    assert [(t.container, str(t.policy), t.origin) for t in found.targets] == [
+        ("a", "semver:^1", "policy-file"), ("b", "semver:~1.0", "annotation"), ("c", "semver:~1.2", "marker"),
+    ]
+
+
+def test_two_policy_files_with_different_policies_for_one_field_conflict() -> None:
+    files = {
+        "p.yaml": policy_file("one", "ghcr.io/acme/app", "semver:^1", "- path: '**'\n"),
+        "q.yaml": policy_file("two", "ghcr.io/acme/app", "semver:~1.2", "- path: d.yaml\n"),
+        "d.yaml": deployment(),
+    }
+    found = discover_files(files)
+    assert found.targets == ()
+    assert messages(found) == [
+        "conflicting policies for this field: semver:^1 (p.yaml:1), semver:~1.2 (q.yaml:1)"
+    ]
+
+
+def test_policy_dirs_contribute_definitions_only() -> None:
+    found = discover_files(
+        {"d.yaml": deployment()},
+        extra_policy_files=[("/etc/policies/app.yaml",
+                             policy_file("app", "ghcr.io/acme/app", "semver:^1", "- path: '*.yaml'\n"))],
+    )
+    assert [(t.file, t.policy_source) for t in found.targets] == [("d.yaml", "/etc/policies/app.yaml:1")]
+
+
+# -- parsing, prefilter, aliases, keys --------------------------------------------------------------------
+
+
+def test_prefilter_skips_files_that_cannot_hold_targets() -> None:
+    files = {f"cm{i}.yaml": f"kind: ConfigMap\ndata: {{image: 'nginx:1.{i}'}}\n" for i in range(5)}
+    files["broken.yaml"] = "a: [unclosed\n"  # never parsed: no error
+    files["d.yaml"] = deployment("image-updater.io/policy: semver:^1\n")
+    found = discover_files(files)
+    assert found.files_scanned == 7 and found.files_parsed == 1
+    assert found.errors == () and len(found.targets) == 1
+
+
+def test_unparsable_file_with_a_hint_is_an_error_and_others_proceed() -> None:
+    files = {"bad.yaml": "metadata:\n  annotations:\n    image-updater.io/policy: semver:^1\n  - oops\n",
+             "d.yaml": deployment("image-updater.io/policy: semver:^1\n")}
+    found = discover_files(files)
+    assert [e.file for e in found.errors] == ["bad.yaml"]
+    assert found.errors[0].message.startswith("not parsed, left untouched")
+    assert [t.file for t in found.targets] == ["d.yaml"]
+
+
+def test_container_behind_an_alias_is_an_error() -> None:
+    text = d("""
+        apiVersion: v1
+        kind: List
+        items:
+        - apiVersion: v1
+          kind: Pod
+          metadata:
+            name: a
+            annotations: {image-updater.io/policy: "semver:^1"}
+          spec:
+            containers:
+            - &c {name: app, image: "ghcr.io/acme/app:v1.0.0"}
+        - apiVersion: v1
+          kind: Pod
+          metadata:
+            name: b
+            annotations: {image-updater.io/policy: "semver:^1"}
+          spec:
+            containers: [*c]
+    """)
+    found = discover_files({"l.yaml": text})
+    assert found.targets == ()
+    assert [(e.line, e.image) for e in found.errors] == [(11, "ghcr.io/acme/app")]
+    assert "alias" in found.errors[0].message
+
+
+def test_resolve_keys() -> None:
+    text = deployment(
+        "image-updater.io/policy: semver:^1\nimage-updater.io/policy.d: digest\n",
+        """
+        - {name: a, image: "ghcr.io/acme/app"}
+        - {name: b, image: "ghcr.io/acme/app:v1.0.0@sha256:%s"}
+        - {name: c, image: "ghcr.io/acme/app:v1.0.0"}
+        - {name: d, image: "ghcr.io/acme/app"}
+        """ % ("0" * 64),
+    )
+    keys = [t.resolve_key for t in discover_files({"d.yaml": text}).targets]
+    assert [(k.image, k.current_tag, str(k.policy), k.policy.pin_digest) for k in keys] == [
+        ("ghcr.io/acme/app", "latest", "semver:^1", False),
+        ("ghcr.io/acme/app", "v1.0.0", "semver:^1", True),
+        ("ghcr.io/acme/app", "v1.0.0", "semver:^1", False),
+        ("ghcr.io/acme/app", "latest", "digest", False),
+    ]
+    assert keys[0] != keys[1] and keys[2] in set(keys)
+
+
+def test_helm_map_tag_and_digest_resolve_together() -> None:
+    values = "image:\n  repository: acme/app\n  tag: v1.0.0\n  digest: sha256:%s\n" % ("0" * 64)
+    found = discover_files({"values.yaml": values, "p.yaml": policy_file("a", "acme/app", "semver:^1",
+                                                                             "- path: values.yaml\n")})
+    tag, digest = found.targets
+    assert (tag.part, digest.part) == ("tag", "digest")
+    assert tag.resolve_key == digest.resolve_key and tag.resolve_key.policy.pin_digest
+
+
+def test_target_is_a_frozen_value() -> None:
+    (target,) = discover_files({"d.yaml": deployment("image-updater.io/policy: semver:^1\n")}).targets
+    assert isinstance(target, Target)
+    with pytest.raises(AttributeError):
+        target.line = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("glob", "yes", "no"), [
+    ("apps/**", ["apps/a.yaml", "apps/x/y/z.yml"], ["apps.yaml", "other/apps/a.yaml"]),
+    ("**/kustomization.yaml", ["kustomization.yaml", "a/b/kustomization.yaml"], ["a/kustomization.yml"]),
+    ("apps/*/values.yaml", ["apps/x/values.yaml"], ["apps/x/y/values.yaml"]),
+    ("apps", ["apps/a.yaml"], ["appsx/a.yaml"]),
+    ("./a/[!b]?.yaml", ["a/cd.yaml"], ["a/bd.yaml", "a/c/d.yaml"]),
+    (".", ["x.yaml", "a/b.yaml"], []),
+])
+def test_path_globs(glob: str, yes: list[str], no: list[str]) -> None:
+    pattern = compile_path_glob(glob)
+    assert all(pattern.fullmatch(p) for p in yes)
+    assert not any(pattern.fullmatch(p) for p in no)
+
+
+@pytest.mark.parametrize("glob", ["", "/abs/**", "../up", "a/../b", "a[b"])
+def test_invalid_path_globs(glob: str) -> None:
+    with pytest.raises(InvalidGlob):
+        compile_path_glob(glob)

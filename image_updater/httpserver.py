@@ -296,7 +296,7 @@ class HttpServer:
             log.warning("webhook from %s refused: missing or wrong signature or token", request.peer)
             return _text(401, "unauthorized", headers={"WWW-Authenticate": 'Bearer realm="image-updater"'})
         try:
-            events = parse_push_events(body)
+            events = parse_push_events(body, headers.get("content-type"))
         except MalformedWebhook as exc:
             self.metrics.webhook("malformed")
             log.warning("webhook from %s refused: %s", request.peer, exc)

@@ -36,6 +36,7 @@ GHCR = "ghcr.io"
 
 _HARBOR_PUSH_TYPES = frozenset({"PUSH_ARTIFACT", "pushImage", "harbor.artifact.pushed"})
 _GITHUB_ACTIONS = frozenset({"published", "updated"})
+_FORM = "application/x-www-form-urlencoded"
 
 
 class MalformedWebhook(ValueError):
@@ -87,12 +88,21 @@ def authenticate(secret: str, body: bytes, headers: Mapping[str, str], query: st
     return ok
 
 
-def parse_push_events(body: bytes) -> list[PushEvent]:
+def parse_push_events(body: bytes, content_type: str | None = None) -> list[PushEvent]:
     """The pushed tags a notification announces; ``[]`` for notifications about something else.
 
     Raises ``MalformedWebhook`` for a body that is not a JSON object of a known shape, or whose fields
-    have the wrong types or name an invalid repository.
+    have the wrong types or name an invalid repository. A form-encoded body (GitHub's other content type)
+    carries the JSON in its ``payload`` field.
     """
+    if content_type is not None and content_type.split(";")[0].strip().lower() == _FORM:
+        try:
+            payloads = parse_qs(body.decode("ascii"), strict_parsing=True).get("payload", [])
+        except (UnicodeDecodeError, ValueError):
+            payloads = []
+        if len(payloads) != 1:
+            raise MalformedWebhook("a form-encoded body must carry one 'payload' field")
+        body = payloads[0].encode()
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -673,6 +673,28 @@ def test_docker_hub_harbor_github_payloads() -> None:
         )
 
 
+def test_github_form_encoded_payloads() -> None:
+    from urllib.parse import urlencode
+
+    body = urlencode({"payload": json.dumps(GITHUB)}).encode()
+    form = "application/x-www-form-urlencoded"
+    assert parse_push_events(body, form)[0].name == "ghcr.io/octo-org/api"
+    with pytest.raises(MalformedWebhook):
+        parse_push_events(b"other=1", form)
+    with pytest.raises(MalformedWebhook):
+        parse_push_events(body, "application/json")  # not JSON as declared
+
+    async def test() -> None:
+        async with serving() as env:
+            r = await env.client.post(
+                env.url + "/webhook", content=body,
+                headers={"Content-Type": form, "X-Hub-Signature-256": sign(body)},
+            )
+            assert r.status_code == 202 and r.json()["sources"] == ["api"]
+
+    run(test)
+
+
 def test_authenticate_directly() -> None:
     body = b'{"x": 1}'
     assert authenticate(SECRET, body, {"x-hub-signature-256": sign(body)})

@@ -437,6 +437,8 @@ class _Reject:
         self.reason = reason
 
 
+# references.is_valid_tag's grammar; matched directly in the hot loops to save a call per tag
+_TAG_GRAMMAR = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z")
 _NO_TIME: tuple[int] = (0,)
 _ANY = object()
 _NUMBER = re.compile(r"(\d+)(?:\.(\d+))?\Z", re.ASCII)
@@ -519,17 +521,25 @@ class _Judge:
         if self.policy.kind == "semver":
             return self._semver_rank()
         c, policy = self.compiled, self.policy
-        front, r_filter = self._front_check, self.r_filter
+        r_invalid, r_latest, r_filter = self.r_invalid, self.r_latest, self.r_filter
+        valid_tag = _TAG_GRAMMAR.match
+        exclude = c.exclude.match if c.exclude is not None else None
+        exclude_reason = self._exclude_reason
+        latest_ok = c.allows_latest or policy.kind == "digest"
         filter_ = c.filter.search if c.filter is not None else None
         extract = c.extract
         ranker = self._kind_ranker()
         back = self._back_check if policy.min_age is not None or c.platforms else None
 
         def rank(info: TagInfo) -> Any:
+            # the same checks as _front_check, inlined: this loop meets every tag of a repository
             tag = info.tag
-            rejected = front(tag)
-            if rejected is not None:
-                return rejected
+            if valid_tag(tag) is None:
+                return r_invalid
+            if exclude is not None and exclude(tag):
+                return exclude_reason(tag)
+            if not latest_ok and tag.lower() == "latest":
+                return r_latest
             value = tag
             if filter_ is not None:
                 m = filter_(tag)
@@ -546,7 +556,7 @@ class _Judge:
 
     def _front_check(self, tag: str) -> _Reject | None:
         """Checks every kind makes before looking at the tag's value: grammar, exclude, latest."""
-        if not is_valid_tag(tag):
+        if _TAG_GRAMMAR.match(tag) is None:
             return self.r_invalid
         exclude = self.compiled.exclude
         if exclude is not None and exclude.match(tag):

@@ -752,3 +752,9 @@ def test_property_identity_extract_changes_nothing(text: str, tags: list[str]) -
     plain = parse_policy(text).choose(items, current=current)
     identity = parse_policy(text, {"filter": "^(.*)$", "extract": "$1"}).choose(items, current=current)
     assert (plain.tag if plain else None) == (identity.tag if identity else None)
+
+
+def test_hot_loop_tag_grammar_is_the_reference_grammar() -> None:
+    from image_updater import policies, references
+
+    assert policies._TAG_GRAMMAR.pattern == references._TAG.pattern

@@ -39,6 +39,12 @@ def parse_rfc3339(text: str) -> datetime:
     m = _RFC3339.match(text)
     if m is None:
         raise ValueError(f"not an RFC 3339 date-time: {text!r}")
+    if m.group(6) != "60":
+        # the pattern has vetted the shape; the C parser is several times faster than building it by hand
+        try:
+            return datetime.fromisoformat(text.upper())
+        except ValueError as exc:  # e.g. February 30th
+            raise ValueError(f"not an RFC 3339 date-time: {text!r} ({exc})") from exc
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = m.groups()
     tz = UTC
     if not zulu:

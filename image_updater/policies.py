@@ -466,7 +466,11 @@ class _Judge:
         self.compiled = compiled = _compile(policy)
         self.current = current
         self.descending = policy.argument == "desc" and policy.kind in ("alphabetical", "numerical")
-        self.now = _aware(now) if now is not None else (datetime.now(UTC) if policy.min_age else None)
+        # the clock is read only when min_age needs it, so choices stay reproducible otherwise
+        if now is not None:
+            self.now: datetime | None = _aware(now)
+        else:
+            self.now = datetime.now(UTC) if policy.min_age is not None else None
         current_value = self._value_of(current) if current is not None else None
         scanned = scan_version(current_value) if current_value is not None else None
         # the tie rule prefers the current spelling; without a current version, the plain 1.2.3 spelling

@@ -533,6 +533,12 @@ def test_min_age_defaults_to_the_clock_and_accepts_naive_times() -> None:
     assert got is not None and got.tag == "old"
 
 
+def test_zero_min_age_still_needs_a_build_time() -> None:
+    policy = parse_policy("semver:*", {"min_age": "0"})
+    got = policy.choose(infos(("1.0", at(1)), ("1.1", None)))
+    assert got is not None and got.tag == "1.0"
+
+
 def test_platforms() -> None:
     policy = parse_policy("semver:*", {"platforms": "linux/amd64,linux/arm64"})
     tags = [

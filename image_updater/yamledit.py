@@ -7,9 +7,17 @@ and a missing final newline therefore survive byte for byte: they are all outsid
 
 Parsing uses the C parser of ``ruamel.yaml.clib`` (libyaml) with a minimal composer hook and falls back to
 the pure-Python parser when libyaml rejects a file (it refuses, for instance, ``{image: nginx:1.0}``, which
-YAML 1.2 and the Go parsers accept). Implicit tag resolution is skipped on purpose: it costs a regex match
+YAML 1.2 allows). Implicit tag resolution is skipped on purpose: it costs a Python call and a regex match
 per scalar and discovery only needs the text; ``node.tag`` is the explicit tag or the default str/seq/map
 tag. Use ``plain_needs_quotes`` to ask whether a plain scalar would read as a non-string.
+
+Typical use (discovery finds the nodes, planning decides the values)::
+
+    parsed = parse_yaml(read_text(path), filename="apps/web.yaml")
+    node = ...  # a ScalarNode found in parsed.documents; check parsed.is_shared(node) for aliases
+    edits = [Edit(*scalar_span(node), "nginx:1.27", original=node_text)]
+    new_text = apply_verified(parsed, edits, filename="apps/web.yaml")  # what a diff should show
+    edit_file(path, edits, root=repo)  # read, apply, verify, write atomically
 
 Safety net: ``apply_verified`` (used by ``edit_file``) re-parses the new text and checks that the composed
 trees are identical except for the edited scalars, which must carry exactly the new values; nothing is
@@ -161,7 +169,7 @@ def _descend(composer: Any, parent: Any) -> None:
 if _CParser is not None:
 
     class _CComposer(_CParser):  # type: ignore[misc]
-        """libyaml's composer with the cheapest possible resolver hooks (one Python call per node)."""
+        """libyaml's composer with the cheapest possible resolver hooks (three Python calls per node)."""
 
         def __init__(self, text: str) -> None:
             _CParser.__init__(self, text)
@@ -173,7 +181,10 @@ if _CParser is not None:
             return _MAP_TAG if kind is MappingNode else _SEQ_TAG
 
         def descend_resolver(self, parent: Any, index: Any) -> None:
-            _descend(self, parent)
+            # Called for every node: the depth check is inlined rather than shared with _PureResolver.
+            self._depth += 1
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep(parent.start_mark.line if parent is not None else None)
 
         def ascend_resolver(self) -> None:
             self._depth -= 1
@@ -295,7 +306,7 @@ def _is_null_document(node: Node) -> bool:
         isinstance(node, ScalarNode)
         and not node.style
         and node.value in _NULL_WORDS
-        and node.tag in (_STR_TAG, "tag:yaml.org,2002:null")
+        and node.tag in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:null")
     )
 
 
@@ -695,7 +706,7 @@ def _compare(old: ParsedFile, new: ParsedFile, edits: Sequence[Edit], filename: 
             elif after.value != before.value or (after.style or None) != (before.style or None):
                 raise fail(before, f"the unedited scalar {_clip(before.value)!r} changed")
             continue
-        if before.flow_style != after.flow_style or len(before.value) != len(after.value):
+        if bool(before.flow_style) != bool(after.flow_style) or len(before.value) != len(after.value):
             raise fail(before, "a mapping or sequence changed its shape")
         stack.extend(zip(_children(before), _children(after), strict=True))
     missing = [span for span in wanted if span not in matched]

@@ -272,6 +272,12 @@ class Daemon:
             self.metrics.pass_finished(name, "failed", time.monotonic() - started)
         else:
             self._record(state, outcome, time.monotonic() - started)
+            elapsed = time.monotonic() - started
+            if elapsed > self.interval.total_seconds():
+                log.info(
+                    "the pass took %.1fs, longer than the interval (%s): ticks due meanwhile were skipped",
+                    elapsed, _human(self.interval), extra={"source": name},
+                )
         finally:
             state.running = False
             self.metrics.passes_running.labels(source=name).set(0)
@@ -371,13 +377,27 @@ def _human(interval: timedelta) -> str:
     return f"{seconds:g}s" if seconds < 120 else f"{seconds / 60:g}m"
 
 
+class _SkippedTickFilter(logging.Filter):
+    """Drop APScheduler's warning for each tick skipped while a pass runs (one per second with ``1s``).
+
+    That is coalescing working as intended; the daemon logs one line per pass that outlasts the interval.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith('Execution of job "%s" skipped: maximum number of running')
+
+
 def _route_apscheduler_logs() -> None:
-    """Send APScheduler's warnings (skipped or missed runs) through our handlers, in our format."""
+    """Send APScheduler's warnings through our handlers, in our format."""
     ours = logging.getLogger("image_updater")
     aps = logging.getLogger("apscheduler")
     aps.handlers = list(ours.handlers)
     aps.propagate = not ours.handlers
     aps.setLevel(max(logging.WARNING, ours.getEffectiveLevel()))
+    # a logger's filters see only its own records, not those propagating from children
+    emitter = logging.getLogger("apscheduler.scheduler")
+    if not any(isinstance(f, _SkippedTickFilter) for f in emitter.filters):
+        emitter.addFilter(_SkippedTickFilter())
 
 
 # -- the process entry point ---------------------------------------------------------------------------

@@ -255,6 +255,7 @@ def test_unit_hardening_and_command() -> None:
         "NoNewPrivileges": "yes",
         "PrivateTmp": "yes",
         "KillMode": "mixed",
+        "RestartPreventExitStatus": "2",
     }.items():
         assert d[key] == [value], key
     assert d["RestrictAddressFamilies"] == ["AF_INET AF_INET6 AF_UNIX"]

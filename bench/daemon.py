@@ -1,0 +1,358 @@
+"""Benchmark: the daemon's memory over many passes, and webhook-to-commit latency.
+
+Set-up: a real distribution registry (storage seeded on disk: ``--images`` repositories with three tags
+each), a bare git repository of ``--files`` files of which ``--images`` are Deployments each tracking one
+of those images with ``semver:^1.0`` (4,000 more YAML files without images, the rest Markdown/JSON), and
+the daemon as a child process (``python -m image_updater run``), exactly as users run it.
+
+1. Memory: interval 1 s (passes run back to back); the daemon's RSS (``/proc/<pid>/status``) is sampled
+   after each of ``--passes`` passes. Reported: peak RSS (VmHWM), RSS after pass 10 and after the last pass,
+   and the growth between them. Targets (issue 6): peak <= 150 MB, growth <= 5 %.
+2. Latency: a fresh daemon, interval 1 h, warm cache; ``--samples`` times: push a newer tag of one image,
+   POST a signed distribution notification to /webhook, and time until the bare repository's branch moves.
+   Samples are spaced beyond the webhook rate limit (5 s per source). Target: median <= 2 s on loopback.
+
+Usage: .venv/bin/python bench/daemon.py [--images 1000] [--files 10000] [--passes 100] [--samples 10]
+Prints a table and writes bench/results/daemon.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from image_updater.testing import ImagePusher, RegistryServer  # noqa: E402
+from image_updater.testing.gitserver import make_bare_repo  # noqa: E402
+from image_updater.testing.push import seed_storage  # noqa: E402
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+SECRET = "bench-" + os.urandom(16).hex()
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app{i:04d}
+  namespace: bench
+  annotations:
+    image-updater.io/policy.app: "semver:^1.0"
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {{app: app{i:04d}}}
+  template:
+    metadata:
+      labels: {{app: app{i:04d}}}
+    spec:
+      containers:
+        - name: app
+          image: {host}/bench/app{i:04d}:1.2.0
+          ports:
+            - containerPort: 8080
+"""
+
+CONFIGMAP = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings-{n}
+  namespace: bench
+data:
+  LOG_LEVEL: info
+  FEATURE_FLAGS: "a,b,c"
+  TIMEOUT: "30s"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def repo_files(host: str, images: int, files: int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for i in range(images):
+        out[f"apps/app{i:04d}/deployment.yaml"] = DEPLOYMENT.format(i=i, host=host)
+    extra_yaml = min(4000, max(0, files - images))
+    for n in range(extra_yaml):
+        out[f"config/group{n % 100:02d}/settings-{n}.yaml"] = CONFIGMAP.format(n=n)
+    n = 0
+    while len(out) < files:
+        if n % 2:
+            out[f"docs/section{n % 50:02d}/page-{n}.md"] = f"# Page {n}\n\nNothing to update here.\n"
+        else:
+            out[f"data/set{n % 50:02d}/record-{n}.json"] = json.dumps({"id": n, "value": n * 7}) + "\n"
+        n += 1
+    return out
+
+
+def write_config(path: Path, *, cache: Path, bare: Path, host: str, port: int, interval: str) -> None:
+    path.write_text(
+        f"interval: {interval}\n"
+        f"cache_dir: {cache}\n"
+        f"sources:\n  - name: bench\n    url: {bare}\n    branch: main\n"
+        f"commit:\n  author_name: Bench Bot\n  author_email: bench@example.com\n"
+        f"registries:\n  - prefix: {host}\n    insecure: true\n    max_concurrency: 16\n"
+        f"http:\n  listen: 127.0.0.1:{port}\n  webhook_secret_env: WEBHOOK_SECRET\n"
+        f"log:\n  level: warning\n"
+    )
+
+
+def status_kib(pid: int, field: str) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
+    assert match is not None
+    return int(match.group(1))
+
+
+def metric_sum(text: str, name: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+class Daemon:
+    def __init__(self, config: Path, port: int, log: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "image_updater", "run", "-c", str(config)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+            env={**os.environ, "WEBHOOK_SECRET": SECRET},
+        )
+        self.client = httpx.Client(timeout=10)
+
+    def metrics(self) -> str:
+        return self.client.get(self.url + "/metrics").text
+
+    def passes(self) -> float:
+        return metric_sum(self.metrics(), "image_updater_passes_total")
+
+    def wait_ready(self, timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"daemon exited with {self.proc.returncode}; see {self.log.name}")
+            try:
+                if self.client.get(self.url + "/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise SystemExit("daemon not ready in time")
+
+    def stop(self) -> int:
+        self.client.close()
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=120)
+        self.log.close()
+        return code
+
+
+def memory_phase(config: Path, port: int, log: Path, passes: int) -> dict[str, Any]:
+    daemon = Daemon(config, port, log)
+    pid = daemon.proc.pid
+    daemon.wait_ready()
+    rss: list[int] = []  # KiB after pass n (index n-1)
+    seen = 0.0
+    started = time.monotonic()
+    while len(rss) < passes:
+        count = daemon.passes()
+        if count > seen:
+            seen = count
+            rss.append(status_kib(pid, "VmRSS"))
+            if len(rss) % 10 == 0:
+                print(f"  pass {len(rss):4d}: RSS {rss[-1] / 1024:6.1f} MiB", flush=True)
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+    peak = status_kib(pid, "VmHWM")
+    text = daemon.metrics()
+    duration_sum = metric_sum(text, "image_updater_pass_duration_seconds_sum")
+    duration_count = metric_sum(text, "image_updater_pass_duration_seconds_count")
+    failed = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("image_updater_passes_total{") and 'outcome="failed"' in line
+    )
+    code = daemon.stop()
+    at10 = rss[min(9, len(rss) - 1)]
+    last = rss[-1]
+    return {
+        "passes": len(rss),
+        "wall_seconds": round(elapsed, 1),
+        "mean_pass_seconds": round(duration_sum / duration_count, 3) if duration_count else None,
+        "failed_passes": failed,
+        "peak_rss_mib": round(peak / 1024, 1),
+        "rss_after_pass_10_mib": round(at10 / 1024, 1),
+        "rss_after_last_pass_mib": round(last / 1024, 1),
+        "growth_10_to_last_percent": round((last - at10) / at10 * 100, 2),
+        "rss_series_mib": [round(v / 1024, 1) for v in rss],
+        "exit_code": code,
+    }
+
+
+def ref_of(bare: Path) -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "refs/heads/main"], cwd=bare, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def latency_phase(
+    config: Path, port: int, log: Path, bare: Path, registry: RegistryServer, samples: int
+) -> dict[str, Any]:
+    daemon = Daemon(config, port, log)
+    daemon.wait_ready()
+    latencies: list[float] = []
+    with ImagePusher(registry.url) as pusher:
+        for k in range(samples):
+            repository = f"bench/app{k:04d}"
+            tag = "1.3.0"
+            pusher.push(repository, tag, created=T0 + timedelta(days=10))
+            body = json.dumps(
+                {
+                    "events": [
+                        {
+                            "id": f"bench-{k}",
+                            "timestamp": datetime.now(UTC).isoformat(),
+                            "action": "push",
+                            "target": {
+                                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                "repository": repository,
+                                "tag": tag,
+                                "digest": "sha256:" + "0" * 64,
+                            },
+                            "request": {"host": registry.host, "method": "PUT"},
+                        }
+                    ]
+                }
+            ).encode()
+            signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+            before = ref_of(bare)
+            t0 = time.monotonic()
+            answer = daemon.client.post(
+                daemon.url + "/webhook", content=body, headers={"X-Hub-Signature-256": signature}
+            )
+            assert answer.status_code == 202, answer.text
+            deadline = t0 + 120
+            while ref_of(bare) == before:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"no commit within 120 s after webhook {k}")
+                time.sleep(0.01)
+            latencies.append(time.monotonic() - t0)
+            print(f"  webhook {k + 1:3d}: commit after {latencies[-1]:.2f} s", flush=True)
+            time.sleep(5.5)  # beyond the per-source webhook rate limit, so each sample starts at once
+    code = daemon.stop()
+    return {
+        "samples": len(latencies),
+        "median_seconds": round(statistics.median(latencies), 3),
+        "min_seconds": round(min(latencies), 3),
+        "max_seconds": round(max(latencies), 3),
+        "latencies": [round(x, 3) for x in latencies],
+        "exit_code": code,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--files", type=int, default=10000)
+    parser.add_argument("--passes", type=int, default=100)
+    parser.add_argument("--samples", type=int, default=10)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
+        work = Path(tmp)
+        storage = (
+            Path("/dev/shm") / f"bench-daemon-{os.getpid()}" if Path("/dev/shm").is_dir() else work / "st"
+        )
+        t = time.monotonic()
+        seed_storage(
+            storage,
+            {
+                f"bench/app{i:04d}": {
+                    "1.0.0": T0,
+                    "1.1.0": T0 + timedelta(days=1),
+                    "1.2.0": T0 + timedelta(days=2),
+                }
+                for i in range(args.images)
+            },
+        )
+        registry = RegistryServer(storage_dir=storage, work_dir=work / "registry", log_level="warn").start()
+        try:
+            files = repo_files(registry.host, args.images, args.files)
+            bare = make_bare_repo(work / "repo.git", files)
+            print(
+                f"set-up: {args.images} images x 3 tags, {len(files)} files in {time.monotonic() - t:.1f} s",
+                flush=True,
+            )
+            cache = work / "cache"
+            config = work / "config.yaml"
+            port = free_port()
+            write_config(config, cache=cache, bare=bare, host=registry.host, port=port, interval="1s")
+            print(f"memory: {args.passes} passes, interval 1s", flush=True)
+            memory = memory_phase(config, port, work / "daemon-memory.log", args.passes)
+            write_config(config, cache=cache, bare=bare, host=registry.host, port=port, interval="1h")
+            print(f"latency: {args.samples} webhooks, interval 1h", flush=True)
+            latency = latency_phase(config, port, work / "daemon-latency.log", bare, registry, args.samples)
+        finally:
+            registry.stop()
+            subprocess.run(["rm", "-rf", str(storage)], check=False)
+
+    result = {
+        "benchmark": "daemon",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "images": args.images,
+        "files": args.files,
+        "memory": memory,
+        "latency": latency,
+    }
+    print()
+    print(f"{'measure':44} {'value':>10}  target")
+    rows = [
+        ("passes (mean pass duration, s)", f"{memory['passes']} ({memory['mean_pass_seconds']})", ""),
+        ("peak RSS (MiB)", memory["peak_rss_mib"], "<= 150"),
+        ("RSS after pass 10 (MiB)", memory["rss_after_pass_10_mib"], ""),
+        (f"RSS after pass {memory['passes']} (MiB)", memory["rss_after_last_pass_mib"], ""),
+        ("growth pass 10 -> last (%)", memory["growth_10_to_last_percent"], "<= 5"),
+        (f"webhook -> commit, median of {latency['samples']} (s)", latency["median_seconds"], "<= 2"),
+        ("webhook -> commit, min / max (s)", f"{latency['min_seconds']} / {latency['max_seconds']}", ""),
+        ("exit codes after SIGTERM", f"{memory['exit_code']}, {latency['exit_code']}", "0"),
+    ]
+    for name, value, target in rows:
+        print(f"{name:44} {value!s:>10}  {target}")
+    out = ROOT / "bench" / "results" / "daemon.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten: {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

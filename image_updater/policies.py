@@ -508,6 +508,7 @@ class _Judge:
         self.r_unknown_platforms = _Reject(
             Status.PLATFORM, f"platforms unknown; needs {', '.join(sorted(compiled.platforms))}"
         )
+        self._flavour_rejects: dict[str | None, _Reject] = {}
         self.rank = self._build_rank()
 
     # -- values and ranking
@@ -542,7 +543,7 @@ class _Judge:
                 return r_invalid
             if exclude is not None and exclude(tag):
                 return exclude_reason(tag)
-            if not latest_ok and tag.lower() == "latest":
+            if not latest_ok and len(tag) == 6 and tag.lower() == "latest":
                 return r_latest
             value = tag
             if filter_ is not None:
@@ -625,8 +626,11 @@ class _Judge:
         in_range = c.range_match
         front = self._front_check
         back = self._back_check if policy.min_age is not None or c.platforms else None
-        exclude = c.exclude.match if c.exclude is not None and c.exclude_may_match_versions else None
+        exclude_any = c.exclude.match if c.exclude is not None else None
+        exclude = exclude_any if c.exclude_may_match_versions else None
         exclude_reason = self._exclude_reason
+        valid_tag = _TAG_GRAMMAR.match
+        r_latest = self.r_latest  # no range names latest, and with a filter the generic checks run
         filter_ = c.filter.search if c.filter is not None else None
         extract = c.extract
         version = VERSION_RE.match
@@ -642,8 +646,14 @@ class _Judge:
             tag = info.tag
             if filter_ is None:
                 m = version(tag)
-                if m is None:
-                    return front(tag) or r_not_version
+                if m is None:  # _front_check inlined
+                    if valid_tag(tag) is None:
+                        return r_invalid
+                    if exclude_any is not None and exclude_any(tag):
+                        return exclude_reason(tag)
+                    if len(tag) == 6 and tag.lower() == "latest":
+                        return r_latest
+                    return r_not_version
                 if len(tag) > 128:
                     return r_invalid
                 if exclude is not None and exclude(tag):
@@ -685,11 +695,16 @@ class _Judge:
         return rank
 
     def _flavour_reason(self, flavour: str | None) -> _Reject:
-        if self.policy.flavour is None:
-            wanted = f"current {self.current_flavour or ''!r}"
-        else:
-            wanted = f"flavour: {self.policy.flavour}"
-        return _Reject(Status.FILTERED, f"flavour {flavour or ''!r} differs from {wanted}")
+        # a repository has a handful of flavours and thousands of tags of each: word each reason once
+        reject = self._flavour_rejects.get(flavour)
+        if reject is None:
+            if self.policy.flavour is None:
+                wanted = f"current {self.current_flavour or ''!r}"
+            else:
+                wanted = f"flavour: {self.policy.flavour}"
+            reject = _Reject(Status.FILTERED, f"flavour {flavour or ''!r} differs from {wanted}")
+            self._flavour_rejects[flavour] = reject
+        return reject
 
     def _exclude_reason(self, tag: str) -> _Reject:
         for glob, pattern in self.compiled.exclude_globs:

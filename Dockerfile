@@ -21,6 +21,8 @@ RUN python -m venv /opt/image-updater \
  && /opt/image-updater/bin/image-updater version
 
 # --- runtime: the same Python, git and ssh for the sources, tini to reap git's orphaned children ---------
+# ~/.ssh is created here because ssh tries to create it on every run, which a read-only root filesystem
+# (Kubernetes) would refuse with a warning.
 FROM ${PYTHON_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git openssh-client ca-certificates tini \
@@ -28,7 +30,8 @@ RUN apt-get update \
  && groupadd --system --gid 10001 image-updater \
  && useradd --system --uid 10001 --gid 10001 --home-dir /home/image-updater --create-home \
       --shell /usr/sbin/nologin image-updater \
- && install -d -o 10001 -g 10001 -m 0750 /var/cache/image-updater /etc/image-updater
+ && install -d -o 10001 -g 10001 -m 0750 /var/cache/image-updater /etc/image-updater \
+ && install -d -o 10001 -g 10001 -m 0700 /home/image-updater/.ssh
 COPY --from=build /opt/image-updater /opt/image-updater
 ENV PATH=/opt/image-updater/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -555,3 +555,14 @@ def test_path_globs(glob: str, yes: list[str], no: list[str]) -> None:
 def test_invalid_path_globs(glob: str) -> None:
     with pytest.raises(InvalidGlob):
         compile_path_glob(glob)
+
+
+def test_markers_quoted_in_comments_or_strings() -> None:
+    values = d("""
+        # documentation: write  image: x:1 # {"$imagepolicy": "flux-system:nothing"}
+        a: "ghcr.io/stefanprodan/podinfo:6.0.0" # note # {"$imagepolicy": "flux-system:nothing"}
+        b: "say #hi" # {"$imagepolicy": "flux-system:podinfo:tag"}
+    """)
+    found = discover_files({"v.yaml": values, "flux.yaml": FLUX_POLICIES})
+    assert found.errors == ()
+    assert [(t.line, t.value, t.part) for t in found.targets] == [(3, "say #hi", "tag")]

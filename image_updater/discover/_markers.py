@@ -26,6 +26,7 @@ __all__ = ["MARKER_KEY", "MarkerHit", "MarkerProblem", "find_markers"]
 
 MARKER_KEY = "$imagepolicy"
 _AFTER_SCALAR = re.compile(r"[ \t]*#")
+_COMMENT_START = re.compile(r"(?:^|(?<=[ \t]))#", re.MULTILINE)
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}\Z")
 _SUFFIX_PART: dict[str | None, Part] = {None: "reference", "tag": "tag", "name": "name", "digest": "digest"}
 
@@ -56,6 +57,9 @@ class _Comment:
     name: str
     suffix: str | None
     problem: str | None
+    # '#' characters earlier on the line that may start a comment: if one does, this "marker" is only text
+    # inside a comment (documentation quoting a marker)
+    earlier: tuple[int, ...] = ()
 
 
 def _comments(text: str) -> dict[int, _Comment]:
@@ -76,7 +80,9 @@ def _comments(text: str) -> dict[int, _Comment]:
         hash_pos = text.rfind("#", line_start, at)
         if hash_pos < 0 or hash_pos in found:
             continue
-        found[hash_pos] = _parse_comment(hash_pos, text[hash_pos + 1 : line_end])
+        comment = _parse_comment(hash_pos, text[hash_pos + 1 : line_end])
+        earlier = tuple(m.start() for m in _COMMENT_START.finditer(text, line_start, hash_pos))
+        found[hash_pos] = dataclasses.replace(comment, earlier=earlier)
 
 
 def _parse_comment(hash_pos: int, body: str) -> _Comment:
@@ -161,6 +167,8 @@ def find_markers(text: str, root: Node, index: PolicyIndex) -> tuple[list[Marker
         if hash_pos in claimed or not doc_start <= hash_pos < doc_end:
             continue
         if any(s <= hash_pos < e for s, e in spans):
+            continue
+        if any(not any(s <= h < e for s, e in spans) for h in comment.earlier):
             continue
         problems.append(MarkerProblem(hash_pos, comment.problem or (
             f"setter marker for {comment.namespace + ':' if comment.namespace else ''}{comment.name} "

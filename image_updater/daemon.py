@@ -169,24 +169,15 @@ class Daemon:
         at all) falls back to matching the repository path alone: an extra pass costs little, a missed one
         costs the very latency the webhook is for.
         """
-        events = list(events)
-        chosen: list[str] = []
-        for state in self._states.values():
-            if state.images is None:
-                chosen.append(state.name)
-                continue
-            for event in events:
-                if event.registry is not None and event.name in state.images:
-                    chosen.append(state.name)
-                    break
-        exact = {s.name for s in self._states.values() if s.images is not None} & set(chosen)
-        if not exact:
-            paths = {e.repository for e in events}
-            for state in self._states.values():
-                if state.images is not None and any(_path_of(image) in paths for image in state.images):
-                    chosen.append(state.name)
-        order = list(self._states)
-        return sorted(set(chosen), key=order.index)
+        known = {s.name: s.images for s in self._states.values() if s.images is not None}
+        paths = {name: {_path_of(image) for image in images} for name, images in known.items()}
+        chosen = {name for name in self._states if name not in known}
+        for event in events:
+            matches = [name for name, images in known.items() if event.registry and event.name in images]
+            if not matches:
+                matches = [name for name in known if event.repository in paths[name]]
+            chosen.update(matches)
+        return [name for name in self._states if name in chosen]
 
     # -- triggering ----------------------------------------------------------------------------------
 

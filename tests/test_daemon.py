@@ -354,6 +354,13 @@ def test_pushes_map_to_the_sources_that_track_the_image() -> None:
         # the registry announces itself under another host name than the YAML uses: match on the path
         assert daemon.sources_for([push("10.0.0.5:5000", "team/app")]) == ["b"]
         assert daemon.sources_for([push(None, "team/app")]) == ["b"]
+        # each event of a batch is matched on its own
+        assert daemon.sources_for(
+            [push("docker.io", "library/nginx"), push("10.0.0.5:5000", "team/app")]
+        ) == [
+            "a",
+            "b",
+        ]
         assert daemon.sources_for([push("quay.io", "nobody/uses-this")]) == []
 
     asyncio.run(run_while(daemon, body))

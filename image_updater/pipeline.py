@@ -8,6 +8,7 @@ tree, talks to registries through the ``RegistryClient`` it is given and writes 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -103,7 +104,9 @@ async def plan_directory(
 
     if progress:
         progress("discovering")
-    discovery, texts = discover_directory(root, paths, policy_dirs=policy_dirs)
+    # a worker thread: reading and parsing a large tree takes seconds, and the daemon's event loop must keep
+    # answering /healthz, /metrics and webhooks meanwhile
+    discovery, texts = await asyncio.to_thread(discover_directory, root, paths, policy_dirs=policy_dirs)
     keys = discovery.resolve_keys
     if progress:
         images = len({k.image for k in keys})

@@ -732,7 +732,10 @@ def read_text(path: Path) -> str:
             size = os.fstat(handle.fileno()).st_size
             if size > MAX_YAML_CHARS:
                 raise YamlEditError(f"{path}: refused: {size} bytes is over the {MAX_YAML_CHARS} limit")
-            data = handle.read(MAX_YAML_CHARS + 1)
+            # read what fstat announced (+1 to see growth): read(MAX + 1) allocates 10 MB per file
+            data = handle.read(size + 1)
+            if len(data) > size:
+                data += handle.read(MAX_YAML_CHARS + 1 - len(data))
     except OSError as exc:
         raise YamlEditError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     if len(data) > MAX_YAML_CHARS:

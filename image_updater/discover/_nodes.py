@@ -8,6 +8,7 @@ along two paths), which a constructed document hides.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -32,6 +33,7 @@ _NULL_TAG = "tag:yaml.org,2002:null"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _NULL_WORDS = frozenset({"", "~", "null", "Null", "NULL"})
 _BREAK = re.compile(r"\r\n|\r|\n")
+_LONE_CR = re.compile(r"\r(?!\n)")
 
 
 def scalar(node: Node | None) -> str | None:
@@ -39,10 +41,10 @@ def scalar(node: Node | None) -> str | None:
 
     ``yamledit`` composes without implicit tag resolution (speed), so a null is recognised by its spelling.
     """
-    if not isinstance(node, ScalarNode):
+    if node.__class__ is not ScalarNode:
         return None
-    value: Any = node.value
-    if node.tag == _NULL_TAG or (node.style is None and value in _NULL_WORDS):
+    value: Any = node.value  # type: ignore[union-attr]
+    if node.style is None and value in _NULL_WORDS:  # type: ignore[union-attr]
         return None
     return value if isinstance(value, str) else str(value)
 
@@ -83,9 +85,18 @@ def items(node: Node | None) -> Iterator[tuple[str, Node, Node]]:
 
 def get(node: Node | None, key: str) -> Node | None:
     """The value node under ``key`` in a mapping node, or ``None``."""
-    for name, _key_node, value in items(node):
-        if name == key:
-            return value
+    if node.__class__ is not MappingNode:
+        return None
+    merged = False
+    for key_node, value_node in node.value:  # type: ignore[union-attr]
+        if key_node.__class__ is ScalarNode and key_node.value == key:
+            return value_node  # type: ignore[no-any-return]
+        if not merged and key_node.__class__ is ScalarNode and key_node.value == "<<":
+            merged = True
+    if merged:  # the slow path, only for mappings with a << merge key
+        for name, _key_node, value in items(node):
+            if name == key:
+                return value
     return None
 
 
@@ -119,21 +130,26 @@ def node_line(node: Node) -> int:
 
 
 class LineIndex:
-    """Maps character offsets of one text to 1-based line numbers (``\\n``, ``\\r\\n`` and lone ``\\r``)."""
+    """Maps character offsets of one text to 1-based line numbers (``\n``, ``\r\n`` and lone ``\r``).
 
-    __slots__ = ("_starts",)
+    Built on first use: most files never need a line number.
+    """
+
+    __slots__ = ("_starts", "_text")
 
     def __init__(self, text: str) -> None:
-        if "\r" in text:
-            self._starts = [0] + [m.end() for m in _BREAK.finditer(text)]
-        else:
-            starts = [0]
-            find = text.find
-            i = find("\n")
-            while i >= 0:
-                starts.append(i + 1)
-                i = find("\n", i + 1)
-            self._starts = starts
+        self._text = text
+        self._starts: list[int] | None = None
+
+    def _build(self) -> list[int]:
+        text = self._text
+        if "\r" in text and _LONE_CR.search(text):
+            return [0] + [m.end() for m in _BREAK.finditer(text)]
+        starts = [0, *itertools.accumulate(len(line) + 1 for line in text.split("\n"))]
+        starts.pop()
+        return starts
 
     def line(self, offset: int) -> int:
+        if self._starts is None:
+            self._starts = self._build()
         return bisect.bisect_right(self._starts, offset)

@@ -113,6 +113,7 @@ class PolicyIndex:
         self._by_key: dict[tuple[str | None, str], PolicyDef] = {}
         self._by_name: dict[str, list[PolicyDef]] = {}
         self._finished = False
+        self._rules: list[tuple[re.Pattern[str], list[tuple[PolicyDef, TargetRule]]]] | None = None
 
     # -- collecting ---------------------------------------------------------------------------------------
 
@@ -463,13 +464,18 @@ class PolicyIndex:
 
     def rules_for(self, file: str) -> list[tuple[PolicyDef, TargetRule]]:
         """The (policy, target rule) pairs whose path glob matches ``file``."""
+        if self._rules is None:
+            grouped: dict[str, list[tuple[PolicyDef, TargetRule]]] = {}
+            for definition in self.defs:
+                if definition.policy is None or definition.image is None:
+                    continue
+                for rule in definition.targets:
+                    grouped.setdefault(rule.path, []).append((definition, rule))
+            self._rules = [(_glob(path), pairs) for path, pairs in grouped.items()]
         out: list[tuple[PolicyDef, TargetRule]] = []
-        for definition in self.defs:
-            if definition.policy is None or definition.image is None:
-                continue
-            for rule in definition.targets:
-                if _glob(rule.path).fullmatch(file) is not None:
-                    out.append((definition, rule))
+        for pattern, pairs in self._rules:  # one match per distinct glob, however many policies share it
+            if pattern.fullmatch(file) is not None:
+                out.extend(pairs)
         return out
 
     @property

@@ -42,37 +42,51 @@ def resolve_paths(root: Path, paths: Sequence[str]) -> list[Path]:
     return out
 
 
+def _scan(directory: str, prefix: str, out: list[tuple[str, str]]) -> None:
+    """Collect ``(repo-relative path, absolute path)`` of the YAML files under ``directory``, depth first in
+    name order; symbolic links (to files or directories) and ``.git`` are skipped."""
+    try:
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_symlink():
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            if entry.name != ".git":
+                _scan(entry.path, f"{prefix}{entry.name}/", out)
+        elif entry.is_file(follow_symlinks=False) and is_yaml_name(entry.name):
+            out.append((prefix + entry.name, entry.path))
+
+
 def iter_yaml_files(
     root: Path, paths: Sequence[str] = (".",), *, errors: list[ErrorEntry] | None = None
 ) -> Iterator[tuple[str, str]]:
     """``(repo-relative POSIX path, text)`` for every ``*.yaml``/``*.yml``/``Kustomization`` under ``paths``,
-    sorted, each file once; ``.git`` is skipped. Unreadable or undecodable files are appended to ``errors``
-    (when given) and skipped."""
+    in path order, each file once; ``.git`` and symbolic links are skipped. Unreadable or undecodable files
+    are appended to ``errors`` (when given) and skipped."""
     base = root.resolve()
-    seen: set[str] = set()
+    found: list[tuple[str, str]] = []
     for start in resolve_paths(root, paths):
-        files: list[Path] = []
         if start.is_symlink():
             continue
-        if start.is_file():
-            files.append(start)
+        resolved = start.resolve()
+        rel = resolved.relative_to(base).as_posix()
+        if resolved.is_file():
+            if is_yaml_name(resolved.name):
+                found.append((rel, str(resolved)))
         else:
-            for directory, dirnames, filenames in os.walk(start, followlinks=False):
-                dirnames[:] = sorted(d for d in dirnames if d != ".git")
-                for name in sorted(filenames):
-                    if is_yaml_name(name):
-                        files.append(Path(directory, name))
-        for path in files:
-            if path.is_symlink():
-                continue
-            rel = path.resolve().relative_to(base).as_posix()
-            if rel in seen:
-                continue
-            seen.add(rel)
-            try:
-                text = read_text(path)
-            except YamlEditError as exc:
-                if errors is not None:
-                    errors.append(ErrorEntry(file=rel, line=None, image=None, message=str(exc)))
-                continue
-            yield rel, text
+            _scan(str(resolved), "" if rel == "." else f"{rel}/", found)
+    seen: set[str] = set()
+    for rel, path in sorted(found):
+        if rel in seen:
+            continue
+        seen.add(rel)
+        try:
+            text = read_text(Path(path))
+        except YamlEditError as exc:
+            if errors is not None:
+                errors.append(ErrorEntry(file=rel, line=None, image=None, message=str(exc)))
+            continue
+        yield rel, text

@@ -271,3 +271,49 @@ def test_commands_work_through_the_console_script(gitops_registry: RegistryServe
     done = subprocess.run([str(script), "plan", str(tmp_path / "nope")], capture_output=True, text=True,
                           env=env, timeout=60)
     assert done.returncode == 2 and "not a directory" in done.stderr
+
+
+class _Terminal:
+    """A stderr stand-in that says it is a terminal and records what is drawn."""
+
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+        self.written: list[str] = []
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> int:
+        self.written.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_only_on_a_terminal() -> None:
+    import threading
+
+    from image_updater.commands import plan as plan_command
+
+    pipe = _Terminal(tty=False)
+    with plan_command.progress_indicator(pipe) as progress:  # type: ignore[arg-type]
+        assert progress is None
+    assert pipe.written == []
+
+    terminal = _Terminal(tty=True)
+    drawn = threading.Event()
+    original = terminal.write
+
+    def write(text: str) -> int:
+        drawn.set()
+        return original(text)
+
+    terminal.write = write  # type: ignore[method-assign]
+    ticker = plan_command._Ticker(terminal, delay=0.0)  # type: ignore[arg-type]
+    ticker.start()
+    ticker.update("resolving 3 images")
+    assert drawn.wait(30)
+    ticker.stop()
+    assert any("resolving 3 images" in text for text in terminal.written)
+    assert terminal.written[-1] == "\r\x1b[K"  # the status line is cleared at the end

@@ -317,3 +317,25 @@ def test_progress_only_on_a_terminal() -> None:
     ticker.stop()
     assert any("resolving 3 images" in text for text in terminal.written)
     assert terminal.written[-1] == "\r\x1b[K"  # the status line is cleared at the end
+
+
+def test_policy_dirs_from_the_config(
+    gitops_registry: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = checkout(tmp_path, gitops_registry)
+    outside = tmp_path / "shared-policies"
+    outside.mkdir()
+    (root / "policies" / "redis.yaml").rename(outside / "redis.yaml")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"policy_dirs: [{outside}]\ncache_dir: {tmp_path / 'cache'}\n")
+    code, out, _err = run(capsys, "plan", str(root), "--format", "json")
+    assert code == 0
+    assert "charts/cache/values.yaml" not in {u["file"] for u in json.loads(out)["updates"]}
+    code, out, _err = run(capsys, "plan", "-c", str(config), str(root), "--format", "json")
+    assert code == 0
+    updates = json.loads(out)["updates"]
+    assert [(u["file"], u["line"]) for u in updates] == [(f, line) for f, line, _o, _n in EXPECTED]
+    redis = next(u for u in updates if u["file"] == "charts/cache/values.yaml")
+    assert redis["policy"] == "semver:~7.2" and redis["origin"] == "policy-file"
+    code, out, _err = run(capsys, "validate", "-c", str(config), str(root))
+    assert code == 0, out

@@ -43,8 +43,8 @@ def scalar(node: Node | None) -> str | None:
     """
     if node.__class__ is not ScalarNode:
         return None
-    value: Any = node.value  # type: ignore[union-attr]
-    if node.style is None and value in _NULL_WORDS:  # type: ignore[union-attr]
+    value: Any = node.value
+    if node.style is None and value in _NULL_WORDS:
         return None
     return value if isinstance(value, str) else str(value)
 
@@ -88,7 +88,7 @@ def get(node: Node | None, key: str) -> Node | None:
     if node.__class__ is not MappingNode:
         return None
     merged = False
-    for key_node, value_node in node.value:  # type: ignore[union-attr]
+    for key_node, value_node in node.value:
         if key_node.__class__ is ScalarNode and key_node.value == key:
             return value_node  # type: ignore[no-any-return]
         if not merged and key_node.__class__ is ScalarNode and key_node.value == "<<":

@@ -589,9 +589,27 @@ def apply_edits(text: str, edits: Sequence[Edit], *, filename: str) -> str:
     """Return ``text`` with exactly the spans of ``edits`` replaced by their rendered values.
 
     Spans must lie inside the text, be non-empty and must not overlap (``YamlEditError`` otherwise, naming
-    file and line). Everything outside the spans is copied unchanged.
+    file and line). Everything outside the spans is copied unchanged. Values are written by
+    ``render_scalar``, with one refinement: inside a flow collection, a plain scalar whose new value gains
+    a ``:`` (or ``?``) its old text did not have is double-quoted, because libyaml (PyYAML, older Go
+    parsers) rejects ``{image: nginx:1.0}``; a file that already holds such a scalar keeps its style. Only
+    then is the text parsed, to learn which spans lie inside flow collections.
     """
-    return _apply(text, edits, filename=filename, quote=frozenset())
+    return _apply(text, edits, filename=filename, quote=_flow_quotes(text, edits, None, filename))
+
+
+def _flow_quotes(
+    text: str, edits: Sequence[Edit], parsed: ParsedFile | None, filename: str
+) -> frozenset[tuple[int, int]]:
+    risky = {(e.start, e.end) for e in edits if _new_flow_hazard(text[e.start : e.end], e.value)}
+    if not risky:
+        return frozenset()
+    if parsed is None:
+        try:
+            parsed = parse_yaml(text, filename=filename)
+        except YamlEditError:
+            return frozenset()  # nothing to learn; verification refuses such a file anyway
+    return _in_flow(parsed, risky)
 
 
 def _apply(text: str, edits: Sequence[Edit], *, filename: str, quote: frozenset[tuple[int, int]]) -> str:
@@ -628,18 +646,14 @@ def _apply(text: str, edits: Sequence[Edit], *, filename: str, quote: frozenset[
 def apply_verified(parsed: ParsedFile, edits: Sequence[Edit], *, filename: str) -> str:
     """The text ``edit_file`` would write: ``apply_edits`` on ``parsed.text``, proven before anyone writes it.
 
-    One refinement over ``apply_edits``: inside a flow collection, a plain scalar whose new value contains
-    ``:`` (or ``?``) while its old text did not is double-quoted, because libyaml (PyYAML, older Go
-    parsers) rejects ``{image: nginx:1.0}``; a file that already holds such a scalar keeps its style.
+    The result is always ``apply_edits(parsed.text, edits, ...)``: a dry-run diff shows what is written.
     The new text is parsed again and compared with ``parsed``: same documents, same structure, same tags,
     styles and values everywhere, except the edited scalars, which must each be a scalar node of the
     original and now hold exactly the new value (as a string, if written plain). Raises ``YamlEditError``
     and returns nothing if any check fails.
     """
     text = parsed.text
-    risky = {(e.start, e.end) for e in edits if _new_flow_hazard(text[e.start : e.end], e.value)}
-    quote = _in_flow(parsed, risky) if risky else frozenset()
-    new_text = _apply(text, edits, filename=filename, quote=quote)
+    new_text = _apply(text, edits, filename=filename, quote=_flow_quotes(text, edits, parsed, filename))
     if new_text == text:
         return new_text
     try:

@@ -24,6 +24,7 @@ from ruamel.yaml.resolver import VersionedResolver
 
 from image_updater.yamledit import (
     Edit,
+    apply_edits,
     apply_verified,
     parse_yaml,
     plain_needs_quotes,
@@ -234,6 +235,7 @@ def test_an_edit_changes_only_its_span_and_value(generated: Generated, data: st.
                 put(expected[field.doc], field.path, value)
 
         new_text = apply_verified(parsed, edits, filename="gen.yaml")
+        assert apply_edits(text, edits, filename="gen.yaml") == new_text  # the dry run shows what is written
 
         # Outside the spans nothing moved: the new text is the old text between the spans, verbatim, with
         # each span replaced by its rendering (the double-quoted one inside flow collections when needed).

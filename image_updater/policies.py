@@ -183,9 +183,19 @@ class Policy:
                 rejected.append((info, key))
             else:
                 candidates.append((info, key))
-        # stable sorts: tie rule first, then the rank (ascending for desc policies, which pick the minimum)
-        candidates.sort(key=lambda pair: judge.tie_key(pair[0]), reverse=True)
+        # best rank first (the smallest for desc policies); the tie rule orders only runs of equal ranks,
+        # so a large repository does not pay for tie keys it never needs
         candidates.sort(key=lambda pair: pair[1], reverse=not judge.descending)
+        start = 0
+        while start < len(candidates):
+            end = start + 1
+            while end < len(candidates) and candidates[end][1] == candidates[start][1]:
+                end += 1
+            if end - start > 1:
+                candidates[start:end] = sorted(
+                    candidates[start:end], key=lambda pair: judge.tie_key(pair[0]), reverse=True
+                )
+            start = end
         verdicts: list[Verdict] = []
         if candidates:
             best, best_key = candidates[0]
@@ -766,11 +776,11 @@ class _Judge:
         if kind == "semver":
             scanned = scan_version(self._value_of(tag))
             if scanned is not None:
-                return (1, scanned[0], natural_key(tag))
+                return (1, scanned[0], tag)
         elif kind == "numerical":
             m = _NUMBER.match(self._value_of(tag))
             if m is not None:
-                return (1, int(m.group(1)), (m.group(2) or "").rstrip("0"), natural_key(tag))
+                return (1, int(m.group(1)), (m.group(2) or "").rstrip("0"), tag)
         return (0, natural_key(tag))
 
     def chosen_reason(self) -> str:

@@ -10,7 +10,7 @@ Every tag goes through the same checks, in this order; the first that fails give
     excluded    it matches an ``exclude`` glob, or it is ``latest`` and the pattern does not name ``latest``
     filtered    it does not match ``filter``, or the kind rejects it (not a version, flavour differs, outside
                 the range, no glob/regex match, not a number, not the tracked tag)
-    prerelease  a prerelease while the policy admits none
+    prerelease  a prerelease while the policy admits none (checked before the range, after the flavour)
     too-young   built less than ``min_age`` ago, or build time unknown
     platform    its platforms do not cover ``platforms``, or are unknown
 

@@ -28,7 +28,12 @@ from image_updater.registry.manifests import (
     sha256_digest,
 )
 from image_updater.registry.options import is_loopback
-from image_updater.registry.transport import Throttle, parse_rate_header, parse_retry_after
+from image_updater.registry.transport import (
+    Budget,
+    Throttle,
+    parse_rate_header,
+    parse_retry_after,
+)
 
 # ------------------------------------------------------------------------------------------ prefix matching
 
@@ -380,7 +385,7 @@ def test_rate_limit_spaces_requests() -> None:
 
     async def five() -> None:
         for _ in range(5):
-            async with throttle.slot(pull=False, budget=10, context="c"):
+            async with throttle.slot(pull=False, budget=Budget(10, clock=fake.clock), context="c"):
                 pass
 
     asyncio.run(five())
@@ -393,7 +398,8 @@ def test_429_pauses_the_whole_registry_and_gives_up_past_the_budget() -> None:
     throttle.pause(3.0)
 
     async def one(budget: float) -> None:
-        async with throttle.slot(pull=False, budget=budget, context="registry r, image a"):
+        limit = Budget(budget, clock=fake.clock)
+        async with throttle.slot(pull=False, budget=limit, context="registry r, image a"):
             pass
 
     asyncio.run(one(10))
@@ -409,7 +415,7 @@ def test_low_pull_budget_spreads_pulls_over_the_window() -> None:
     throttle.note_headers(httpx.Headers({"ratelimit-limit": "100;w=600", "ratelimit-remaining": "50;w=600"}))
 
     async def pull(budget: float) -> None:
-        async with throttle.slot(pull=True, budget=budget, context="c"):
+        async with throttle.slot(pull=True, budget=Budget(budget, clock=fake.clock), context="c"):
             pass
 
     asyncio.run(pull(10))
@@ -421,7 +427,7 @@ def test_low_pull_budget_spreads_pulls_over_the_window() -> None:
         asyncio.run(pull(10))
 
     async def not_a_pull() -> None:
-        async with throttle.slot(pull=False, budget=1, context="c"):
+        async with throttle.slot(pull=False, budget=Budget(1, clock=fake.clock), context="c"):
             pass
 
     asyncio.run(not_a_pull())  # tags lists and blobs are no pulls

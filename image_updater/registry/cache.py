@@ -20,10 +20,11 @@ replaced, never trusted, since everything in it can be fetched again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -134,6 +135,16 @@ class MetadataCache:
     ) -> None:
         self.close()
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One transaction; when it fails (disk full, read-only file) the cache misses an entry, the pass
+        goes on: everything here can be fetched again."""
+        try:
+            with self._db:
+                yield
+        except sqlite3.OperationalError as exc:
+            log.warning("registry metadata cache %s not updated: %s", self.path or "(memory)", exc)
+
     # -- tag lists ------------------------------------------------------------------------------------------
 
     def tags(self, image: str) -> tuple[list[str], float] | None:
@@ -149,7 +160,7 @@ class MetadataCache:
     def put_tags(self, image: str, tags: Iterable[str], fetched_at: float) -> None:
         """Store the list and forget the digests of tags that are gone (a re-created tag starts afresh)."""
         tag_list = list(tags)
-        with self._db:
+        with self._writing():
             self._db.execute(
                 "INSERT OR REPLACE INTO tag_lists (image, fetched_at, tags) VALUES (?, ?, ?)",
                 (image, fetched_at, json.dumps(tag_list)),
@@ -172,7 +183,7 @@ class MetadataCache:
     def put_tag_digests(self, image: str, entries: Mapping[str, TagDigest]) -> None:
         if not entries:
             return
-        with self._db:
+        with self._writing():
             self._db.executemany(
                 "INSERT OR REPLACE INTO tag_digests (image, tag, digest, verified_at, expires_at) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -201,7 +212,7 @@ class MetadataCache:
     def put_digest_meta(self, image: str, entries: Mapping[str, DigestMeta]) -> None:
         if not entries:
             return
-        with self._db:
+        with self._writing():
             self._db.executemany(
                 "INSERT OR REPLACE INTO digests (image, digest, created, platforms, source) "
                 "VALUES (?, ?, ?, ?, ?)",

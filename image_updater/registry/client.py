@@ -52,6 +52,7 @@ _REL_NEXT = re.compile(r"""rel\s*=\s*"?([^";]*\s)?next(\s[^";]*)?"?""", re.IGNOR
 _MAX_PAGES = 1000
 _TTL_SPREAD = 0.25  # tag -> digest deadlines are stretched by up to this share, spreading revalidations
 _SHA256 = re.compile(r"sha256:[0-9a-f]{64}\Z")
+_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 
 
 def next_link(header: str | None) -> str | None:
@@ -303,7 +304,13 @@ class RegistryClient:
                 log.info("tag moved", extra={"image": image, "old": known[tag].digest, "new": digest})
             return await fetch(tag)
 
-        results = await _gather([*(fetch(t) for t in missing), *(revalidate(t) for t in stale)])
+        async def shared(kind: str, tag: str) -> tuple[str, str, DigestMeta] | None:
+            # two policies on one image ask for the same tags at the same time: one request serves both
+            start = fetch if kind == "fetch" else revalidate
+            return await self._single_flight((kind, image, tag), lambda: start(tag))
+
+        jobs = [*(shared("fetch", t) for t in missing), *(shared("check", t) for t in stale)]
+        results = await _gather(jobs)
         return {r[0]: (r[1], r[2]) for r in results if r is not None}
 
     async def _digest_meta(
@@ -361,6 +368,11 @@ class RegistryClient:
             if _SHA256.match(reference) and body_digest != reference:
                 raise ValueError("manifest does not match its digest")
             header = answer.headers.get("docker-content-digest")
+            # a body that is not what the registry says it is (a tampering proxy, a corrupting cache) must
+            # not decide anything; signed schema 1 manifests are hashed without their signatures, so skip them
+            media_type = (answer.headers.get("content-type") or "").split(";", 1)[0].strip()
+            if header and _SHA256.match(header) and body_digest != header and media_type != _SCHEMA1_SIGNED:
+                raise ValueError("manifest does not match its Docker-Content-Digest")
             return parse_manifest(answer.body, answer.headers.get("content-type"), header or body_digest)
 
         return await self._session.call(

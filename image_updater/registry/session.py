@@ -46,6 +46,7 @@ from image_updater.registry.options import RegistryOptions, find_options, is_loo
 from image_updater.registry.transport import (
     Answer,
     BodyLimits,
+    Budget,
     Endpoint,
     Observer,
     RetryPolicy,
@@ -71,12 +72,11 @@ class _TokenRefused(Exception):
 class _StopOverBudget(stop_base):
     """Stop retrying when the next wait would cross the registry's time budget."""
 
-    def __init__(self, budget: float) -> None:
+    def __init__(self, budget: Budget) -> None:
         self.budget = budget
 
     def __call__(self, retry_state: RetryCallState) -> bool:
-        elapsed = retry_state.seconds_since_start or 0.0
-        return elapsed + (retry_state.upcoming_sleep or 0.0) > self.budget
+        return (retry_state.upcoming_sleep or 0.0) > self.budget.remaining()
 
 
 
@@ -230,7 +230,7 @@ class Session:
         """One logical request: authentication, retries of transient failures, the answer parsed."""
         if endpoint.down_until > time.monotonic():
             raise RegistryError(f"{context}: {endpoint.down_reason}")
-        budget = endpoint.options.timeout
+        budget = Budget(endpoint.options.timeout)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._retry.attempts) | _StopOverBudget(budget),
             wait=self._wait,
@@ -244,10 +244,11 @@ class Session:
                     return await self._authenticated(
                         endpoint, method, target, repository=repository, context=context, what=what,
                         max_bytes=max_bytes, parse=parse, accept=accept, pull=pull, authenticate=authenticate,
+                        budget=budget,
                     )
         except Unreachable as exc:
             # one verdict per registry and pass instead of every image waiting for its own timeout
-            endpoint.down_until = time.monotonic() + 3 * budget
+            endpoint.down_until = time.monotonic() + 3 * budget.seconds
             endpoint.down_reason = str(exc).removeprefix(f"{context}: ") + " (recently)"
             raise
         raise AssertionError("unreachable")  # pragma: no cover - tenacity either returns or raises
@@ -266,6 +267,7 @@ class Session:
         accept: str | None,
         pull: bool,
         authenticate: bool,
+        budget: Budget,
     ) -> T:
         scope = pull_scope(repository)
         headers = {"Accept": accept} if accept else {}
@@ -297,7 +299,7 @@ class Session:
                 request_headers["Authorization"] = authorization
             answer = await exchange(
                 endpoint, method, target, headers=request_headers, max_bytes=max_bytes, context=context,
-                what=what, observe=self._observe, pull=pull,
+                what=what, observe=self._observe, pull=pull, budget=budget,
             )
             status = answer.status
             if status == 401 and authenticate:

@@ -26,6 +26,7 @@ from image_updater.registry.options import RegistryOptions
 __all__ = [
     "Answer",
     "BodyLimits",
+    "Budget",
     "Endpoint",
     "Observer",
     "RetryPolicy",
@@ -75,6 +76,26 @@ class BodyLimits:
     config: int = 8 * 1024 * 1024
     token: int = 1024 * 1024
     hub: int = 8 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class Budget:
+    """The time one logical request may take, retries included, counted from its first slot (time spent
+    queueing behind the registry's ``max_concurrency`` is not the request's fault)."""
+
+    seconds: float
+    clock: Callable[[], float] = time.monotonic
+    started: float | None = None
+
+    def start(self) -> None:
+        if self.started is None:
+            self.started = self.clock()
+
+    def elapsed(self) -> float:
+        return 0.0 if self.started is None else self.clock() - self.started
+
+    def remaining(self) -> float:
+        return self.seconds - self.elapsed()
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,14 +168,15 @@ class Throttle:
         self._sleep = sleep
 
     @asynccontextmanager
-    async def slot(self, *, pull: bool, budget: float, context: str) -> AsyncIterator[None]:
+    async def slot(self, *, pull: bool, budget: Budget, context: str) -> AsyncIterator[None]:
         async with self._semaphore:
+            budget.start()
             now = self._clock()
             start = max(now, self._next_slot, self._paused_until)
             if pull and self._pull_interval:
                 start = max(start, self._next_pull)
             wait = start - now
-            if wait > budget:
+            if wait > budget.remaining():
                 reason = "is rate limited" if self._paused_until > now else "is close to its pull rate limit"
                 raise TransientRegistryError(
                     f"{context}: the registry {reason}; not waiting {wait:.0f} s for it in this pass",
@@ -274,7 +296,7 @@ async def exchange(
     what: str,
     observe: Observer,
     pull: bool = False,
-    budget: float | None = None,
+    budget: Budget | None = None,
     content: bytes | None = None,
 ) -> Answer:
     """Send one request (following redirects) and read the answer; raise on anything but an HTTP answer.
@@ -282,13 +304,14 @@ async def exchange(
     Statuses other than 429 and 5xx are returned for the caller to interpret. ``Authorization`` is never
     sent to another origin than the one it was meant for (blob storage redirects, mostly).
     """
-    options = endpoint.options
-    budget = options.timeout if budget is None else budget
+    budget = Budget(endpoint.options.timeout) if budget is None else budget
     url = endpoint.url(target)
     request_headers = dict(headers)
     auth_origin = _origin(url)
-    timeout = httpx.Timeout(budget)
     async with endpoint.throttle.slot(pull=pull, budget=budget, context=context):
+        # what is left of the budget, but never so little that a healthy registry could not answer
+        seconds = max(budget.remaining(), min(budget.seconds, 2.0))
+        timeout = httpx.Timeout(seconds)
         for _hop in range(_MAX_REDIRECTS + 1):
             if _origin(url) != auth_origin:
                 request_headers.pop("Authorization", None)
@@ -301,10 +324,10 @@ async def exchange(
                 )
             except httpx.ConnectTimeout as exc:
                 observe(endpoint.name, "timeout")
-                raise Unreachable(f"{context}: cannot connect to {_where(url)} within {budget:g} s") from exc
+                raise Unreachable(f"{context}: cannot connect to {_where(url)} within {seconds:g} s") from exc
             except httpx.TimeoutException as exc:
                 observe(endpoint.name, "timeout")
-                raise TransientRegistryError(f"{context}: {what} timed out after {budget:g} s") from exc
+                raise TransientRegistryError(f"{context}: {what} timed out after {seconds:g} s") from exc
             except httpx.ConnectError as exc:
                 ssl_error = _ssl_error(exc)
                 verify_failed = isinstance(ssl_error, ssl.SSLCertVerificationError)

@@ -1,19 +1,35 @@
-"""``image-updater apply [-c FILE] PATH [--format table|json|markdown]``: edit a local checkout in place.
+"""``image-updater apply [-c FILE] PATH [--commit] [--push]``: edit a local checkout in place (CI jobs).
 
 Plans PATH exactly like ``plan`` and writes every update (only the characters of each changed scalar, one
 verified atomic write per file). A file that cannot be written is reported and its updates dropped; the
 other files are still written. Prints what was applied. Exit 0, or 1 when any error entry exists; 2 for
 usage and config errors.
+
+``--commit`` commits exactly the files it changed (one commit, identity and message from the config's
+``commit`` section) in the git working copy PATH belongs to; ``--push`` (implies ``--commit``) pushes that
+commit to the checked-out branch (or ``--branch``) of ``origin``, fast-forward only. The checkout is the CI
+job's own: it is never reset or cleaned, so a push the remote rejects because it moved on is reported
+(exit 1) for the job to re-run, instead of being retried on a rebuilt tree.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from image_updater.commands.plan import check_directory, log_errors, plan_path, progress_indicator
 
+if TYPE_CHECKING:
+    from image_updater.plan import Result
+    from image_updater.settings import Settings
+
 __all__ = ["add_arguments", "run"]
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,8 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="PATH", help="the checkout to edit")
     parser.add_argument("--format", choices=["table", "json", "markdown"], default="table",
                         help="how to print the applied updates (default: table)")
-    # --commit / --push arrive with the git write-back (they hand the applied Result to the git workflow);
-    # add them here, next to the edit step in run().
+    parser.add_argument("--commit", action="store_true",
+                        help="commit the changed files (only those) in PATH's git working copy")
+    parser.add_argument("--push", action="store_true",
+                        help="push the commit to origin (implies --commit); never forced")
+    parser.add_argument("--branch", metavar="NAME",
+                        help="branch to push to (default: the checked-out branch; needed on a detached HEAD)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,8 +58,33 @@ def run(args: argparse.Namespace) -> int:
         if progress:
             progress("writing")
         result = apply_result(root, planned)
-    # -- git write-back (--commit / --push) goes here: commit `result` for `root`, then push. --
+    failed = bool(result.errors)
+    if (args.commit or args.push) and result.updates:
+        failed = _commit(root, result, settings, push=args.push, branch=args.branch) or failed
     log_errors(result, args.format)
     sys.stdout.write(render(result, args.format))
     sys.stdout.flush()
-    return 1 if result.errors else 0
+    return 1 if failed else 0
+
+
+def _commit(root: Path, result: Result, settings: Settings, *, push: bool, branch: str | None) -> bool:
+    """Commit (and push) the applied ``result``; True when that failed (the reason is logged)."""
+    from image_updater.errors import GitError
+    from image_updater.gitrepo import GitRepo
+    from image_updater.workflow import commit_and_push
+
+    try:
+        repo = GitRepo.open(root, branch=branch)
+        # file paths in the result are relative to PATH; the commit needs them relative to the work tree
+        prefix = root.resolve().relative_to(repo.path.resolve())
+        if prefix != Path("."):
+            result = dataclasses.replace(result, updates=tuple(
+                dataclasses.replace(c, file=(prefix / c.file).as_posix()) for c in result.updates
+            ))
+        sha = commit_and_push(repo, result, settings, source=repo.path.name, push=push)
+    except GitError as exc:
+        log.error("%s", exc)
+        return True
+    if sha is not None:
+        log.info("%s %s", "pushed" if push else "committed", sha[:12])
+    return False

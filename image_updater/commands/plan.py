@@ -108,15 +108,12 @@ def plan_path(root: Path, settings: Settings, progress: Progress | None = None) 
     import asyncio
 
     from image_updater.pipeline import plan_directory
-    from image_updater.registry import MetadataCache, RegistryClient, options_from_settings
-
-    options = options_from_settings(settings)
+    from image_updater.workflow import make_client
 
     async def go() -> Planned:
-        with MetadataCache.in_dir(settings.cache_dir) as cache:
-            async with RegistryClient(options, cache=cache) as client:
-                return await plan_directory(root, client=client, policy_dirs=list(settings.policy_dirs),
-                                            progress=progress)
+        async with make_client(settings) as client:
+            return await plan_directory(root, client=client, policy_dirs=list(settings.policy_dirs),
+                                        progress=progress)
 
     return asyncio.run(go())
 

@@ -436,7 +436,10 @@ class GitRepo:
         if not specs:
             return None
         committer = committer or author
-        spec_file = self._with_pathspec_file(specs)
+        try:
+            spec_file = self._with_pathspec_file(specs)
+        except OSError as exc:  # a full disk, mostly: a GitError like any other failed commit
+            raise GitError(f"git commit failed for {self._git.describe()}: {exc.strerror or exc}") from exc
         msg_file = self._path / ".git" / "IMAGE_UPDATER_MSG"
         try:
             # update-index takes the list as is; add/commit with 500 pathspecs match every index entry
@@ -462,6 +465,8 @@ class GitRepo:
                 "commit", "--quiet", "--no-verify", "--cleanup=whitespace", f"--file={msg_file}", *only,
                 env=identity,
             )  # fmt: skip
+        except OSError as exc:
+            raise GitError(f"git commit failed for {self._git.describe()}: {exc.strerror or exc}") from exc
         finally:
             spec_file.unlink(missing_ok=True)
             msg_file.unlink(missing_ok=True)

@@ -262,7 +262,19 @@ def _glob_to_regex(glob: str, what: str) -> str:
         else:
             out.append(re.escape(c))
         i += 1
-    return "".join(out)
+    # Tags come from the registry: with plain `.*` a tag of 128 `a` against `*a*a*a*a*a*b` backtracks for
+    # minutes. Each fixed-width part between stars is matched at its leftmost place and never revisited (an
+    # atomic group), which is exact for globs and linear (the construction of fnmatch.translate).
+    parts: list[list[str]] = [[]]
+    for piece in out:
+        if piece == ".*":
+            parts.append([])
+        else:
+            parts[-1].append(piece)
+    if len(parts) == 1:
+        return "".join(parts[0])
+    head, *middle, tail = ("".join(part) for part in parts)
+    return head + "".join(f"(?>.*?{part})" for part in middle) + ".*" + tail
 
 
 def _compile_glob(glob: str, what: str) -> re.Pattern[str]:

@@ -431,3 +431,14 @@ def test_low_pull_budget_spreads_pulls_over_the_window() -> None:
             pass
 
     asyncio.run(not_a_pull())  # tags lists and blobs are no pulls
+
+
+def test_batched_writes_are_committed_together(tmp_path: Path) -> None:
+    path = tmp_path / CACHE_FILE
+    with MetadataCache(path, batch_seconds=3600) as writer, MetadataCache(path) as reader:
+        with writer.batch():
+            writer.put_tags("r.io/a", ["1"], 1.0)
+            writer.put_digest_meta("r.io/a", {"sha256:1": DigestMeta(T1, None)})
+            assert reader.tags("r.io/a") is None  # not committed yet
+        assert reader.tags("r.io/a") == (["1"], 1.0)
+        assert set(reader.digest_meta("r.io/a", ["sha256:1"])) == {"sha256:1"}

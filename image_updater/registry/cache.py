@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,7 @@ __all__ = ["CACHE_FILE", "DigestMeta", "MetadataCache", "TagDigest"]
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "registry-metadata.sqlite3"
+_BATCH_SECONDS = 0.5
 _SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tag_lists (
@@ -81,9 +83,12 @@ class TagDigest:
 class MetadataCache:
     """sqlite3-backed cache; ``MetadataCache(None)`` keeps everything in memory (one process, one run)."""
 
-    def __init__(self, path: str | Path | None) -> None:
+    def __init__(self, path: str | Path | None, *, batch_seconds: float = _BATCH_SECONDS) -> None:
         self.path = Path(path) if path is not None else None
         self._db = self._connect()
+        self._batch_seconds = batch_seconds
+        self._batch_depth = 0
+        self._last_commit = time.monotonic()
 
     @classmethod
     def in_dir(cls, cache_dir: str | Path) -> MetadataCache:
@@ -125,6 +130,8 @@ class MetadataCache:
         return db
 
     def close(self) -> None:
+        if self._db.in_transaction:
+            self._commit()
         self._db.close()
 
     def __enter__(self) -> Self:
@@ -136,14 +143,39 @@ class MetadataCache:
         self.close()
 
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """One transaction; when it fails (disk full, read-only file) the cache misses an entry, the pass
-        goes on: everything here can be fetched again."""
+    def batch(self) -> Iterator[None]:
+        """Group the writes of a pass into few transactions (a commit per image costs more than its request);
+        a commit still happens every ``batch_seconds`` so that another process never waits long to write."""
+        if self._batch_depth == 0:
+            self._last_commit = time.monotonic()
+        self._batch_depth += 1
         try:
-            with self._db:
-                yield
+            yield
+        finally:
+            self._batch_depth -= 1
+            if self._batch_depth == 0:
+                self._commit()
+
+    def _commit(self) -> None:
+        try:
+            self._db.commit()
         except sqlite3.OperationalError as exc:
+            self._db.rollback()
             log.warning("registry metadata cache %s not updated: %s", self.path or "(memory)", exc)
+        self._last_commit = time.monotonic()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One transaction (or part of a batch); when it fails (disk full, read-only file) the cache misses an
+        entry, the pass goes on: everything here can be fetched again."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            self._db.rollback()
+            log.warning("registry metadata cache %s not updated: %s", self.path or "(memory)", exc)
+            return
+        if self._batch_depth == 0 or time.monotonic() - self._last_commit >= self._batch_seconds:
+            self._commit()
 
     # -- tag lists ------------------------------------------------------------------------------------------
 
@@ -159,17 +191,15 @@ class MetadataCache:
 
     def put_tags(self, image: str, tags: Iterable[str], fetched_at: float) -> None:
         """Store the list and forget the digests of tags that are gone (a re-created tag starts afresh)."""
-        tag_list = list(tags)
+        encoded = json.dumps(list(tags))
         with self._writing():
             self._db.execute(
                 "INSERT OR REPLACE INTO tag_lists (image, fetched_at, tags) VALUES (?, ?, ?)",
-                (image, fetched_at, json.dumps(tag_list)),
+                (image, fetched_at, encoded),
             )
-            rows = self._db.execute("SELECT tag FROM tag_digests WHERE image = ?", (image,))
-            known = {row[0] for row in rows}
-            gone = known - set(tag_list)
-            self._db.executemany(
-                "DELETE FROM tag_digests WHERE image = ? AND tag = ?", [(image, tag) for tag in gone]
+            self._db.execute(
+                "DELETE FROM tag_digests WHERE image = ? AND tag NOT IN (SELECT value FROM json_each(?))",
+                (image, encoded),
             )
 
     # -- tag -> digest --------------------------------------------------------------------------------------

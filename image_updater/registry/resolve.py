@@ -58,7 +58,7 @@ async def resolve(
 
     async def one(key: ResolveKey) -> Resolution:
         try:
-            tags = await asyncio.shield(tag_lists[key.image])
+            tags = await tag_lists[key.image]
             return (await _inspect(client, key, tags, now, detail=False)).resolution
         except ImageUpdaterError as exc:
             return Resolution(error=str(exc))
@@ -67,7 +67,8 @@ async def resolve(
             return Resolution(error=f"{_describe(key.image)}: internal error ({type(exc).__name__})")
 
     try:
-        results = await asyncio.gather(*(one(key) for key in unique))
+        with client.cache.batch():
+            results = await asyncio.gather(*(one(key) for key in unique))
     finally:
         for future in tag_lists.values():
             if future.done() and not future.cancelled():

@@ -104,6 +104,7 @@ class Session:
         self._sleep = sleep
         self._http: dict[tuple[str, ...], httpx.AsyncClient] = {}
         self._endpoints: dict[str, Endpoint] = {}
+        self._by_image: dict[str, Endpoint] = {}
 
     async def aclose(self) -> None:
         clients, self._http = list(self._http.values()), {}
@@ -113,6 +114,14 @@ class Session:
     # -- endpoints -------------------------------------------------------------------------------------------
 
     def endpoint(self, image: str, context: str) -> Endpoint:
+        known = self._by_image.get(image)
+        if known is not None:
+            return known
+        endpoint = self._new_endpoint(image, context)
+        self._by_image[image] = endpoint
+        return endpoint
+
+    def _new_endpoint(self, image: str, context: str) -> Endpoint:
         registry, _ = split_image(image)
         entry = find_options(image, self._options)
         key = registry if entry is None or entry.normalised_prefix == registry else entry.normalised_prefix

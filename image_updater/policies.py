@@ -860,7 +860,10 @@ def _parse_min_age(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         result = value
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        result = timedelta(seconds=value)
+        try:
+            result = timedelta(seconds=value)
+        except (OverflowError, ValueError):  # inf, nan, or more days than a timedelta holds
+            raise InvalidPolicy(f"invalid min_age {value!r}: not a usable number of seconds") from None
     elif isinstance(value, str):
         try:
             result = parse_duration(value)
@@ -969,7 +972,7 @@ def parse_duration(text: str) -> timedelta:
         raise ConfigError(f"invalid duration {text!r}: expected e.g. '90s', '1h30m', '7d'")
     cleaned = text.strip().lower()
     if cleaned.isascii() and cleaned.isdigit():
-        return timedelta(seconds=int(cleaned))
+        return _seconds(int(cleaned), text)
     if not _DURATION.match(cleaned):
         raise ConfigError(f"invalid duration {text!r}: expected e.g. '90s', '1h30m', '7d' or plain seconds")
     seen: set[str] = set()
@@ -979,7 +982,14 @@ def parse_duration(text: str) -> timedelta:
             raise ConfigError(f"invalid duration {text!r}: unit {unit!r} given twice")
         seen.add(unit)
         seconds += float(number) * _UNIT_SECONDS[unit]
-    return timedelta(seconds=seconds)
+    return _seconds(seconds, text)
+
+
+def _seconds(seconds: float, text: str) -> timedelta:
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:  # "99999999999d": a typo must be a config error, not a crash
+        raise ConfigError(f"invalid duration {text!r}: too long") from None
 
 
 def format_duration(delta: timedelta) -> str:

@@ -94,7 +94,10 @@ def _parse_duration(value: object) -> timedelta:
         pos = match.end()
     if not text or pos != len(text):
         raise _custom("duration", f"{str(value)!r} is not a duration; write e.g. 90s, 5m or 1h30m")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:  # "99999999999d": a config error like any other, not a traceback
+        raise _custom("duration", f"{str(value)!r} is too long a duration") from None
 
 
 def _expand_path(value: object) -> object:

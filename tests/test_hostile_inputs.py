@@ -145,6 +145,19 @@ def test_select_ignores_tags_outside_the_oci_grammar() -> None:
     assert only_hostile.returncode == 1 and only_hostile.stdout == ""
 
 
+def test_tags_crafted_against_a_many_star_glob_cost_linear_time() -> None:
+    """128-character tags against ``*a*a*a*a*a*a*a*b`` used to backtrack for hours; a child process with a
+    time limit turns such a hang into a failure instead of a stuck suite."""
+    crafted = ["a" * 128, "a" * 64 + "-" * 64, "a" * 127 + "c", "a" * 127 + "b"]
+    stdin = "\n".join(crafted) + "\n"
+    chosen = subprocess.run([sys.executable, "-m", "image_updater", "select", "glob:" + "*a" * 7 + "*b"],
+                            input=stdin, capture_output=True, text=True, timeout=60)
+    assert chosen.returncode == 0 and chosen.stdout == "a" * 127 + "b\n", chosen.stderr
+    excluded = subprocess.run([sys.executable, "-m", "image_updater", "select", "alphabetical", "--exclude",
+                               "*a" * 7 + "*c"], input=stdin, capture_output=True, text=True, timeout=60)
+    assert excluded.stdout == "a" * 127 + "b\n"  # "...c" is excluded, "...b" is the greatest of the rest
+
+
 # ---------------------------------------------------------------------------------- 2. path traversal
 
 

@@ -105,9 +105,13 @@ async def _inspect(
 ) -> Inspection:
     split_image(key.image)  # a malformed name fails here, for this key only
     policy, current = key.policy, key.current_tag
-    infos: dict[str, TagInfo] = {tag: TagInfo(tag) for tag in tags}
     chosen: TagInfo | None
-    if policy.kind in _TIME_ORDERED:
+    needs_metadata = policy.kind in _TIME_ORDERED or policy.needs_build_time or policy.needs_platforms
+    infos: dict[str, TagInfo] = {} if not (needs_metadata or detail) else {tag: TagInfo(tag) for tag in tags}
+    if not infos:
+        # the common case, names alone decide: no bookkeeping beyond what the policy needs
+        chosen = policy.choose([TagInfo(tag) for tag in tags], current, now)
+    elif policy.kind in _TIME_ORDERED:
         candidates = _name_candidates(policy, list(infos.values()), current, now)
         infos.update(await client.tag_infos(key.image, candidates))
         chosen = policy.choose(infos.values(), current, now)
@@ -134,7 +138,8 @@ async def _inspect(
         # a digest written into a file must be the tag's digest now, not a cached one
         digest = await client.tag_digest(key.image, chosen.tag)
         chosen = dataclasses.replace(chosen, digest=digest)
-        infos[chosen.tag] = chosen
+        if infos:
+            infos[chosen.tag] = chosen
     resolution = Resolution(
         tag=chosen.tag if chosen else None,
         digest=digest if policy.needs_digest or detail else None,

@@ -4,6 +4,7 @@ parsing, and the sqlite metadata cache (schema, persistence, damage)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import sqlite3
 from datetime import UTC, datetime
@@ -15,11 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from image_updater.errors import ConfigError, TransientRegistryError
+from image_updater.errors import ConfigError, RegistryAuthError, TransientRegistryError
 from image_updater.registry import MetadataCache, RegistryOptions, options_for, options_from_settings
 from image_updater.registry.auth import Challenge, parse_challenges, token_from_response
 from image_updater.registry.cache import CACHE_FILE, DigestMeta, TagDigest
 from image_updater.registry.client import next_link
+from image_updater.registry.credentials import Credential, CredentialStore
 from image_updater.registry.manifests import (
     ACCEPT_MANIFESTS,
     config_metadata,
@@ -442,3 +444,87 @@ def test_batched_writes_are_committed_together(tmp_path: Path) -> None:
             assert reader.tags("r.io/a") is None  # not committed yet
         assert reader.tags("r.io/a") == (["1"], 1.0)
         assert set(reader.digest_meta("r.io/a", ["sha256:1"])) == {"sha256:1"}
+
+
+# ------------------------------------------------------------------------------------------- credentials
+
+SECRET = "units-canary-Secret-55"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def lookup(config: object, registry: str, spec: str | None = None, *, tmp_path: Path) -> Credential | None:
+    path = tmp_path / "config.json"
+    path.write_text(config if isinstance(config, str) else json.dumps(config))
+    return asyncio.run(CredentialStore(path).get(registry, spec))
+
+
+@pytest.mark.parametrize(
+    ("config", "registry", "user"),
+    [
+        ({"auths": {"https://index.docker.io/v1/": {"auth": b64(f"hub:{SECRET}")}}}, "docker.io", "hub"),
+        ({"auths": {"ghcr.io": {"username": "gh", "password": SECRET}}}, "ghcr.io", "gh"),
+        ({"auths": {"https://Registry.Example.com:5000/v2/": {"auth": b64(f"ex:{SECRET}")}}},
+         "registry.example.com:5000", "ex"),
+        ({"auths": {"quay.io": {"identitytoken": SECRET}}}, "quay.io", ""),
+        ({"auths": {"ghcr.io": {}}}, "ghcr.io", None),
+        ({"auths": {"ghcr.io": {"username": "gh", "password": SECRET}}}, "quay.io", None),
+        ({}, "ghcr.io", None),
+    ],
+)
+def test_docker_config_auths(
+    config: dict[str, object], registry: str, user: str | None, tmp_path: Path
+) -> None:
+    credential = lookup(config, registry, tmp_path=tmp_path)
+    if user is None:
+        assert credential is None
+    else:
+        assert credential is not None and credential.username == user and credential.secret == SECRET
+        assert SECRET not in repr(credential)
+
+
+@pytest.mark.parametrize(
+    ("config", "spec", "message"),
+    [
+        ({"auths": {"ghcr.io": {"auth": f"not base64 {SECRET}"}}}, None, "not base64"),
+        ({"auths": {"ghcr.io": {"auth": b64(SECRET)}}}, None, "user:password"),
+        (f'{{"auths": {{"ghcr.io": "{SECRET}"', None, "not valid JSON"),
+        ({"credHelpers": {"ghcr.io": "missing-helper-xyz"}}, None, "docker-credential-missing-helper-xyz"),
+        ({}, "env:IMAGE_UPDATER_TEST_UNSET_VAR", "IMAGE_UPDATER_TEST_UNSET_VAR is not set"),
+        ({}, "file:/nonexistent/creds", "cannot read credentials file"),
+        ({}, "dockerconfig:/nonexistent/config.json", "does not exist"),
+    ],
+)
+def test_credential_errors_name_the_registry_and_never_the_secret(
+    config: object, spec: str | None, message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(RegistryAuthError) as caught:
+        lookup(config, "ghcr.io", spec, tmp_path=tmp_path)
+    text = str(caught.value)
+    assert message in text and "registry ghcr.io" in text
+    assert SECRET not in text
+
+
+def test_missing_creds_store_helper_means_anonymous(tmp_path: Path) -> None:
+    assert lookup({"credsStore": "missing-store-xyz"}, "ghcr.io", tmp_path=tmp_path) is None
+
+
+def test_missing_default_docker_config_means_anonymous(tmp_path: Path) -> None:
+    store = CredentialStore(tmp_path / "absent" / "config.json")
+    assert asyncio.run(store.get("ghcr.io")) is None
+
+
+def test_credentials_are_kept_until_invalidated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REG_UNIT", f"a:{SECRET}")
+    store = CredentialStore(tmp_path / "none.json")
+
+    async def read() -> Credential | None:
+        return await store.get("r.io", "env:REG_UNIT")
+
+    assert asyncio.run(read()) == Credential("a", SECRET, source="env:REG_UNIT")
+    monkeypatch.setenv("REG_UNIT", f"b:{SECRET}")
+    assert asyncio.run(read()).username == "a"  # type: ignore[union-attr]
+    store.invalidate("r.io")
+    assert asyncio.run(read()).username == "b"  # type: ignore[union-attr]

@@ -309,6 +309,9 @@ async def exchange(
     request_headers = dict(headers)
     auth_origin = _origin(url)
     async with endpoint.throttle.slot(pull=pull, budget=budget, context=context):
+        if endpoint.down_until > time.monotonic():
+            # found unreachable while this request was queued: do not spend another timeout on it
+            raise RegistryError(f"{context}: {endpoint.down_reason}")
         # what is left of the budget, but never so little that a healthy registry could not answer
         seconds = max(budget.remaining(), min(budget.seconds, 2.0))
         timeout = httpx.Timeout(seconds)

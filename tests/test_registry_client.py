@@ -521,3 +521,27 @@ def test_errors_are_registry_errors_with_context(registry: RegistryServer, tmp_p
 
     with pytest.raises(RegistryError, match=rf"registry {registry.host}, image nobody/here: manifest 1.0"):
         run(scenario())
+
+
+def test_unchanged_tag_lists_reuse_the_decision(
+    registry: RegistryServer, pusher: ImagePusher, tmp_path: Path
+) -> None:
+    pusher.push_many("team/app", ["1.0.0", "1.1.0"])
+    image = f"{registry.host}/team/app"
+    semver = key(image, "semver:*", "1.0.0")
+    cache = MetadataCache(tmp_path / "cache.sqlite3")
+
+    async def one_pass() -> Resolution:
+        async with client_for(tmp_path, cache=cache) as client:
+            return await resolve_one(client, semver)
+
+    assert run(one_pass()).tag == "1.1.0"
+    # plant a different answer for the same tag list: a pass over an unchanged list does not rank again
+    db = cache._db
+    db.execute("UPDATE decisions SET chosen = '1.0.0'")
+    db.commit()
+    assert run(one_pass()).tag == "1.0.0"
+    pusher.push("team/app", "1.2.0")  # the list changed: decided afresh
+    assert run(one_pass()).tag == "1.2.0"
+    assert db.execute("SELECT chosen FROM decisions").fetchall() == [("1.2.0",)]
+    cache.close()

@@ -13,6 +13,10 @@ What is kept, and for how long:
   of one repository spread over several passes); after that one ``HEAD`` re-checks it, and only a digest we
   have not seen costs a manifest and config read. A tag that vanishes from the tag list is forgotten. A
   policy that writes digests (``digest``, ``pin_digest``) always re-checks its chosen tag with a ``HEAD``.
+- **Decisions** of policies that read tag names only (no build time, platforms or age): the tag chosen for an
+  (image, policy, current tag) and a hash of the tag list it was chosen from. A pass whose tag list is
+  unchanged reuses the decision instead of ranking every tag again; the policy part of the key carries a
+  fingerprint of the policy code, so a changed implementation decides afresh.
 
 The schema carries a version (``PRAGMA user_version``); a cache of another version or a corrupt file is
 replaced, never trusted, since everything in it can be fetched again.
@@ -38,7 +42,7 @@ log = logging.getLogger(__name__)
 
 CACHE_FILE = "registry-metadata.sqlite3"
 _BATCH_SECONDS = 0.5
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tag_lists (
     image TEXT PRIMARY KEY,
@@ -52,6 +56,14 @@ CREATE TABLE IF NOT EXISTS tag_digests (
     verified_at REAL NOT NULL,
     expires_at REAL NOT NULL,
     PRIMARY KEY (image, tag)
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    image TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    current TEXT NOT NULL,
+    tags_hash TEXT NOT NULL,
+    chosen TEXT,
+    PRIMARY KEY (image, policy, current)
 );
 CREATE TABLE IF NOT EXISTS digests (
     image TEXT NOT NULL,
@@ -117,7 +129,7 @@ class MetadataCache:
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version != _SCHEMA_VERSION:
-                for table in ("tag_lists", "tag_digests", "digests"):
+                for table in ("tag_lists", "tag_digests", "digests", "decisions"):
                     db.execute(f"DROP TABLE IF EXISTS {table}")
             db.execute("PRAGMA journal_mode=WAL")  # the daemon and a `check` may share the file
             db.execute("PRAGMA synchronous=NORMAL")
@@ -200,6 +212,30 @@ class MetadataCache:
             self._db.execute(
                 "DELETE FROM tag_digests WHERE image = ? AND tag NOT IN (SELECT value FROM json_each(?))",
                 (image, encoded),
+            )
+
+    # -- decisions of list-only policies -------------------------------------------------------------------
+
+    def decision(
+        self, image: str, policy: str, current: str | None, tags_hash: str
+    ) -> tuple[bool, str | None]:
+        """``(True, chosen)`` when ``policy`` already decided for exactly these tags (``tags_hash``)."""
+        row = self._db.execute(
+            "SELECT tags_hash, chosen FROM decisions WHERE image = ? AND policy = ? AND current = ?",
+            (image, policy, current or ""),
+        ).fetchone()
+        if row is None or row[0] != tags_hash:
+            return False, None
+        return True, row[1]
+
+    def put_decision(
+        self, image: str, policy: str, current: str | None, tags_hash: str, chosen: str | None
+    ) -> None:
+        with self._writing():
+            self._db.execute(
+                "INSERT OR REPLACE INTO decisions (image, policy, current, tags_hash, chosen) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (image, policy, current or "", tags_hash, chosen),
             )
 
     # -- tag -> digest --------------------------------------------------------------------------------------

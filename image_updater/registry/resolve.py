@@ -9,6 +9,8 @@ and ``platforms`` filters ranks the bare tag names, and every tag it does not re
   walk the candidates best-first, a batch at a time, and stop at the first that passes the full policy; a
   ``semver`` policy with ``platforms`` usually costs the metadata of one tag, not of all of them.
 - ``digest`` and ``pin_digest`` ask the registry for the chosen tag's digest on every pass (one ``HEAD``).
+- Policies that read names only reuse the cached decision when the tag list has not changed since: ranking a
+  hundred tags costs more CPU than the request that listed them.
 
 A failing registry fails only its own images: each key gets a ``Resolution`` with ``error`` set.
 """
@@ -17,11 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
+from image_updater import __version__, policies, versions
 from image_updater.errors import ImageUpdaterError
 from image_updater.plan import Resolution, ResolveKey
 from image_updater.policies import Policy, Status, TagInfo
@@ -87,6 +93,27 @@ async def inspect(client: RegistryClient, key: ResolveKey, *, now: datetime | No
     return await _inspect(client, key, tags, now, detail=True)
 
 
+@functools.cache
+def _code_fingerprint() -> str:
+    """A hash of the code that decides, so that decisions cached by another version are not reused."""
+    digest = hashlib.blake2b(__version__.encode(), digest_size=8)
+    for module in (policies, versions):
+        try:
+            digest.update(Path(module.__file__ or "").read_bytes())
+        except OSError:
+            digest.update(module.__name__.encode())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _fingerprint(policy: Policy) -> str:
+    return f"{_code_fingerprint()} {policy!r}"
+
+
+def _tags_hash(tags: list[str]) -> str:
+    return hashlib.blake2b("\n".join(sorted(tags)).encode(), digest_size=16).hexdigest()
+
+
 def _describe(image: str) -> str:
     registry, _, repository = image.partition("/")
     return f"registry {registry}, image {repository}"
@@ -109,8 +136,17 @@ async def _inspect(
     needs_metadata = policy.kind in _TIME_ORDERED or policy.needs_build_time or policy.needs_platforms
     infos: dict[str, TagInfo] = {} if not (needs_metadata or detail) else {tag: TagInfo(tag) for tag in tags}
     if not infos:
-        # the common case, names alone decide: no bookkeeping beyond what the policy needs
-        chosen = policy.choose([TagInfo(tag) for tag in tags], current, now)
+        # the common case, names alone decide: an unchanged tag list gives the same answer as last time
+        tags_hash = _tags_hash(tags)
+        fingerprint = _fingerprint(policy)
+        known, tag = client.cache.decision(key.image, fingerprint, current, tags_hash)
+        if known:
+            chosen = TagInfo(tag) if tag is not None else None
+        else:
+            chosen = policy.choose([TagInfo(tag) for tag in tags], current, now)
+            client.cache.put_decision(
+                key.image, fingerprint, current, tags_hash, chosen.tag if chosen else None
+            )
     elif policy.kind in _TIME_ORDERED:
         candidates = _name_candidates(policy, list(infos.values()), current, now)
         infos.update(await client.tag_infos(key.image, candidates))

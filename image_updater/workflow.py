@@ -114,15 +114,17 @@ def commit_and_push(
     push: bool,
     push_branch: str | None = None,
     stop: threading.Event | None = None,
-) -> str | None:
-    """Commit the files of ``result.updates`` (one commit) and optionally push; the commit or None.
+) -> tuple[str | None, bool]:
+    """Commit the files of ``result.updates`` (one commit) and optionally push.
 
-    Raises ``PushRejected`` when the remote moved on, ``GitError`` for other git failures.
+    Returns the commit (None when nothing changed) and whether the remote changed: a push branch that
+    already holds the identical update is not pushed again. Raises ``PushRejected`` when the remote moved
+    on, ``GitError`` for other git failures.
     """
     from image_updater.commitmsg import render_commit_message
 
     if not result.updates:
-        return None
+        return None, False
     commit_cfg = settings.commit
     message = render_commit_message(
         result, source=source, template=commit_cfg.message_template, skip_ci=commit_cfg.skip_ci
@@ -132,14 +134,12 @@ def commit_and_push(
     files = sorted({change.file for change in result.updates})
     sha = repo.commit(files, message, author=author, committer=committer)
     if sha is None or not push:
-        return sha
+        return sha, False
     if stop is not None and stop.is_set():
         raise _Stopped
     if push_branch:
-        repo.push(push_branch, force_with_lease=True)
-    else:
-        repo.push()
-    return sha
+        return sha, repo.push(push_branch, force_with_lease=True)
+    return sha, repo.push()
 
 
 class _Stopped(Exception):
@@ -199,7 +199,7 @@ async def run_source(
             return outcome(error=f"source {name}: stopping; pass abandoned before writing")
         result = await asyncio.to_thread(apply_result, repo.path, planned)
         try:
-            sha = await asyncio.to_thread(
+            sha, pushed = await asyncio.to_thread(
                 commit_and_push, repo, result, settings, source=name, push=True,
                 push_branch=source.push_branch, stop=stop,
             )
@@ -225,16 +225,17 @@ async def run_source(
                 result = replace(result, updates=())
                 return outcome(error=f"source {name}: {exc2}")
             continue
-        except ConfigError as exc:  # e.g. the commit message template
+        except ImageUpdaterError as exc:  # git failures, the commit message template
             result = replace(result, updates=())
             return outcome(error=f"source {name}: {exc}")
-        except ImageUpdaterError as exc:
+        if not pushed:  # the push branch already holds this very update: nothing new was written
+            log.info("%s already holds these updates", source.push_branch or source.branch,
+                     extra={"source": name})
             result = replace(result, updates=())
-            return outcome(error=f"source {name}: {exc}")
-        _log_changes(name, result, applied=sha is not None)
-        if sha is not None:
-            log.info("pushed %s with %d update(s)", sha[:12], len(result.updates), extra={"source": name})
-        return outcome(commit=sha, pushed=sha is not None)
+            return outcome()
+        _log_changes(name, result, applied=True)
+        log.info("pushed %s with %d update(s)", (sha or "")[:12], len(result.updates), extra={"source": name})
+        return outcome(commit=sha, pushed=True)
 
 
 async def run_pass(

@@ -306,8 +306,10 @@ def test_push_branch_is_rebuilt_from_branch_and_main_is_untouched(
     assert git("rev-parse", "image-updates", cwd=bare) != first
     # nothing new upstream: the identical update is not pushed again
     second = git("rev-parse", "image-updates", cwd=bare)
-    assert run_cli("run", "--once", "-c", str(config)).returncode == 0
+    third = run_cli("run", "--once", "-c", str(config))
+    assert third.returncode == 0
     assert git("rev-parse", "image-updates", cwd=bare) == second
+    assert "pushed" not in third.stdout
 
 
 def test_https_token_push_and_canary_secrets_never_leak(

@@ -81,10 +81,10 @@ def _commit(root: Path, result: Result, settings: Settings, *, push: bool, branc
             result = dataclasses.replace(result, updates=tuple(
                 dataclasses.replace(c, file=(prefix / c.file).as_posix()) for c in result.updates
             ))
-        sha = commit_and_push(repo, result, settings, source=repo.path.name, push=push)
+        sha, pushed = commit_and_push(repo, result, settings, source=repo.path.name, push=push)
     except GitError as exc:
         log.error("%s", exc)
         return True
     if sha is not None:
-        log.info("%s %s", "pushed" if push else "committed", sha[:12])
+        log.info("%s %s", "pushed" if pushed else "committed", sha[:12])
     return False

@@ -253,7 +253,11 @@ _digest = st.from_regex(r"sha256:[a-f0-9]{64}", fullmatch=True)
 @st.composite
 def references(draw: st.DrawFn) -> str:
     host = draw(st.none() | _host)
-    path = "/".join(draw(st.lists(_component, min_size=1, max_size=3)))
+    components = draw(st.lists(_component, min_size=1, max_size=3))
+    if host is None and len(components) > 1 and "." in components[0]:
+        # Docker's rule: a first segment with a dot names a registry, so it is no path component here
+        components[0] = components[0].replace(".", "-")
+    path = "/".join(components)
     text = f"{host}/{path}" if host else path
     if draw(st.booleans()):
         text += ":" + draw(_tag)

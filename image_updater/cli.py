@@ -1,6 +1,7 @@
 """The command line: parse flags, configure logging, hand over to one command module.
 
-Each command lives in ``image_updater.commands.<name>`` with ``add_arguments(parser)`` and ``run(args) -> int``.
+Each command lives in ``image_updater.commands.<name>`` with ``add_arguments(parser)`` and
+``run(args) -> int``.
 Command modules import heavy libraries (httpx, GitPython, apscheduler) inside ``run`` only, so that
 ``--help``, ``version`` and ``select`` stay fast for scripts that call the CLI in a loop.
 
@@ -45,15 +46,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], default=None,
-        help="log verbosity (default: info, or the config file's log.level)",
+        help="log verbosity (default: info; `run` defaults to the config file's log.level)",
     )
     common.add_argument(
         "--log-format", choices=["text", "json"], default=None,
-        help="log line format on stderr (default: text, or the config file's log.format)",
+        help="log line format on stderr (default: text; `run` defaults to the config file's log.format)",
     )
     parser = argparse.ArgumentParser(
         prog="image-updater",
-        description="Image automation for GitOps: registries -> tag policies -> byte-exact YAML edits -> git.",
+        description="Image automation for GitOps: registries -> tag policies -> byte-exact YAML edits -> git",
     )
     parser.add_argument("--version", action="version", version=f"image-updater {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -49,7 +49,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update({k: v if isinstance(v, int | float | bool) else str(v) for k, v in _extras(record).items()})
+        for key, value in _extras(record).items():
+            entry[key] = value if isinstance(value, int | float | bool) else str(value)
         if self._debug and record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

@@ -618,9 +618,13 @@ def _merge(base: Any, override: Any, path: tuple[str, ...], problems: list[str])
                 continue
             items[index] = _merge(items[index], value, (*path, key), problems)
         return items
-    if isinstance(override, str) and isinstance(base, list | dict) and override.strip()[:1] in ("[", "{"):
+    if isinstance(override, str) and override.strip()[:1] in ("[", "{"):
+        # JSON for a list or group, also where the file has no value; a string that is no JSON
+        # (a template "{{ summary }}", a listen address "[::1]:8080") stays a string
         with suppress(ValueError):
-            return json.loads(override)
+            parsed = json.loads(override)
+            if isinstance(parsed, list | dict) and (base is None or isinstance(base, list | dict)):
+                return parsed
     return override
 
 

@@ -187,6 +187,20 @@ def test_environment_alone_and_json_lists() -> None:
     assert settings.interval == timedelta(minutes=2)
 
 
+def test_json_list_override_where_the_file_has_no_value(tmp_path: Path) -> None:
+    config = write(tmp_path, "sources:\n  - {name: a, url: /srv/a.git}\n  - {name: b, url: /srv/b.git}\n")
+    env = {
+        "IMAGE_UPDATER_SOURCES__1__PATHS": '["apps", "infra"]',  # sources[1] has no paths key in the file
+        "IMAGE_UPDATER_HTTP__LISTEN": "[::1]:8080",  # looks like JSON, is a string setting
+        "IMAGE_UPDATER_COMMIT__MESSAGE_TEMPLATE": "{{ summary }}",
+    }
+    settings = load_settings(config, env=env)
+    assert settings.sources[1].paths == ["apps", "infra"]
+    assert settings.sources[0].paths == ["."]
+    assert settings.http.listen == "[::1]:8080"
+    assert settings.commit.message_template == "{{ summary }}"
+
+
 def test_config_file_from_environment(tmp_path: Path) -> None:
     from_env = write(tmp_path, "interval: 7m\n", "env.yaml")
     explicit = write(tmp_path, "interval: 8m\n", "explicit.yaml")

@@ -10,6 +10,7 @@ and parse the answer; a parse failure of a 200 counts as transient too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -78,6 +79,19 @@ class _StopOverBudget(stop_base):
     def __call__(self, retry_state: RetryCallState) -> bool:
         return (retry_state.upcoming_sleep or 0.0) > self.budget.remaining()
 
+
+def system_trust_context() -> ssl.SSLContext:
+    """A verifying TLS context over the operating system's trust store (``SSL_CERT_FILE``/``SSL_CERT_DIR``
+    honoured), so that a corporate CA installed the usual way is trusted, as Docker and Flux users expect.
+    Only where the system store is empty (a minimal container without ca-certificates) certifi's bundle
+    stands in."""
+    context = ssl.create_default_context()
+    if not context.cert_store_stats().get("x509_ca"):
+        with contextlib.suppress(ImportError, OSError, ssl.SSLError):
+            import certifi
+
+            context.load_verify_locations(cafile=certifi.where())
+    return context
 
 
 class Session:
@@ -183,7 +197,7 @@ class Session:
         else:
             # the system (or SSL_CERT_FILE) trust store plus the registry's CA: blob redirects to a CDN with a
             # public certificate must still verify
-            verify = httpx.create_ssl_context()
+            verify = system_trust_context()
             if key[0] == "ca":
                 try:
                     verify.load_verify_locations(cafile=key[1])

@@ -77,6 +77,77 @@ def test_native_policy_applies_to_every_container_and_per_container_wins() -> No
     assert sidecar.policy_source == "d.yaml:8"
 
 
+TWO_CONTAINERS = """
+- name: web
+  image: ghcr.io/acme/web:v1.0.0-alpine
+- name: other
+  image: ghcr.io/acme/other:v1.0.0
+"""
+
+
+def test_container_modifiers_apply_under_the_workload_wide_policy() -> None:
+    text = deployment(
+        """
+        image-updater.io/policy: semver:^1
+        image-updater.io/exclude: v1.9*
+        image-updater.io/pin-digest.web: "true"
+        image-updater.io/exclude.web: v1.5*
+        image-updater.io/min-age.web: 2h
+        image-updater.io/platforms.web: linux/arm64
+        image-updater.io/flavour.web: alpine
+        image-updater.io/filter.web: ^v(?P<v>.*)$
+        image-updater.io/extract.web: $v
+        image-updater.io/prerelease.web: "true"
+        """,
+        TWO_CONTAINERS,
+    )
+    found = discover_files({"d.yaml": text})
+    assert found.errors == ()
+    web, other = found.targets
+    assert (web.container, other.container) == ("web", "other")
+    assert web.policy == parse_policy("semver:^1", {
+        "pin-digest": "true", "exclude": "v1.5*", "min-age": "2h", "platforms": "linux/arm64",
+        "flavour": "alpine", "filter": "^v(?P<v>.*)$", "extract": "$v", "prerelease": "true",
+    })
+    # the container's exclude replaces the workload-wide one; the other container keeps the workload's
+    assert "v1.9*" not in web.policy.exclude
+    assert other.policy == parse_policy("semver:^1", {"exclude": "v1.9*"})
+    assert web.needs_digest and not other.needs_digest
+    assert web.policy_source == other.policy_source == "d.yaml:7"
+
+
+def test_container_modifiers_apply_under_flux_v1_policies_too() -> None:
+    text = deployment(
+        """
+        fluxcd.io/automated: "true"
+        fluxcd.io/tag.web: semver:~1.0
+        image-updater.io/pin-digest.web: "true"
+        image-updater.io/min-age.other: 1h
+        """,
+        TWO_CONTAINERS,
+    )
+    found = discover_files({"d.yaml": text})
+    assert found.errors == ()
+    assert [(t.container, t.policy) for t in found.targets] == [
+        ("web", parse_policy("semver:~1.0", {"pin-digest": "true"})),
+        ("other", parse_policy("glob:*", {"min-age": "1h"})),
+    ]
+
+
+def test_container_modifier_naming_a_missing_container_is_an_error() -> None:
+    text = deployment(
+        """
+        image-updater.io/policy: semver:^1
+        image-updater.io/pin-digest.wbe: "true"
+        """,
+        TWO_CONTAINERS,
+    )
+    found = discover_files({"d.yaml": text})
+    assert [(e.file, e.line) for e in found.errors] == [("d.yaml", 8)]
+    assert "image-updater.io/pin-digest.wbe names container 'wbe'" in found.errors[0].message
+    assert [t.policy for t in found.targets] == [parse_policy("semver:^1")] * 2
+
+
 def test_native_annotation_mistakes_are_errors_at_their_line() -> None:
     text = deployment(
         """

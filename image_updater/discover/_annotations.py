@@ -200,6 +200,10 @@ def workload_policies(annotations: Annotations, containers: Collection[str | Non
             policy, source = parsed_native[container], native_policy[container].key
         elif None in native_policy:
             policy, source = parsed_native[None], native_policy[None].key
+            # the container's own modifiers apply under the workload-wide policy too (an invalid
+            # workload-wide policy is reported once, above)
+            if policy is not None and container is not None and modifiers.get(container):
+                policy = build(native_policy[None].value, native_policy[None], container)
         elif container is not None and container in flux_tags:
             if not flux_auto:
                 result._containers[container] = ContainerPolicy(None, skip=(

@@ -792,3 +792,22 @@ def test_docker_hub_credentials_live_under_the_index_key(tmp_path: Path) -> None
 
         assert run(scenario()) == ["1"]
     assert seen == ["Basic " + auth]
+
+
+def test_tags_max_age_reuses_a_fresh_tag_list(tmp_path: Path) -> None:
+    clock = [1000.0]
+    with respx.mock() as mock:
+        route = mock.get(url__regex=r"https://r\.example\.com/v2/a/tags/list.*").mock(
+            side_effect=[tags_answer(["1"]), tags_answer(["1", "2"])]
+        )
+
+        async def scenario() -> list[list[str]]:
+            async with client_for(tmp_path, tags_max_age=60.0, clock=lambda: clock[0]) as client:
+                first = await client.list_tags("r.example.com/a")
+                clock[0] += 30
+                cached = await client.list_tags("r.example.com/a")
+                clock[0] += 31
+                return [first, cached, await client.list_tags("r.example.com/a")]
+
+        assert run(scenario()) == [["1"], ["1"], ["1", "2"]]
+        assert route.call_count == 2

@@ -18,6 +18,7 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import urlencode
@@ -383,8 +384,8 @@ class RegistryClient:
 
     async def _config(
         self, endpoint: Endpoint, repository: str, digest: str, context: str
-    ) -> tuple[Any, frozenset[str] | None]:
-        def parse(answer: Answer) -> tuple[Any, frozenset[str] | None]:
+    ) -> tuple[datetime | None, frozenset[str] | None]:
+        def parse(answer: Answer) -> tuple[datetime | None, frozenset[str] | None]:
             if _SHA256.match(digest) and sha256_digest(answer.body) != digest:
                 raise ValueError("config blob does not match its digest")
             return config_metadata(answer.body)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from image_updater.discover import Discovery, discover_files, is_yaml_name, iter_yaml_files
 from image_updater.errors import YamlEditError
 from image_updater.plan import Change, ErrorEntry, Result, build_plan
-from image_updater.yamledit import Edit, apply_edits, edit_file, read_text
+from image_updater.yamledit import Edit, apply_edits, apply_verified, edit_file, parse_yaml, read_text
 
 if TYPE_CHECKING:
     from image_updater.registry import RegistryClient
@@ -125,10 +125,33 @@ def _by_file(changes: Iterable[Change]) -> dict[str, list[Change]]:
     return grouped
 
 
+def _separate(text: str, file: str, edits: Sequence[Edit]) -> tuple[list[int], dict[int, str]] | None:
+    """When a file's edits fail together, try each on its own: the indexes of those that pass alone and the
+    reason of each that fails. ``None`` when none passes or none fails alone (the file as a whole is at
+    fault): then nothing is written, as before. One refused edit never costs the file's other updates."""
+    if len(edits) < 2:
+        return None
+    try:
+        parsed = parse_yaml(text, filename=file)
+    except YamlEditError:
+        return None
+    good: list[int] = []
+    bad: dict[int, str] = {}
+    for index, edit in enumerate(edits):
+        try:
+            apply_verified(parsed, [edit], filename=file)
+        except YamlEditError as exc:
+            bad[index] = str(exc)
+        else:
+            good.append(index)
+    return (good, bad) if good and bad else None
+
+
 def edited_texts(planned: Planned) -> dict[str, tuple[str, str]]:
     """``file -> (before, after)`` for every file with updates, computed in memory (``plan --format diff``).
 
-    A file whose edits cannot be rendered is left out (``apply_result`` would report it)."""
+    Edits that cannot be rendered are left out, as ``apply_result`` would leave them out (and report them);
+    a file none of whose edits can be rendered is left out."""
     out: dict[str, tuple[str, str]] = {}
     for file, changes in sorted(_by_file(planned.result.updates).items()):
         before = planned.texts[file]
@@ -136,7 +159,13 @@ def edited_texts(planned: Planned) -> dict[str, tuple[str, str]]:
         try:
             out[file] = (before, apply_edits(before, edits, filename=file))
         except YamlEditError as exc:
-            log.warning("%s: cannot render the planned edits: %s", file, exc)
+            split = _separate(before, file, edits)
+            try:
+                if split is None:
+                    raise
+                out[file] = (before, apply_edits(before, [edits[i] for i in split[0]], filename=file))
+            except YamlEditError:
+                log.warning("%s: cannot render the planned edits: %s", file, exc)
     return out
 
 
@@ -152,7 +181,9 @@ def apply_result(root: Path, planned: Planned | Result) -> Result:
     """Write every update of a plan into the files under ``root``, one verified atomic write per file.
 
     A file that fails (changed since planning, does not re-parse as expected, cannot be written) is reported
-    as an ``ErrorEntry`` and its changes are dropped from ``updates``; every other file still proceeds.
+    as an ``ErrorEntry`` and its changes are dropped from ``updates``; every other file still proceeds. When
+    only some of a file's edits are refused, those alone are reported (one entry each) and dropped, and the
+    file is written with the others.
     Returns the Result as applied.
     """
     result = planned.result if isinstance(planned, Planned) else planned
@@ -173,7 +204,20 @@ def apply_result(root: Path, planned: Planned | Result) -> Result:
                                         "the file changed since it was planned")
                 edits = [Edit(c.start, c.end, c.new, original=o)
                          for c, o in zip(changes, originals, strict=True)]
-            edit_file(path, edits, root=root)
+            try:
+                edit_file(path, edits, root=root)
+            except YamlEditError:
+                split = _separate(read_text(path), file, edits)
+                if split is None:
+                    raise
+                good, bad = split
+                edit_file(path, [edits[i] for i in good], root=root)
+                for index, why in sorted(bad.items()):
+                    change = changes[index]
+                    errors.append(ErrorEntry(file=file, line=change.line, image=change.image,
+                                             message=f"not written, this update dropped: {why}"))
+                kept.extend(changes[i] for i in good)
+                continue
         except (YamlEditError, OSError) as exc:
             errors.append(ErrorEntry(file=file, line=changes[0].line, image=None,
                                      message=f"not written, {len(changes)} update(s) dropped: {exc}"))

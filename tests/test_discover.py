@@ -601,6 +601,78 @@ def test_helm_map_tag_and_digest_resolve_together() -> None:
     assert tag.resolve_key == digest.resolve_key and tag.resolve_key.policy.pin_digest
 
 
+EMPTY_TAG = "tag is empty; set it to the current tag to let image-updater manage it"
+
+
+@pytest.mark.parametrize("parser", ["c", "pure"])
+@pytest.mark.parametrize(("values", "line"), [
+    ("image: {repository: ghcr.io/acme/app, tag: }\n", 1),
+    ("image: {repository: ghcr.io/acme/app, tag: null}\n", 1),
+    ("image:\n  repository: ghcr.io/acme/app\n  tag:\n", 3),
+    ("image:\n  repository: ghcr.io/acme/app\n  tag: null\n", 3),
+    ("image:\n  repository: ghcr.io/acme/app\n  tag: ~\n", 3),
+    ("image:\n  repository: ghcr.io/acme/app\n  tag: &t\n", 3),
+    ("image:\n  repository: ghcr.io/acme/app\n  tag: # pinned by the chart\n", 3),
+    ("image:\n  registry: ghcr.io\n  repository: acme/app\n  tag:\n  digest:\n", 4),
+    # Flux v1's `image: repo` with a sibling `tag`: writing `repo:<tag>` would double the tag
+    ("image: ghcr.io/acme/app\ntag:\n", 2),
+    ("image:\n  repository: ghcr.io/acme/app\n  tag:", 3),  # no final newline
+])
+def test_an_empty_helm_tag_is_skipped_and_the_file_still_updates(
+    values: str, line: int, parser: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from image_updater.discover import _discover
+    from image_updater.yamledit import parse_yaml
+
+    monkeypatch.setattr(_discover, "parse_yaml", lambda text, filename: parse_yaml(
+        text, filename=filename, parser=parser))  # type: ignore[arg-type]
+    text = values + "\nworker:\n  image: ghcr.io/acme/app:v1.0.0\n"
+    found = discover_files({"values.yaml": text, "p.yaml": policy_file(
+        "app", "ghcr.io/acme/app", "semver:^1", "- path: values.yaml\n")})
+    assert found.errors == ()
+    assert [(t.line, t.value) for t in found.targets] == [(text.count("\n"), "ghcr.io/acme/app:v1.0.0")]
+    assert all(t.start < t.end for t in found.targets)
+    assert [(s.file, s.line, s.image, s.reason) for s in found.skipped] == [
+        ("values.yaml", line, "ghcr.io/acme/app", EMPTY_TAG)
+    ]
+
+
+def test_an_empty_tag_under_flux_v1_annotations_is_skipped() -> None:
+    extra = textwrap.indent(d("""
+        repository.fluxcd.io/app: deep.image.repo
+        tag.fluxcd.io/app: deep.image.version
+    """), "    ")
+    values = "image:\n  repository: acme/chart\n  tag:\ndeep:\n  image:\n    repo: acme/app\n    version:\n"
+    text = d(HELM_RELEASE).format(extra=extra, values=textwrap.indent(values, "    "))
+    found = discover_files({"r.yaml": text})
+    assert found.targets == () and found.errors == ()
+    assert [(s.line, s.image, s.reason) for s in found.skipped] == [
+        (14, "acme/chart", EMPTY_TAG), (18, "acme/app", EMPTY_TAG),
+    ]
+
+
+def test_a_quoted_empty_tag_is_a_string_and_written() -> None:
+    # `tag: ""` (the chart's appVersion) is a value of its own that can be overwritten: a target
+    values = 'image:\n  repository: ghcr.io/acme/app\n  tag: ""\n'
+    found = discover_files({"values.yaml": values, "p.yaml": policy_file(
+        "app", "ghcr.io/acme/app", "semver:^1", "- path: values.yaml\n")})
+    assert [(t.line, t.value, t.part, t.end - t.start) for t in found.targets] == [(3, "", "tag", 2)]
+
+
+def test_an_empty_kustomize_new_tag_or_marked_value_is_never_a_target() -> None:
+    kustomization = "images:\n- name: ghcr.io/acme/app\n  newTag:\n"
+    marked = 'app:\n  tag: # {"$imagepolicy": "flux-system:podinfo:tag"}\n  other: 1\n'
+    found = discover_files({
+        "kustomization.yaml": kustomization, "v.yaml": marked, "flux.yaml": FLUX_POLICIES,
+        "p.yaml": policy_file("app", "ghcr.io/acme/app", "semver:^1", "- path: '*.yaml'\n"),
+    })
+    assert found.targets == ()
+    assert [(s.file, s.line) for s in found.skipped] == [("kustomization.yaml", 2)]
+    assert [(e.file, e.line, e.message) for e in found.errors] == [
+        ("v.yaml", 2, "setter marker on an empty value")
+    ]
+
+
 def test_target_is_a_frozen_value() -> None:
     (target,) = discover_files({"d.yaml": deployment("image-updater.io/policy: semver:^1\n")}).targets
     assert isinstance(target, Target)
@@ -637,3 +709,15 @@ def test_markers_quoted_in_comments_or_strings() -> None:
     found = discover_files({"v.yaml": values, "flux.yaml": FLUX_POLICIES})
     assert found.errors == ()
     assert [(t.line, t.value, t.part) for t in found.targets] == [(3, "say #hi", "tag")]
+
+
+def test_no_route_emits_a_target_with_an_empty_span(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the last guard: even if a finder took an empty scalar for a value (as libyaml's "" plain style once
+    # made every finder do), discovery reports it as skipped instead of planning an edit apply must refuse
+    from image_updater.discover import _markers
+
+    monkeypatch.setattr(_markers, "scalar", lambda node: node.value if node is not None else None)
+    marked = 'app:\n  tag: # {"$imagepolicy": "flux-system:podinfo:tag"}\n  other: 1\n'
+    found = discover_files({"v.yaml": marked, "flux.yaml": FLUX_POLICIES})
+    assert found.targets == () and found.errors == ()
+    assert [(s.file, s.line, s.reason) for s in found.skipped] == [("v.yaml", 2, EMPTY_TAG)]

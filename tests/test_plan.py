@@ -4,6 +4,7 @@ plan changes only the planned spans."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,62 @@ def test_apply_isolates_a_failing_file(tmp_path: Path) -> None:
     assert "not written, 1 update(s) dropped" in applied.errors[0].message
     assert (tmp_path / "a.yaml").read_text() == DEPLOY.replace("v1.0.0", "v1.1.0")
     assert (tmp_path / "b.yaml").read_bytes() == before_b
+
+
+VALUES = """\
+image:
+  repository: ghcr.io/acme/app
+  tag:
+worker:
+  image: ghcr.io/acme/app:v1.0.0
+sidecar:
+  image: ghcr.io/acme/app:v1.0.0  # second
+"""
+VALUES_POLICY = """\
+apiVersion: image-updater.io/v1alpha1
+kind: ImagePolicy
+metadata: {name: app}
+spec: {image: ghcr.io/acme/app, policy: 'semver:^1', targets: [{path: values.yaml}]}
+"""
+
+
+def test_an_empty_helm_tag_costs_no_other_update(tmp_path: Path) -> None:
+    (tmp_path / "values.yaml").write_text(VALUES)
+    (tmp_path / "policy.yaml").write_text(VALUES_POLICY)
+    planned = plan_tree(tmp_path, {"ghcr.io/acme/app": ["v1.0.0", "v1.1.0"]})
+    assert [(c.line, c.new) for c in planned.result.updates] == [
+        (5, "ghcr.io/acme/app:v1.1.0"), (7, "ghcr.io/acme/app:v1.1.0"),
+    ]
+    assert [(s.file, s.line, s.reason) for s in planned.result.skipped] == [
+        ("values.yaml", 3, "tag is empty; set it to the current tag to let image-updater manage it"),
+    ]
+    assert edited_texts(planned)["values.yaml"][1] == VALUES.replace("v1.0.0", "v1.1.0")
+    applied = apply_result(tmp_path, planned)
+    assert applied.errors == ()
+    assert (tmp_path / "values.yaml").read_text() == VALUES.replace("v1.0.0", "v1.1.0")
+
+
+def test_an_edit_apply_refuses_drops_only_itself(tmp_path: Path) -> None:
+    # a planned change that cannot be written (here: forged with an empty span; in general anything the
+    # verified edit refuses) is reported on its own line; the file's other updates are still written
+    text = VALUES.replace("  tag:\n", "  tag: v1.0.0\n")
+    (tmp_path / "values.yaml").write_text(text)
+    (tmp_path / "policy.yaml").write_text(VALUES_POLICY)
+    planned = plan_tree(tmp_path, {"ghcr.io/acme/app": ["v1.0.0", "v1.1.0"]})
+    first, *others = planned.result.updates
+    assert first.line == 3 and len(others) == 2
+    forged = dataclasses.replace(first, end=first.start, old="")
+    planned = dataclasses.replace(planned, result=dataclasses.replace(
+        planned.result, updates=(forged, *others)))
+    expected = text.replace("app:v1.0.0", "app:v1.1.0")
+    assert edited_texts(planned) == {"values.yaml": (text, expected)}
+    for result in (planned, planned.result):  # with the planned texts, and re-reading the file
+        (tmp_path / "values.yaml").write_text(text)
+        applied = apply_result(tmp_path, result)
+        assert [c.line for c in applied.updates] == [5, 7]
+        assert [(e.file, e.line, e.image) for e in applied.errors] == [("values.yaml", 3, "ghcr.io/acme/app")]
+        assert "not written" in applied.errors[0].message
+        assert (tmp_path / "values.yaml").read_text() == expected
 
 
 def test_apply_a_bare_result_checks_the_old_values(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from image_updater.yamledit import ParsedFile, parse_yaml, scalar_span
 
 from ._annotations import WorkloadPolicies, read_annotations, workload_policies
 from ._fields import (
+    EMPTY_TAG,
     ContainerImage,
     Slot,
     container_slot,
@@ -244,9 +245,8 @@ class _FileScan:
         if slot.digest is not None and (slot.digest.value or digest_policy):
             out.append(_Claim(slot.digest.node, priority, obj, slot.container, slot.image, slot.digest.value,
                               slot.digest.part, "", policy, origin, source, group))
-        if not out and slot.where is not None and isinstance(slot.where, ScalarNode):
-            out.append(_Claim(slot.where, _P_WEAK_SKIP, obj, slot.container, slot.image,
-                              reason="no value to write the tag into"))
+        if not out and slot.skip is not None and isinstance(slot.where, ScalarNode):
+            out.append(_Claim(slot.where, _P_WEAK_SKIP, obj, slot.container, slot.image, reason=slot.skip))
         return out
 
     def _policy_file_claims(self, obj: _Object, values: Node | None, claims: list[_Claim]) -> None:
@@ -357,6 +357,13 @@ class _FileScan:
             return
         if node.style in ("|", ">"):
             self.error(line, image_name, "the value is a block scalar (| or >), which is not rewritten")
+            return
+        if end <= start:
+            # nothing to replace: an edit needs the value's characters (slots never offer such a scalar;
+            # this keeps any other route from planning an edit that apply would refuse)
+            reason = EMPTY_TAG if claim.part in ("tag", "tag-digest") else (
+                "the value is empty; set it to the current value to let image-updater manage it")
+            self.skipped.append(Skipped(file=self.file, line=line, image=image_name, reason=reason))
             return
         assert claim.policy is not None
         self.targets.append(Target(

@@ -22,9 +22,10 @@ from image_updater.errors import InvalidReference
 from image_updater.references import ImageReference, is_valid_tag, parse_reference
 
 from ._model import Part
-from ._nodes import MappingNode, Node, ScalarNode, SequenceNode, get, get_path, items, scalar
+from ._nodes import MappingNode, Node, ScalarNode, SequenceNode, get, get_key, get_path, items, scalar
 
 __all__ = [
+    "EMPTY_TAG",
     "FLUX_CHART_IMAGE",
     "ContainerImage",
     "Field",
@@ -37,6 +38,11 @@ __all__ = [
 ]
 
 FLUX_CHART_IMAGE = "chart-image"
+# A tag key without a value (``tag:``, ``tag: null``, ``tag: ~``): the chart picks the tag (often its
+# appVersion). There is no current tag to compare with and no scalar text to write into without
+# re-serialising the map, so such a slot is reported as skipped. A quoted ``tag: ""`` is a string, which
+# can be written.
+EMPTY_TAG = "tag is empty; set it to the current tag to let image-updater manage it"
 _MAX_DEPTH = 64
 _HEX_DIGEST = re.compile(r"[a-f0-9]{64}\Z")
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}\Z")
@@ -54,7 +60,8 @@ class Field:
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """One image reference and the scalars that hold it. ``main`` None: nothing to write the tag into."""
+    """One image reference and the scalars that hold it. ``main`` None: nothing to write the tag into
+    (``skip`` says why, and ``where`` is the node to report)."""
 
     image: ImageReference
     container: str | None
@@ -62,6 +69,7 @@ class Slot:
     digest: Field | None = None
     kustomize: bool = False
     where: Node | None = None  # the node to point at when the slot cannot be written
+    skip: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +124,12 @@ def _editable(node: Node | None) -> ScalarNode | None:
     return None
 
 
+def _empty_tag(image: ImageReference, container: str | None, parent: Node | None, key: str) -> Slot:
+    """A slot whose tag key has no value: skipped with ``EMPTY_TAG``, reported at the key (an empty scalar's
+    own position is wherever the parser stopped looking for it, possibly lines further on)."""
+    return Slot(image, container, None, where=get_key(parent, key), skip=EMPTY_TAG)
+
+
 def container_slot(node: Node, container: str | None) -> Slot | str:
     """The slot of a container's ``image`` value, or why it is not a reference."""
     value = scalar(node)
@@ -164,6 +178,8 @@ def _image_map_slot(image_map: Node, container: str | None) -> Slot | None:
         tag = scalar(tag_node)
         if not isinstance(tag_node, ScalarNode) or tag is None:
             # `tag:` with no value: nothing to write into without re-serialising the map
+            if isinstance(tag_node, ScalarNode):
+                return _empty_tag(ref, container, image_map, "tag")
             return Slot(ref, container, None, None, where=tag_node)
         if tag and not is_valid_tag(tag):
             return None  # a template expression or similar; not ours to touch
@@ -188,8 +204,11 @@ def _image_string_slot(parent: Node, key: str, node: Node, container: str | None
     if ref is None:
         return None
     tag_node = get(parent, "tag") if key == "image" else None
-    if tag_node is not None and isinstance(tag_node, ScalarNode) and scalar(tag_node) is not None:
-        tag = scalar(tag_node) or ""
+    if isinstance(tag_node, ScalarNode):
+        tag = scalar(tag_node)
+        if tag is None:
+            # the chart joins `image` and `tag`: writing `repo:<tag>` into `image` would double the tag
+            return _empty_tag(ref, container, parent, "tag")
         if tag and not is_valid_tag(tag):
             return None
         image = dataclasses.replace(ref, tag=tag or None)
@@ -291,7 +310,7 @@ def _mapped_slot(values: Node, paths: Mapping[str, str], container: str) -> Slot
         return None
     repository = scalar(repo_node) or ""
     registry = scalar(_dotted(values, paths["registry"])) if "registry" in paths else None
-    tag_node = _editable(_dotted(values, paths["tag"])) if "tag" in paths else None
+    tag_node = _dotted(values, paths["tag"]) if "tag" in paths else None
     if "registry" in paths and registry is None:
         return None
     ref = _parse(_join(registry, repository))
@@ -299,9 +318,12 @@ def _mapped_slot(values: Node, paths: Mapping[str, str], container: str) -> Slot
     if ref is None or written is None:
         return None
     if "tag" in paths:
-        if tag_node is None:
+        if not isinstance(tag_node, ScalarNode):
             return None
-        tag = scalar(tag_node) or ""
+        tag = scalar(tag_node)
+        if tag is None:
+            parent_path, _, key = paths["tag"].rpartition(".")
+            return _empty_tag(ref, container, _dotted(values, parent_path), key)
         if tag and not is_valid_tag(tag):
             return None
         image = dataclasses.replace(ref, tag=tag or None)

@@ -22,6 +22,7 @@ __all__ = [
     "ScalarNode",
     "SequenceNode",
     "get",
+    "get_key",
     "get_path",
     "items",
     "node_line",
@@ -40,11 +41,13 @@ def scalar(node: Node | None) -> str | None:
     """The string value of a scalar node; ``None`` for anything else and for a null (``~``, empty) scalar.
 
     ``yamledit`` composes without implicit tag resolution (speed), so a null is recognised by its spelling.
+    A plain scalar's style is ``None`` from the pure parser but ``""`` from libyaml: both are plain (an
+    empty plain scalar, ``tag:``, has an empty span, into which no edit can write).
     """
     if node.__class__ is not ScalarNode:
         return None
     value: Any = node.value
-    if node.style is None and value in _NULL_WORDS:
+    if not node.style and value in _NULL_WORDS:
         return None
     return value if isinstance(value, str) else str(value)
 
@@ -97,6 +100,14 @@ def get(node: Node | None, key: str) -> Node | None:
         for name, _key_node, value in items(node):
             if name == key:
                 return value
+    return None
+
+
+def get_key(node: Node | None, key: str) -> Node | None:
+    """The key node of ``key`` in a mapping node (to point at a key whose value is empty), or ``None``."""
+    for name, key_node, _value in items(node):
+        if name == key:
+            return key_node
     return None
 
 

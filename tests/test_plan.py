@@ -206,6 +206,65 @@ def test_an_edit_apply_refuses_drops_only_itself(tmp_path: Path) -> None:
         assert (tmp_path / "values.yaml").read_text() == expected
 
 
+OLD_DIGEST, OTHER_DIGEST = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+KUSTOMIZATION = f"""\
+images:
+- name: with-digest
+  newTag: v1.0.0
+  digest: {OLD_DIGEST}
+- name: both-pinned
+  newTag: v1.0.0@{OLD_DIGEST}
+  digest: {OTHER_DIGEST}
+- name: empty-digest
+  newTag: v1.0.0
+  digest: ""
+- name: tag-only
+  newTag: v1.0.0
+- name: digest-only
+  digest: {OLD_DIGEST}
+"""
+
+
+@pytest.mark.parametrize("policy", ["policy: 'semver:^1', pin_digest: true", "policy: digest",
+                                    "policy: 'semver:^1'"])
+def test_kustomize_digest_goes_into_the_digest_field_when_there_is_one(tmp_path: Path, policy: str) -> None:
+    # kustomize: a `digest` wins and `newTag` is then ignored; the digest is written once, where it counts
+    (tmp_path / "kustomization.yaml").write_text(KUSTOMIZATION)
+    names = ["with-digest", "both-pinned", "empty-digest", "tag-only", "digest-only"]
+    (tmp_path / "policy.yaml").write_text("---\n".join(
+        f"apiVersion: image-updater.io/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: {name}}}\n"
+        f"spec: {{image: {name}, {policy}, targets: [{{path: kustomization.yaml}}]}}\n" for name in names
+    ))
+    tags: dict[str, list[str | dict[str, str]]] = {
+        f"docker.io/library/{name}": ["v1.0.0", "v1.1.0", "latest"] for name in names
+    }
+    planned = plan_tree(tmp_path, tags)
+    assert planned.result.errors == ()
+    applied = apply_result(tmp_path, planned)
+    assert applied.errors == ()
+    tag = "v1.0.0" if policy == "policy: digest" else "v1.1.0"
+    new = {name: fake_digest(f"docker.io/library/{name}", tag) for name in names}
+    if policy == "policy: digest":  # no newTag: the digest of what a pull gets, `latest`
+        new["digest-only"] = fake_digest("docker.io/library/digest-only", "latest")
+    pins = policy != "policy: 'semver:^1'"  # without a pinning policy, digests stay where they are
+    assert (tmp_path / "kustomization.yaml").read_text() == f"""\
+images:
+- name: with-digest
+  newTag: {tag}
+  digest: {new['with-digest']}
+- name: both-pinned
+  newTag: {tag}
+  digest: {new['both-pinned']}
+- name: empty-digest
+  newTag: {tag}
+  digest: "{new['empty-digest'] if pins else ''}"
+- name: tag-only
+  newTag: {tag}{'@' + new['tag-only'] if pins else ''}
+- name: digest-only
+  digest: {new['digest-only']}
+"""
+
+
 def test_apply_a_bare_result_checks_the_old_values(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(DEPLOY)
     planned = plan_tree(tmp_path, {"ghcr.io/acme/app": ["v1.0.0", "v1.1.0"]})

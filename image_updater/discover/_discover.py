@@ -236,13 +236,18 @@ class _FileScan:
         group = object()
         out: list[_Claim] = []
         digest_policy = policy.pin_digest or policy.kind == "digest"
+        # A digest is written where the slot has one already (newTag@, digest, sha) or the policy pins one.
+        # kustomize: a `digest` field wins over `newTag` (which is then ignored for the reference), so the
+        # digest goes there alone and newTag holds a plain tag; only without that field does newTag carry
+        # `tag@sha256:...`. Keys are never added: a digest goes only into fields the entry has.
+        writes_digest = digest_policy or (slot.kustomize and slot.image.digest is not None)
         if slot.main is not None:
             part = slot.main.part
-            if part == "tag" and slot.kustomize and ("@" in slot.main.value or digest_policy):
+            if part == "tag" and slot.kustomize and slot.digest is None and writes_digest:
                 part = "tag-digest"
             out.append(_Claim(slot.main.node, priority, obj, slot.container, slot.image, slot.main.value,
                               part, slot.main.write_name, policy, origin, source, group))
-        if slot.digest is not None and (slot.digest.value or digest_policy):
+        if slot.digest is not None and (slot.digest.value or writes_digest):
             out.append(_Claim(slot.digest.node, priority, obj, slot.container, slot.image, slot.digest.value,
                               slot.digest.part, "", policy, origin, source, group))
         if not out and slot.skip is not None and isinstance(slot.where, ScalarNode):

@@ -366,7 +366,7 @@ def kustomize_slots(images: Node | None) -> list[tuple[Slot | None, Node, str | 
             if not _DIGEST.match(digest_value):
                 out.append((None, entry, repository))
                 continue
-            digest = digest or digest_value
+            digest = digest_value  # kustomize: the digest field wins over a digest in newTag
         image = dataclasses.replace(ref, tag=tag, digest=digest)
         main = Field(tag_node, "tag", tag_value or "") if tag_node is not None else None
         digest_field = Field(digest_node, "digest", digest_value or "") if digest_node is not None else None

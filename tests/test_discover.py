@@ -167,6 +167,77 @@ def test_native_annotation_mistakes_are_errors_at_their_line() -> None:
     assert found.targets == ()
 
 
+def test_every_policy_and_modifier_mistake_is_reported_at_once() -> None:
+    text = deployment(
+        """
+        image-updater.io/policy: semver:^^1
+        image-updater.io/min-age: forever
+        image-updater.io/pin-digest.web: maybe
+        image-updater.io/exclude.web: "[x"
+        image-updater.io/policy.other: glob:[y
+        image-updater.io/platforms.other: linux/
+        image-updater.io/filter.other: (unclosed
+        image-updater.io/extract.other: $1
+        image-updater.io/flavour: a b
+        image-updater.io/prerelease.web: "true"
+        """,
+        TWO_CONTAINERS,
+    )
+    found = discover_files({"d.yaml": text})
+    assert found.targets == ()
+    got = [(e.file, e.line, e.message.split(":")[0]) for e in found.errors]
+    assert got == [
+        ("d.yaml", 7, "annotation image-updater.io/policy"),
+        ("d.yaml", 8, "annotation image-updater.io/min-age"),
+        ("d.yaml", 9, "annotation image-updater.io/pin-digest.web"),
+        ("d.yaml", 10, "annotation image-updater.io/exclude.web"),
+        ("d.yaml", 11, "annotation image-updater.io/policy.other"),
+        ("d.yaml", 12, "annotation image-updater.io/platforms.other"),
+        ("d.yaml", 13, "annotation image-updater.io/filter.other"),
+        # extract.other is right as such; with its filter broken it is not judged again
+        ("d.yaml", 15, "annotation image-updater.io/flavour"),
+    ]
+    assert "invalid policy 'semver:^^1'" in found.errors[0].message
+    assert "invalid pin-digest 'maybe'" in found.errors[2].message
+
+
+def test_a_wrong_combination_is_reported_at_the_modifier_for_each_container_once() -> None:
+    text = deployment(
+        """
+        image-updater.io/policy: semver:^1
+        image-updater.io/filter.web: ^v(?P<ver>.*)$
+        image-updater.io/extract: $ver
+        """,
+        TWO_CONTAINERS,
+    )
+    found = discover_files({"d.yaml": text})
+    # web's filter has the group; other has no filter at all
+    assert [t.container for t in found.targets] == ["web"]
+    assert [(e.line, e.message) for e in found.errors] == [
+        (9, "annotation image-updater.io/extract: invalid extract '$ver': extract needs a filter regex "
+            "(for container other)"),
+    ]
+
+
+def test_flux_pattern_and_native_modifier_mistakes_are_both_reported() -> None:
+    text = deployment(
+        """
+        fluxcd.io/automated: "true"
+        fluxcd.io/tag.web: glob:[x
+        image-updater.io/min-age.web: soon
+        image-updater.io/platforms.other: nope
+        """,
+        TWO_CONTAINERS,
+    )
+    found = discover_files({"d.yaml": text})
+    assert found.targets == ()
+    assert [(e.line, e.message.split(":")[0]) for e in found.errors] == [
+        (8, "annotation fluxcd.io/tag.web"),
+        (9, "annotation image-updater.io/min-age.web"),
+        (10, "annotation image-updater.io/platforms.other"),
+    ]
+
+
 def test_container_without_policy_is_reported_once_the_workload_opts_in() -> None:
     text = deployment(
         "image-updater.io/policy.app: semver:^1\n",
@@ -721,3 +792,22 @@ def test_no_route_emits_a_target_with_an_empty_span(monkeypatch: pytest.MonkeyPa
     found = discover_files({"v.yaml": marked, "flux.yaml": FLUX_POLICIES})
     assert found.targets == () and found.errors == ()
     assert [(s.file, s.line, s.reason) for s in found.skipped] == [("v.yaml", 2, EMPTY_TAG)]
+
+
+def test_an_extract_no_policy_uses_is_still_judged() -> None:
+    text = deployment(
+        """
+        image-updater.io/automated: "true"
+        image-updater.io/filter.web: ^v(?P<ver>.*)$
+        image-updater.io/extract.web: $version
+        image-updater.io/extract.other: $1
+        """,
+        TWO_CONTAINERS,
+    )
+    found = discover_files({"d.yaml": text})
+    assert found.targets == ()
+    assert [(e.line, e.message) for e in found.errors] == [
+        (9, "annotation image-updater.io/extract.web: invalid extract '$version': filter has no group named "
+            "'version'"),
+        (10, "annotation image-updater.io/extract.other: invalid extract '$1': extract needs a filter regex"),
+    ]

@@ -173,48 +173,71 @@ def workload_policies(annotations: Annotations, containers: Collection[str | Non
         result.block = result.block or f"automation disabled ({flux['automated'].key}: \"false\")"
     result.opted_in = bool(native_policy) or native_auto is True or flux_auto or bool(flux_tags)
 
-    def build(text: str, annotation: Annotation, container: str | None) -> Policy | None:
-        mods: dict[str, str] = {}
-        for scope in (None, container):
-            for name, mod in modifiers.get(scope, {}).items():
-                mods[name] = mod.value
-        try:
-            return parse_policy(text, mods)
-        except InvalidPolicy as exc:
-            culprit = annotation
-            for scope in (container, None):
-                for mod in modifiers.get(scope, {}).values():
-                    if mod.value and mod.value in str(exc):
-                        culprit = mod
-            result.errors.append((culprit.node, f"annotation {culprit.key}: {exc}"))
-            return None
+    # Every annotation is judged on its own first, even on workloads that are not automated, so that validate
+    # and plan report each mistake (policy, pattern, modifier) at once, each at its own line.
+    invalid: set[str] = set()  # keys of annotations found invalid on their own (reported)
+    reported: set[tuple[str, str | None]] = set()  # (key, container) of reported combination mistakes
 
-    # Every policy annotation is parsed, even on workloads that are not automated, so that validate and
-    # plan report an invalid one wherever it is.
-    parsed_native = {c: build(a.value, a, c) for c, a in native_policy.items()}
-    parsed_flux = {c: build(_flux_pattern(a.value), a, c) for c, a in flux_tags.items()}
-    default_flux = build("glob:*", flux["automated"], None) if flux_auto else None
+    def check(annotation: Annotation, text: str, mods: Mapping[str, str] | None = None) -> None:
+        try:
+            parse_policy(text, mods)
+        except InvalidPolicy as exc:
+            invalid.add(annotation.key)
+            result.errors.append((annotation.node, f"annotation {annotation.key}: {exc}"))
+
+    for annotation in native_policy.values():
+        check(annotation, annotation.value)
+    for annotation in flux_tags.values():
+        check(annotation, _flux_pattern(annotation.value))
+    for scoped in modifiers.values():
+        for name, mod in scoped.items():
+            if name != "extract":  # an extract is judged with the filter it applies to, in build()
+                check(mod, "newest", {name: mod.value})
+
+    built: dict[tuple[str, str | None], Policy | None] = {}
+    judged: set[str] = set()  # modifier keys that took part in some container's policy
+
+    def build(text: str, annotation: Annotation, container: str | None) -> Policy | None:
+        """The policy of one container: ``text`` (from ``annotation``) with the workload-wide modifiers,
+        overridden by the container's own of the same kind; None when any part is invalid (reported)."""
+        own = modifiers.get(container, {}) if container is not None else {}
+        key = (annotation.key, container if own else None)
+        if key in built:
+            return built[key]
+        chosen = {**modifiers.get(None, {}), **own}
+        judged.update(mod.key for mod in chosen.values())
+        policy: Policy | None = None
+        if annotation.key not in invalid and not any(m.key in invalid for m in chosen.values()):
+            try:
+                policy = parse_policy(text, {name: mod.value for name, mod in chosen.items()})
+            except InvalidPolicy as exc:
+                # every part is valid alone, so the parts do not fit together: an extract and the filter
+                # it applies to
+                culprit = chosen.get("extract") or chosen.get("filter") or annotation
+                if (culprit.key, container) not in reported:
+                    reported.add((culprit.key, container))
+                    whose = f" (for container {container})" if container is not None and (
+                        own.get("extract") is not culprit and own.get("filter") is not culprit) else ""
+                    result.errors.append((culprit.node, f"annotation {culprit.key}: {exc}{whose}"))
+        built[key] = policy
+        return policy
 
     for container in containers:
-        if container in native_policy:
-            policy, source = parsed_native[container], native_policy[container].key
-        elif None in native_policy:
-            policy, source = parsed_native[None], native_policy[None].key
-            # the container's own modifiers apply under the workload-wide policy too (an invalid
-            # workload-wide policy is reported once, above)
-            if policy is not None and container is not None and modifiers.get(container):
-                policy = build(native_policy[None].value, native_policy[None], container)
+        if container in native_policy or None in native_policy:
+            # a workload-wide policy takes each container's own modifiers too
+            annotation = native_policy[container if container in native_policy else None]
+            policy, source = build(annotation.value, annotation, container), annotation.key
         elif container is not None and container in flux_tags:
             if not flux_auto:
                 result._containers[container] = ContainerPolicy(None, skip=(
                     f"not automated ({flux_tags[container].key} is set but no fluxcd.io/automated: \"true\")"
                 ), weak_skip=True)
                 continue
-            policy, source = parsed_flux[container], flux_tags[container].key
+            annotation = flux_tags[container]
+            policy, source = build(_flux_pattern(annotation.value), annotation, container), annotation.key
         elif flux_auto:
-            policy, source = default_flux, flux["automated"].key + " (default glob:*)"
-            if container is not None and modifiers.get(container):
-                policy = build("glob:*", flux["automated"], container)
+            policy = build("glob:*", flux["automated"], container)
+            source = flux["automated"].key + " (default glob:*)"
         elif result.opted_in:
             result._containers[container] = ContainerPolicy(None, skip=(
                 f"no policy for container {container}" if container else "no policy for this container"
@@ -225,6 +248,16 @@ def workload_policies(annotations: Annotations, containers: Collection[str | Non
         if policy is None:
             continue  # the error is already reported at the annotation
         result._containers[container] = ContainerPolicy(policy, source=source)
+
+    # an extract no container's policy used is still judged, with the filter of its scope
+    for scoped in modifiers.values():
+        extract = scoped.get("extract")
+        if extract is None or extract.key in judged:
+            continue
+        filter_ = scoped.get("filter") or modifiers.get(None, {}).get("filter")
+        if filter_ is None or filter_.key not in invalid:
+            mods = {"extract": extract.value, **({"filter": filter_.value} if filter_ is not None else {})}
+            check(extract, "newest", mods)
     return result
 
 

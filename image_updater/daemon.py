@@ -28,7 +28,7 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
@@ -84,7 +84,9 @@ class PassOutcome(Protocol):
 
 
 # (source name, stop event) -> outcome. The stop event is set on shutdown; the pass must not push after it.
-PassFunction = Callable[[str, threading.Event], Awaitable[PassOutcome]]
+# (source, stop event, images): ``images`` None runs a full pass; a set limits the pass to the targets of
+# those normalised image names (a webhook-triggered pass resolves only what was pushed)
+PassFunction = Callable[[str, threading.Event, frozenset[str] | None], Awaitable[PassOutcome]]
 
 
 @dataclass(slots=True)
@@ -96,6 +98,21 @@ class _SourceState:
     images: frozenset[str] | None = None  # from the last pass that synced; None: not known yet
     last_webhook_start: float = -math.inf  # monotonic time the last webhook-triggered pass started
     last_outcome: PassOutcome | None = None
+    want_full: bool = False  # the next webhook-triggered pass must look at every image
+    want_images: set[str] = field(default_factory=set)  # ...or only at these (pushed) images
+
+    def request(self, focus: frozenset[str] | None) -> None:
+        if focus is None:
+            self.want_full = True
+        else:
+            self.want_images |= focus
+
+    def take_focus(self) -> frozenset[str] | None:
+        """What the pass starting now covers (None: everything), resetting the requests it answers."""
+        focus = None if self.want_full or not self.want_images else frozenset(self.want_images)
+        self.want_full = False
+        self.want_images.clear()
+        return focus
 
     @property
     def busy(self) -> bool:
@@ -181,13 +198,32 @@ class Daemon:
 
     # -- triggering ----------------------------------------------------------------------------------
 
-    def trigger(self, sources: Iterable[str], *, reason: str = "webhook") -> list[str]:
-        """Start (or queue) a pass of each source now; returns the sources that will run because of it."""
+    def _focus(self, state: _SourceState, events: Sequence[PushEvent]) -> frozenset[str] | None:
+        """The images of ``state`` a push concerns; None (a full pass) when that cannot be told."""
+        if not events or state.images is None:
+            return None
+        exact = {e.name for e in events if e.registry}
+        focus = {image for image in state.images if image in exact}
+        if not focus:  # matched on the repository path alone (see sources_for)
+            paths = {e.repository for e in events}
+            focus = {image for image in state.images if _path_of(image) in paths}
+        return frozenset(focus) or None
+
+    def trigger(
+        self, sources: Iterable[str], *, reason: str = "webhook", events: Sequence[PushEvent] = ()
+    ) -> list[str]:
+        """Start (or queue) a pass of each source now; returns the sources that will run because of it.
+
+        With ``events`` (a webhook's pushes), a source whose images are known runs a pass focused on the
+        pushed images only: the registry is asked about those, which keeps webhook-to-commit latency low
+        however many images the source tracks. Scheduled passes stay full passes.
+        """
         if self.stop_event.is_set():
             return []
         triggered = []
         for name in sources:
             state = self._states[name]
+            state.request(self._focus(state, events))
             if state.running:
                 state.rerun = True
                 log.info("pass running; another one queued right after it (%s)", reason,
@@ -210,6 +246,7 @@ class Daemon:
         if state.busy:
             log.debug("pass still running; scheduled tick coalesced", extra={"source": name})
             return
+        state.want_full = True  # a scheduled pass is a full pass
         state.task = asyncio.get_running_loop().create_task(
             self._source_loop(state, webhook=False), name=f"pass:{name}"
         )
@@ -244,11 +281,12 @@ class Daemon:
 
     async def _one_pass(self, state: _SourceState) -> None:
         name = state.name
+        focus = state.take_focus()
         state.running = True
         self.metrics.passes_running.labels(source=name).set(1)
         started = time.monotonic()
         try:
-            outcome = await self._pass_fn(name, self.stop_event)
+            outcome = await self._pass_fn(name, self.stop_event, focus)
         except asyncio.CancelledError:
             log.warning("pass abandoned at shutdown", extra={"source": name})
             self.metrics.pass_finished(name, "abandoned", time.monotonic() - started)
@@ -262,7 +300,7 @@ class Daemon:
             self.metrics.error("pass")
             self.metrics.pass_finished(name, "failed", time.monotonic() - started)
         else:
-            self._record(state, outcome, time.monotonic() - started)
+            self._record(state, outcome, time.monotonic() - started, focus)
             elapsed = time.monotonic() - started
             if elapsed > self.interval.total_seconds():
                 log.info(
@@ -274,13 +312,17 @@ class Daemon:
             self.metrics.passes_running.labels(source=name).set(0)
             self._passes_finished += 1
 
-    def _record(self, state: _SourceState, outcome: PassOutcome, elapsed: float) -> None:
+    def _record(
+        self, state: _SourceState, outcome: PassOutcome, elapsed: float, focus: frozenset[str] | None = None
+    ) -> None:
         # The pass itself logs one line per change and per error (with source, file and image), as it does
         # for ``run --once``; the daemon adds the summary line and the metrics.
         name = state.name
         state.last_outcome = outcome
         result = outcome.result
-        if outcome.error is None or outcome.images:
+        if focus is not None:  # a focused pass saw only the pushed images: keep knowing the others
+            state.images = (state.images or frozenset()) | outcome.images
+        elif outcome.error is None or outcome.images:
             state.images = outcome.images  # a failed sync reports no images: keep the last known ones
         image_errors = sum(1 for e in result.errors if e.image is not None)
         self.metrics.error("image", image_errors)
@@ -486,9 +528,9 @@ async def _serve(
     by_name = {source.name: source for source in settings.sources}
     async with make_client(settings, on_request=metrics.registry_request) as client:
 
-        async def one_pass(name: str, stop: threading.Event) -> PassOutcome:
+        async def one_pass(name: str, stop: threading.Event, images: frozenset[str] | None) -> PassOutcome:
             outcome: PassOutcome = await run_source(
-                settings, by_name[name], client=client, dry_run=dry_run, stop=stop
+                settings, by_name[name], client=client, dry_run=dry_run, stop=stop, images=images
             )
             return outcome
 

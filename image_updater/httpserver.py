@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Protocol
@@ -51,7 +51,9 @@ class Backend(Protocol):
     def alive(self) -> bool: ...
     def ready(self) -> bool: ...
     def sources_for(self, events: Iterable[PushEvent]) -> list[str]: ...
-    def trigger(self, sources: Iterable[str], *, reason: str = "webhook") -> list[str]: ...
+    def trigger(
+        self, sources: Iterable[str], *, reason: str = "webhook", events: Sequence[PushEvent] = ()
+    ) -> list[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +307,7 @@ class HttpServer:
             return _json(503, {"error": "shutting down"}, headers={"Retry-After": "30"})
         sources = self.backend.sources_for(events) if events else []
         reason = "webhook: " + ", ".join(sorted({f"{e.name}:{e.tag}" for e in events}))[:300]
-        triggered = self.backend.trigger(sources, reason=reason) if sources else []
+        triggered = self.backend.trigger(sources, reason=reason, events=events) if sources else []
         self.metrics.webhook("accepted" if triggered else "ignored")
         if events and not triggered:
             log.info("%s: no source tracks it", reason)

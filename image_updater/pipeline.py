@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -98,8 +98,12 @@ async def plan_directory(
     policy_dirs: Sequence[Path] = (),
     now: datetime | None = None,
     progress: Progress | None = None,
+    images: Collection[str] | None = None,
 ) -> Planned:
-    """Discover ``paths`` under ``root``, resolve every distinct (image, policy) once, and plan."""
+    """Discover ``paths`` under ``root``, resolve every distinct (image, policy) once, and plan.
+
+    ``images`` (normalised names) limits the plan to the targets of those images.
+    """
     from image_updater.registry import resolve  # the registry layer (httpx) only when a plan needs it
 
     if progress:
@@ -107,10 +111,15 @@ async def plan_directory(
     # a worker thread: reading and parsing a large tree takes seconds, and the daemon's event loop must keep
     # answering /healthz, /metrics and webhooks meanwhile
     discovery, texts = await asyncio.to_thread(discover_directory, root, paths, policy_dirs=policy_dirs)
+    if images is not None:
+        wanted = set(images)
+        targets = tuple(t for t in discovery.targets if t.image.name in wanted)
+        discovery = dataclasses.replace(discovery, targets=targets)
+        texts = {t.file: texts[t.file] for t in targets}
     keys = discovery.resolve_keys
     if progress:
-        images = len({k.image for k in keys})
-        progress(f"resolving {images} image{'s' if images != 1 else ''}")
+        count = len({k.image for k in keys})
+        progress(f"resolving {count} image{'s' if count != 1 else ''}")
     resolutions = await resolve(client, keys, now=now) if keys else {}
     result = build_plan(discovery, resolutions)
     log.debug("planned %s: %d targets, %d updates, %d errors", root, len(discovery.targets),

@@ -21,7 +21,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -156,14 +156,18 @@ async def run_source(
     now: datetime | None = None,
     push_attempts: int = DEFAULT_PUSH_ATTEMPTS,
     environ: dict[str, str] | None = None,
+    images: Collection[str] | None = None,
 ) -> SourceOutcome:
-    """One pass for one source. Never raises for git, registry or file problems: they are in the outcome."""
+    """One pass for one source. Never raises for git, registry or file problems: they are in the outcome.
+
+    ``images`` (normalised names) focuses the pass on those images' targets, e.g. after a push webhook.
+    """
     from image_updater.gitrepo import GitRepo
     from image_updater.pipeline import apply_result, plan_directory
 
     started = time.monotonic()
     name = source.name
-    images: frozenset[str] = frozenset()
+    tracked: frozenset[str] = frozenset()
     result = Result()
 
     def outcome(commit: str | None = None, pushed: bool = False, error: str | None = None) -> SourceOutcome:
@@ -171,7 +175,7 @@ async def run_source(
             log.error("%s", error, extra={"source": name})
         return SourceOutcome(
             source=name, result=result, commit=commit, pushed=pushed, error=error,
-            duration=time.monotonic() - started, images=images,
+            duration=time.monotonic() - started, images=tracked,
         )
 
     try:
@@ -185,11 +189,12 @@ async def run_source(
             if source.push_branch and not dry_run:
                 await asyncio.to_thread(repo.rebuild_branch, source.push_branch)
             planned = await plan_directory(
-                repo.path, source.paths, client=client, policy_dirs=list(settings.policy_dirs), now=now
+                repo.path, source.paths, client=client, policy_dirs=list(settings.policy_dirs), now=now,
+                images=images,
             )
         except ImageUpdaterError as exc:
             return outcome(error=f"source {name}: {exc}")
-        images = _images(planned)
+        tracked = _images(planned)
         if dry_run or not planned.result.updates:
             result = planned.result
             _log_changes(name, result, applied=False)

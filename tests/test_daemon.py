@@ -56,13 +56,17 @@ class Recorder:
         self.ends: dict[str, list[float]] = {}
         self.active: dict[str, int] = {}
         self.max_active: dict[str, int] = {}
+        self.focus: dict[str, list[frozenset[str] | None]] = {}
         self.behaviour = behaviour
 
     def count(self, name: str) -> int:
         return len(self.ends.get(name, []))
 
-    async def __call__(self, name: str, stop: threading.Event) -> PassOutcome:
+    async def __call__(
+        self, name: str, stop: threading.Event, images: frozenset[str] | None = None
+    ) -> PassOutcome:
         self.starts.setdefault(name, []).append(time.monotonic())
+        self.focus.setdefault(name, []).append(images)
         self.active[name] = self.active.get(name, 0) + 1
         self.max_active[name] = max(self.max_active.get(name, 0), self.active[name])
         try:
@@ -366,6 +370,40 @@ def test_pushes_map_to_the_sources_that_track_the_image() -> None:
     asyncio.run(run_while(daemon, body))
 
 
+def test_webhook_passes_focus_on_the_pushed_images_and_keep_knowing_the_others() -> None:
+    tracked = frozenset({"docker.io/library/nginx", "ghcr.io/x/api", "registry.example.com:5000/team/app"})
+
+    async def behaviour(name: str, n: int, stop: threading.Event) -> PassOutcome:
+        focus = recorder.focus[name][-1]
+        # a focused pass reports only the images it looked at
+        return Outcome(name, images=tracked if focus is None else tracked & focus)
+
+    recorder = Recorder(behaviour)
+    daemon = make(recorder, ("a",), webhook_min_interval=0)
+
+    async def body() -> None:
+        await wait_until(lambda: recorder.count("a") == 1)
+        assert recorder.focus["a"] == [None]  # the first (scheduled) pass is a full pass
+        nginx = PushEvent("docker.io", "library/nginx", "1.27", "distribution")
+        daemon.trigger(daemon.sources_for([nginx]), events=[nginx])
+        await wait_until(lambda: recorder.count("a") == 2)
+        assert recorder.focus["a"][1] == frozenset({"docker.io/library/nginx"})
+        # matched on the path alone (the registry calls itself differently): still focused
+        app = PushEvent("10.0.0.5:5000", "team/app", "2.0", "distribution")
+        daemon.trigger(daemon.sources_for([app]), events=[app])
+        await wait_until(lambda: recorder.count("a") == 3)
+        assert recorder.focus["a"][2] == frozenset({"registry.example.com:5000/team/app"})
+        # the focused passes did not make the daemon forget the source's other images
+        api = PushEvent("ghcr.io", "x/api", "3", "ghcr")
+        assert daemon.sources_for([api]) == ["a"]
+        # a trigger without events (e.g. by hand) is a full pass
+        daemon.trigger(["a"])
+        await wait_until(lambda: recorder.count("a") == 4)
+        assert recorder.focus["a"][3] is None
+
+    asyncio.run(run_while(daemon, body))
+
+
 def test_a_source_whose_sync_failed_keeps_its_known_images() -> None:
     async def behaviour(name: str, n: int, stop: threading.Event) -> PassOutcome:
         if n == 1:
@@ -470,7 +508,7 @@ CHILD = textwrap.dedent(
             self.source, self.result, self.commit, self.pushed = source, Result(), None, False
             self.error, self.duration, self.images = error, 0.0, frozenset()
 
-    async def one_pass(name, stop):
+    async def one_pass(name, stop, images=None):
         print("started", flush=True)
         if mode == "cooperative":
             await asyncio.to_thread(stop.wait, 60)

@@ -80,7 +80,7 @@ async def serving(
     if not block_first:
         release.set()
 
-    async def one_pass(name: str, stop: threading.Event) -> PassOutcome:
+    async def one_pass(name: str, stop: threading.Event, images: frozenset[str] | None = None) -> PassOutcome:
         await release.wait()
         passes[name] = passes.get(name, 0) + 1
         return Outcome(name, images=IMAGES[name])
@@ -605,7 +605,7 @@ class _NullBackend:
     def sources_for(self, events: Any) -> list[str]:
         return []
 
-    def trigger(self, sources: Any, *, reason: str = "webhook") -> list[str]:
+    def trigger(self, sources: Any, *, reason: str = "webhook", events: Any = ()) -> list[str]:
         return []
 
 

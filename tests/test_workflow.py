@@ -352,3 +352,17 @@ def test_https_token_push_and_canary_secrets_never_leak(
     assert out.returncode == 1
     assert wrong not in out.stdout and wrong not in out.stderr
     assert "demo" in out.stdout + out.stderr
+
+
+def test_a_focused_pass_resolves_and_updates_only_the_named_images(
+    tmp_path: Path, seeded: Any, bare_repo: Any, repo_files: dict[str, str]
+) -> None:
+    bare = bare_repo(repo_files)
+    config = write_config(tmp_path, seeded, str(bare))
+    web = f"{seeded.host}/team/web"
+    outcome = run_pass_in_process(config, images={web})
+    assert outcome.pushed and outcome.error is None
+    assert outcome.images == frozenset({web})
+    assert [c.image for c in outcome.result.updates] == [web]
+    assert "team/web:1.2.0" in show(bare, "apps/deployment.yaml")
+    assert show(bare, "apps/kustomization.yaml") == repo_files["apps/kustomization.yaml"]

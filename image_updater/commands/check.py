@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from image_updater.commands._policyargs import add_modifier_arguments, modifiers_from_args
 from image_updater.policies import Policy, Status, TagInfo, Verdict, parse_policy
 from image_updater.references import ImageReference, parse_reference
 from image_updater.versions import scan_version
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = ["add_arguments", "default_policy", "render_json", "render_table", "run"]
 
-_MODIFIERS = ("exclude", "filter", "extract", "prerelease", "flavour", "min_age", "platforms", "pin_digest")
 
 log = logging.getLogger("image_updater")
 
@@ -50,26 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--explain", action="store_true", help="list every tag considered and why it lost")
     parser.add_argument("--format", choices=["table", "json"], default="table", help="output format")
     parser.add_argument("-c", "--config", metavar="FILE", help="config file (registries, cache_dir)")
-    group = parser.add_argument_group("policy modifiers")
-    group.add_argument(
-        "--exclude", metavar="GLOB", action="append", help="drop tags matching GLOB (repeatable)"
-    )
-    group.add_argument("--filter", metavar="RE", help="only tags matching this regex (search)")
-    group.add_argument("--extract", metavar="TPL", help="rank by this expansion of --filter's groups ($1)")
-    group.add_argument(
-        "--prerelease", action=argparse.BooleanOptionalAction, default=None,
-        help="admit prereleases under semver (default: only when the range names one)",
-    )
-    group.add_argument(
-        "--flavour", "--flavor", dest="flavour", metavar="SUFFIX",
-        help="semver: the suffix candidates must carry: SUFFIX, 'none' or 'any' (default: the current's)",
-    )
-    group.add_argument("--min-age", metavar="DUR", help="only tags built at least DUR ago (e.g. 1h, 7d)")
-    group.add_argument(
-        "--platform", dest="platforms", metavar="OS/ARCH", action="append",
-        help="only tags whose image covers this platform (repeatable)",
-    )
-    group.add_argument("--pin-digest", action="store_true", default=None, help="also report the digest")
+    add_modifier_arguments(parser, registry=True)
 
 
 def default_policy(reference: ImageReference) -> str:
@@ -85,14 +66,6 @@ def default_policy(reference: ImageReference) -> str:
         version = version[: -len(flavour) - 1] if version.endswith("-" + flavour) else version
     return f"semver:>={version}"
 
-
-def _modifiers(args: argparse.Namespace) -> dict[str, Any]:
-    modifiers: dict[str, Any] = {}
-    for name in _MODIFIERS:
-        value = getattr(args, name, None)
-        if value is not None:
-            modifiers[name] = value
-    return modifiers
 
 
 def _time(value: datetime | None) -> str:
@@ -197,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
 
     reference = parse_reference(args.image)
     policy_text = args.policy or default_policy(reference)
-    policy = parse_policy(policy_text, _modifiers(args))
+    policy = parse_policy(policy_text, modifiers_from_args(args))
     note = "" if args.policy else f"  (default for tag {reference.effective_tag})"
     settings = load_settings(args.config)
     options = options_from_settings(settings)

@@ -16,8 +16,8 @@ import sys
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
 
+from image_updater.commands._policyargs import add_modifier_arguments, modifiers_from_args
 from image_updater.errors import ConfigError
 from image_updater.policies import Policy, Status, TagInfo, parse_policy
 
@@ -94,30 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("policy", metavar="POLICY", help="e.g. 'semver:~1.2', 'glob:main-*', 'numerical:asc'")
     parser.add_argument("--current", metavar="TAG", help="the tag in use now (its flavour and spelling)")
-    group = parser.add_argument_group("policy modifiers")
-    group.add_argument(
-        "--exclude", metavar="GLOB", action="append", help="drop tags matching GLOB (repeatable)"
-    )
-    group.add_argument("--filter", metavar="RE", help="only tags matching this regex (search)")
-    group.add_argument("--extract", metavar="TPL", help="rank by this expansion of --filter's groups ($1)")
-    group.add_argument(
-        "--prerelease", action=argparse.BooleanOptionalAction, default=None,
-        help="admit prereleases under semver (default: only when the range names one)",
-    )
-    group.add_argument(
-        "--flavour", "--flavor", dest="flavour", metavar="SUFFIX",
-        help="semver: the tag suffix candidates must carry: SUFFIX, 'none' or 'any' (default: the current's)",
-    )
-    group.add_argument("--min-age", metavar="DUR", help="only tags built at least DUR ago (e.g. 1h, 7d)")
+    add_modifier_arguments(parser, registry=False)
 
-
-def _modifiers(args: argparse.Namespace) -> dict[str, Any]:
-    modifiers: dict[str, Any] = {}
-    for name in ("exclude", "filter", "extract", "prerelease", "flavour", "min_age"):
-        value = getattr(args, name, None)
-        if value is not None:
-            modifiers[name] = value
-    return modifiers
 
 
 def _summary(policy: Policy, infos: list[TagInfo], current: str | None) -> str:
@@ -129,7 +107,7 @@ def _summary(policy: Policy, infos: list[TagInfo], current: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    policy = parse_policy(args.policy, _modifiers(args))
+    policy = parse_policy(args.policy, modifiers_from_args(args))
     infos = read_tags(sys.stdin)
     chosen = policy.choose(infos, current=args.current)
     if chosen is None:

@@ -15,6 +15,8 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY image_updater ./image_updater
+# the example repository is packaged into the wheel (`image-updater demo`)
+COPY examples/gitops-repo ./examples/gitops-repo
 RUN python -m venv /opt/image-updater \
  && /opt/image-updater/bin/pip install --no-binary=image-updater . \
  && /opt/image-updater/bin/python -m compileall -q /opt/image-updater/lib \

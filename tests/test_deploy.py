@@ -368,7 +368,12 @@ def test_dockerfile_is_multi_stage_non_root_with_git_and_ssh() -> None:
     # what the build stage copies exists and is not excluded by .dockerignore
     build = instructions[: [i for i, (k, _) in enumerate(instructions) if k == "FROM"][1]]
     copied = [p for k, a in build if k == "COPY" for p in a.split()[:-1]]
-    assert copied == ["pyproject.toml", "README.md", "image_updater"]
+    assert copied[:3] == ["pyproject.toml", "README.md", "image_updater"]
+    # everything the wheel build force-includes must be in the build context too
+    import tomllib
+
+    wheel = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+    assert set(wheel.get("force-include", {})) <= set(copied)
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     for path in copied:
         assert (ROOT / path).exists()

@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,17 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "fuzz.json"
 
 
+def _without_bench_dir() -> None:
+    # bench/ holds select.py (a benchmark) that shadows the standard library's select module, which
+    # subprocess needs; the script's own directory leaves the import path before subprocess is imported
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+
+
 def main() -> int:
+    _without_bench_dir()
+    import subprocess
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

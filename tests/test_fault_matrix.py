@@ -33,6 +33,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -539,6 +540,9 @@ def disk(tmp_path: Path) -> Iterator[Any]:
     allow_mount = os.environ.get("IMAGE_UPDATER_TEST_DISK") != "simulated"
     with small_disk(tmp_path / "small-disk", size_mib=8, allow_mount=allow_mount) as small:
         print(f"disk-full method: {small.method}")
+        if small.method == "simulated":  # say so in the summary: git's side of a full disk is not exercised
+            warnings.warn("no tmpfs or loop mount here: the full disk is simulated for Python writes only",
+                          stacklevel=1)
         yield small
 
 

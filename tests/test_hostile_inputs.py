@@ -363,7 +363,7 @@ def test_forged_webhooks_and_floods_are_refused_and_the_daemon_stays_responsive(
             self.source, self.result, self.commit, self.pushed = name, Result(), None, False
             self.error, self.duration, self.images = None, 0.01, frozenset({"registry.example.com/team/web"})
 
-    async def one_pass(name: str, stop: threading.Event) -> Any:
+    async def one_pass(name: str, stop: threading.Event, focus: frozenset[str] | None = None) -> Any:
         passes.append(time.monotonic())
         await asyncio.sleep(0.05)
         return Outcome(name)
@@ -391,8 +391,10 @@ def test_forged_webhooks_and_floods_are_refused_and_the_daemon_stays_responsive(
         statuses: dict[str, list[int]] = {"forged": [], "valid": [], "health": [], "token": []}
         try:
             async with httpx.AsyncClient(timeout=10) as http:
-                while not passes:  # the start-up pass
+                deadline = time.monotonic() + 30
+                while not passes and time.monotonic() < deadline:  # the start-up pass
                     await asyncio.sleep(0.02)
+                assert passes, "the start-up pass did not run"
                 settled = len(passes)
 
                 async def flood_forged(worker: int) -> None:
@@ -460,7 +462,7 @@ def test_oversized_slow_and_malformed_webhook_requests_cost_bounded_effort() -> 
         def sources_for(self, events: Any) -> list[str]:
             return ["demo"]
 
-        def trigger(self, sources: Any, *, reason: str = "webhook") -> list[str]:
+        def trigger(self, sources: Any, *, reason: str = "webhook", events: Any = ()) -> list[str]:
             self.triggered.extend(sources)
             return list(sources)
 

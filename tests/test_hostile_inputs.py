@@ -1,7 +1,8 @@
 """The hostile-input review (issue 7, part 5): one test per point, with real parts wherever they exist.
 
 1. A registry answering tags with a newline, ``#``, ``:`` or YAML syntax: such tags are never candidates,
-   never fetched and never written (OCI tag grammar), whatever the policy; ``select`` ignores them too.
+   never fetched and never written (OCI tag grammar), whatever the policy; ``select`` ignores them too;
+   tags crafted against a many-star glob cost linear time.
 2. Path traversal: ``..`` or absolute paths in the config's ``paths``, in ``policy_dirs``-free policy-file
    ``spec.targets``, in a scan path that is a symlink leading out, and in source names, are refused.
 3. A symlink in the repository pointing outside it (to a file or a directory) is neither read nor written

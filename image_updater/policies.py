@@ -20,6 +20,7 @@ The remaining candidates are ranked per kind; the greatest wins, and equal ranks
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -290,7 +291,11 @@ _GO_NAMED_GROUP = re.compile(r"\(\?<(?=[A-Za-z_])")
 
 def _compile_regex(pattern: str, what: str) -> re.Pattern[str]:
     try:
-        return re.compile(_GO_NAMED_GROUP.sub("(?P<", pattern))
+        # Python warns (FutureWarning) about sets such as "[[" that may change meaning one day; a user's
+        # pattern means what it means today, and the warning would only litter the CLI's stderr
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return re.compile(_GO_NAMED_GROUP.sub("(?P<", pattern))
     except (re.error, OverflowError, RecursionError) as exc:
         raise InvalidPolicy(f"invalid {what} {pattern!r}: {exc}") from exc
 

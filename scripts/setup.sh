@@ -7,7 +7,10 @@ cd "$ROOT"
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; else SUDO=""; fi
+  # apt needs root: sudo asks for a password when it must (CI runs as root and never gets here)
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "setup: not root and no sudo: install the Debian packages listed below by hand" >&2
+  fi
 fi
 
 # command -> Debian package

@@ -178,6 +178,12 @@ async def run_source(
             duration=time.monotonic() - started, images=tracked,
         )
 
+    def failed(message: str) -> SourceOutcome:
+        """A source-level failure after planning: nothing reached the remote, so no update counts."""
+        nonlocal result
+        result = replace(result, updates=())
+        return outcome(error=f"source {name}: {message}")
+
     try:
         repo = await asyncio.to_thread(GitRepo.for_source, source, settings.cache_dir, environ=environ)
     except ImageUpdaterError as exc:
@@ -209,15 +215,11 @@ async def run_source(
                 push_branch=source.push_branch, stop=stop,
             )
         except _Stopped:
-            result = replace(result, updates=())
-            return outcome(error=f"source {name}: stopping; commit abandoned before the push")
+            return failed("stopping; commit abandoned before the push")
         except PushRejected as exc:
             attempt += 1
             if attempt >= push_attempts:
-                result = replace(result, updates=())
-                return outcome(
-                    error=f"source {name}: push rejected {attempt} times, giving up this pass: {exc}"
-                )
+                return failed(f"push rejected {attempt} times, giving up this pass: {exc}")
             delay = _backoff(attempt)
             log.warning(
                 "push rejected (attempt %d of %d), re-planning on the new remote head in %.1fs",
@@ -227,12 +229,12 @@ async def run_source(
             try:
                 await asyncio.to_thread(repo.refresh)
             except ImageUpdaterError as exc2:
-                result = replace(result, updates=())
-                return outcome(error=f"source {name}: {exc2}")
+                return failed(str(exc2))
             continue
         except ImageUpdaterError as exc:  # git failures, the commit message template
-            result = replace(result, updates=())
-            return outcome(error=f"source {name}: {exc}")
+            return failed(str(exc))
+        if sha is None:  # no file could be written: the result's errors say why
+            return outcome()
         if not pushed:  # the push branch already holds this very update: nothing new was written
             log.info("%s already holds these updates", source.push_branch or source.branch,
                      extra={"source": name})
@@ -253,14 +255,22 @@ async def run_pass(
 ) -> list[SourceOutcome]:
     """One pass over the configured sources (or the named ones), sources one after the other.
 
-    One registry client serves every source, so each (image, policy) pair is fetched once per pass however
-    many sources use it (tag lists are asked once per ``resolve`` call; metadata comes from the cache).
+    One registry client serves every source within one pass scope, so each image's tags are fetched once
+    per pass however many sources use it (and metadata comes from the persistent cache).
     """
     chosen = [s for s in settings.sources if sources is None or s.name in sources]
+
+    async def each(registry: RegistryClient) -> list[SourceOutcome]:
+        with registry.one_pass():
+            return [
+                await run_source(settings, source, client=registry, dry_run=dry_run, stop=stop)
+                for source in chosen
+            ]
+
     if client is None:
         async with make_client(settings) as own:
-            return [await run_source(settings, s, client=own, dry_run=dry_run, stop=stop) for s in chosen]
-    return [await run_source(settings, s, client=client, dry_run=dry_run, stop=stop) for s in chosen]
+            return await each(own)
+    return await each(client)
 
 
 def run_once_cli(settings: Settings, dry_run: bool, fmt: str = "table") -> int:

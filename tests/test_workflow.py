@@ -366,3 +366,33 @@ def test_a_focused_pass_resolves_and_updates_only_the_named_images(
     assert [c.image for c in outcome.result.updates] == [web]
     assert "team/web:1.2.0" in show(bare, "apps/deployment.yaml")
     assert show(bare, "apps/kustomization.yaml") == repo_files["apps/kustomization.yaml"]
+
+
+def test_a_pass_over_several_sources_asks_for_each_image_once(
+    tmp_path: Path, seeded: Any, bare_repo: Any, repo_files: dict[str, str]
+) -> None:
+    from image_updater.workflow import run_pass
+
+    first = bare_repo(repo_files, name="one.git")
+    second = bare_repo(repo_files, name="two.git")
+    requests: list[tuple[str, int | str]] = []
+
+    def count(*sources: Path) -> int:
+        lines = [f"cache_dir: {tmp_path / 'cache'}", "sources:"]
+        lines += [f"  - {{name: s{i}, url: '{url}'}}" for i, url in enumerate(sources)]
+        lines += [f"registries: [{{prefix: '{seeded.host}', insecure: true}}]"]
+        config = tmp_path / "multi.yaml"
+        config.write_text("\n".join(lines) + "\n")
+        settings = load_settings(config, env={})
+        requests.clear()
+
+        async def go() -> list[Any]:
+            async with make_client(settings, on_request=lambda r, s: requests.append((r, s))) as client:
+                return await run_pass(settings, client=client, dry_run=True)
+
+        outcomes = asyncio.run(go())
+        assert all(o.error is None and len(o.result.updates) == 2 for o in outcomes)
+        return len(requests)
+
+    one = count(first)
+    assert count(first, second) == one  # the second source's images cost no request

@@ -11,13 +11,14 @@ and never contains a secret.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -122,6 +123,7 @@ class RegistryClient:
         )
         self._tag_ttl = tag_ttl
         self._tags_max_age = tags_max_age
+        self._pass_tags: dict[str, list[str]] | None = None  # tag lists of the pass under way (one_pass)
         self._docker_hub_api = docker_hub_api
         self._clock = clock
         self._inflight: dict[tuple[str, ...], asyncio.Future[Any]] = {}
@@ -147,8 +149,23 @@ class RegistryClient:
 
     # -- public API ------------------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def one_pass(self) -> Iterator[None]:
+        """Within this block each image's tag list is asked for once, however many sources (and retries
+        after a rejected push) resolve it: one pass, one answer per image. Blocks may nest."""
+        outer = self._pass_tags
+        if outer is None:
+            self._pass_tags = {}
+        try:
+            yield
+        finally:
+            if outer is None:
+                self._pass_tags = None
+
     async def list_tags(self, image: str) -> list[str]:
         """All tags of ``image`` (``registry/repository``), following ``Link`` pages on the same origin."""
+        if self._pass_tags is not None and image in self._pass_tags:
+            return list(self._pass_tags[image])
         registry, repository = split_image(image)
         context = context_of(registry, repository)
         if self._tags_max_age > 0:
@@ -178,6 +195,8 @@ class RegistryClient:
                 target = str(following)
         result = list(tags)
         self.cache.put_tags(image, result, self._clock())
+        if self._pass_tags is not None:
+            self._pass_tags[image] = list(result)
         return result
 
     async def manifest_digest(self, image: str, reference: str) -> str:

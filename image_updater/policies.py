@@ -229,8 +229,11 @@ class _Compiled:
     platforms: frozenset[str]
 
 
-def _glob_to_regex(glob: str, what: str) -> str:
-    """Translate a glob (``*`` ``?`` ``[...]`` ``[!...]`` ``\\x``) into a regex body for a full match."""
+def _glob_to_regex(glob: str, what: str, group: str = "g") -> str:
+    """Translate a glob (``*`` ``?`` ``[...]`` ``[!...]`` ``\\x``) into a regex body for a full match.
+
+    ``group`` prefixes the names of the groups the body defines: distinct per glob joined into one regex.
+    """
     out: list[str] = []
     i, n = 0, len(glob)
     while i < n:
@@ -264,8 +267,10 @@ def _glob_to_regex(glob: str, what: str) -> str:
             out.append(re.escape(c))
         i += 1
     # Tags come from the registry: with plain `.*` a tag of 128 `a` against `*a*a*a*a*a*b` backtracks for
-    # minutes. Each fixed-width part between stars is matched at its leftmost place and never revisited (an
-    # atomic group), which is exact for globs and linear (the construction of fnmatch.translate).
+    # minutes. Each fixed-width part between stars is matched at its leftmost place and never revisited,
+    # which is exact for globs and linear: the construction of fnmatch.translate, a lookahead captured and
+    # matched again by reference (an atomic group that also works on Python 3.11's first releases, whose
+    # `(?>...)` misbehaves).
     parts: list[list[str]] = [[]]
     for piece in out:
         if piece == ".*":
@@ -275,7 +280,8 @@ def _glob_to_regex(glob: str, what: str) -> str:
     if len(parts) == 1:
         return "".join(parts[0])
     head, *middle, tail = ("".join(part) for part in parts)
-    return head + "".join(f"(?>.*?{part})" for part in middle) + ".*" + tail
+    atomic = "".join(f"(?=(?P<{group}{k}>.*?{part}))(?P={group}{k})" for k, part in enumerate(middle))
+    return head + atomic + ".*" + tail
 
 
 def _compile_glob(glob: str, what: str) -> re.Pattern[str]:
@@ -409,7 +415,9 @@ def _compile(policy: Policy) -> _Compiled:
     exclude = None
     exclude_globs = tuple((glob, _compile_glob(glob, "exclude glob")) for glob in policy.exclude)
     if policy.exclude:
-        body = "|".join(f"(?:{_glob_to_regex(g, 'exclude glob')})" for g in policy.exclude)
+        body = "|".join(
+            f"(?:{_glob_to_regex(g, 'exclude glob', f'x{i}_')})" for i, g in enumerate(policy.exclude)
+        )
         exclude = re.compile(f"(?:{body})\\Z", re.DOTALL)
     filter_ = None
     extract = None

@@ -764,3 +764,11 @@ def test_hot_loop_tag_grammar_is_the_reference_grammar() -> None:
     from image_updater import policies, references
 
     assert policies._TAG_GRAMMAR.pattern == references._TAG.pattern
+
+
+def test_several_exclude_globs_with_inner_stars_combine() -> None:
+    # each glob's inner stars become named groups in one combined regex: the names must not collide
+    policy = parse_policy("alphabetical", {"exclude": ["*-debug-*", "x*y*z", "*a*b*"]})
+    tags = [TagInfo("1-debug-2"), TagInfo("xaybz"), TagInfo("zz"), TagInfo("cab")]
+    chosen = policy.choose(tags)
+    assert chosen is not None and chosen.tag == "zz"

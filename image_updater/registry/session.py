@@ -159,7 +159,9 @@ class Session:
             options=options,
             base_url=base,
             client=self._http_client(options, context),
-            throttle=Throttle(options.max_concurrency, options.rate_limit, sleep=self._sleep),
+            throttle=Throttle(
+                options.max_concurrency, options.rate_limit, max_wait=self._retry.max_wait, sleep=self._sleep
+            ),
             https_fallback=fallback,
         )
         self._endpoints[key] = endpoint
@@ -177,7 +179,9 @@ class Session:
             endpoint = Endpoint(
                 key=DOCKER_HUB_API, name="hub.docker.com", options=options, base_url=DOCKER_HUB_API,
                 client=self._http_client(options, "registry docker.io"),
-                throttle=Throttle(options.max_concurrency, None, sleep=self._sleep),
+                throttle=Throttle(
+                    options.max_concurrency, None, max_wait=self._retry.max_wait, sleep=self._sleep
+                ),
             )
             self._endpoints[DOCKER_HUB_API] = endpoint
         return endpoint

@@ -9,8 +9,8 @@ httpx's timeouts bound each read, not the exchange: a registry that drips one by
 them. So every exchange (connect, redirects, headers and body) also runs under one ``asyncio`` deadline
 taken from its logical request's ``Budget``: a logical request, retries and token requests included, ends
 within ``timeout + min(timeout, 2 s)`` of its first slot however slowly the bytes come. Waits a registry
-asks for (``Retry-After``, pull-budget spacing) are capped at ``MAX_WAIT``, so that no answer can silence a
-registry for longer than that.
+asks for (``Retry-After``, pull-budget spacing) are capped at ``RetryPolicy.max_wait`` (``MAX_WAIT``, 300 s),
+so that no answer can silence a registry for longer than that.
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ class RetryPolicy:
     attempts: int = 4
     initial: float = 0.5
     maximum: float = 8.0
+    max_wait: float = MAX_WAIT  # longest wait a registry may ask for (Retry-After, 429 pause, pull spacing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +136,10 @@ class Answer:
     url: httpx.URL
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds from now, at most ``MAX_WAIT``: delta-seconds or an HTTP date; None when
+def parse_retry_after(
+    value: str | None, now: float | None = None, *, maximum: float = MAX_WAIT
+) -> float | None:
+    """``Retry-After`` as seconds from now, at most ``maximum``: delta-seconds or an HTTP date; None when
     absent or garbage."""
     if not value:
         return None
@@ -151,10 +154,10 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         current = datetime.now(UTC).timestamp() if now is None else now
-        return min(MAX_WAIT, max(0.0, when.timestamp() - current))
+        return min(maximum, max(0.0, when.timestamp() - current))
     if seconds != seconds:  # NaN is garbage too
         return None
-    return min(MAX_WAIT, max(0.0, seconds))
+    return min(maximum, max(0.0, seconds))
 
 
 def parse_rate_header(value: str | None) -> tuple[int, float | None] | None:
@@ -186,9 +189,11 @@ class Throttle:
         max_concurrency: int,
         rate_limit: float | None,
         *,
+        max_wait: float = MAX_WAIT,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
+        self.max_wait = max_wait
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._interval = 1.0 / rate_limit if rate_limit else 0.0
         self._pull_interval = 0.0
@@ -222,7 +227,7 @@ class Throttle:
             yield
 
     def pause(self, seconds: float) -> None:
-        self._paused_until = max(self._paused_until, self._clock() + min(seconds, MAX_WAIT))
+        self._paused_until = max(self._paused_until, self._clock() + min(seconds, self.max_wait))
 
     def note_headers(self, headers: httpx.Headers) -> None:
         remaining = parse_rate_header(headers.get("ratelimit-remaining"))
@@ -233,7 +238,7 @@ class Throttle:
         limit = parse_rate_header(headers.get("ratelimit-limit"))
         reserve = max(_RESERVE_MIN, int((limit[0] if limit else 0) * _RESERVE_SHARE))
         if count <= reserve and window:
-            self._pull_interval = min(window / max(count, 1), MAX_WAIT)
+            self._pull_interval = min(window / max(count, 1), self.max_wait)
             # the pulls left are spread over the window, starting now rather than after one more pull
             self._next_pull = max(self._next_pull, self._clock() + self._pull_interval)
             log.warning(
@@ -441,7 +446,9 @@ async def _send(
                     method, content = ("GET" if method != "HEAD" else "HEAD"), None
                 continue
             if status == 429 or status >= 500:
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
+                retry_after = parse_retry_after(
+                    response.headers.get("retry-after"), maximum=endpoint.throttle.max_wait
+                )
                 if status == 429:
                     endpoint.throttle.pause(retry_after if retry_after is not None else 1.0)
                 reason = f"{status} {response.reason_phrase}".strip()

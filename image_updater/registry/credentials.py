@@ -304,12 +304,23 @@ async def _communicate(process: asyncio.subprocess.Process, data: bytes) -> tupl
 
 
 async def _reap(process: asyncio.subprocess.Process) -> None:
-    """Make sure the helper is gone (killed if it still runs) and its exit status collected."""
+    """Make sure the helper is gone (killed if it still runs) and its exit status collected.
+
+    What it wrote and nobody read is drained (it can be no more than a pipe's buffer once the helper is
+    dead): asyncio only reports a process finished once its pipes have closed.
+    """
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
+
+    async def drain(reader: asyncio.StreamReader | None) -> None:
+        while reader is not None and await reader.read(64 * 1024):
+            pass
+
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(process.wait(), timeout=5.0)
+        async with asyncio.timeout(5.0):
+            await asyncio.gather(drain(process.stdout), drain(process.stderr))
+            await process.wait()
 
 
 def _secret_in(stdout: bytes) -> str | None:

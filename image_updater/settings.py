@@ -43,6 +43,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from image_updater.envnames import env_name_problem
 from image_updater.errors import ConfigError
 
 __all__ = [
@@ -107,8 +108,9 @@ def _expand_path(value: object) -> object:
 
 
 def _is_env_name(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        raise _custom("env_name", f"{value!r} is not an environment variable name")
+    problem = env_name_problem(value)  # never echoes the value: it may be the secret itself
+    if problem is not None:
+        raise _custom("env_name", problem)
     return value
 
 
@@ -412,6 +414,9 @@ class RegistrySettings(_Strict):
         if value is not None and not _CREDENTIALS.fullmatch(value):
             # never echo the value: a user may have pasted the password itself here
             raise ValueError("must be env:VAR, file:PATH or dockerconfig:PATH")
+        problem = env_name_problem(value[4:]) if value is not None and value.startswith("env:") else None
+        if problem is not None:
+            raise ValueError(f"env:VAR: the variable name {problem}")
         return value
 
 

@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_LINK = re.compile(r"<([^>]*)>([^,<]*)")
-_REL_NEXT = re.compile(r"""rel\s*=\s*"?([^";]*\s)?next(\s[^";]*)?"?""", re.IGNORECASE)
 _MAX_PAGES = 1000
 _TTL_SPREAD = 0.25  # tag -> digest deadlines are stretched by up to this share, spreading revalidations
 _SHA256 = re.compile(r"sha256:[0-9a-f]{64}\Z")
@@ -58,13 +56,70 @@ _SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 
 
 def next_link(header: str | None) -> str | None:
-    """The target of the ``rel="next"`` entry of an RFC 8288 ``Link`` header, if any."""
+    """The target of the ``rel="next"`` entry of an RFC 8288 ``Link`` header, if any.
+
+    One pass over the text (``_link_values``): a long header of repeated ``rel=`` parameters costs linear
+    time, not the quadratic backtracking of a regular expression.
+    """
     if not header:
         return None
-    for match in _LINK.finditer(header):
-        if _REL_NEXT.search(match.group(2)):
-            return match.group(1).strip()
+    for target, params in _link_values(header):
+        for name, value in params:
+            if name.lower() == "rel" and "next" in value.lower().split():
+                return target.strip()
     return None
+
+
+def _link_values(header: str) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    """``<a>; rel="next", <b>; x=y`` -> ``("a", [("rel", "next")]), ("b", [("x", "y")])``, in linear time.
+
+    Commas and semicolons inside quoted strings do not separate; text outside ``<...>`` before a target
+    is skipped, as is a parameter without ``=``.
+    """
+    size = len(header)
+    pos = 0
+    while True:
+        start = header.find("<", pos)
+        if start < 0:
+            return
+        end = header.find(">", start + 1)
+        if end < 0:
+            return
+        target = header[start + 1 : end]
+        params: list[tuple[str, str]] = []
+        pos = end + 1
+        # parameters up to the next comma outside quotes: ;name=value;name="quoted, value"
+        while pos < size and header[pos] != ",":
+            if header[pos] != ";":
+                pos += 1
+                continue
+            pos += 1
+            stop = pos
+            while stop < size and header[stop] not in ";,=":
+                stop += 1
+            name = header[pos:stop].strip()
+            value = ""
+            if stop < size and header[stop] == "=":
+                pos = stop + 1
+                while pos < size and header[pos] in " \t":
+                    pos += 1
+                if pos < size and header[pos] == '"':
+                    close = header.find('"', pos + 1)
+                    close = size if close < 0 else close
+                    value = header[pos + 1 : close]
+                    pos = close + 1
+                else:
+                    stop = pos
+                    while stop < size and header[stop] not in ";,":
+                        stop += 1
+                    value = header[pos:stop].strip()
+                    pos = stop
+                if name:
+                    params.append((name, value))
+            else:
+                pos = stop
+        pos += 1
+        yield target, params
 
 
 async def _gather(coroutines: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
@@ -176,15 +231,29 @@ class RegistryClient:
         target: str | None = f"/v2/{repository}/tags/list?n=1000"
         seen: set[str] = set()
         tags: dict[str, None] = {}
+        limits = self._session.limits
+        total = 0
         while target is not None:
             if target in seen or len(seen) >= _MAX_PAGES:
                 raise RegistryError(f"{context}: tags/list paging loops or exceeds {_MAX_PAGES} pages")
             seen.add(target)
-            page, link, url = await self._session.call(
+            page, link, url, size = await self._session.call(
                 endpoint, "GET", target, repository=repository, context=context, what="tags/list",
-                max_bytes=self._session.limits.tags, parse=_parse_tags_page,
+                max_bytes=limits.tags, parse=_parse_tags_page,
             )
+            # the page cap bounds one answer; these bound the repository, before anything is kept or cached
+            total += size
+            if total > limits.tags_total:
+                raise RegistryError(
+                    f"{context}: tags/list is larger than the {limits.tags_total} bytes we accept for one "
+                    f"repository ({len(seen)} pages read); not using it"
+                )
             tags.update(dict.fromkeys(page))
+            if len(tags) > limits.tag_count:
+                raise RegistryError(
+                    f"{context}: tags/list has more than the {limits.tag_count} tags we accept for one "
+                    f"repository ({len(seen)} pages read); not using it"
+                )
             target = None
             if link:
                 following = url.join(link)
@@ -453,7 +522,7 @@ def _pick_child(children: tuple[tuple[str, str | None], ...]) -> str:
     return children[0][0]
 
 
-def _parse_tags_page(answer: Answer) -> tuple[list[str], str | None, httpx.URL]:
+def _parse_tags_page(answer: Answer) -> tuple[list[str], str | None, httpx.URL, int]:
     data = json.loads(answer.body)
     if not isinstance(data, dict):
         raise ValueError("tags/list answer is not a JSON object")
@@ -462,7 +531,7 @@ def _parse_tags_page(answer: Answer) -> tuple[list[str], str | None, httpx.URL]:
         tags = []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise ValueError("tags/list answer has no list of tags")
-    return tags, next_link(answer.headers.get("link")), answer.url
+    return tags, next_link(answer.headers.get("link")), answer.url, len(answer.body)
 
 
 def _parse_hub_page(answer: Answer) -> tuple[dict[str, tuple[str | None, DigestMeta]], str | None]:

@@ -8,10 +8,13 @@ Lookup order for a registry host (``docker.io``, ``ghcr.io``, ``127.0.0.1:5000``
    then an ``auths`` entry (base64 ``auth`` or ``username``/``password``, ``identitytoken``), then
    ``credsStore``. Docker Hub's entries live under ``https://index.docker.io/v1/``.
 
-Helpers are run as ``docker-credential-<name> get`` with the server address on stdin. Credentials a helper
-hands out may expire (ECR tokens last 12 hours), so they are kept for ``helper_ttl`` seconds only; every
-credential is read again after the registry refused it (``invalidate``). Nothing here ever logs or raises a
-secret.
+Helpers are run as ``docker-credential-<name> get`` with the server address on stdin, for at most
+``helper_timeout`` seconds and 1 MiB of output (64 KiB of stderr). A helper that fails is reported by its exit
+code and the first line of its stderr (redacted, control characters escaped, truncated), never by its stdout,
+which may hold the secret; the failure is remembered for ``failure_ttl`` seconds so that a hanging helper
+costs a pass one timeout, not one per image. Credentials a helper hands out may expire (ECR tokens last 12
+hours), so they are kept for ``helper_ttl`` seconds only; every credential is read again after the registry
+refused it (``invalidate``). Nothing here ever logs or raises a secret.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import os
@@ -37,6 +41,10 @@ log = logging.getLogger(__name__)
 
 _HUB_SERVER_ADDRESS = "https://index.docker.io/v1/"
 _MAX_CONFIG_BYTES = 4 * 1024 * 1024
+# A helper's answer is a few hundred bytes of JSON; anything near these is not an answer.
+_MAX_HELPER_OUTPUT = 1024 * 1024
+_MAX_HELPER_STDERR = 64 * 1024
+_STDERR_SHOWN = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +89,11 @@ def _split_user_password(text: str, what: str) -> tuple[str, str]:
 class _Entry:
     credential: Credential | None
     expires_at: float | None  # None: until invalidated
+    failure: str | None = None  # a helper's failure, raised again until the entry expires
+
+
+class _HelperFailed(RegistryAuthError):
+    """A credential helper could not be run or failed; remembered for ``failure_ttl`` seconds."""
 
 
 class CredentialStore:
@@ -92,11 +105,13 @@ class CredentialStore:
         *,
         helper_ttl: float = 900.0,
         helper_timeout: float = 30.0,
+        failure_ttl: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._docker_config = Path(docker_config) if docker_config is not None else None
         self._helper_ttl = helper_ttl
         self._helper_timeout = helper_timeout
+        self._failure_ttl = failure_ttl
         self._clock = clock
         self._entries: dict[tuple[str, str | None], _Entry] = {}
         self._locks: dict[tuple[str, str | None], asyncio.Lock] = {}
@@ -111,16 +126,23 @@ class CredentialStore:
         """Credentials for ``registry`` (normalised host) from ``spec`` or the Docker config; None: none."""
         key = (registry, spec)
         entry = self._entries.get(key)
-        if entry is not None and (entry.expires_at is None or entry.expires_at > self._clock()):
-            return entry.credential
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            entry = self._entries.get(key)
-            if entry is not None and (entry.expires_at is None or entry.expires_at > self._clock()):
-                return entry.credential
-            entry = await self._lookup(registry, spec)
-            self._entries[key] = entry
-            return entry.credential
+        if entry is None or not self._valid(entry):
+            lock = self._locks.setdefault(key, asyncio.Lock())
+            async with lock:
+                entry = self._entries.get(key)
+                if entry is None or not self._valid(entry):
+                    try:
+                        entry = await self._lookup(registry, spec)
+                    except _HelperFailed as exc:
+                        # every image of the registry would run the failing (or hanging) helper again
+                        entry = _Entry(None, self._clock() + self._failure_ttl, str(exc))
+                    self._entries[key] = entry
+        if entry.failure is not None:
+            raise RegistryAuthError(entry.failure)
+        return entry.credential
+
+    def _valid(self, entry: _Entry) -> bool:
+        return entry.expires_at is None or entry.expires_at > self._clock()
 
     async def _lookup(self, registry: str, spec: str | None) -> _Entry:
         if spec is not None and spec.startswith("env:"):
@@ -182,7 +204,7 @@ class CredentialStore:
             )
         except OSError as exc:
             if required:
-                raise RegistryAuthError(
+                raise _HelperFailed(
                     f"registry {registry}: cannot run credential helper {program}: {exc.strerror}"
                 ) from None
             if program not in self._warned_helpers:
@@ -193,22 +215,30 @@ class CredentialStore:
             return None
         try:
             stdout, stderr = await asyncio.wait_for(
-                process.communicate(address.encode() + b"\n"), timeout=self._helper_timeout
+                _communicate(process, address.encode() + b"\n"), timeout=self._helper_timeout
             )
         except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise RegistryAuthError(
+            raise _HelperFailed(
                 f"registry {registry}: credential helper {program} did not answer "
                 f"within {self._helper_timeout:g} s"
             ) from None
+        except _TooMuchOutput as exc:
+            raise _HelperFailed(
+                f"registry {registry}: credential helper {program} wrote more than {exc.limit} bytes "
+                f"to {exc.stream}; stopped it"
+            ) from None
+        finally:
+            await _reap(process)
         if process.returncode != 0:
-            message = (stdout or stderr).decode("utf-8", "replace").strip()
-            if "credentials not found" in message.lower():
+            # The helper protocol puts error messages on stdout; stdout may also hold the answer itself
+            # (a helper that printed its JSON and then failed), so it is looked at but never quoted.
+            said = (stdout + b"\n" + stderr).decode("utf-8", "replace").lower()
+            if "credentials not found" in said:
                 return None
-            first_line = redact(message.splitlines()[0] if message else f"exit code {process.returncode}")
-            raise RegistryAuthError(
-                f"registry {registry}: credential helper {program} failed: {first_line[:200]}"
+            detail = _stderr_line(stderr, _secret_in(stdout))
+            raise _HelperFailed(
+                f"registry {registry}: credential helper {program} failed with exit code {process.returncode}"
+                + (f": {detail}" if detail else "")
             )
         try:
             answer = json.loads(stdout)
@@ -216,12 +246,102 @@ class CredentialStore:
             if not isinstance(username, str) or not isinstance(secret, str):
                 raise TypeError
         except (ValueError, KeyError, TypeError):
-            raise RegistryAuthError(
+            raise _HelperFailed(
                 f"registry {registry}: credential helper {program} printed no Username/Secret JSON"
             ) from None
         if username == "<token>":
             return Credential("", secret, source=f"helper {program}", identity_token=True)
         return Credential(username, secret, source=f"helper {program}")
+
+
+class _TooMuchOutput(Exception):
+    def __init__(self, stream: str, limit: int) -> None:
+        super().__init__(stream)
+        self.stream = stream
+        self.limit = limit
+
+
+async def _read_at_most(reader: asyncio.StreamReader | None, limit: int, stream: str) -> bytes:
+    if reader is None:
+        return b""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await reader.read(64 * 1024)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise _TooMuchOutput(stream, limit)
+        chunks.append(chunk)
+
+
+async def _communicate(process: asyncio.subprocess.Process, data: bytes) -> tuple[bytes, bytes]:
+    """Like ``process.communicate(data)``, but reading at most ``_MAX_HELPER_OUTPUT`` bytes per stream."""
+
+    async def feed() -> None:
+        if process.stdin is None:
+            return
+        try:
+            process.stdin.write(data)
+            await process.stdin.drain()
+            process.stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a helper that does not read its stdin may still answer
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(feed())
+            out = group.create_task(_read_at_most(process.stdout, _MAX_HELPER_OUTPUT, "stdout"))
+            err = group.create_task(_read_at_most(process.stderr, _MAX_HELPER_STDERR, "stderr"))
+    except BaseExceptionGroup as group_error:
+        too_much = group_error.subgroup(_TooMuchOutput)
+        if too_much is not None:
+            raise too_much.exceptions[0] from None
+        raise
+    await process.wait()
+    return out.result(), err.result()
+
+
+async def _reap(process: asyncio.subprocess.Process) -> None:
+    """Make sure the helper is gone (killed if it still runs) and its exit status collected.
+
+    What it wrote and nobody read is drained (it can be no more than a pipe's buffer once the helper is
+    dead): asyncio only reports a process finished once its pipes have closed.
+    """
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+
+    async def drain(reader: asyncio.StreamReader | None) -> None:
+        while reader is not None and await reader.read(64 * 1024):
+            pass
+
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5.0):
+            await asyncio.gather(drain(process.stdout), drain(process.stderr))
+            await process.wait()
+
+
+def _secret_in(stdout: bytes) -> str | None:
+    """The ``Secret`` of a helper's JSON answer, so that it can be masked wherever else it shows up."""
+    try:
+        answer = json.loads(stdout)
+    except ValueError:
+        return None
+    secret = answer.get("Secret") if isinstance(answer, dict) else None
+    return secret if isinstance(secret, str) else None
+
+
+def _stderr_line(stderr: bytes, secret: str | None) -> str:
+    """The first non-empty line of a helper's stderr, redacted, control characters escaped, truncated."""
+    text = stderr.decode("utf-8", "replace")
+    line = next((candidate.strip() for candidate in text.splitlines() if candidate.strip()), "")
+    line = redact(line, secret)
+    line = "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in line
+    )
+    return line if len(line) <= _STDERR_SHOWN else line[: _STDERR_SHOWN - 3] + "..."
 
 
 def _read_docker_config(registry: str, path: Path, explicit: bool) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from image_updater.envnames import env_name_problem
 from image_updater.errors import ConfigError
 from image_updater.references import normalise_registry
 
@@ -55,6 +56,10 @@ class RegistryOptions:
             raise ConfigError(
                 f"registry {self.prefix}: credentials must be env:VAR, file:PATH or dockerconfig:PATH"
             )
+        spec = self.credentials or ""
+        problem = env_name_problem(spec[4:]) if spec.startswith("env:") else None
+        if problem is not None:
+            raise ConfigError(f"registry {self.prefix}: credentials env:VAR: the variable name {problem}")
         if self.api_url is not None and not self.api_url.startswith(("http://", "https://")):
             raise ConfigError(f"registry {self.prefix}: api_url must start with http:// or https://")
 

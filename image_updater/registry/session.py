@@ -5,7 +5,8 @@ or no verification), shared by every registry with that setting, and one ``Endpo
 ``registries[]`` entry when a narrower prefix configures part of a registry): base URL, pacing, and the
 authentication state. ``call`` is one logical request: authenticate, send, retry transient failures with
 tenacity (exponential backoff with jitter, ``Retry-After`` honoured, bounded by the registry's ``timeout``),
-and parse the answer; a parse failure of a 200 counts as transient too.
+and parse the answer; a parse failure of a 200 counts as transient too. Its exchanges, the token request
+included, share one ``Budget``: the whole logical request ends within ``timeout + min(timeout, 2 s)``.
 """
 
 from __future__ import annotations
@@ -158,7 +159,9 @@ class Session:
             options=options,
             base_url=base,
             client=self._http_client(options, context),
-            throttle=Throttle(options.max_concurrency, options.rate_limit, sleep=self._sleep),
+            throttle=Throttle(
+                options.max_concurrency, options.rate_limit, max_wait=self._retry.max_wait, sleep=self._sleep
+            ),
             https_fallback=fallback,
         )
         self._endpoints[key] = endpoint
@@ -176,7 +179,9 @@ class Session:
             endpoint = Endpoint(
                 key=DOCKER_HUB_API, name="hub.docker.com", options=options, base_url=DOCKER_HUB_API,
                 client=self._http_client(options, "registry docker.io"),
-                throttle=Throttle(options.max_concurrency, None, sleep=self._sleep),
+                throttle=Throttle(
+                    options.max_concurrency, None, max_wait=self._retry.max_wait, sleep=self._sleep
+                ),
             )
             self._endpoints[DOCKER_HUB_API] = endpoint
         return endpoint
@@ -304,7 +309,7 @@ class Session:
                         endpoint.key, scope,
                         lambda: self._credential(endpoint),
                         lambda challenge, scope_, credential: self._fetch_token(
-                            endpoint, challenge, scope_, credential, context
+                            endpoint, challenge, scope_, credential, context, budget
                         ),
                     )
                 except _TokenRefused:
@@ -323,6 +328,7 @@ class Session:
             answer = await exchange(
                 endpoint, method, target, headers=request_headers, max_bytes=max_bytes, context=context,
                 what=what, observe=self._observe, pull=pull, budget=budget,
+                max_header_bytes=self.limits.headers,
             )
             status = answer.status
             if status == 401 and authenticate:
@@ -392,6 +398,7 @@ class Session:
         scope: str,
         credential: Credential | None,
         context: str,
+        budget: Budget,
     ) -> Token:
         realm = challenge.realm or ""
         try:
@@ -428,6 +435,8 @@ class Session:
         answer = await exchange(
             endpoint, method, target, headers=headers, max_bytes=self.limits.token, context=context,
             what=f"token request to {url.host}", observe=self._observe, content=content,
+            budget=budget,  # the token is part of the request that needed it: one deadline for both
+            max_header_bytes=self.limits.headers,
         )
         if answer.status in (401, 403):
             if credential is None:

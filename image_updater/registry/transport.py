@@ -4,6 +4,13 @@ Everything that decides whether a failure is worth retrying lives here: 5xx, 429
 connections closed early and truncated bodies become ``TransientRegistryError`` (the caller retries them
 with tenacity); TLS verification failures, oversized answers and redirect loops are permanent. The answer
 of a successful exchange is fully read (bounded by ``max_bytes``), so no connection outlives its exchange.
+
+httpx's timeouts bound each read, not the exchange: a registry that drips one byte a second never trips
+them. So every exchange (connect, redirects, headers and body) also runs under one ``asyncio`` deadline
+taken from its logical request's ``Budget``: a logical request, retries and token requests included, ends
+within ``timeout + min(timeout, 2 s)`` of its first slot however slowly the bytes come. Waits a registry
+asks for (``Retry-After``, pull-budget spacing) are capped at ``RetryPolicy.max_wait`` (``MAX_WAIT``, 300 s),
+so that no answer can silence a registry for longer than that.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from image_updater.errors import RegistryError, TransientRegistryError
 from image_updater.registry.options import RegistryOptions
 
 __all__ = [
+    "MAX_WAIT",
     "Answer",
     "BodyLimits",
     "Budget",
@@ -48,6 +56,10 @@ _MAX_REDIRECTS = 5
 # remaining requests over the window instead of spending them and meeting a 429.
 _RESERVE_SHARE = 0.1
 _RESERVE_MIN = 2
+# The longest a registry may make us wait (Retry-After, a registry-wide pause after a 429, pull spacing):
+# one answer saying "come back in 30 years" must not silence a registry until the daemon restarts.
+MAX_WAIT = 300.0
+_MAX_HEADER_BYTES = 64 * 1024
 
 
 class Unreachable(TransientRegistryError):
@@ -59,12 +71,14 @@ class RetryPolicy:
     """Retries of one logical request: ``attempts`` in all, full-jitter exponential backoff between them.
 
     The wait before retry *n* is random in ``[0, min(initial * 2**n, maximum)]``; a 429's ``Retry-After``
-    replaces it. Retrying stops early when the next wait would cross the registry's ``timeout``.
+    (at most ``MAX_WAIT``) replaces it. Retrying stops early when the next wait would cross the registry's
+    ``timeout``.
     """
 
     attempts: int = 4
     initial: float = 0.5
     maximum: float = 8.0
+    max_wait: float = MAX_WAIT  # longest wait a registry may ask for (Retry-After, 429 pause, pull spacing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +90,10 @@ class BodyLimits:
     config: int = 8 * 1024 * 1024
     token: int = 1024 * 1024
     hub: int = 8 * 1024 * 1024
+    headers: int = _MAX_HEADER_BYTES  # all response header lines together (names, values, separators)
+    # one repository's tag list over all its Link pages: the page cap alone lets a thousand pages through
+    tags_total: int = 64 * 1024 * 1024
+    tag_count: int = 1_000_000
 
 
 @dataclass(slots=True)
@@ -97,6 +115,18 @@ class Budget:
     def remaining(self) -> float:
         return self.seconds - self.elapsed()
 
+    @property
+    def grace(self) -> float:
+        """The least time an exchange gets even when the budget is spent (a retry must be able to
+        succeed against a healthy registry), and by which the hard deadline exceeds ``seconds``."""
+        return min(self.seconds, 2.0)
+
+    def limit(self) -> float:
+        """Seconds the next exchange may take: what is left of the budget but at least ``grace``, and
+        never past the hard deadline ``seconds + grace`` after the start."""
+        remaining = self.remaining()
+        return min(max(remaining, self.grace), remaining + self.grace)
+
 
 @dataclass(frozen=True, slots=True)
 class Answer:
@@ -106,8 +136,11 @@ class Answer:
     url: httpx.URL
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date; None when absent or garbage."""
+def parse_retry_after(
+    value: str | None, now: float | None = None, *, maximum: float = MAX_WAIT
+) -> float | None:
+    """``Retry-After`` as seconds from now, at most ``maximum``: delta-seconds or an HTTP date; None when
+    absent or garbage."""
     if not value:
         return None
     text = value.strip()
@@ -116,13 +149,15 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError, IndexError):
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         current = datetime.now(UTC).timestamp() if now is None else now
-        return max(0.0, when.timestamp() - current)
-    return max(0.0, seconds) if seconds == seconds else None  # NaN is garbage too
+        return min(maximum, max(0.0, when.timestamp() - current))
+    if seconds != seconds:  # NaN is garbage too
+        return None
+    return min(maximum, max(0.0, seconds))
 
 
 def parse_rate_header(value: str | None) -> tuple[int, float | None] | None:
@@ -154,9 +189,11 @@ class Throttle:
         max_concurrency: int,
         rate_limit: float | None,
         *,
+        max_wait: float = MAX_WAIT,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
+        self.max_wait = max_wait
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._interval = 1.0 / rate_limit if rate_limit else 0.0
         self._pull_interval = 0.0
@@ -190,7 +227,7 @@ class Throttle:
             yield
 
     def pause(self, seconds: float) -> None:
-        self._paused_until = max(self._paused_until, self._clock() + seconds)
+        self._paused_until = max(self._paused_until, self._clock() + min(seconds, self.max_wait))
 
     def note_headers(self, headers: httpx.Headers) -> None:
         remaining = parse_rate_header(headers.get("ratelimit-remaining"))
@@ -201,7 +238,7 @@ class Throttle:
         limit = parse_rate_header(headers.get("ratelimit-limit"))
         reserve = max(_RESERVE_MIN, int((limit[0] if limit else 0) * _RESERVE_SHARE))
         if count <= reserve and window:
-            self._pull_interval = window / max(count, 1)
+            self._pull_interval = min(window / max(count, 1), self.max_wait)
             # the pulls left are spread over the window, starting now rather than after one more pull
             self._next_pull = max(self._next_pull, self._clock() + self._pull_interval)
             log.warning(
@@ -298,98 +335,140 @@ async def exchange(
     pull: bool = False,
     budget: Budget | None = None,
     content: bytes | None = None,
+    max_header_bytes: int = _MAX_HEADER_BYTES,
 ) -> Answer:
     """Send one request (following redirects) and read the answer; raise on anything but an HTTP answer.
 
     Statuses other than 429 and 5xx are returned for the caller to interpret. ``Authorization`` is never
-    sent to another origin than the one it was meant for (blob storage redirects, mostly).
+    sent to another origin than the one it was meant for (blob storage redirects, mostly). The whole
+    exchange ends within ``budget.limit()`` seconds, however slowly the registry sends.
     """
     budget = Budget(endpoint.options.timeout) if budget is None else budget
-    url = endpoint.url(target)
-    request_headers = dict(headers)
-    auth_origin = _origin(url)
     async with endpoint.throttle.slot(pull=pull, budget=budget, context=context):
         if endpoint.down_until > time.monotonic():
             # found unreachable while this request was queued: do not spend another timeout on it
             raise RegistryError(f"{context}: {endpoint.down_reason}")
-        # what is left of the budget, but never so little that a healthy registry could not answer
-        seconds = max(budget.remaining(), min(budget.seconds, 2.0))
-        timeout = httpx.Timeout(seconds)
-        for _hop in range(_MAX_REDIRECTS + 1):
-            if _origin(url) != auth_origin:
-                request_headers.pop("Authorization", None)
-            try:
-                response = await endpoint.client.send(
-                    endpoint.client.build_request(
-                        method, url, headers=request_headers, content=content, timeout=timeout
-                    ),
-                    stream=True,
+        seconds = budget.limit()
+        if seconds <= 0:
+            observe(endpoint.name, "timeout")
+            hard = budget.seconds + budget.grace
+            raise TransientRegistryError(f"{context}: {what}: no time left of the {hard:g} s it may take")
+        deadline = asyncio.timeout(seconds)
+        try:
+            async with deadline:
+                return await _send(
+                    endpoint, method, endpoint.url(target), dict(headers), content, seconds,
+                    max_bytes=max_bytes, max_header_bytes=max_header_bytes, context=context, what=what,
+                    observe=observe,
                 )
-            except httpx.ConnectTimeout as exc:
-                observe(endpoint.name, "timeout")
-                raise Unreachable(f"{context}: cannot connect to {_where(url)} within {seconds:g} s") from exc
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            observe(endpoint.name, "timeout")
+            raise TransientRegistryError(
+                f"{context}: {what} did not complete within {seconds:g} s (the registry answers too slowly)"
+            ) from None
+
+
+async def _send(
+    endpoint: Endpoint,
+    method: str,
+    url: httpx.URL,
+    request_headers: dict[str, str],
+    content: bytes | None,
+    seconds: float,
+    *,
+    max_bytes: int,
+    max_header_bytes: int,
+    context: str,
+    what: str,
+    observe: Observer,
+) -> Answer:
+    timeout = httpx.Timeout(seconds)
+    auth_origin = _origin(url)
+    for _hop in range(_MAX_REDIRECTS + 1):
+        if _origin(url) != auth_origin:
+            request_headers.pop("Authorization", None)
+        try:
+            response = await endpoint.client.send(
+                endpoint.client.build_request(
+                    method, url, headers=request_headers, content=content, timeout=timeout
+                ),
+                stream=True,
+            )
+        except httpx.ConnectTimeout as exc:
+            observe(endpoint.name, "timeout")
+            raise Unreachable(f"{context}: cannot connect to {_where(url)} within {seconds:g} s") from exc
+        except httpx.TimeoutException as exc:
+            observe(endpoint.name, "timeout")
+            raise TransientRegistryError(f"{context}: {what} timed out after {seconds:g} s") from exc
+        except httpx.ConnectError as exc:
+            ssl_error = _ssl_error(exc)
+            verify_failed = isinstance(ssl_error, ssl.SSLCertVerificationError)
+            speaks_plain = ssl_error is not None and not verify_failed
+            if speaks_plain and url.scheme == "https" and endpoint.may_fall_back(url):
+                # Like the Docker daemon for 127.0.0.0/8: a loopback registry may speak plain HTTP.
+                if endpoint.https_fallback:
+                    log.debug("registry %s speaks no TLS; using plain HTTP (loopback)", endpoint.name)
+                    endpoint.base_url = "http://" + endpoint.base_url.removeprefix("https://")
+                    endpoint.https_fallback = False
+                url = url.copy_with(scheme="http")
+                auth_origin = _origin(url)
+                continue
+            if isinstance(ssl_error, ssl.SSLCertVerificationError):  # also narrows for mypy
+                observe(endpoint.name, "tls_error")
+                reason = ssl_error.verify_message or "certificate verification failed"
+                raise RegistryError(
+                    f"{context}: TLS certificate of {url.host} not trusted ({reason}); "
+                    "set ca_file for this registry (or tls_verify: false)"
+                ) from None
+            observe(endpoint.name, "connect_error")
+            raise Unreachable(f"{context}: cannot connect to {_where(url)} ({_cause(exc)})") from exc
+        except httpx.TransportError as exc:
+            observe(endpoint.name, "network_error")
+            raise TransientRegistryError(
+                f"{context}: {what} failed: connection reset or closed early ({type(exc).__name__})"
+            ) from exc
+        try:
+            status = response.status_code
+            observe(endpoint.name, status)
+            header_bytes = sum(len(name) + len(value) + 4 for name, value in response.headers.raw)
+            if header_bytes > max_header_bytes:
+                raise RegistryError(
+                    f"{context}: {what} answer headers from {_where(url)} are {header_bytes} bytes, "
+                    f"more than the {max_header_bytes} we accept"
+                )
+            endpoint.throttle.note_headers(response.headers)
+            location = response.headers.get("location")
+            if status in _REDIRECTS and location:
+                url = url.join(location)
+                if status == 303 or (method == "POST" and status in (301, 302)):
+                    method, content = ("GET" if method != "HEAD" else "HEAD"), None
+                continue
+            if status == 429 or status >= 500:
+                retry_after = parse_retry_after(
+                    response.headers.get("retry-after"), maximum=endpoint.throttle.max_wait
+                )
+                if status == 429:
+                    endpoint.throttle.pause(retry_after if retry_after is not None else 1.0)
+                reason = f"{status} {response.reason_phrase}".strip()
+                raise TransientRegistryError(
+                    f"{context}: {what} answered {reason}", retry_after=retry_after
+                )
+            try:
+                body = await _read_capped(response, max_bytes, context, what)
             except httpx.TimeoutException as exc:
                 observe(endpoint.name, "timeout")
-                raise TransientRegistryError(f"{context}: {what} timed out after {seconds:g} s") from exc
-            except httpx.ConnectError as exc:
-                ssl_error = _ssl_error(exc)
-                verify_failed = isinstance(ssl_error, ssl.SSLCertVerificationError)
-                speaks_plain = ssl_error is not None and not verify_failed
-                if speaks_plain and url.scheme == "https" and endpoint.may_fall_back(url):
-                    # Like the Docker daemon for 127.0.0.0/8: a loopback registry may speak plain HTTP.
-                    if endpoint.https_fallback:
-                        log.debug("registry %s speaks no TLS; using plain HTTP (loopback)", endpoint.name)
-                        endpoint.base_url = "http://" + endpoint.base_url.removeprefix("https://")
-                        endpoint.https_fallback = False
-                    url = url.copy_with(scheme="http")
-                    auth_origin = _origin(url)
-                    continue
-                if isinstance(ssl_error, ssl.SSLCertVerificationError):  # also narrows for mypy
-                    observe(endpoint.name, "tls_error")
-                    reason = ssl_error.verify_message or "certificate verification failed"
-                    raise RegistryError(
-                        f"{context}: TLS certificate of {url.host} not trusted ({reason}); "
-                        "set ca_file for this registry (or tls_verify: false)"
-                    ) from None
-                observe(endpoint.name, "connect_error")
-                raise Unreachable(f"{context}: cannot connect to {_where(url)} ({_cause(exc)})") from exc
+                raise TransientRegistryError(
+                    f"{context}: {what} timed out while reading the answer"
+                ) from exc
             except httpx.TransportError as exc:
                 observe(endpoint.name, "network_error")
                 raise TransientRegistryError(
-                    f"{context}: {what} failed: connection reset or closed early ({type(exc).__name__})"
+                    f"{context}: {what} answer was cut short ({type(exc).__name__})"
                 ) from exc
-            try:
-                status = response.status_code
-                observe(endpoint.name, status)
-                endpoint.throttle.note_headers(response.headers)
-                location = response.headers.get("location")
-                if status in _REDIRECTS and location:
-                    url = url.join(location)
-                    if status == 303 or (method == "POST" and status in (301, 302)):
-                        method, content = ("GET" if method != "HEAD" else "HEAD"), None
-                    continue
-                if status == 429 or status >= 500:
-                    retry_after = parse_retry_after(response.headers.get("retry-after"))
-                    if status == 429:
-                        endpoint.throttle.pause(retry_after if retry_after is not None else 1.0)
-                    reason = f"{status} {response.reason_phrase}".strip()
-                    raise TransientRegistryError(
-                        f"{context}: {what} answered {reason}", retry_after=retry_after
-                    )
-                try:
-                    body = await _read_capped(response, max_bytes, context, what)
-                except httpx.TimeoutException as exc:
-                    observe(endpoint.name, "timeout")
-                    raise TransientRegistryError(
-                        f"{context}: {what} timed out while reading the answer"
-                    ) from exc
-                except httpx.TransportError as exc:
-                    observe(endpoint.name, "network_error")
-                    raise TransientRegistryError(
-                        f"{context}: {what} answer was cut short ({type(exc).__name__})"
-                    ) from exc
-                return Answer(status, response.headers, body, url)
-            finally:
-                await response.aclose()
+            return Answer(status, response.headers, body, url)
+        finally:
+            await response.aclose()
     observe(endpoint.name, "redirect_loop")
     raise RegistryError(f"{context}: {what} redirected more than {_MAX_REDIRECTS} times")

@@ -235,40 +235,70 @@ def ignored_folders(tmp: Path) -> dict[str, float]:
 # ------------------------------------------------------------------------------ 2. deep trees
 
 
+def _remove_tree(top: Path) -> None:
+    """``shutil.rmtree`` without recursion (Python 3.11's recurses once per level, and so does pytest's
+    clean-up of old temporary directories: a 1,100-deep tree left behind would crash a later run)."""
+    if top.is_symlink() or not top.is_dir():
+        top.unlink()
+        return
+    directories: list[str] = []
+    pending = [str(top)]
+    while pending:
+        directory = pending.pop()
+        directories.append(directory)
+        with os.scandir(directory) as scan:
+            for entry in scan:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+    for directory in reversed(directories):
+        os.rmdir(directory)
+
+
 def deep_tree(tmp: Path, depth: int = 1100) -> dict[str, float]:
     """``depth`` nested directories: one error naming the first directory past the limit, in a Git work
     tree and outside one; the files above the limit are still discovered."""
+    figures: dict[str, float] = {}
+    for mode in ("plain", "git"):
+        try:
+            figures[f"{mode}_seconds"] = _deep_tree(tmp / mode, depth, git=mode == "git")
+        finally:
+            if (tmp / mode).exists():
+                _remove_tree(tmp / mode)
+    return figures
+
+
+def _deep_tree(root: Path, depth: int, *, git: bool) -> float:
     from image_updater.discover import MAX_DEPTH
     from image_updater.pipeline import discover_directory
 
-    figures: dict[str, float] = {}
-    for mode in ("plain", "git"):
-        root = tmp / mode
-        (root / "apps").mkdir(parents=True)
-        (root / "apps" / "web.yaml").write_text(deployment("web", "registry.example/web:1.0.0"))
-        current = root / "deep"
-        for level in range(depth):  # Path.mkdir(parents=True) recurses once per level: built by hand
-            current.mkdir()
-            if level == 9:
-                (current / "shallow.yaml").write_text(deployment("shallow", "registry.example/web:1.0.0"))
-            if level < depth - 1:
-                current = current / "d"
-        (current / "bottom.yaml").write_text(_BROKEN)
-        if mode == "git":
-            _git("init", "--quiet", cwd=root)
-            _git("add", "--all", cwd=root)
-            _git("commit", "--quiet", "-m", "deep", cwd=root)
-        started = time.monotonic()
-        discovery, _ = discover_directory(root)
-        figures[f"{mode}_seconds"] = time.monotonic() - started
-        files = sorted({t.file for t in discovery.targets})
-        assert files == ["apps/web.yaml", "/".join(["deep", *["d"] * 9, "shallow.yaml"])], (mode, files)
-        assert len(discovery.errors) == 1, (mode, discovery.errors)
-        error = discovery.errors[0]
-        expected = "/".join(["deep", *["d"] * MAX_DEPTH])
-        assert error.file == expected, (mode, error)
-        assert "deeper than" in error.message, error
-    return figures
+    mode = "git" if git else "plain"
+    (root / "apps").mkdir(parents=True)
+    (root / "apps" / "web.yaml").write_text(deployment("web", "registry.example/web:1.0.0"))
+    current = root / "deep"
+    for level in range(depth):  # Path.mkdir(parents=True) recurses once per level: built by hand
+        current.mkdir()
+        if level == 9:
+            (current / "shallow.yaml").write_text(deployment("shallow", "registry.example/web:1.0.0"))
+        if level < depth - 1:
+            current = current / "d"
+    (current / "bottom.yaml").write_text(_BROKEN)
+    if git:
+        _git("init", "--quiet", cwd=root)
+        _git("add", "--all", cwd=root)
+        _git("commit", "--quiet", "-m", "deep", cwd=root)
+    started = time.monotonic()
+    discovery, _ = discover_directory(root)
+    seconds = time.monotonic() - started
+    files = sorted({t.file for t in discovery.targets})
+    assert files == ["apps/web.yaml", "/".join(["deep", *["d"] * 9, "shallow.yaml"])], (mode, files)
+    assert len(discovery.errors) == 1, (mode, discovery.errors)
+    error = discovery.errors[0]
+    expected = "/".join(["deep", *["d"] * MAX_DEPTH])
+    assert error.file == expected, (mode, error)
+    assert "deeper than" in error.message, error
+    return seconds
 
 
 # ------------------------------------------------------------------ 3. file names that are not UTF-8
@@ -381,13 +411,36 @@ def cache_dir_problems(tmp: Path) -> dict[str, Any]:
     return {"read_only_method": method, "cases": len(cases)}
 
 
-def two_passes_on_one_cache(tmp: Path, processes: int = 2) -> dict[str, float]:
-    """``processes`` ``run --once`` at once on one fresh cache dir: all succeed, one update commit."""
+# Makes the race certain instead of likely: each `git clone` waits (bounded) until every process has
+# started its clone. Without the working-copy lock both clones run at once and the second rename fails
+# ("Directory not empty"); with it the second process waits for the lock, then fetches: one clone only.
+_CLONE_BARRIER = """#!/bin/sh
+if [ "$1" = "clone" ]; then
+  touch "{barrier}/$$"
+  i=0
+  while [ "$(ls "{barrier}" | wc -l)" -lt {processes} ] && [ $i -lt {polls} ]; do sleep 0.1; i=$((i+1)); done
+fi
+exec {git} "$@"
+"""
+
+
+def two_passes_on_one_cache(tmp: Path, processes: int = 2, barrier_seconds: float = 5.0) -> dict[str, float]:
+    """``processes`` ``run --once`` at once on one fresh cache dir: all succeed, one clone, one commit."""
+    git_binary = shutil.which("git")
+    assert git_binary is not None
+    barrier = tmp / "clones"
+    barrier.mkdir()
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "git").write_text(_CLONE_BARRIER.format(
+        barrier=barrier, processes=processes, polls=int(barrier_seconds * 10), git=git_binary))
+    (bin_dir / "git").chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     with _registry(tmp, {"team/web": ["1.0.0", "1.1.0"]}) as server:
         bare = _web_repo(tmp, server)
         config = write_config(tmp, server, bare)
         started = time.monotonic()
-        running = [_start_cli("run", "--once", "-c", config) for _ in range(processes)]
+        running = [_start_cli("run", "--once", "-c", config, env=env) for _ in range(processes)]
         outputs = [p.communicate(timeout=CLI_TIMEOUT) for p in running]
         seconds = time.monotonic() - started
         for process, (out, err) in zip(running, outputs, strict=True):
@@ -395,7 +448,9 @@ def two_passes_on_one_cache(tmp: Path, processes: int = 2) -> dict[str, float]:
             assert process.returncode == 0, out + err
         assert _subjects(bare)[1:] == ["Initial commit"] and len(_subjects(bare)) == 2, _subjects(bare)
         assert f"{server.host}/team/web:1.1.0" in _show(bare, "apps/web.yaml")
-    return {"seconds": seconds}
+        clones = len(list(barrier.iterdir()))
+        assert clones == 1, f"{clones} clones into one working copy"
+    return {"seconds": seconds, "clones": float(clones)}
 
 
 _HOLDER = """

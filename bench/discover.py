@@ -10,9 +10,13 @@ warm, the tree having just been written or read): walk and read the files (``ite
 (``discover_files``: prefilter, parse, find targets), then plan with the registry stubbed (every target's
 tags come from a fixed table and the real policies choose). Sizes 1k/5k/10k show how the cost grows.
 
-Prints a table, writes ``bench/results/discover.json``.
+With ``--git`` the tree is a Git work tree (every file committed), so the walk takes its file list from
+``git ls-files`` as it does in a source's working copy; without it the tree (under the ignored
+``bench/.data/``) is walked as a plain directory.
 
-    .venv/bin/python bench/discover.py [--sizes 1000,5000,10000] [--runs 3]
+Prints a table, writes ``bench/results/discover.json`` (``discover-git.json`` with ``--git``).
+
+    .venv/bin/python bench/discover.py [--sizes 1000,5000,10000] [--runs 3] [--git]
 """
 
 from __future__ import annotations
@@ -207,6 +211,23 @@ def generate(count: int) -> Path:
     return root
 
 
+def make_git_tree(count: int) -> Path:
+    """The tree for ``count`` files as a committed Git work tree (a copy, made once)."""
+    source = generate(count)
+    root = DATA / f"discover-{count}-git"
+    marker = root / ".git" / "image-updater-bench-complete"
+    if marker.exists():
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.copytree(source, root)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
+           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com"}
+    for args in (["init", "--quiet"], ["add", "--all"], ["commit", "--quiet", "-m", "bench tree"]):
+        subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True)
+    marker.write_text("")
+    return root
+
+
 def measure(root: str) -> dict[str, Any]:
     """One cold run (called in a fresh process)."""
     t0 = time.perf_counter()
@@ -256,6 +277,7 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="1000,5000,10000")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--git", action="store_true", help="make each tree a Git work tree first")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -264,7 +286,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []
     for size in sizes:
-        root = generate(size)
+        root = make_git_tree(size) if args.git else generate(size)
         run_cold(root)  # one untimed pass: the OS page cache holds the tree, as after a git fetch
         runs = [run_cold(root) for _ in range(args.runs)]
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k.endswith(("_s", "_mb"))}
@@ -280,12 +302,14 @@ def main() -> None:
               f"{r['walk_s']:>7.3f} {r['discover_s']:>10.3f} {r['plan_s']:>7.3f} {r['total_s']:>8.3f} "
               f"{r['cpu_s']:>6.2f} "
               f"{r['us_per_file']:>8.1f} {r['us_per_kb']:>6.1f} {r['max_rss_mb']:>7.0f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "discover", "python": platform.python_version(), "machine": platform.machine(),
+    results = RESULTS.with_name("discover-git.json") if args.git else RESULTS
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps({
+        "benchmark": "discover-git" if args.git else "discover",
+        "python": platform.python_version(), "machine": platform.machine(),
         "load_average": os.getloadavg(), "sizes": rows,
     }, indent=2) + "\n")
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    print(f"wrote {results.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

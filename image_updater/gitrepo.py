@@ -31,11 +31,20 @@ while a full clone reuses its packs) for 4.4 MB against 1.9 MB of objects. ``dep
 where transfer size matters more (huge histories, slow links); later fetches are incremental either way,
 and pushing, rejection recovery and ``rebuild_branch`` work on shallow clones too.
 
-A cache directory belongs to one image-updater process at a time.
+**One process per working copy.** ``WorkingCopyLock`` holds an ``flock`` on ``<working copy>.lock`` beside
+the working copy for a whole pass (sync to push). A second process (two ``run --once`` from cron, two
+daemons on one cache dir) waits up to ``LOCK_TIMEOUT`` seconds for it and then reports the working copy as
+busy, naming it; the kernel releases the lock when its holder dies, so a killed pass never blocks the next.
+``check_cache_dir`` turns a cache directory that cannot be used (a regular file, read-only) into one
+``ConfigError`` naming the path.
+
+Every git command runs with ``LC_ALL=C`` and ``LANGUAGE=C``: push rejections and other outcomes are
+recognised from git's messages, which must not come in the user's language.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -44,20 +53,31 @@ import shlex
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from types import TracebackType
+from typing import BinaryIO, Self
 
 import git
 
-from image_updater.errors import GitError, PushRejected, redact
+from image_updater.errors import ConfigError, GitError, PushRejected, redact
 from image_updater.settings import AuthSettings, SourceSettings, source_transport
 
-__all__ = ["DEFAULT_TIMEOUT", "GitRepo", "workdir_for"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "LOCK_TIMEOUT",
+    "GitRepo",
+    "WorkingCopyLock",
+    "check_cache_dir",
+    "lock_path_for",
+    "workdir_for",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 300.0  # seconds for one network operation (clone, fetch, push, ls-remote)
+LOCK_TIMEOUT = 60.0  # seconds a pass waits for a working copy another process is using
 
 # the only variables that carry the HTTPS credentials, set for one git process at a time
 _USER_VAR = "IMAGE_UPDATER_GIT_USERNAME"
@@ -94,6 +114,95 @@ def workdir_for(cache_dir: str | os.PathLike[str], source_name: str) -> Path:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", source_name).strip(".-")[:60] or "source"
     digest = hashlib.sha256(source_name.encode()).hexdigest()[:10]
     return Path(cache_dir).expanduser() / "git" / f"{slug}-{digest}"
+
+
+def lock_path_for(workdir: str | os.PathLike[str]) -> Path:
+    """The lock file of a working copy: ``<workdir>.lock``, beside it (it survives re-clones)."""
+    path = Path(workdir).expanduser()
+    return path.with_name(path.name + ".lock")
+
+
+def check_cache_dir(cache_dir: str | os.PathLike[str]) -> Path:
+    """Create ``<cache_dir>/git`` and check it is a writable directory; ``ConfigError`` naming the path
+    otherwise (a regular file in the way, a read-only file system, no permission)."""
+    root = Path(cache_dir).expanduser()
+    git_dir = root / "git"
+    for path in (root, git_dir):
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"cache_dir {root}: {path} is not a directory")
+    try:
+        git_dir.mkdir(parents=True, exist_ok=True)
+        # a real write, not os.access: root passes access checks on a read-only mount
+        fd, probe = tempfile.mkstemp(dir=git_dir, prefix=".write-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        where = exc.filename or git_dir
+        raise ConfigError(f"cache_dir {root}: cannot write to {where}: {exc.strerror or exc}") from None
+    return root
+
+
+class WorkingCopyLock:
+    """An exclusive ``flock`` on a working copy's lock file, for one pass.
+
+    ``acquire`` tries at once, then polls until ``timeout`` (flock has no timeout of its own); a
+    ``GitError`` naming the working copy says it is busy. The lock goes with the file descriptor: closing
+    it, or the holder dying, releases it.
+    """
+
+    def __init__(self, workdir: str | os.PathLike[str], *, timeout: float = LOCK_TIMEOUT) -> None:
+        self.workdir = Path(workdir).expanduser()
+        self.path = lock_path_for(self.workdir)
+        self.timeout = timeout
+        self._fd: int | None = None
+
+    def acquire(self) -> Self:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise GitError(
+                f"cannot create the lock file {exc.filename or self.path}: {exc.strerror or exc}"
+            ) from None
+        deadline = time.monotonic() + self.timeout
+        delay = 0.05
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                now = time.monotonic()
+                if now >= deadline:
+                    os.close(fd)
+                    raise GitError(
+                        f"working copy {self.workdir} is busy: another image-updater process holds "
+                        f"{self.path} (waited {self.timeout:g}s)"
+                    ) from None
+                if not waiting:
+                    waiting = True
+                    log.info("working copy %s is in use by another process; waiting up to %gs",
+                             self.workdir, self.timeout)
+                time.sleep(min(delay, deadline - now))
+                delay = min(delay * 2, 0.5)
+                continue
+            except OSError as exc:
+                os.close(fd)
+                raise GitError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
+            self._fd = fd
+            return self
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # releases the flock
+
+    def __enter__(self) -> Self:
+        return self.acquire()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
 
 
 def _write_private(path: Path, content: bytes, mode: int) -> None:
@@ -207,14 +316,20 @@ class GitRepo:
         (default ``os.environ``) is where ``auth.token_env`` is looked up.
         """
         workdir = Path(workdir).expanduser()
-        runner = _runner(url, name or url, auth, workdir.parent, environ, timeout, managed=True)
-        repo = cls(workdir, branch, runner, managed=True)
-        if not repo._usable():
-            repo._clone(depth)
-        else:
-            repo._clear_stale_locks()
-            repo._ensure_origin()
-            repo.refresh()
+        try:
+            runner = _runner(url, name or url, auth, workdir.parent, environ, timeout, managed=True)
+            repo = cls(workdir, branch, runner, managed=True)
+            if not repo._usable():
+                repo._clone(depth)
+            else:
+                repo._clear_stale_locks()
+                repo._ensure_origin()
+                repo.refresh()
+        except OSError as exc:  # the cache dir: read-only, full, a file where a directory must be
+            where = exc.filename or workdir
+            raise GitError(
+                f"{_describe(name or url, url)}: working copy {workdir}: {where}: {exc.strerror or exc}"
+            ) from None
         return repo
 
     @classmethod
@@ -307,6 +422,11 @@ class GitRepo:
             raise GitError(f"{self._git.describe()}: {what} discards local changes; not done in {self._path}")
 
     def _usable(self) -> bool:
+        if self._path.exists() and not self._path.is_dir():
+            raise GitError(
+                f"{self._git.describe()}: {self._path} exists and is not a directory; "
+                "remove it or choose another cache_dir"
+            )
         if not (self._path / ".git").exists():
             if self._path.exists():
                 if any(self._path.iterdir()):
@@ -363,7 +483,7 @@ class GitRepo:
             self._git.run(self._path, "remote", "set-url", "origin", self._git.url)
 
     def _clear_stale_locks(self) -> None:
-        # left by a pass that was killed mid-way; nobody else works in this copy (one process per cache)
+        # left by a pass that was killed mid-way; nobody else works in this copy (WorkingCopyLock)
         git_dir = self._path / ".git"
         for lock in (*git_dir.glob("*.lock"), *(git_dir / "refs").rglob("*.lock")):
             log.debug("removing stale lock %s", lock, extra={"source": self._git.name})
@@ -402,7 +522,8 @@ class GitRepo:
     def _with_pathspec_file(self, paths: Sequence[str]) -> Path:
         fd, name = tempfile.mkstemp(dir=self._path / ".git", prefix="image-updater-paths.")
         with os.fdopen(fd, "wb") as handle:
-            handle.write(b"".join(p.encode() + b"\0" for p in paths))
+            # fsencode: a name git gave us with bytes that are not UTF-8 goes back as those bytes
+            handle.write(b"".join(os.fsencode(p) + b"\0" for p in paths))
         return Path(name)
 
     def _staged(self) -> set[str]:
@@ -571,6 +692,10 @@ def _base_env() -> dict[str, str]:
         "GIT_ASKPASS": "",  # an empty askpass disables any inherited one (IDEs set it)
         "SSH_ASKPASS": "",
         "GIT_LITERAL_PATHSPECS": "1",  # file names with * or [ are names, not patterns
+        # git's messages (push rejections above all) are parsed: English whatever the user's locale.
+        # GitPython sets these too, but our own env must not depend on that
+        "LC_ALL": "C",
+        "LANGUAGE": "C",
         # abort a transfer that delivers under 1 KB/s for a minute
         "GIT_HTTP_LOW_SPEED_LIMIT": "1000",
         "GIT_HTTP_LOW_SPEED_TIME": "60",

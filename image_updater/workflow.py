@@ -31,7 +31,7 @@ from image_updater.errors import ConfigError, ImageUpdaterError, PushRejected
 from image_updater.plan import ErrorEntry, Result
 
 if TYPE_CHECKING:
-    from image_updater.gitrepo import GitRepo
+    from image_updater.gitrepo import GitRepo, WorkingCopyLock
     from image_updater.pipeline import Planned
     from image_updater.registry import RegistryClient
     from image_updater.settings import Settings, SourceSettings
@@ -157,11 +157,61 @@ async def run_source(
     push_attempts: int = DEFAULT_PUSH_ATTEMPTS,
     environ: dict[str, str] | None = None,
     images: Collection[str] | None = None,
+    lock_timeout: float | None = None,
 ) -> SourceOutcome:
     """One pass for one source. Never raises for git, registry or file problems: they are in the outcome.
 
     ``images`` (normalised names) focuses the pass on those images' targets, e.g. after a push webhook.
+    The source's working copy is locked for the whole pass (``gitrepo.WorkingCopyLock``): a working copy
+    another process is using is waited for up to ``lock_timeout`` seconds (default
+    ``gitrepo.LOCK_TIMEOUT``), then the pass fails as busy. An unusable cache dir fails the pass too.
     """
+    from image_updater.gitrepo import LOCK_TIMEOUT, WorkingCopyLock, check_cache_dir, workdir_for
+
+    started = time.monotonic()
+    wait = LOCK_TIMEOUT if lock_timeout is None else lock_timeout
+    try:
+        await asyncio.to_thread(check_cache_dir, settings.cache_dir)
+        lock = await _acquire(WorkingCopyLock(workdir_for(settings.cache_dir, source.name), timeout=wait))
+    except ImageUpdaterError as exc:
+        error = f"source {source.name}: {exc}"
+        log.error("%s", error, extra={"source": source.name})
+        return SourceOutcome(source=source.name, result=Result(), commit=None, pushed=False, error=error,
+                             duration=time.monotonic() - started, images=frozenset())
+    try:
+        return await _run_source_locked(
+            settings, source, client=client, dry_run=dry_run, stop=stop, now=now,
+            push_attempts=push_attempts, environ=environ, images=images,
+        )
+    finally:
+        lock.release()
+
+
+async def _acquire(lock: WorkingCopyLock) -> WorkingCopyLock:
+    """``lock.acquire()`` in a worker thread. When the pass is cancelled while waiting, the thread still
+    finishes; a lock it gets then is released at once instead of being held by nobody for good."""
+    waiting = asyncio.ensure_future(asyncio.to_thread(lock.acquire))
+    try:
+        return await asyncio.shield(waiting)
+    except asyncio.CancelledError:
+        waiting.add_done_callback(
+            lambda done: None if done.cancelled() or done.exception() else lock.release()
+        )
+        raise
+
+
+async def _run_source_locked(
+    settings: Settings,
+    source: SourceSettings,
+    *,
+    client: RegistryClient,
+    dry_run: bool,
+    stop: threading.Event | None,
+    now: datetime | None,
+    push_attempts: int,
+    environ: dict[str, str] | None,
+    images: Collection[str] | None,
+) -> SourceOutcome:
     from image_updater.gitrepo import GitRepo
     from image_updater.pipeline import apply_result, plan_directory
 
@@ -275,10 +325,12 @@ async def run_pass(
 
 def run_once_cli(settings: Settings, dry_run: bool, fmt: str = "table") -> int:
     """``image-updater run --once``: one pass, a report per source on stdout; 1 when anything failed."""
+    from image_updater.gitrepo import check_cache_dir
     from image_updater.report import render
 
     if not settings.sources:
         raise ConfigError("no sources configured: add at least one entry under 'sources'")
+    check_cache_dir(settings.cache_dir)  # an unusable cache dir is a config error (exit 2)
     outcomes = asyncio.run(run_pass(settings, dry_run=dry_run))
     failed = False
     for out in outcomes:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from ._discover import KUSTOMIZATION_FILES, FileInput, discover_files, may_hold_targets
 from ._model import Discovery, Part, Target
-from ._walk import is_yaml_name, iter_yaml_files, resolve_paths
+from ._walk import MAX_DEPTH, SKIPPED_DIRS, is_yaml_name, iter_yaml_files, resolve_paths
 
 __all__ = [
     "KUSTOMIZATION_FILES",
+    "MAX_DEPTH",
+    "SKIPPED_DIRS",
     "Discovery",
     "FileInput",
     "Part",

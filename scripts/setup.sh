@@ -76,8 +76,10 @@ _setup_apt_install() {
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" || status=$?
   if [ -n "$ours" ]; then "${SUDO[@]}" rm -f "$POLICY_RC_D" || status=1; fi
   if [ "$status" = 0 ] && [[ " $* " == *" openssh-server "* ]] && command -v systemctl >/dev/null 2>&1; then
-    # Debian names the units ssh.service and ssh.socket; disabling works without a running systemd too.
-    "${SUDO[@]}" systemctl disable ssh.service ssh.socket || true
+    # Debian names the units ssh.service and ssh.socket (one at a time: a missing unit fails the command);
+    # disabling works without a running systemd too.
+    "${SUDO[@]}" systemctl disable ssh.service || true
+    "${SUDO[@]}" systemctl disable ssh.socket || true
   fi
   return "$status"
 }

@@ -1,23 +1,46 @@
 #!/usr/bin/env bash
-# Install what image-updater's tests and demo need on a fresh Debian/Ubuntu machine, then the project itself
-# into .venv. Idempotent and quick when everything is already there. Sourced by scripts/test.sh and demo.sh.
+# Install what image-updater needs on a fresh Debian/Ubuntu machine, then the project itself into .venv.
+# Sourced by scripts/demo.sh (`source setup.sh demo`) and scripts/test.sh (`source setup.sh test`, also the
+# default):
+#   demo: Debian packages docker-registry, git (python3-venv when venv is missing); the project without extras
+#   test: also apache2-utils, openssh-server, openssh-client; the project with its test extras
+# Idempotent: prints nothing when everything is there. Otherwise one line per step on stderr; the installers'
+# output goes to .setup.log, whose end is shown only when a step fails (then the script exits non-zero).
+# openssh-server is installed without starting or enabling a system sshd: the tests start their own.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+SETUP_FOR="${1:-test}"
+case "$SETUP_FOR" in
+  demo | test) ;;
+  *) echo "setup: usage: source scripts/setup.sh [demo|test]" >&2; exit 2 ;;
+esac
+SETUP_LOG="$ROOT/.setup.log"
+_setup_log_started=""
 
-SUDO=""
-if [ "$(id -u)" != 0 ]; then
-  # apt needs root: sudo asks for a password when it must (CI runs as root and never gets here)
-  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-    echo "setup: not root and no sudo: install the Debian packages listed below by hand" >&2
+# setup_step MESSAGE COMMAND...: one progress line, the command's output into the log, its tail on failure.
+setup_step() {
+  local message="$1"; shift
+  if [ -z "$_setup_log_started" ]; then
+    : >"$SETUP_LOG"
+    _setup_log_started=1
   fi
-fi
+  echo "setup: $message (log: .setup.log)" >&2
+  printf '== %s\n' "$message" >>"$SETUP_LOG"
+  if ! "$@" </dev/null >>"$SETUP_LOG" 2>&1; then
+    echo "setup: FAILED: $message; the end of $SETUP_LOG:" >&2
+    tail -n 40 "$SETUP_LOG" | sed 's/^/  | /' >&2
+    exit 1
+  fi
+}
+
+SUDO=()
+if [ "$(id -u)" != 0 ]; then SUDO=(sudo); fi
 
 # command -> Debian package
-declare -A PKG=(
-  [docker-registry]=docker-registry [htpasswd]=apache2-utils [git]=git
-  [sshd]=openssh-server [ssh]=openssh-client [ssh-keygen]=openssh-client
-)
+declare -A PKG=([docker-registry]=docker-registry [git]=git)
+if [ "$SETUP_FOR" = test ]; then
+  PKG+=([htpasswd]=apache2-utils [sshd]=openssh-server [ssh]=openssh-client [ssh-keygen]=openssh-client)
+fi
 missing=()
 for cmd in "${!PKG[@]}"; do
   if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$cmd" ] && ! [ -x "/usr/bin/$cmd" ]; then
@@ -33,27 +56,68 @@ if [ -z "$PY" ]; then
   done
 fi
 if [ -z "$PY" ]; then echo "setup: Python 3.11 or newer is required" >&2; exit 1; fi
-if ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+if [ ! -x "$ROOT/.venv/bin/python" ] && ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
   missing+=("python3-venv")
 fi
+
+# Installs the packages with a temporary policy-rc.d that forbids starting services (invoke-rc.d and
+# deb-systemd-invoke honour it), removed afterwards; a policy-rc.d the machine already has is left alone.
+# A freshly installed openssh-server is then disabled too, so no system sshd starts at the next boot.
+POLICY_RC_D=/usr/sbin/policy-rc.d
+_setup_apt_install() {
+  local ours="" status=0
+  if [ ! -e "$POLICY_RC_D" ]; then
+    printf '#!/bin/sh\n# written by image-updater scripts/setup.sh for one apt-get install; removed after it\nexit 101\n' |
+      "${SUDO[@]}" tee "$POLICY_RC_D" >/dev/null && "${SUDO[@]}" chmod 755 "$POLICY_RC_D" && ours=1 || return 1
+  fi
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q ||
+    echo "setup: apt-get update failed; trying the install with the package lists there are"
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" || status=$?
+  if [ -n "$ours" ]; then "${SUDO[@]}" rm -f "$POLICY_RC_D" || status=1; fi
+  if [ "$status" = 0 ] && [[ " $* " == *" openssh-server "* ]] && command -v systemctl >/dev/null 2>&1; then
+    # Debian names the units ssh.service and ssh.socket (one at a time: a missing unit fails the command);
+    # disabling works without a running systemd too.
+    "${SUDO[@]}" systemctl disable ssh.service || true
+    "${SUDO[@]}" systemctl disable ssh.socket || true
+  fi
+  return "$status"
+}
+
 if [ "${#missing[@]}" -gt 0 ]; then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-  echo "setup: installing Debian packages: ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq >&2
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  if [ "${#SUDO[@]}" -gt 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+      echo "setup: not root and no sudo: install these Debian packages, then run this again: ${missing[*]}" >&2
+      exit 1
+    fi
+    # Ask for the password (when sudo needs one) here, on the terminal, not inside the logged step.
+    if ! sudo -n true 2>/dev/null && ! sudo -v; then
+      echo "setup: sudo failed: run as root, or install these Debian packages first: ${missing[*]}" >&2
+      exit 1
+    fi
+  fi
+  setup_step "installing Debian packages ${missing[*]}" _setup_apt_install "${missing[@]}"
 fi
 
+# The stamp names what is installed: the project alone (demo) or with its test extras (test), for this
+# pyproject.toml. The test stamp satisfies the demo; the demo's makes test.sh install the test extras.
 VENV="$ROOT/.venv"
-STAMP="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
-if [ ! -x "$VENV/bin/python" ]; then
-  "$PY" -m venv "$VENV"
-fi
-if [ ! -e "$STAMP" ]; then
-  echo "setup: installing image-updater and its test dependencies into .venv" >&2
-  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-  "$VENV/bin/python" -m pip install -q -e '.[test]' >&2
-  rm -f "$VENV"/.installed-*
-  touch "$STAMP"
+HASH="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+_setup_venv() {
+  local extras="$1" stamp="$2"
+  if [ ! -x "$VENV/bin/python" ]; then "$PY" -m venv "$VENV" || return 1; fi
+  "$VENV/bin/python" -m pip install --upgrade pip &&
+    "$VENV/bin/python" -m pip install -e "$ROOT$extras" &&
+    rm -f "$VENV"/.installed-* &&
+    touch "$stamp"
+}
+if [ "$SETUP_FOR" = test ]; then
+  if [ ! -e "$VENV/.installed-test-$HASH" ]; then
+    setup_step "installing image-updater and its test dependencies into .venv" \
+      _setup_venv "[test]" "$VENV/.installed-test-$HASH"
+  fi
+elif [ ! -e "$VENV/.installed-test-$HASH" ] && [ ! -e "$VENV/.installed-demo-$HASH" ]; then
+  setup_step "installing image-updater into .venv" _setup_venv "" "$VENV/.installed-demo-$HASH"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -1,4 +1,4 @@
-"""Discovery on the real-world corpus (../shared/corpus, byte-exact public manifests, values and
+"""Discovery on the real-world corpus (tests/data/corpus, byte-exact public manifests, values and
 kustomizations): with one policy file per repository targeting every file, discovery must find exactly the
 tag-bearing fields that corpus/images.json lists (made by a separate throwaway script), at the listed lines,
 with the listed values; and the Helm template that is not YAML is reported, never touched.
@@ -7,24 +7,15 @@ with the listed values; and the Helm template that is not YAML is reported, neve
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from pathlib import Path
-
-import pytest
 
 from image_updater.discover import discover_files
 from image_updater.errors import InvalidReference
 from image_updater.references import parse_reference
 
-# The corpus sits beside the project root (CI clones the project with shared/ next to it).
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
-
-# Outside CI a checkout without shared/ skips these; in CI a missing corpus is a failure, never a skip.
-pytestmark = pytest.mark.skipif(
-    not CORPUS.is_dir() and not os.environ.get("CI"),
-    reason="the shared corpus is not beside the project (../shared/corpus)",
-)
+# A byte-exact copy of the real-world files, kept in the repository (origins and licences: SOURCES.md there).
+CORPUS = Path(__file__).resolve().parent / "data" / "corpus"
 
 
 def real_path(corpus_name: str, info: dict[str, str]) -> str:

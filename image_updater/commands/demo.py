@@ -5,11 +5,15 @@ images to it through the registry HTTP API, turns ``examples/gitops-repo`` into 
 runs one pass exactly as ``image-updater run --once`` would (the example references ``nginx``, ``quay.io/…``
 and ``ghcr.io/…``; the demo config points those registries at the local one with ``api_url``, the way a
 pull-through mirror is configured), prints the report and the resulting commit, then cleans up.
+
+With ``--keep`` (or ``--workdir``) everything lives in the kept directory, the registry's storage included,
+and the demo ends by printing what is kept and the commands that serve and query it again.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import subprocess
 import sys
@@ -17,7 +21,7 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-__all__ = ["DEMO_IMAGES", "add_arguments", "examples_dir", "run"]
+__all__ = ["DEMO_CHECK", "DEMO_IMAGES", "add_arguments", "examples_dir", "kept_text", "run"]
 
 # repository on the local registry -> tags with their age (the build time the registry reports)
 DEMO_IMAGES: dict[str, dict[str, timedelta]] = {
@@ -40,9 +44,14 @@ DEMO_IMAGES: dict[str, dict[str, timedelta]] = {
 }
 
 
+# what the printed ``image-updater check`` command asks the kept registry, and the tag it answers
+DEMO_CHECK = ("nginx", "semver:~1.25", "1.25.4")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true",
-                        help="keep the temporary directory (registry data, bare repository, config)")
+                        help="keep the temporary directory (registry storage, bare repository, config) "
+                             "and print how to serve and query it again")
     parser.add_argument("--workdir", metavar="DIR", help="use DIR instead of a new temporary directory")
 
 
@@ -84,6 +93,28 @@ def _config(work: Path, registry_url: str) -> str:
     )
 
 
+def kept_text(work: Path, registry_url: str, registry_binary: Path) -> str:
+    """What ``--keep`` leaves behind and how to use it again (the registry's config names its storage and
+    its port, which the kept ``config.yaml`` points at)."""
+    tags = sum(len(tags) for tags in DEMO_IMAGES.values())
+    q = shlex.quote
+    image, policy, tag = DEMO_CHECK
+    return (
+        f"\nkept: {work}\n"
+        f"  config.yaml          this demo's config: source gitops.git, registries -> {registry_url}\n"
+        "  gitops.git/          the bare Git repository, the demo's commit on main\n"
+        f"  registry/storage/    the registry's data: {len(DEMO_IMAGES)} repositories, {tags} tags\n"
+        f"  registry/config.yml  the registry's config (that storage, {registry_url.split('://', 1)[-1]})\n"
+        "  cache/               image-updater's metadata cache\n"
+        "The registry is stopped. To serve the kept images again and ask it (in another terminal, or end\n"
+        "the first command with &):\n"
+        f"  {q(str(registry_binary))} serve {q(str(work / 'registry' / 'config.yml'))}\n"
+        f"  image-updater check -c {q(str(work / 'config.yaml'))} {image} --policy {q(policy)}"
+        f"    # -> {tag}\n"
+        f"Remove it with: rm -rf {q(str(work))}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -99,8 +130,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="image-updater-demo-"))
     work.mkdir(parents=True, exist_ok=True)
+    keep = bool(args.keep or args.workdir)
+    # A kept registry's storage lives in the kept directory; otherwise the server's own throw-away storage
+    # (tmpfs where there is one) is faster and is removed when the server stops.
+    storage = work / "registry" / "storage" if keep else None
     try:
-        with RegistryServer(work_dir=work / "registry") as registry:
+        with RegistryServer(work_dir=work / "registry", storage_dir=storage) as registry:
             _say(f"1. registry: CNCF distribution on {registry.url}")
             now = datetime.now(UTC).replace(microsecond=0)
             with ImagePusher(registry.url) as pusher:
@@ -130,9 +165,9 @@ def run(args: argparse.Namespace) -> int:
             head = _git("rev-parse", "main", cwd=bare).strip()
             _say("\n4. the commit on main of the bare repository:\n")
             _say(_git("show", "--no-color", "--stat", "--patch", "--format=fuller", head, cwd=bare).rstrip())
-            if args.keep or args.workdir:
-                _say(f"\nkept: {work} (config.yaml, gitops.git, registry/; the registry itself is stopped)")
+            if keep:
+                _say(kept_text(work, registry.url, registry.binary))
             return 1 if failed or not any(o.pushed for o in outcomes) else 0
     finally:
-        if not (args.keep or args.workdir):
+        if not keep:
             shutil.rmtree(work, ignore_errors=True)

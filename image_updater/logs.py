@@ -2,6 +2,11 @@
 
 Errors are one line each; tracebacks appear only at debug level. Extra fields passed with
 ``log.info(..., extra={"source": ..., "file": ..., "image": ...})`` are shown in both formats.
+
+Text lines escape control characters (``printable``): a file name or tag holding ``\x1b[...`` or a newline
+cannot recolour the terminal or forge a log line. A message of several lines on purpose (a configuration
+error listing its problems) keeps its line breaks, and every continuation line is indented, so that only a
+real record starts a line with a timestamp. JSON lines keep the real values.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+from image_updater.printable import printable
 
 __all__ = ["EXTRA_FIELDS", "configure_logging"]
 
@@ -28,13 +35,21 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        text = f"{ts} {record.levelname.lower():7} {record.getMessage()}"
+        text = f"{ts} {record.levelname.lower():7} {_lines(record.getMessage())}"
         extras = _extras(record)
         if extras:
-            text += " " + " ".join(f"{k}={v}" for k, v in extras.items())
+            text += " " + " ".join(f"{k}={printable(str(v))}" for k, v in extras.items())
         if self._debug and record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
+            text += "\n" + _lines(self.formatException(record.exc_info), first=True)
         return text
+
+
+def _lines(text: str, *, first: bool = False) -> str:
+    """``text`` escaped, its line breaks kept, each continuation line (and ``first``) indented."""
+    lines = printable(text, keep_newlines=True).split("\n")
+    indented = [line if line.startswith("  ") else "  " + line for line in lines[1:]]
+    head = lines[0] if not first or lines[0].startswith("  ") else "  " + lines[0]
+    return "\n".join([head, *indented])
 
 
 class JsonFormatter(logging.Formatter):

@@ -619,7 +619,7 @@ _REPORTED: Any = object()  # _merge's answer for a value it reported as a proble
 
 
 def _merge(base: Any, override: Any, path: tuple[str, ...], problems: list[str]) -> Any:
-    """Lay ``override`` (from the environment) over ``base`` (from the file); bad JSON goes to ``problems``."""
+    """Lay ``override`` (from the environment) over ``base`` (from the file); bad JSON goes to problems."""
     if isinstance(override, dict) and isinstance(base, dict):
         merged = dict(base)
         for key, value in override.items():

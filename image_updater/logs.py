@@ -5,14 +5,15 @@ Errors are one line each; tracebacks appear only at debug level. Extra fields pa
 
 Text lines escape control characters (``printable``): a file name or tag holding ``\x1b[...`` or a newline
 cannot recolour the terminal or forge a log line. A message of several lines on purpose (a configuration
-error listing its problems) keeps its line breaks, and every continuation line is indented, so that only a
-real record starts a line with a timestamp. JSON lines keep the real values.
+error listing its problems, each line indented) keeps its line breaks, so only a real record starts a line
+with a timestamp. JSON lines keep the real values.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -45,11 +46,16 @@ class TextFormatter(logging.Formatter):
 
 
 def _lines(text: str, *, first: bool = False) -> str:
-    """``text`` escaped, its line breaks kept, each continuation line (and ``first``) indented."""
-    lines = printable(text, keep_newlines=True).split("\n")
-    indented = [line if line.startswith("  ") else "  " + line for line in lines[1:]]
-    head = lines[0] if not first or lines[0].startswith("  ") else "  " + lines[0]
-    return "\n".join([head, *indented])
+    """``text`` escaped for one record. A line break followed by an indented line is a message of several
+    lines on purpose (a configuration error listing its problems) and stays; any other one (a file name
+    holding a newline) is shown as ``\\n``. ``first``: a traceback, every line of it indented."""
+    escaped = printable(text, keep_newlines=True)
+    if first:
+        return "\n".join(line if line.startswith("  ") else "  " + line for line in escaped.split("\n"))
+    return _LONE_NEWLINE.sub(r"\\n", escaped)
+
+
+_LONE_NEWLINE = re.compile(r"\n(?!  )")
 
 
 class JsonFormatter(logging.Formatter):

@@ -7,7 +7,8 @@ compared, so that a change of behaviour (or of the docs) that makes them disagre
   first (it is the example's input); stdout must be exactly the shown output, stderr empty;
 - README's ``printf ... | image-updater select ...    # -> TAG`` lines print TAG;
 - the example files (``<!-- example: GROUP/PATH -->`` before a YAML block) are written out per group; a
-  session marked ``<!-- output: GROUP: ... -->`` runs in that group's directory, and ``validate`` accepts
+  session marked ``<!-- output: GROUP: ... -->`` runs in that group's directory, one marked
+  ``<!-- doctest -->`` in the repository's root (read-only commands only), and ``validate`` accepts
   every group but ``invalid`` (with ``-c config.yaml`` where the group has one), as automation.md says;
 - ``validate`` accepts examples/gitops-repo and policies/;
 - every flag of an ``image-updater COMMAND ...`` line or code span, and every flag in a paragraph marked
@@ -122,6 +123,9 @@ def _spans(text: str) -> list[str]:
 # -- console sessions -----------------------------------------------------------------------------------
 
 
+ROOT_GROUP = "<repository>"  # <!-- doctest --> before a console block: run it in the repository's root
+
+
 @dataclass
 class Session:
     block: Block
@@ -146,6 +150,8 @@ def _sessions() -> list[Session]:
         if not steps or not all(_RUNNABLE.fullmatch(command) for command, _ in steps):
             continue
         group = next((m.split(":")[1].strip() for m in block.markers if m.startswith("output:")), None)
+        if "doctest" in block.markers:
+            group = ROOT_GROUP
         sessions.append(Session(block, [(c, "".join(f"{o}\n" for o in out)) for c, out in steps], group))
     return sessions
 
@@ -191,7 +197,10 @@ def test_the_doc_test_finds_what_it_checks() -> None:
 
 @pytest.mark.parametrize("session", SESSIONS, ids=str)
 def test_console_session_prints_what_the_doc_shows(session: Session, tmp_path: Path) -> None:
-    cwd = _write_group(tmp_path, session.group) if session.group else tmp_path / "work"
+    if session.group == ROOT_GROUP:
+        cwd = ROOT  # read-only commands on the repository's own files (examples/, policies/)
+    else:
+        cwd = _write_group(tmp_path, session.group) if session.group else tmp_path / "work"
     cwd.mkdir(parents=True, exist_ok=True)
     env = _env(tmp_path)
     last = 0

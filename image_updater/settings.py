@@ -7,7 +7,7 @@ safe loader, lays the environment over it and validates the result:
 - ``IMAGE_UPDATER_INTERVAL=30s``, ``IMAGE_UPDATER_COMMIT__AUTHOR_NAME=bot`` (``__`` nests);
 - lists and groups also take JSON: ``IMAGE_UPDATER_POLICY_DIRS='["/etc/policies"]'``; a JSON list
   replaces the file's list, while ``IMAGE_UPDATER_SOURCES__0__BRANCH=prod`` changes one field of the
-  file's first source;
+  file's first source; text that is no JSON for a list or group is a problem naming the variable;
 - the environment wins over the file; environment variables that name no setting are ignored (tokens are
   often kept in variables such as ``IMAGE_UPDATER_GIT_TOKEN``), but unknown keys inside a group are errors;
 - durations are written ``90s``, ``5m``, ``1h30m``, ``500ms``, ``2d`` (a unit is required);

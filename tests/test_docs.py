@@ -18,8 +18,12 @@ compared, so that a change of behaviour (or of the docs) that makes them disagre
 - every ``IMAGE_UPDATER_...=value`` example of configuration.md's "Environment variables" is accepted,
   unless the doc says it ``gives `an error` ``, in which case loading fails with that message.
 
-``plan`` outputs (``<!-- output: GROUP: plan ... -->``) need a registry holding the tags they mention and
-are not run here; their example files are validated.
+- ``plan`` outputs (``<!-- output: GROUP: plan ... -->``, a table or a diff) are run against a real
+  distribution registry holding, for every field the group's files hold, its current tag and the tag the
+  doc shows it moving to (built a day later); the output must be the shown one, digests aside (a test
+  registry's images have digests of their own). What this cannot check is that the shown tag is the one the
+  policy picks among *other* tags the prose mentions; it does check that the policy admits it over the
+  current one, and every file:line, resource, container, policy, origin, skip, count and diff line.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -418,3 +423,113 @@ def test_env_examples_do_what_the_doc_says(
     message = " ".join(str(info.value).split())
     for fragment in error.split("..."):
         assert fragment.strip(" ,") in message, f"{variable}={value}: {message}"
+
+
+# -- plan outputs against a real registry holding the tags they mention ------------------------------------
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha256:[0-9a-f]{12}…")
+
+
+def _plan_sessions() -> list[tuple[Block, str, str]]:
+    """(block, group, command) of the ``plan`` outputs shown as a table or a diff."""
+    found = []
+    for block in BLOCKS:
+        marker = next((m for m in block.markers if m.startswith("output:")), None)
+        if block.lang != "console" or marker is None:
+            continue
+        _, group, command = (part.strip() for part in marker.split(":", 2))
+        lines = block.text.splitlines()
+        if command.startswith("plan") and len(lines) > 1 and lines[1].startswith(("FILE:LINE", "--- a/")):
+            found.append((block, group, lines[0].removeprefix("$ ")))
+    return found
+
+
+def _diff_lines(shown: str) -> dict[str, tuple[str, str]]:
+    """FILE:LINE -> (old line, new line) of a unified diff's changed lines (edits keep line numbers)."""
+    changed: dict[str, tuple[str, str]] = {}
+    file, number = "", 0
+    removed: list[str] = []
+    for line in shown.splitlines():
+        if line.startswith("+++ b/"):
+            file = line.removeprefix("+++ b/")
+        elif line.startswith("--- a/"):
+            continue
+        elif (hunk := re.match(r"@@ -\d+(?:,\d+)? \+(\d+)", line)) is not None:
+            number, removed = int(hunk.group(1)), []
+        elif line.startswith("-"):
+            removed.append(line[1:])
+        elif line.startswith("+"):
+            changed[f"{file}:{number}"] = (removed.pop(0) if removed else "", line[1:])
+            number += 1
+        else:
+            removed, number = [], number + 1
+    return changed
+
+
+def _new_values(shown: str, targets: Any) -> dict[str, str]:
+    """FILE:LINE -> the new value of each target the shown table or diff updates."""
+    if shown.startswith("FILE:LINE"):
+        return _rows(shown)
+    changed = _diff_lines(shown)
+    values: dict[str, str] = {}
+    for target in targets:
+        where = f"{target.file}:{target.line}"
+        if where not in changed or target.part in ("name", "digest", "digest-hex"):
+            continue
+        before, after = changed[where]
+        start = before.find(target.value)
+        values[where] = after[start:start + len(target.value) + len(after) - len(before)].strip("\"'")
+    return values
+
+
+def _rows(shown: str) -> dict[str, str]:
+    """FILE:LINE -> the NEW cell of the table's update rows."""
+    rows: dict[str, str] = {}
+    for line in shown.splitlines()[1:]:
+        if not line.strip():
+            break
+        cells = re.split(r"\s{2,}", line.strip())
+        rows[cells[0]] = cells[4]
+    return rows
+
+
+def _tag_of(value: str) -> str:
+    value = value.split("@", 1)[0]
+    tail = value.rsplit("/", 1)[-1]
+    return tail.split(":", 1)[1] if ":" in tail else tail
+
+
+@pytest.mark.parametrize(("block", "group", "command"), _plan_sessions(), ids=lambda v: str(v))
+def test_plan_output_is_what_the_doc_shows(
+    block: Block, group: str, command: str, tmp_path: Path, registry_factory: Any
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from image_updater.pipeline import discover_directory
+    from image_updater.testing import ImagePusher
+
+    root = _write_group(tmp_path, group)
+    shown = block.text.split("\n", 1)[1]
+    discovery, _texts = discover_directory(root)
+    rows = _new_values(shown, discovery.targets)
+    old = datetime.now(UTC) - timedelta(days=30)
+    tags: dict[tuple[str, str], dict[str, datetime]] = {}
+    for target in discovery.targets:
+        image = target.image
+        wanted = tags.setdefault((image.registry, image.repository), {})
+        wanted.setdefault(image.effective_tag, old)
+        new = rows.get(f"{target.file}:{target.line}")
+        if new is not None:  # the registry holds the tag the doc shows as chosen, built after the others
+            wanted[_tag_of(new)] = old + timedelta(days=1)
+    registry = registry_factory()
+    with ImagePusher(registry.url) as pusher:
+        for (_host, repository), built in tags.items():
+            pusher.push_many(repository, built)
+    config = tmp_path / "config.yaml"
+    config.write_text("registries:\n" + "".join(
+        f"  - {{prefix: {host}, api_url: '{registry.url}'}}\n" for host in sorted({h for h, _ in tags})
+    ), encoding="utf-8")
+    done = subprocess.run(["bash", "-c", f"{command} -c {config}"], cwd=root, env=_env(tmp_path),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert _DIGEST.sub("sha256:…", done.stdout) == _DIGEST.sub("sha256:…", shown), (
+        f"{block}: `{command}` printed\n{done.stdout}\n{done.stderr}")

@@ -1,5 +1,9 @@
 """Rendering a ``Result``: a terminal table, JSON (DESIGN's ``plan --format json`` schema), Markdown for a
 pull-request comment, and a unified diff. Pure: texts in, text out.
+
+File names, images, tags and messages may hold control characters (a hostile repository or registry): the
+table and Markdown show them escaped (``printable``), the diff quotes such file names as git does and escapes
+them in its lines, and JSON keeps the real values.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from image_updater.plan import Change, ErrorEntry, Result, Skipped
+from image_updater.printable import printable
 
 __all__ = [
     "FORMATS",
@@ -64,6 +69,7 @@ def _where(file: str | None, line: int | None) -> str:
 
 
 def _columns(rows: Sequence[Sequence[str]], indent: str = "") -> list[str]:
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     out = []
     for row in rows:
@@ -87,7 +93,7 @@ def render_table(result: Result) -> str:
         lines += _columns([(_where(s.file, s.line), s.image or "-", s.reason) for s in result.skipped], "  ")
     if result.errors:
         lines += ["", "Errors:"]
-        lines += [f"  {_where(e.file, e.line)}: {e.image + ': ' if e.image else ''}{e.message}"
+        lines += [printable(f"  {_where(e.file, e.line)}: {e.image + ': ' if e.image else ''}{e.message}")
                   for e in result.errors]
     if lines:
         lines.append("")
@@ -103,12 +109,13 @@ def render_json(result: Result) -> str:
 def _md(text: str | None) -> str:
     if text is None:
         return "-"
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return printable(text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " "))
 
 
 def _code(text: str | None) -> str:
     if not text:
         return "-"
+    text = printable(text)
     fence = "``" if "`" in text else "`"
     return f"{fence}{text.replace('|', '¦')}{fence}"
 
@@ -155,6 +162,27 @@ def _split(text: str) -> list[str]:
     return _LINE.findall(text)
 
 
+_GIT_ESCAPES = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r", 34: '\\"',
+                92: "\\\\"}
+
+
+def _git_path(path: str) -> str:
+    """A diff header path as git writes it: C-quoted, octal UTF-8 bytes, when it holds anything unusual."""
+    data = path.encode("utf-8", "surrogateescape")
+    if all(0x20 <= b < 0x7F and b not in (34, 92) for b in data):
+        return path
+    return '"' + "".join(
+        _GIT_ESCAPES.get(b) or (chr(b) if 0x20 <= b < 0x7F else f"\\{b:03o}") for b in data
+    ) + '"'
+
+
+def _diff_line(line: str) -> str:
+    # escape what would drive a terminal; keep tabs and a CRLF line ending, which a patch must carry as is
+    end = "\r\n" if line.endswith("\r\n") else ("\n" if line.endswith("\n") else "")
+    body = line[: len(line) - len(end)]
+    return "\t".join(printable(part) for part in body.split("\t")) + end
+
+
 def render_diff(texts: Mapping[str, tuple[str, str]], *, context: int = 3) -> str:
     """A unified diff (``a/``, ``b/`` prefixes, as ``git diff``) of ``file -> (before, after)``."""
     out: list[str] = []
@@ -163,8 +191,10 @@ def render_diff(texts: Mapping[str, tuple[str, str]], *, context: int = 3) -> st
         if before == after:
             continue
         for line in difflib.unified_diff(
-            _split(before), _split(after), fromfile=f"a/{file}", tofile=f"b/{file}", n=context
+            _split(before), _split(after), fromfile=_git_path(f"a/{file}"), tofile=_git_path(f"b/{file}"),
+            n=context,
         ):
+            line = _diff_line(line)
             if line.endswith("\n"):
                 out.append(line)
             else:

@@ -7,7 +7,7 @@ safe loader, lays the environment over it and validates the result:
 - ``IMAGE_UPDATER_INTERVAL=30s``, ``IMAGE_UPDATER_COMMIT__AUTHOR_NAME=bot`` (``__`` nests);
 - lists and groups also take JSON: ``IMAGE_UPDATER_POLICY_DIRS='["/etc/policies"]'``; a JSON list
   replaces the file's list, while ``IMAGE_UPDATER_SOURCES__0__BRANCH=prod`` changes one field of the
-  file's first source;
+  file's first source; text that is no JSON for a list or group is a problem naming the variable;
 - the environment wins over the file; environment variables that name no setting are ignored (tokens are
   often kept in variables such as ``IMAGE_UPDATER_GIT_TOKEN``), but unknown keys inside a group are errors;
 - durations are written ``90s``, ``5m``, ``1h30m``, ``500ms``, ``2d`` (a unit is required);
@@ -25,9 +25,10 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -39,6 +40,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
@@ -575,6 +577,21 @@ class _EnvSource(EnvSettingsSource):
     def _load_env_vars(self) -> Mapping[str, str | None]:
         return {k.lower(): v for k, v in self._environ.items()}
 
+    def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:
+        # a value that is no JSON is reported by _merge, which knows the variable's name; pydantic-settings
+        # would stop at the first one with json's bare "Expecting value: line 1 column 1 (char 0)"
+        try:
+            return super().decode_complex_value(field_name, field, value)  # type: ignore[arg-type]
+        except ValueError as exc:
+            return _NotJson(str(exc))
+
+
+@dataclass(frozen=True)
+class _NotJson:
+    """An environment value for a list or group that does not parse as JSON (the parser's message only)."""
+
+    reason: str
+
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     from ruamel.yaml import YAML
@@ -603,12 +620,17 @@ def _env_var(path: Sequence[str | int]) -> str:
     return ENV_PREFIX + "__".join(str(p).upper() for p in path)
 
 
+_REPORTED: Any = object()  # _merge's answer for a value it reported as a problem: the file's value stays
+
+
 def _merge(base: Any, override: Any, path: tuple[str, ...], problems: list[str]) -> Any:
-    """Lay ``override`` (from the environment) over ``base`` (from the file)."""
+    """Lay ``override`` (from the environment) over ``base`` (from the file); bad JSON goes to problems."""
     if isinstance(override, dict) and isinstance(base, dict):
         merged = dict(base)
         for key, value in override.items():
-            merged[key] = _merge(base.get(key), value, (*path, key), problems)
+            result = _merge(base.get(key), value, (*path, key), problems)
+            if result is not _REPORTED or key in base:
+                merged[key] = base.get(key) if result is _REPORTED else result
         return merged
     if isinstance(override, dict) and override and all(str(k).isdigit() for k in override):
         # IMAGE_UPDATER_SOURCES__0__BRANCH: one field of one entry of a list from the file
@@ -621,16 +643,61 @@ def _merge(base: Any, override: Any, path: tuple[str, ...], problems: list[str])
                     f"(the list has {len(items)})"
                 )
                 continue
-            items[index] = _merge(items[index], value, (*path, key), problems)
+            result = _merge(items[index], value, (*path, key), problems)
+            if result is not _REPORTED:
+                items[index] = result
         return items
+    expected = _expected_json(path)
+    if isinstance(override, str) and expected is not None:
+        # a list or group takes JSON, also where the file has no value for it
+        try:
+            return json.loads(override)
+        except ValueError as exc:
+            override = _NotJson(str(exc))
+    if isinstance(override, _NotJson):
+        what = expected or "list or object"
+        problems.append(
+            f"{_format_loc(_loc(path))}: expected a JSON {what}, e.g. {_JSON_EXAMPLE.get(what, '[...]')} "
+            f"(the value is not JSON: {override.reason}) (from {_env_var(path)})"
+        )
+        return _REPORTED
     if isinstance(override, str) and override.strip()[:1] in ("[", "{"):
-        # JSON for a list or group, also where the file has no value; a string that is no JSON
-        # (a template "{{ summary }}", a listen address "[::1]:8080") stays a string
+        # JSON for a key the model does not know (reported as unknown); a string setting that looks like
+        # JSON (a template "{{ summary }}", a listen address "[::1]:8080") is not parsed
         with suppress(ValueError):
             parsed = json.loads(override)
             if isinstance(parsed, list | dict) and (base is None or isinstance(base, list | dict)):
                 return parsed
     return override
+
+
+_JSON_EXAMPLE = {"list": """'["a", "b"]'""", "object": """'{"key": "value"}'"""}
+
+
+def _loc(path: Sequence[str]) -> list[str | int]:
+    return [int(p) if p.isdigit() else p for p in path]
+
+
+def _expected_json(path: Sequence[str]) -> Literal["list", "object"] | None:
+    """Whether the setting at ``path`` (``("sources", "0", "paths")``) is a list or a group, else None."""
+    annotation: Any = Settings
+    for part in path:
+        if get_origin(annotation) is list:
+            if not part.isdigit():
+                return None
+            (annotation,) = get_args(annotation)
+            continue
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        field = annotation.model_fields.get(part.lower())
+        if field is None:
+            return None
+        annotation = field.annotation
+    if path and get_origin(annotation) is list:
+        return "list"
+    if path and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "object"
+    return None
 
 
 def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:

@@ -455,8 +455,35 @@ def test_list_entry_override_out_of_range(tmp_path: Path) -> None:
 
 
 def test_malformed_json_in_the_environment() -> None:
-    with pytest.raises(ConfigError, match="invalid configuration in the environment"):
+    with pytest.raises(ConfigError) as info:
         load_settings(env={"IMAGE_UPDATER_SOURCES": "[{not json"})
+    assert "sources: expected a JSON list" in str(info.value)
+    assert "(from IMAGE_UPDATER_SOURCES)" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "line"),
+    [
+        ("IMAGE_UPDATER_POLICY_DIRS", "/etc/p", "policy_dirs: expected a JSON list"),
+        ("IMAGE_UPDATER_HTTP", "notjson", "http: expected a JSON object"),
+        ("IMAGE_UPDATER_SOURCES__1__PATHS", "apps", "sources[1].paths: expected a JSON list"),
+        ("IMAGE_UPDATER_SOURCES__0__AUTH", "token", "sources[0].auth: expected a JSON object"),
+        ("IMAGE_UPDATER_COMMIT", "[1", "commit: expected a JSON object"),
+    ],
+)
+def test_text_that_is_no_json_for_a_list_or_group_names_the_variable(
+    tmp_path: Path, variable: str, value: str, line: str
+) -> None:
+    config = write(tmp_path, "sources:\n  - {name: a, url: /srv/a.git}\n  - {name: b, url: /srv/b.git}\n")
+    env = {variable: value, "IMAGE_UPDATER_INTERVAL": "30"}  # every other problem is still reported
+    with pytest.raises(ConfigError) as info:
+        load_settings(config, env=env)
+    lines = str(info.value).splitlines()[1:]
+    assert len(lines) == 2, lines
+    ours = next(text for text in lines if line in text)
+    assert ours.endswith(f"(from {variable})")
+    assert "is not JSON" in ours
+    assert any(text.strip().startswith("interval: a duration needs a unit") for text in lines)
 
 
 @pytest.mark.parametrize(

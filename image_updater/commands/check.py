@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from image_updater.commands._policyargs import add_modifier_arguments, modifiers_from_args
 from image_updater.policies import Policy, Status, TagInfo, Verdict, parse_policy
+from image_updater.printable import printable
 from image_updater.references import ImageReference, parse_reference
 from image_updater.versions import scan_version
 
@@ -129,13 +130,13 @@ def render_table(
             head.append(("platforms", ", ".join(sorted(chosen.platforms))))
     head.append(("tags", _summary(verdicts)))
     width = max(len(k) for k, _ in head)
-    lines = [f"{k.ljust(width)}  {v}" for k, v in head]
+    lines = [f"{k.ljust(width)}  {printable(v)}" for k, v in head]  # tags come from the registry
     if explain and verdicts:
         rows = [("", "TAG", "BUILT", "STATUS", "REASON")]
         for v in verdicts:
             mark = "*" if v.status is Status.CHOSEN else ""
             tag = v.tag + (" (current)" if v.tag == current else "")
-            rows.append((mark, tag, _time(v.created), v.status.value, v.reason))
+            rows.append((mark, printable(tag), _time(v.created), v.status.value, printable(v.reason)))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         lines.append("")
         for row in rows:

@@ -16,7 +16,8 @@ reads a checkout. A cheap text prefilter keeps files that cannot hold a target f
 from __future__ import annotations
 
 from ._discover import KUSTOMIZATION_FILES, FileInput, discover_files, may_hold_targets
-from ._model import Discovery, Part, Target
+from ._model import Discovery, Part, Shape, Target
+from ._policies import PolicyDef
 from ._walk import MAX_DEPTH, SKIPPED_DIRS, is_yaml_name, iter_yaml_files, resolve_paths
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "Discovery",
     "FileInput",
     "Part",
+    "PolicyDef",
+    "Shape",
     "Target",
     "discover_files",
     "is_yaml_name",

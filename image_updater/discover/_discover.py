@@ -32,7 +32,7 @@ from ._fields import (
     pod_containers,
 )
 from ._markers import MARKER_KEY, find_markers
-from ._model import Discovery, Part, Target
+from ._model import Discovery, Part, Shape, Target
 from ._nodes import LineIndex, MappingNode, Node, ScalarNode, SequenceNode, get, node_line, scalar
 from ._policies import FLUX_IMAGE_API, PolicyDef, PolicyIndex, TargetRule
 
@@ -103,6 +103,7 @@ class _Claim:
     source: str | None = None
     group: object = None
     reason: str | None = None
+    shape: Shape = "container"
 
 
 def _resource(kind: str | None, node: Node) -> str | None:
@@ -198,13 +199,15 @@ class _FileScan:
     def _annotation_claims(self, obj: _Object, claims: list[_Claim]) -> None:
         policies = obj.policies
         block = policies.block if policies is not None else None
-        slots: list[tuple[str | None, Slot | str, Node | None]] = []
+        slots: list[tuple[str | None, Slot | str, Node | None, Shape]] = []
         for container in obj.containers:
             if container.node is not None:
-                slots.append((container.name, container_slot(container.node, container.name), container.node))
+                slots.append((container.name, container_slot(container.node, container.name), container.node,
+                              "container"))
         for helm_name, helm_slot in obj.helm_slots.items():
-            slots.append((helm_name, helm_slot, helm_slot.main.node if helm_slot.main else helm_slot.where))
-        for name, slot, where in slots:
+            slots.append((helm_name, helm_slot, helm_slot.main.node if helm_slot.main else helm_slot.where,
+                          "helm-values"))
+        for name, slot, where, shape in slots:
             if block is not None:
                 if isinstance(slot, Slot) and slot.main is not None:
                     claims.append(_Claim(slot.main.node, _P_BLOCK, obj, name, slot.image, reason=block))
@@ -222,7 +225,8 @@ class _FileScan:
                                          reason=decision.skip))
                 continue
             source = f"{self.file}:{self._annotation_line(obj, decision.source)}"
-            claims.extend(self._slot_claims(slot, decision.policy, "annotation", _P_ANNOTATION, obj, source))
+            claims.extend(self._slot_claims(slot, decision.policy, "annotation", _P_ANNOTATION, obj, source,
+                                            shape))
 
     def _annotation_line(self, obj: _Object, key: str | None) -> int:
         annotations = read_annotations(obj.node)
@@ -231,7 +235,8 @@ class _FileScan:
         return node_line(annotation.node) if annotation is not None else node_line(obj.node)
 
     def _slot_claims(
-        self, slot: Slot, policy: Policy, origin: Origin, priority: int, obj: _Object | None, source: str
+        self, slot: Slot, policy: Policy, origin: Origin, priority: int, obj: _Object | None, source: str,
+        shape: Shape,
     ) -> list[_Claim]:
         group = object()
         out: list[_Claim] = []
@@ -246,10 +251,10 @@ class _FileScan:
             if part == "tag" and slot.kustomize and slot.digest is None and writes_digest:
                 part = "tag-digest"
             out.append(_Claim(slot.main.node, priority, obj, slot.container, slot.image, slot.main.value,
-                              part, slot.main.write_name, policy, origin, source, group))
+                              part, slot.main.write_name, policy, origin, source, group, shape=shape))
         if slot.digest is not None and (slot.digest.value or writes_digest):
             out.append(_Claim(slot.digest.node, priority, obj, slot.container, slot.image, slot.digest.value,
-                              slot.digest.part, "", policy, origin, source, group))
+                              slot.digest.part, "", policy, origin, source, group, shape=shape))
         if not out and slot.skip is not None and isinstance(slot.where, ScalarNode):
             out.append(_Claim(slot.where, _P_WEAK_SKIP, obj, slot.container, slot.image, reason=slot.skip))
         return out
@@ -263,7 +268,7 @@ class _FileScan:
             assert image is not None and policy is not None
             if not rule.matches_kind(obj.kind):
                 continue
-            candidates: list[Slot] = []
+            candidates: list[tuple[Slot, Shape]] = []
             if obj.kustomization:
                 if kustomize is None:
                     flux = obj.api.startswith("kustomize.toolkit.fluxcd.io")
@@ -278,14 +283,14 @@ class _FileScan:
                             reason=f"kustomize images entry has no newTag to update ({definition.label})",
                         ))
                         continue
-                    candidates.append(entry_slot)
+                    candidates.append((entry_slot, "kustomize"))
             else:
                 for container in obj.containers:
                     if container.node is None or not rule.matches_container(container.name):
                         continue
                     slot = container_slot(container.node, container.name)
                     if isinstance(slot, Slot):
-                        candidates.append(slot)
+                        candidates.append((slot, "container"))
                 if generic is None:
                     # image fields anywhere else: Helm values, compose services, custom resources; container
                     # images are the containers' own (with their names), not found twice
@@ -295,11 +300,11 @@ class _FileScan:
                         s for s in (helm_value_slots(root) if root is not None else [])
                         if s.main is None or id(s.main.node) not in own
                     ]
-                candidates.extend(s for s in generic if rule.matches_container(s.container))
-            for slot in candidates:
+                candidates.extend((s, "helm-values") for s in generic if rule.matches_container(s.container))
+            for slot, shape in candidates:
                 if slot.image.same_repository(image):
                     claims.extend(self._slot_claims(
-                        slot, policy, "policy-file", _P_POLICY_FILE, obj, definition.source
+                        slot, policy, "policy-file", _P_POLICY_FILE, obj, definition.source, shape
                     ))
 
     def _markers(
@@ -315,7 +320,7 @@ class _FileScan:
             assert policy is not None
             claims.append(_Claim(
                 hit.node, _P_MARKER, obj, container_of.get(id(hit.node)), hit.image, hit.value, hit.part,
-                hit.write_name, policy, "marker", hit.definition.source, hit.group,
+                hit.write_name, policy, "marker", hit.definition.source, hit.group, shape="marker",
             ))
 
     # -- settle the claims of one document -----------------------------------------------------------
@@ -376,7 +381,7 @@ class _FileScan:
             resource=claim.obj.resource if claim.obj is not None else None,
             container=claim.container, image=claim.image, value=claim.value, part=claim.part,
             policy=claim.policy, origin=claim.origin, write_name=claim.write_name,
-            policy_source=claim.source, with_digest=with_digest,
+            policy_source=claim.source, with_digest=with_digest, shape=claim.shape,
         ))
 
 
@@ -453,6 +458,7 @@ def discover_files(files: FileInput, *, extra_policy_files: FileInput = ()) -> D
     return Discovery(
         targets=tuple(targets), skipped=tuple(_unique(skipped)), errors=tuple(_unique(errors)),
         files_scanned=len(entries), files_parsed=parsed_count, policies=len(index.defs),
+        definitions=tuple(index.defs),
     )
 
 

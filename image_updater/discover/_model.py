@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from image_updater.plan import ErrorEntry, Origin, ResolveKey, Skipped
 from image_updater.policies import Policy
 from image_updater.references import ImageReference
 
-__all__ = ["Discovery", "Part", "Target"]
+if TYPE_CHECKING:
+    from ._policies import PolicyDef
+
+__all__ = ["Discovery", "Part", "Shape", "Target"]
 
 # What the scalar holds, which decides what is written back:
 #   reference   a whole reference, ``[registry/]path[:tag][@digest]``; the tag (and digest) is replaced,
@@ -21,6 +24,13 @@ __all__ = ["Discovery", "Part", "Target"]
 #   digest-hex  only the digest's hex, without ``sha256:`` (Helm ``sha`` as in kube-prometheus-stack)
 #   name        only the repository name (``:name`` setter markers); becomes ``write_name``
 Part = Literal["reference", "tag", "tag-digest", "digest", "digest-hex", "name"]
+
+# Where the scalar sits, for listings (``validate -v``, ``validate --format json``):
+#   container    the image of a container or init container of a pod spec
+#   kustomize    an ``images:`` entry of a kustomization (or of a Flux Kustomization's spec)
+#   helm-values  an image-shaped value elsewhere: Helm values, HelmRelease values, compose, custom resources
+#   marker       whatever scalar a setter marker sits on
+Shape = Literal["container", "kustomize", "helm-values", "marker"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +52,7 @@ class Target:
     policy_source: str | None = None  # "file:line" of the policy file / annotation / ImagePolicy that set it
     # another scalar of the same image writes a digest: resolve with the digest so both agree on one tag
     with_digest: bool = False
+    shape: Shape = "container"
 
     @property
     def current_tag(self) -> str | None:
@@ -80,6 +91,7 @@ class Discovery:
     files_scanned: int = 0  # files offered to discovery
     files_parsed: int = 0  # files that passed the text prefilter and were parsed
     policies: int = 0  # policy definitions found (policy files, Flux ImagePolicy objects)
+    definitions: tuple[PolicyDef, ...] = ()  # those definitions, usable or not, in the order found
 
     @property
     def resolve_keys(self) -> frozenset[ResolveKey]:

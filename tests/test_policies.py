@@ -708,18 +708,20 @@ def test_property_input_order_does_not_matter(text: str, tags: list[str], rnd: r
             ("^(?P<branch>\\w+)-(?P<ts>\\d+)$", "$ts-$branch", "main-42", "42-main"),
             ("^(?P<branch>\\w+)-(?P<ts>\\d+)$", "${ts}_${branch}", "main-42", "42_main"),
             ("^(?<branch>\\w+)-(?<ts>\\d+)$", "$ts", "main-42", "42"),  # Go/PCRE named group spelling
-            ("(?<=-)(\\d+)", "$1", "main-42", "42"),  # a lookbehind is not a named group
+            ("-(\\d+)", "$1", "main-42", "42"),  # searched, not anchored
+            ("^(\\w+)-(\\d+)$", "\\1-$2", "main-42", "\\1-42"),  # Go's Expand: \1 is literal text
             ("^(\\w+)(-x)?-(\\d+)$", "[$2]", "main-42", "[]"),  # an unmatched group expands to nothing
         ]
     ),
 )
 def test_extract_templates(pattern: str, template: str, tag: str, value: str) -> None:
-    from image_updater.policies import _compile_regex, _compile_template
+    from image_updater.policies import _compile_template
+    from image_updater.regexes import compile_user_regex
 
-    regex = _compile_regex(pattern, "filter")
-    match = regex.search(tag)
-    assert match is not None
-    assert _compile_template(template, regex)(match) == value
+    regex = compile_user_regex(pattern, "filter")
+    spans = regex.spans(tag)
+    assert spans is not None
+    assert _compile_template(template, regex)(tag, spans) == value
 
 
 @pytest.mark.parametrize(

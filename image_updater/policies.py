@@ -506,8 +506,10 @@ class _Judge:
             self.now = datetime.now(UTC) if policy.min_age is not None else None
         current_value = self._value_of(current) if current is not None else None
         scanned = scan_version(current_value) if current_value is not None else None
-        # the tie rule prefers the current spelling; without a current version, the plain 1.2.3 spelling
-        self.current_v, self.current_parts = (scanned[2], scanned[3]) if scanned else (False, 3)
+        # the tie rule follows the current spelling; with no current version to follow (no current tag, or
+        # one such as "alpine" or "latest"), the lexically greatest spelling wins
+        self.follow_spelling = scanned is not None
+        self.current_v, self.current_parts = (scanned[2], scanned[3]) if scanned else (False, 0)
         self.current_flavour = scanned[1] if scanned else None
         flavour = policy.flavour
         self.flavour: object
@@ -780,7 +782,8 @@ class _Judge:
     # -- ties and words
 
     def tie_key(self, info: TagInfo) -> tuple[Any, ...]:
-        """Among equal ranks: the current tag's spelling (semver), then natural order, then byte order."""
+        """Among equal ranks: the current tag's spelling (semver, when the current tag is a version), then
+        the lexically greatest: natural order (digit runs as numbers), then byte order."""
         value = self._value_of(info.tag)
         tail = (natural_key(value), value, natural_key(info.tag), info.tag)
         if self.policy.kind != "semver":
@@ -789,6 +792,8 @@ class _Judge:
         if scanned is None:  # pragma: no cover - candidates under semver always scan
             return (False, False, False, False, *tail)
         _, flavour, v, parts = scanned
+        if not self.follow_spelling:
+            return (flavour == self.current_flavour, *tail)
         same_v, same_parts = v == self.current_v, parts == self.current_parts
         return (flavour == self.current_flavour, same_v and same_parts, same_v, same_parts, *tail)
 

@@ -13,7 +13,7 @@ import semver
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from image_updater.errors import InvalidPolicy
+from image_updater.errors import ConfigError, InvalidPolicy
 from image_updater.versions import (
     RELEASE,
     InvalidRange,
@@ -101,8 +101,9 @@ def test_parse_version(
 )
 def test_not_a_version(text: str) -> None:
     assert scan_version(text) is None
-    with pytest.raises(InvalidVersion, match="not a version"):
+    with pytest.raises(InvalidVersion, match="not a version") as caught:
         parse_version(text)
+    assert isinstance(caught.value, ConfigError) and isinstance(caught.value, ValueError)
 
 
 # Strictly ascending; equal versions spelled differently are in EQUAL below.

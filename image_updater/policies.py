@@ -7,7 +7,8 @@ Both are pure: no I/O, no clock unless ``now`` is left out and ``min_age`` needs
 Every tag goes through the same checks, in this order; the first that fails gives its status:
 
     invalid     the tag does not match the OCI tag grammar
-    excluded    it matches an ``exclude`` glob, or it is ``latest`` and the pattern does not name ``latest``
+    excluded    it matches an ``exclude`` glob or a Flux ``exclusionList`` regex, or it is ``latest`` and
+                the pattern does not name ``latest``
     filtered    it does not match ``filter``, or the kind rejects it (not a version, flavour differs, outside
                 the range, no glob/regex match, not a number, not the tracked tag)
     prerelease  a prerelease while the policy admits none (checked before the range, after the flavour)
@@ -129,6 +130,9 @@ class Policy:
     min_age: timedelta | None = None
     platforms: tuple[str, ...] = ()
     pin_digest: bool = False
+    # Flux ImageRepository exclusionList: tags any of these regexes finds are excluded. Set by discovery
+    # from Flux objects only, never a modifier of the string form.
+    exclude_regex: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _compile(self)  # fail at construction, not at the first choose()
@@ -224,6 +228,7 @@ class _Compiled:
     exclude: re.Pattern[str] | None  # all exclude globs in one pattern
     exclude_globs: tuple[tuple[str, re.Pattern[str]], ...]  # each on its own, to name the one that matched
     exclude_may_match_versions: bool
+    exclude_regexes: tuple[UserRegex, ...]
     filter: UserRegex | None
     extract: Callable[[str, Spans], str] | None
     allows_latest: bool
@@ -416,6 +421,10 @@ def _compile(policy: Policy) -> _Compiled:
             f"(?:{_glob_to_regex(g, 'exclude glob', f'x{i}_')})" for i, g in enumerate(policy.exclude)
         )
         exclude = re.compile(f"(?:{body})\\Z", re.DOTALL)
+    for pattern_text in policy.exclude_regex:
+        if not isinstance(pattern_text, str) or not pattern_text:
+            raise InvalidPolicy(f"invalid exclusionList regex {pattern_text!r}: expected a non-empty regex")
+    exclude_regexes = tuple(compile_user_regex(r, "exclusionList regex") for r in policy.exclude_regex)
     filter_ = None
     extract = None
     if policy.filter is not None:
@@ -448,6 +457,7 @@ def _compile(policy: Policy) -> _Compiled:
         exclude_globs=exclude_globs,
         # version-shaped tags start with a digit or "v": the default cosign globs ("sha256-*") never match one
         exclude_may_match_versions=any(g[0] in "*?[\\0123456789v" for g in policy.exclude),
+        exclude_regexes=exclude_regexes,
         filter=filter_,
         extract=extract,
         allows_latest="latest" in named.lower(),
@@ -565,6 +575,7 @@ class _Judge:
         valid_tag = _TAG_GRAMMAR.match
         exclude = c.exclude.match if c.exclude is not None else None
         exclude_reason = self._exclude_reason
+        excluded_by_regex = self._regex_exclusion if c.exclude_regexes else None
         latest_ok = c.allows_latest or policy.kind == "digest"
         filter_ = c.filter.spans if c.filter is not None else None
         extract = c.extract
@@ -578,6 +589,8 @@ class _Judge:
                 return r_invalid
             if exclude is not None and exclude(tag):
                 return exclude_reason(tag)
+            if excluded_by_regex is not None and (rejected := excluded_by_regex(tag)) is not None:
+                return rejected
             if not latest_ok and len(tag) == 6 and tag.lower() == "latest":
                 return r_latest
             value = tag
@@ -601,6 +614,8 @@ class _Judge:
         exclude = self.compiled.exclude
         if exclude is not None and exclude.match(tag):
             return self._exclude_reason(tag)
+        if self.compiled.exclude_regexes and (rejected := self._regex_exclusion(tag)) is not None:
+            return rejected
         if tag.lower() == "latest" and not (self.compiled.allows_latest or self.policy.kind == "digest"):
             return self.r_latest
         return None
@@ -666,6 +681,7 @@ class _Judge:
         exclude_any = c.exclude.match if c.exclude is not None else None
         exclude = exclude_any if c.exclude_may_match_versions else None
         exclude_reason = self._exclude_reason
+        excluded_by_regex = self._regex_exclusion if c.exclude_regexes else None
         valid_tag = _TAG_GRAMMAR.match
         r_latest = self.r_latest  # no range names latest, and with a filter the generic checks run
         filter_ = c.filter.spans if c.filter is not None else None
@@ -688,6 +704,8 @@ class _Judge:
                         return r_invalid
                     if exclude_any is not None and exclude_any(tag):
                         return exclude_reason(tag)
+                    if excluded_by_regex is not None and (rejected := excluded_by_regex(tag)) is not None:
+                        return rejected
                     if len(tag) == 6 and tag.lower() == "latest":
                         return r_latest
                     return r_not_version
@@ -695,6 +713,8 @@ class _Judge:
                     return r_invalid
                 if exclude is not None and exclude(tag):
                     return exclude_reason(tag)
+                if excluded_by_regex is not None and (rejected := excluded_by_regex(tag)) is not None:
+                    return rejected
             else:
                 rejected = front(tag)
                 if rejected is not None:
@@ -748,6 +768,12 @@ class _Judge:
             if pattern.match(tag):
                 return _Reject(Status.EXCLUDED, f"matches exclude {glob!r}")
         raise AssertionError("unreachable: the combined exclude pattern matched")  # pragma: no cover
+
+    def _regex_exclusion(self, tag: str) -> _Reject | None:
+        for regex in self.compiled.exclude_regexes:
+            if regex.found_in(tag):
+                return _Reject(Status.EXCLUDED, f"matches exclusionList regex {regex.pattern!r}")
+        return None
 
     @staticmethod
     def _age_check(info: TagInfo, min_age: timedelta, now: datetime | None) -> _Reject | None:

@@ -6,7 +6,10 @@ Three policies over the same generated repository (a realistic mix: plain and v-
 
 - ``semver:>=1.2.0 <5``: version ranking through a range,
 - ``glob:main-*``: build-time ranking,
-- ``alphabetical``: byte order.
+- ``alphabetical``: byte order,
+- ``regex:^main-[0-9a-f]+-[0-9]+$``: a user regex (RE2) on every tag, then build-time ranking,
+- ``semver:>=1.2.0 <5`` with ``filter``/``extract``: a user regex with a named group on every tag, the
+  extracted value ranked as a version.
 
 Each is timed RUNS times over the same ``TagInfo`` list (policy evaluation only: ``parse_policy`` +
 ``choose``; no interpreter start-up, no stdin parsing); the table shows the median wall time and the median
@@ -51,10 +54,13 @@ from image_updater.policies import TagInfo, parse_policy  # noqa: E402
 RESULTS = ROOT / "bench" / "results" / "select.json"
 SCRIPT = Path(sys.executable).with_name("image-updater")
 T0 = datetime(2023, 1, 1, tzinfo=UTC)
-POLICIES = [
-    ("semver", "semver:>=1.2.0 <5", "1.2.0"),
-    ("glob", "glob:main-*", None),
-    ("alphabetical", "alphabetical", None),
+POLICIES: list[tuple[str, str, dict[str, str], str | None]] = [
+    ("semver", "semver:>=1.2.0 <5", {}, "1.2.0"),
+    ("glob", "glob:main-*", {}, None),
+    ("alphabetical", "alphabetical", {}, None),
+    ("regex", "regex:^main-[0-9a-f]+-[0-9]+$", {}, None),
+    ("semver+filter", "semver:>=1.2.0 <5",
+     {"filter": r"^v?(?P<version>\d+\.\d+(?:\.\d+)?)$", "extract": "$version"}, "1.2.0"),
 ]
 FEW_TAGS = "1.2.3\n1.2.10\n1.3.0\nv1.2.11-rc.1\nlatest\n"
 
@@ -160,33 +166,41 @@ def main() -> int:
         "policies": {},
     }
     rows = []
-    for name, text, current in POLICIES:
+    for name, text, modifiers, current in POLICIES:
         chosen: list[str | None] = []
 
         def evaluate(
-            text: str = text, current: str | None = current, chosen: list[str | None] = chosen
+            text: str = text,
+            modifiers: dict[str, str] = modifiers,
+            current: str | None = current,
+            chosen: list[str | None] = chosen,
         ) -> None:
             # parse_policy's compile step is cached per policy value: clear it so every run pays for it
             from image_updater.policies import _compile
 
             _compile.cache_clear()
-            got = parse_policy(text).choose(tags, current=current)
+            got = parse_policy(text, modifiers).choose(tags, current=current)
             chosen.append(got.tag if got else None)
 
         evaluate()  # warm-up: imports, regex compilation in the re module's cache
         walls, cpus = measure(evaluate, args.runs)
         explain_walls, _ = measure(
-            lambda text=text, current=current: parse_policy(text).explain(tags, current), 1
+            lambda text=text, modifiers=modifiers, current=current: parse_policy(text, modifiers).explain(
+                tags, current
+            ),
+            1,
         )
         results["policies"][name] = {
             "policy": text,
+            "modifiers": modifiers,
             "chosen": chosen[-1],
             "wall_median_s": round(statistics.median(walls), 4),
             "cpu_median_s": round(statistics.median(cpus), 4),
             "walls_s": [round(w, 4) for w in walls],
             "explain_wall_s": round(explain_walls[0], 4),
         }
-        rows.append((text, chosen[-1], statistics.median(walls), statistics.median(cpus), explain_walls[0]))
+        label = text + (" +filter" if modifiers else "")
+        rows.append((label, chosen[-1], statistics.median(walls), statistics.median(cpus), explain_walls[0]))
 
     lines = [f"{t.tag} {t.created.isoformat()}\n" for t in tags if t.created is not None]
     read_walls, _ = measure(lambda: read_tags(lines), 3)
@@ -197,9 +211,9 @@ def main() -> int:
 
     print(f"select benchmark: {args.tags:,} tags, median of {args.runs} runs "
           f"(load average before/after {os.getloadavg()[0]:.1f})")
-    print(f"{'policy':<22} {'chosen':<16} {'wall':>8} {'cpu':>8} {'explain':>9}")
+    print(f"{'policy':<30} {'chosen':<20} {'wall':>8} {'cpu':>8} {'explain':>9}")
     for text, chosen_tag, wall, cpu, explain in rows:
-        print(f"{text:<22} {chosen_tag or '-':<16} {wall:>7.3f}s {cpu:>7.3f}s {explain:>8.3f}s")
+        print(f"{text:<30} {chosen_tag or '-':<20} {wall:>7.3f}s {cpu:>7.3f}s {explain:>8.3f}s")
     print(f"reading {len(lines):,} stdin lines (tag + RFC 3339 time): {statistics.median(read_walls):.3f}s")
     for mode in ("installed", "checkout"):
         row = e2e[mode]

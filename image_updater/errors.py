@@ -5,7 +5,8 @@ Every error the package raises on purpose is an ``ImageUpdaterError``::
     ImageUpdaterError
      ├── ConfigError                  bad configuration, policy or reference (exit code 2 on the CLI)
      │    ├── InvalidReference        also a ValueError
-     │    └── InvalidPolicy           also a ValueError
+     │    ├── InvalidPolicy           also a ValueError
+     │    └── InvalidVersion          not a version (versions.parse_version); also a ValueError
      ├── RegistryError                a registry could not answer what we asked
      │    ├── TransientRegistryError  worth retrying: 5xx, 429, timeouts, resets, truncated bodies
      │    ├── RegistryAuthError       401/403, or credentials that cannot be obtained

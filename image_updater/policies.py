@@ -7,7 +7,8 @@ Both are pure: no I/O, no clock unless ``now`` is left out and ``min_age`` needs
 Every tag goes through the same checks, in this order; the first that fails gives its status:
 
     invalid     the tag does not match the OCI tag grammar
-    excluded    it matches an ``exclude`` glob, or it is ``latest`` and the pattern does not name ``latest``
+    excluded    it matches an ``exclude`` glob or a Flux ``exclusionList`` regex, or it is ``latest`` and
+                the pattern does not name ``latest``
     filtered    it does not match ``filter``, or the kind rejects it (not a version, flavour differs, outside
                 the range, no glob/regex match, not a number, not the tracked tag)
     prerelease  a prerelease while the policy admits none (checked before the range, after the flavour)
@@ -20,16 +21,16 @@ The remaining candidates are ranked per kind; the greatest wins, and equal ranks
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from image_updater.errors import ConfigError, InvalidPolicy
 from image_updater.references import is_valid_tag
+from image_updater.regexes import Spans, UserRegex, compile_user_regex
 from image_updater.versions import (
     PRERELEASE_START_RE,
     RELEASE,
@@ -129,6 +130,9 @@ class Policy:
     min_age: timedelta | None = None
     platforms: tuple[str, ...] = ()
     pin_digest: bool = False
+    # Flux ImageRepository exclusionList: tags any of these regexes finds are excluded. Set by discovery
+    # from Flux objects only, never a modifier of the string form.
+    exclude_regex: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _compile(self)  # fail at construction, not at the first choose()
@@ -219,12 +223,14 @@ class _Compiled:
 
     range: Range | None
     range_match: Callable[[Any], bool] | None
-    pattern: re.Pattern[str] | None  # glob (full match) or regex (search)
+    pattern: re.Pattern[str] | None  # glob (full match)
+    regex: UserRegex | None  # regex (search)
     exclude: re.Pattern[str] | None  # all exclude globs in one pattern
     exclude_globs: tuple[tuple[str, re.Pattern[str]], ...]  # each on its own, to name the one that matched
     exclude_may_match_versions: bool
-    filter: re.Pattern[str] | None
-    extract: Callable[[re.Match[str]], str] | None
+    exclude_regexes: tuple[UserRegex, ...]
+    filter: UserRegex | None
+    extract: Callable[[str, Spans], str] | None
     allows_latest: bool
     platforms: frozenset[str]
 
@@ -291,31 +297,17 @@ def _compile_glob(glob: str, what: str) -> re.Pattern[str]:
         raise InvalidPolicy(f"invalid {what} {glob!r}: {exc}") from exc
 
 
-# Go (RE2) and PCRE spell named groups (?<name>...); Python wants (?P<name>...)
-_GO_NAMED_GROUP = re.compile(r"\(\?<(?=[A-Za-z_])")
-
-
-def _compile_regex(pattern: str, what: str) -> re.Pattern[str]:
-    try:
-        # Python warns (FutureWarning) about sets such as "[[" that may change meaning one day; a user's
-        # pattern means what it means today, and the warning would only litter the CLI's stderr
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            return re.compile(_GO_NAMED_GROUP.sub("(?P<", pattern))
-    except (re.error, OverflowError, RecursionError) as exc:
-        raise InvalidPolicy(f"invalid {what} {pattern!r}: {exc}") from exc
-
-
 _TEMPLATE_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
-def _compile_template(template: str, regex: re.Pattern[str]) -> Callable[[re.Match[str]], str]:
-    """Go's ``Regexp.Expand`` (Flux ``extract``): ``$1``, ``$name``, ``${name}``, ``$$``.
+def _compile_template(template: str, regex: UserRegex) -> Callable[[str, Spans], str]:
+    """Go's ``Regexp.Expand`` (Flux ``extract``): ``$1``, ``$name``, ``${name}``, ``$$``; anything else,
+    ``\\1`` included, is literal text. The result expands a tag and its filter spans (``UserRegex.spans``).
 
     Go silently expands a reference to a group that does not exist to ""; we refuse it, because an extract
     that is always empty would make every tag rank the same.
     """
-    pieces: list[tuple[bool, str | int]] = []  # (is a group reference, literal text or group)
+    pieces: list[str | int] = []  # literal text, or a group's index
     literal: list[str] = []
     i, n = 0, len(template)
     while i < n:
@@ -342,23 +334,32 @@ def _compile_template(template: str, regex: re.Pattern[str]) -> Callable[[re.Mat
             i += 1
             continue
         if name.isdigit():
-            ref: str | int = int(name)
-            if cast(int, ref) > regex.groups:
+            index = int(name)
+            if index > regex.groups:
                 raise InvalidPolicy(f"invalid extract {template!r}: filter has no group {name}")
         else:
             if name not in regex.groupindex:
                 raise InvalidPolicy(f"invalid extract {template!r}: filter has no group named {name!r}")
-            ref = name
+            index = regex.groupindex[name]
         if literal:
-            pieces.append((False, "".join(literal)))
+            pieces.append("".join(literal))
             literal = []
-        pieces.append((True, ref))
+        pieces.append(index)
     if literal:
-        pieces.append((False, "".join(literal)))
+        pieces.append("".join(literal))
     frozen = tuple(pieces)
+    # a group that did not take part has the span (-1, -1), which slices to "" as Go expands it
+    if len(frozen) == 1 and isinstance(frozen[0], int):  # "$version": the common case, once per tag
+        only = frozen[0]
 
-    def expand(match: re.Match[str]) -> str:
-        return "".join((match.group(p) or "") if is_ref else cast(str, p) for is_ref, p in frozen)
+        def expand_one(text: str, spans: Spans) -> str:
+            start, end = spans[only]
+            return text[start:end]
+
+        return expand_one
+
+    def expand(text: str, spans: Spans) -> str:
+        return "".join([p if isinstance(p, str) else text[spans[p][0] : spans[p][1]] for p in frozen])
 
     return expand
 
@@ -387,6 +388,7 @@ def _compile(policy: Policy) -> _Compiled:
     kind, arg = policy.kind, policy.argument
     range_: Range | None = None
     pattern: re.Pattern[str] | None = None
+    regex: UserRegex | None = None
     if kind not in _KINDS.values():
         known = ", ".join(sorted(set(_KINDS.values())))
         raise InvalidPolicy(f"unknown policy kind {kind!r} (expected one of {known})")
@@ -399,7 +401,7 @@ def _compile(policy: Policy) -> _Compiled:
     elif kind == "regex":
         if not arg:
             raise InvalidPolicy("invalid policy 'regex:': empty regex (use 'regex:.' to match every tag)")
-        pattern = _compile_regex(arg, "regex")
+        regex = compile_user_regex(arg, "regex")
     elif kind in ("alphabetical", "numerical"):
         if arg not in ("asc", "desc"):
             raise InvalidPolicy(f"invalid policy '{kind}:{arg}': the order must be 'asc' or 'desc'")
@@ -419,12 +421,16 @@ def _compile(policy: Policy) -> _Compiled:
             f"(?:{_glob_to_regex(g, 'exclude glob', f'x{i}_')})" for i, g in enumerate(policy.exclude)
         )
         exclude = re.compile(f"(?:{body})\\Z", re.DOTALL)
+    for pattern_text in policy.exclude_regex:
+        if not isinstance(pattern_text, str) or not pattern_text:
+            raise InvalidPolicy(f"invalid exclusionList regex {pattern_text!r}: expected a non-empty regex")
+    exclude_regexes = tuple(compile_user_regex(r, "exclusionList regex") for r in policy.exclude_regex)
     filter_ = None
     extract = None
     if policy.filter is not None:
         if not policy.filter:
             raise InvalidPolicy("invalid filter '': empty regex")
-        filter_ = _compile_regex(policy.filter, "filter")
+        filter_ = compile_user_regex(policy.filter, "filter")
     if policy.extract is not None:
         if filter_ is None:
             raise InvalidPolicy(f"invalid extract {policy.extract!r}: extract needs a filter regex")
@@ -446,10 +452,12 @@ def _compile(policy: Policy) -> _Compiled:
         range=range_,
         range_match=range_.matcher() if range_ is not None else None,
         pattern=pattern,
+        regex=regex,
         exclude=exclude,
         exclude_globs=exclude_globs,
         # version-shaped tags start with a digit or "v": the default cosign globs ("sha256-*") never match one
         exclude_may_match_versions=any(g[0] in "*?[\\0123456789v" for g in policy.exclude),
+        exclude_regexes=exclude_regexes,
         filter=filter_,
         extract=extract,
         allows_latest="latest" in named.lower(),
@@ -508,8 +516,10 @@ class _Judge:
             self.now = datetime.now(UTC) if policy.min_age is not None else None
         current_value = self._value_of(current) if current is not None else None
         scanned = scan_version(current_value) if current_value is not None else None
-        # the tie rule prefers the current spelling; without a current version, the plain 1.2.3 spelling
-        self.current_v, self.current_parts = (scanned[2], scanned[3]) if scanned else (False, 3)
+        # the tie rule follows the current spelling; with no current version to follow (no current tag, or
+        # one such as "alpine" or "latest"), the lexically greatest spelling wins
+        self.follow_spelling = scanned is not None
+        self.current_v, self.current_parts = (scanned[2], scanned[3]) if scanned else (False, 0)
         self.current_flavour = scanned[1] if scanned else None
         flavour = policy.flavour
         self.flavour: object
@@ -552,9 +562,9 @@ class _Judge:
         """The value a tag is ranked by: the ``extract`` expansion of the filter match, else the tag."""
         c = self.compiled
         if c.extract is not None and c.filter is not None:
-            m = c.filter.search(tag)
-            if m is not None:
-                return c.extract(m)
+            spans = c.filter.spans(tag)
+            if spans is not None:
+                return c.extract(tag, spans)
         return tag
 
     def _build_rank(self) -> Callable[[TagInfo], Any]:
@@ -565,8 +575,9 @@ class _Judge:
         valid_tag = _TAG_GRAMMAR.match
         exclude = c.exclude.match if c.exclude is not None else None
         exclude_reason = self._exclude_reason
+        excluded_by_regex = self._regex_exclusion if c.exclude_regexes else None
         latest_ok = c.allows_latest or policy.kind == "digest"
-        filter_ = c.filter.search if c.filter is not None else None
+        filter_ = c.filter.spans if c.filter is not None else None
         extract = c.extract
         ranker = self._kind_ranker()
         back = self._back_check if policy.min_age is not None or c.platforms else None
@@ -578,15 +589,17 @@ class _Judge:
                 return r_invalid
             if exclude is not None and exclude(tag):
                 return exclude_reason(tag)
+            if excluded_by_regex is not None and (rejected := excluded_by_regex(tag)) is not None:
+                return rejected
             if not latest_ok and len(tag) == 6 and tag.lower() == "latest":
                 return r_latest
             value = tag
             if filter_ is not None:
-                m = filter_(tag)
-                if m is None:
+                spans = filter_(tag)
+                if spans is None:
                     return r_filter
                 if extract is not None:
-                    value = extract(m)
+                    value = extract(tag, spans)
             key = ranker(info, value)
             if back is not None and type(key) is not _Reject:
                 return back(info) or key
@@ -601,6 +614,8 @@ class _Judge:
         exclude = self.compiled.exclude
         if exclude is not None and exclude.match(tag):
             return self._exclude_reason(tag)
+        if self.compiled.exclude_regexes and (rejected := self._regex_exclusion(tag)) is not None:
+            return rejected
         if tag.lower() == "latest" and not (self.compiled.allows_latest or self.policy.kind == "digest"):
             return self.r_latest
         return None
@@ -618,12 +633,14 @@ class _Judge:
     def _kind_ranker(self) -> Callable[[TagInfo, str], Any]:
         kind = self.policy.kind
         if kind in _TIME_ORDERED:
-            pattern = self.compiled.pattern
-            match = None if pattern is None else pattern.match if kind == "glob" else pattern.search
+            pattern, regex = self.compiled.pattern, self.compiled.regex
+            match: Callable[[str], object] | None = (
+                pattern.match if pattern is not None else regex.found_in if regex is not None else None
+            )
             r_pattern = self.r_pattern
 
             def by_time(info: TagInfo, value: str) -> Any:
-                if match is not None and match(info.tag) is None:
+                if match is not None and not match(info.tag):
                     return r_pattern
                 created = info.created
                 return _NO_TIME if created is None else (1, _aware(created))
@@ -664,9 +681,10 @@ class _Judge:
         exclude_any = c.exclude.match if c.exclude is not None else None
         exclude = exclude_any if c.exclude_may_match_versions else None
         exclude_reason = self._exclude_reason
+        excluded_by_regex = self._regex_exclusion if c.exclude_regexes else None
         valid_tag = _TAG_GRAMMAR.match
         r_latest = self.r_latest  # no range names latest, and with a filter the generic checks run
-        filter_ = c.filter.search if c.filter is not None else None
+        filter_ = c.filter.spans if c.filter is not None else None
         extract = c.extract
         version = VERSION_RE.match
         is_prerelease = PRERELEASE_START_RE.match
@@ -686,6 +704,8 @@ class _Judge:
                         return r_invalid
                     if exclude_any is not None and exclude_any(tag):
                         return exclude_reason(tag)
+                    if excluded_by_regex is not None and (rejected := excluded_by_regex(tag)) is not None:
+                        return rejected
                     if len(tag) == 6 and tag.lower() == "latest":
                         return r_latest
                     return r_not_version
@@ -693,14 +713,16 @@ class _Judge:
                     return r_invalid
                 if exclude is not None and exclude(tag):
                     return exclude_reason(tag)
+                if excluded_by_regex is not None and (rejected := excluded_by_regex(tag)) is not None:
+                    return rejected
             else:
                 rejected = front(tag)
                 if rejected is not None:
                     return rejected
-                fm = filter_(tag)
-                if fm is None:
+                spans = filter_(tag)
+                if spans is None:
                     return r_filter
-                m = version(extract(fm) if extract is not None else tag)
+                m = version(extract(tag, spans) if extract is not None else tag)
                 if m is None:
                     return r_not_version
             _v, major, minor, patch, suffix, build = m.groups()
@@ -747,6 +769,12 @@ class _Judge:
                 return _Reject(Status.EXCLUDED, f"matches exclude {glob!r}")
         raise AssertionError("unreachable: the combined exclude pattern matched")  # pragma: no cover
 
+    def _regex_exclusion(self, tag: str) -> _Reject | None:
+        for regex in self.compiled.exclude_regexes:
+            if regex.found_in(tag):
+                return _Reject(Status.EXCLUDED, f"matches exclusionList regex {regex.pattern!r}")
+        return None
+
     @staticmethod
     def _age_check(info: TagInfo, min_age: timedelta, now: datetime | None) -> _Reject | None:
         if info.created is None:
@@ -780,7 +808,8 @@ class _Judge:
     # -- ties and words
 
     def tie_key(self, info: TagInfo) -> tuple[Any, ...]:
-        """Among equal ranks: the current tag's spelling (semver), then natural order, then byte order."""
+        """Among equal ranks: the current tag's spelling (semver, when the current tag is a version), then
+        the lexically greatest: natural order (digit runs as numbers), then byte order."""
         value = self._value_of(info.tag)
         tail = (natural_key(value), value, natural_key(info.tag), info.tag)
         if self.policy.kind != "semver":
@@ -789,6 +818,8 @@ class _Judge:
         if scanned is None:  # pragma: no cover - candidates under semver always scan
             return (False, False, False, False, *tail)
         _, flavour, v, parts = scanned
+        if not self.follow_spelling:
+            return (flavour == self.current_flavour, *tail)
         same_v, same_parts = v == self.current_v, parts == self.current_parts
         return (flavour == self.current_flavour, same_v and same_parts, same_v, same_parts, *tail)
 

@@ -14,7 +14,10 @@ prerelease, so that every prerelease sorts below its release. Prerelease identif
 identifier, digit runs compare as numbers too, so ``rc10`` follows ``rc9``.
 
 Ranges: ``=`` ``!=`` ``>`` ``>=`` ``<`` ``<=`` ``~`` (``~>``) ``^``, wildcards ``x`` ``X`` ``*``, partial
-versions (``1.2`` means ``1.2.x``), hyphen ranges ``1.2 - 1.4``, AND by space or comma, OR by ``||``.
+versions (``1.2`` means ``1.2.x``), hyphen ranges ``1.2 - 1.4``, AND by space or comma, OR by ``||``. An
+exclusive upper bound without a prerelease of its own (``<3.0.0``, ``<3``, ``^2``, ``2.x``) stops below the
+prereleases of that version: with prereleases admitted, ``>=2.0.0-0 <3.0.0`` takes ``2.1.0-rc.1``, never
+``3.0.0-rc.1``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from image_updater.errors import InvalidPolicy
+from image_updater.errors import ConfigError, InvalidPolicy
 
 __all__ = [
     "PRERELEASE_START_RE",
@@ -65,8 +68,8 @@ PRERELEASE_START_RE = _PRERELEASE_START = re.compile(
 _DIGIT_RUN = re.compile(r"(\d+)", re.ASCII)
 
 
-class InvalidVersion(ValueError):
-    """A string is not a (lenient) version."""
+class InvalidVersion(ConfigError, ValueError):
+    """A string is not a (lenient) version; the message shows it."""
 
 
 class InvalidRange(InvalidPolicy):
@@ -261,6 +264,10 @@ def _comparator(op: str, p: _Partial) -> _Interval:
     if op == "<":
         if wildcard:
             return _NOTHING
+        if p.full and p.pre is None:
+            # "<3.0.0" is "below the 3.0.0 line", as "<3", "^2" and "2.x" are: 3.0.0's own prereleases stay
+            # out when prereleases are admitted; "<3.0.0-rc.2" names one and admits 3.0.0-rc.1
+            return _Interval(high=(p.major, p.minor, p.patch, _MIN_PRE), high_inclusive=False)
         return _Interval(high=p.low(), high_inclusive=False)
     if op == "<=":
         if p.full:

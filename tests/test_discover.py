@@ -4,14 +4,15 @@ The golden trees (test_golden.py) cover the same ground end to end with byte-exa
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 
 import pytest
 
 from image_updater.discover import Discovery, Target, discover_files
 from image_updater.discover._globs import InvalidGlob, compile_path_glob
-from image_updater.discover._policies import flux_exclusion_filter
-from image_updater.policies import TagInfo, parse_policy
+from image_updater.errors import InvalidPolicy
+from image_updater.policies import Status, TagInfo, parse_policy
 
 
 def d(text: str) -> str:
@@ -483,12 +484,21 @@ def test_flux_image_policy_conversion() -> None:
     assert chosen is not None and chosen.tag == "main-c-20"
 
 
-def test_flux_exclusion_filter_keeps_the_pattern_groups() -> None:
-    # the exclusion regexes' own groups must not shift the pattern's group numbers
-    combined = flux_exclusion_filter(["(a)(b)", "[(]x"], "^v(?P<n>[0-9]+)-([0-9]+)")
-    policy = parse_policy("numerical", {"filter": combined, "extract": "$2"})
+def test_flux_exclusion_list_excludes_without_touching_the_filter_groups() -> None:
+    # exclusionList regexes are their own check (RE2 has no lookahead to fold them into the filter): their
+    # groups cannot shift the filter's group numbers, and the verdict names the regex that excluded
+    policy = parse_policy("numerical", {"filter": "^v(?P<n>[0-9]+)-([0-9]+)", "extract": "$2"})
+    policy = dataclasses.replace(policy, exclude_regex=("(a)(b)", "[(]x"))
     tags = [TagInfo(t) for t in ("v9-1", "v1-5", "v2-7ab", "v3-8(x", "w1-9")]
     assert policy.choose(tags) == TagInfo("v1-5")
+    reasons = {v.tag: (v.status, v.reason) for v in policy.explain(tags)}
+    assert reasons["v2-7ab"] == (Status.EXCLUDED, "matches exclusionList regex '(a)(b)'")
+    assert reasons["v3-8(x"][0] is Status.INVALID  # "(" is no tag character; the grammar comes first
+    semver = dataclasses.replace(parse_policy("semver:*"), exclude_regex=("-debug$",))
+    assert semver.choose([TagInfo("1.0.0"), TagInfo("2.0.0-debug")], current="1.0.0") == TagInfo("1.0.0")
+    assert semver.choose([TagInfo("1.0.0"), TagInfo("2.0.0-debug")], current="1.0.0-debug") is None
+    with pytest.raises(InvalidPolicy, match="invalid exclusionList regex"):
+        dataclasses.replace(policy, exclude_regex=("(?!x)",))
 
 
 # -- policy files ----------------------------------------------------------------------------------------

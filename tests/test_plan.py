@@ -372,3 +372,39 @@ def _strip_images(node: object) -> object:
 
 def test_result_is_a_value() -> None:
     assert Result().to_dict() == {"updates": [], "unchanged": [], "skipped": [], "errors": []}
+
+
+def test_equal_versions_spelled_differently_follow_the_current_tag_or_go_to_the_lexically_greatest() -> None:
+    """The tie rule through discovery and planning, as a pass applies it (DESIGN: policy semantics)."""
+    text = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app
+  annotations:
+    image-updater.io/automated: "true"
+    image-updater.io/policy: "semver:*"
+spec:
+  template:
+    spec:
+      containers:
+        - name: tagless
+          image: example.com/app
+        - name: word
+          image: example.com/app:stable
+        - name: plain
+          image: example.com/app:1.0.0
+        - name: prefixed
+          image: example.com/app:v1.0.0
+"""
+    discovery = discover_files({"d.yaml": text})
+    assert discovery.errors == ()
+    tags = tag_table({"example.com/app": ["1.2.4", "v1.2.4", "1.2", "stable"]})
+    result = build_plan(discovery, stub_resolve([t.resolve_key for t in discovery.targets], tags))
+    new = {c.container: c.new for c in result.updates}
+    assert new == {
+        "tagless": "example.com/app:v1.2.4",  # no current version to follow: lexically greatest
+        "word": "example.com/app:v1.2.4",
+        "plain": "example.com/app:1.2.4",  # same prefix and part count as the current tag
+        "prefixed": "example.com/app:v1.2.4",
+    }

@@ -451,7 +451,8 @@ def test_choose(
 
 
 # Equal versions spelled differently: the current tag's v prefix and part count, then the v prefix, then the
-# part count, then the natural/lexical greatest. (current, chosen) over the same four spellings.
+# part count, then the natural/lexical greatest; with no current version to follow (none, "alpine", "latest")
+# the lexically greatest at once. (current, chosen) over the same four spellings.
 SPELLINGS = ["1.2", "1.2.0", "v1.2", "v1.2.0"]
 
 
@@ -459,11 +460,12 @@ SPELLINGS = ["1.2", "1.2.0", "v1.2", "v1.2.0"]
     ("current", "chosen"),
     sorted(
         [
-            (None, "1.2.0"),
+            (None, "v1.2.0"),
             ("1", "1.2.0"),
             ("1.0", "1.2"),
             ("1.0.0", "1.2.0"),
-            ("alpine", "1.2.0"),
+            ("alpine", "v1.2.0"),
+            ("latest", "v1.2.0"),
             ("v1", "v1.2.0"),
             ("v1.0", "v1.2"),
             ("v1.0.0", "v1.2.0"),
@@ -487,11 +489,16 @@ def test_tie_rule_prefers_the_current_spelling(current: str | None, chosen: str)
         ("v1.0", ["1.2", "v1.2.0"], "v1.2.0"),
         ("1.0.0", ["1.2", "v1.2"], "1.2"),
         ("1.0.0", ["01.2.0", "1.2.0"], "1.2.0"),  # lexically greatest among identical spellings
+        (None, ["1.2.4", "v1.2.4"], "v1.2.4"),  # nothing to follow: lexically greatest ('v' > '1')
+        (None, ["1.2", "1.2.0"], "1.2.0"),
+        (None, ["01.2.0", "1.2.0"], "1.2.0"),
+        ("main", ["1.2.4", "v1.2.4"], "v1.2.4"),
     ],
 )
-def test_tie_rule_steps(current: str, tags: list[str], chosen: str) -> None:
-    got = parse_policy("semver:*").choose(infos(*tags), current=current)
-    assert got is not None and got.tag == chosen
+def test_tie_rule_steps(current: str | None, tags: list[str], chosen: str) -> None:
+    for order in (tags, tags[::-1]):
+        got = parse_policy("semver:*").choose(infos(*order), current=current)
+        assert got is not None and got.tag == chosen
 
 
 # Release versions in strictly ascending order: under semver:* the greatest of any prefix wins.
@@ -708,18 +715,20 @@ def test_property_input_order_does_not_matter(text: str, tags: list[str], rnd: r
             ("^(?P<branch>\\w+)-(?P<ts>\\d+)$", "$ts-$branch", "main-42", "42-main"),
             ("^(?P<branch>\\w+)-(?P<ts>\\d+)$", "${ts}_${branch}", "main-42", "42_main"),
             ("^(?<branch>\\w+)-(?<ts>\\d+)$", "$ts", "main-42", "42"),  # Go/PCRE named group spelling
-            ("(?<=-)(\\d+)", "$1", "main-42", "42"),  # a lookbehind is not a named group
+            ("-(\\d+)", "$1", "main-42", "42"),  # searched, not anchored
+            ("^(\\w+)-(\\d+)$", "\\1-$2", "main-42", "\\1-42"),  # Go's Expand: \1 is literal text
             ("^(\\w+)(-x)?-(\\d+)$", "[$2]", "main-42", "[]"),  # an unmatched group expands to nothing
         ]
     ),
 )
 def test_extract_templates(pattern: str, template: str, tag: str, value: str) -> None:
-    from image_updater.policies import _compile_regex, _compile_template
+    from image_updater.policies import _compile_template
+    from image_updater.regexes import compile_user_regex
 
-    regex = _compile_regex(pattern, "filter")
-    match = regex.search(tag)
-    assert match is not None
-    assert _compile_template(template, regex)(match) == value
+    regex = compile_user_regex(pattern, "filter")
+    spans = regex.spans(tag)
+    assert spans is not None
+    assert _compile_template(template, regex)(tag, spans) == value
 
 
 @pytest.mark.parametrize(

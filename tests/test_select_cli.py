@@ -129,6 +129,9 @@ def test_crlf_input() -> None:
     [
         (["semver:*", "--current", "1.16-perl"], "1.27\n1.27-perl\n1.27-alpine\n1.26-perl\n", "1.27-perl"),
         (["semver:*", "--current", "v1.0"], "1.2\n1.2.0\nv1.2\nv1.2.0\n", "v1.2"),
+        (["semver:*"], "1.2.4\nv1.2.4\n", "v1.2.4"),  # no current tag: the lexically greatest spelling
+        (["semver:*"], "v1.2.4\n1.2.4\n", "v1.2.4"),
+        (["semver:>=2.0.0-0 <3.0.0"], "2.0.0\n2.1.0-rc.1\n3.0.0-rc.1\n", "2.1.0-rc.1"),
         (["semver:*", "--flavour", "alpine"], "1.27\n1.27-alpine\n", "1.27-alpine"),
         (["semver:*", "--flavor", "any"], "1.26\n1.27-alpine\n", "1.27-alpine"),
         (["semver:*", "--prerelease"], "1.0.0\n1.1.0-rc.1\n", "1.1.0-rc.1"),

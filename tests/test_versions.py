@@ -13,7 +13,7 @@ import semver
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from image_updater.errors import InvalidPolicy
+from image_updater.errors import ConfigError, InvalidPolicy
 from image_updater.versions import (
     RELEASE,
     InvalidRange,
@@ -101,8 +101,9 @@ def test_parse_version(
 )
 def test_not_a_version(text: str) -> None:
     assert scan_version(text) is None
-    with pytest.raises(InvalidVersion, match="not a version"):
+    with pytest.raises(InvalidVersion, match="not a version") as caught:
         parse_version(text)
+    assert isinstance(caught.value, ConfigError) and isinstance(caught.value, ValueError)
 
 
 # Strictly ascending; equal versions spelled differently are in EQUAL below.
@@ -212,10 +213,12 @@ INCLUDED = sorted(
         ("1.x || >=2.5.0", "2.6.0"),
         ("1.x.x", "1.0.0"),
         ("<1.2", "1.1.99"),
-        ("<1.2.3", "1.2.3-rc.1"),
+        ("<1.2.3", "1.2.2-rc.1"),
+        ("<1.2.3-rc.2", "1.2.3-rc.1"),  # an upper bound naming a prerelease admits the earlier ones
         ("<2", "1.99.99"),
         ("<=1.2", "1.2.9"),
         ("<=1.2.3", "1.2.3"),
+        ("<=1.2.3", "1.2.3-rc.1"),  # below 1.2.3, which is included
         ("=1.2.3", "1.2.3"),
         ("=v1.2.3", "1.2.3"),
         (">1.2", "1.3.0"),
@@ -226,6 +229,7 @@ INCLUDED = sorted(
         (">= 1.2, < 2", "1.5.0"),
         (">=1.0.0-0", "1.0.0-rc.1"),
         (">=1.0.0-0", "9.9.9"),
+        (">=2.0.0-0 <3.0.0", "2.1.0-rc.1"),
         (">=1.2", "1.2.0"),
         (">=1.2.3 <1.3", "1.2.99"),
         (">=1.2.3,<1.3", "1.2.3"),
@@ -273,6 +277,10 @@ EXCLUDED = sorted(
         ("<1.2", "1.2.0"),
         ("<1.2", "1.2.0-rc.1"),
         ("<1.2.3", "1.2.3"),
+        ("<1.2.3", "1.2.3-rc.1"),  # below the 1.2.3 line, as "<1.2", "^1" and "1.x" stop below theirs
+        ("<1.2.3", "1.2.3-0"),
+        ("<1.2.3-rc.2", "1.2.3-rc.2"),
+        ("<3.0.0", "3.0.0-rc.1"),
         ("<=1.2", "1.3.0"),
         ("<=1.2", "1.3.0-rc.1"),
         ("=1.2.3", "1.2.4"),
@@ -286,6 +294,7 @@ EXCLUDED = sorted(
         (">1.2.3", "1.2.3+build"),
         (">= 1.2, < 2", "2.0.0"),
         (">=1.0.0-0", "0.9.9"),
+        (">=2.0.0-0 <3.0.0", "3.0.0-rc.1"),
         (">=1.2", "1.1.9"),
         (">=1.2.3", "1.2.3-rc.1"),
         (">=2 <1", "1.5.0"),
@@ -316,7 +325,9 @@ EXCLUDED = sorted(
 
 
 # Answers of node-semver 7 (``satisfies(version, range, {includePrerelease: true})``) for generated ranges:
-# our ranges mean what node's mean, prerelease admission aside (that rule is the policy's, see policies).
+# our ranges mean what node's mean, prerelease admission aside (that rule is the policy's, see policies),
+# and but for one case none of these meets: node's "<3.0.0" admits 3.0.0-rc.1, ours stops below the 3.0.0
+# line (DESIGN; see EXCLUDED).
 NODE_SEMVER = [
         ("* - 10.*", "0.2.10-alpha", True),
         ("0 >1.0.0", "2.1.3", False),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -32,7 +31,6 @@ __all__ = [
     "PolicyDef",
     "PolicyIndex",
     "TargetRule",
-    "flux_exclusion_filter",
 ]
 
 OUR_API = "image-updater.io/v1alpha1"
@@ -421,9 +419,8 @@ class PolicyIndex:
             else:
                 policy = definition.policy
                 if repo.exclusions and repo.exclusions != _FLUX_DEFAULT_EXCLUSIONS:
-                    combined = flux_exclusion_filter(repo.exclusions, policy.filter)
                     try:
-                        policy = _replace(policy, filter=combined)
+                        policy = _replace(policy, exclude_regex=tuple(repo.exclusions))
                     except (InvalidPolicy, re.error) as exc:
                         self.errors.append(ErrorEntry(
                             file=repo.file, line=repo.line, image=None,
@@ -496,55 +493,3 @@ def _glob(path: str) -> re.Pattern[str]:
 
 def _replace(value: _T, **changes: Any) -> _T:
     return dataclasses.replace(value, **changes)  # type: ignore[type-var]
-
-
-def _without_groups(regex: str) -> str:
-    """``regex`` with every capturing group made non-capturing, so that it can be embedded in front of a
-    user's filter pattern without renumbering the groups that pattern's ``extract`` refers to."""
-    out: list[str] = []
-    i, n = 0, len(regex)
-    in_class = False
-    while i < n:
-        c = regex[i]
-        if c == "\\":
-            out.append(regex[i : i + 2])
-            i += 2
-            continue
-        if in_class:
-            if c == "]":
-                in_class = False
-            out.append(c)
-        elif c == "[":
-            in_class = True
-            out.append(c)
-            # a ']' right after '[' or '[^' is a literal member of the class
-            if regex.startswith("^]", i + 1):
-                out.append("^]")
-                i += 2
-            elif regex.startswith("]", i + 1):
-                out.append("]")
-                i += 1
-        elif c == "(":
-            if regex.startswith("(?P<", i):
-                end = regex.find(">", i)
-                out.append("(?:")
-                i = end + 1 if end > 0 else i + 1
-                continue
-            if regex.startswith("(?<", i) and not regex.startswith(("(?<=", "(?<!"), i):
-                end = regex.find(">", i)
-                out.append("(?:")
-                i = end + 1 if end > 0 else i + 1
-                continue
-            out.append("(?:" if not regex.startswith("(?", i) else "(")
-        else:
-            out.append(c)
-        i += 1
-    return "".join(out)
-
-
-def flux_exclusion_filter(exclusions: Iterable[str], pattern: str | None) -> str:
-    """One filter regex equivalent to Flux's ``exclusionList`` (drop tags any of them matches) followed by
-    ``filterTags.pattern`` (keep tags it matches, unanchored)."""
-    negative = "|".join(f".*(?:{_without_groups(r)})" for r in exclusions)
-    prefix = f"^(?!{negative})" if negative else "^"
-    return prefix + (f".*?(?:{pattern})" if pattern else "")

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from image_updater import __version__, policies, versions
+from image_updater import __version__, policies, regexes, versions
 from image_updater.errors import ImageUpdaterError
 from image_updater.plan import Resolution, ResolveKey
 from image_updater.policies import Policy, Status, TagInfo
@@ -97,7 +97,7 @@ async def inspect(client: RegistryClient, key: ResolveKey, *, now: datetime | No
 def _code_fingerprint() -> str:
     """A hash of the code that decides, so that decisions cached by another version are not reused."""
     digest = hashlib.blake2b(__version__.encode(), digest_size=8)
-    for module in (policies, versions):
+    for module in (policies, regexes, versions):
         try:
             digest.update(Path(module.__file__ or "").read_bytes())
         except OSError:

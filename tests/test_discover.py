@@ -761,11 +761,11 @@ def test_target_is_a_frozen_value() -> None:
 ])
 def test_path_globs(glob: str, yes: list[str], no: list[str]) -> None:
     pattern = compile_path_glob(glob)
-    assert all(pattern.fullmatch(p) for p in yes)
-    assert not any(pattern.fullmatch(p) for p in no)
+    assert all(pattern.matches(p) for p in yes)
+    assert not any(pattern.matches(p) for p in no)
 
 
-@pytest.mark.parametrize("glob", ["", "/abs/**", "../up", "a/../b", "a[b"])
+@pytest.mark.parametrize("glob", ["", "/abs/**", "../up", "a/../b", "a[b", "apps/[z-a]*.yaml", "x" * 1025])
 def test_invalid_path_globs(glob: str) -> None:
     with pytest.raises(InvalidGlob):
         compile_path_glob(glob)

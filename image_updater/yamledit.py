@@ -143,10 +143,14 @@ class Edit:
 
 
 class YamlParseError(YamlEditError):
-    """A file does not parse (or is refused before parsing); ``line`` is 1-based when known."""
+    """A file does not parse (or is refused before parsing); ``line`` is 1-based when known.
 
-    def __init__(self, message: str, *, filename: str, line: int | None = None) -> None:
-        super().__init__(message)
+    The text is ``file:line: reason``; ``reason`` alone is for callers that show file and line themselves.
+    """
+
+    def __init__(self, reason: str, *, filename: str, line: int | None = None) -> None:
+        super().__init__(f"{filename}:{line}: {reason}" if line is not None else f"{filename}: {reason}")
+        self.reason = reason
         self.filename = filename
         self.line = line
 
@@ -241,8 +245,7 @@ def parse_yaml(text: str, *, filename: str, parser: Literal["auto", "c", "pure"]
     """
     if len(text) > MAX_YAML_CHARS:
         raise YamlParseError(
-            f"{filename}: refused: {len(text)} characters is over the {MAX_YAML_CHARS} limit",
-            filename=filename,
+            f"refused: {len(text)} characters is over the {MAX_YAML_CHARS} limit", filename=filename
         )
     # libyaml's marks do not count a BOM while the pure reader's do: parse without it and shift afterwards.
     shift = 1 if text.startswith(_BOM) else 0
@@ -265,9 +268,8 @@ def parse_yaml(text: str, *, filename: str, parser: Literal["auto", "c", "pure"]
             documents = _compose_pure(body)
     except _TooDeep as exc:
         line = None if exc.line is None else exc.line + 1
-        where = f"{filename}:{line}" if line is not None else filename
         raise YamlParseError(
-            f"{where}: refused: nesting deeper than {MAX_DEPTH} levels", filename=filename, line=line
+            f"refused: nesting deeper than {MAX_DEPTH} levels", filename=filename, line=line
         ) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -275,18 +277,17 @@ def parse_yaml(text: str, *, filename: str, parser: Literal["auto", "c", "pure"]
         problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
         if exc.context and exc.problem:
             problem = f"{problem} ({' '.join(str(exc.context).split())})"
-        where = f"{filename}:{line}" if line is not None else filename
-        raise YamlParseError(f"{where}: not valid YAML: {problem}", filename=filename, line=line) from exc
+        raise YamlParseError(f"not valid YAML: {problem}", filename=filename, line=line) from exc
     except ReaderError as exc:  # a character YAML does not allow anywhere, e.g. NUL or a C1 control
         line = body.count("\n", 0, max(exc.position, 0)) + 1
         raise YamlParseError(
-            f"{filename}:{line}: not valid YAML: character {_codepoint(exc.character)} is not allowed",
+            f"not valid YAML: character {_codepoint(exc.character)} is not allowed",
             filename=filename,
             line=line,
         ) from exc
     except Exception as exc:  # the pure parser on hostile input (RecursionError, ...)
         message = " ".join(str(exc).split()) or type(exc).__name__
-        raise YamlParseError(f"{filename}: not valid YAML: {message}", filename=filename) from exc
+        raise YamlParseError(f"not valid YAML: {message}", filename=filename) from exc
 
     has_anchors = "&" in body and _ANCHOR_RE.search(body) is not None
     shared = _check_tree(documents, filename, may_alias=has_anchors)
@@ -325,9 +326,7 @@ def _check_duplicate_keys(node: Any, filename: str) -> None:
             value = key.value
             if value in seen and value != _MERGE_KEY:
                 line = key.start_mark.line + 1
-                raise YamlParseError(
-                    f"{filename}:{line}: duplicate mapping key {value!r}", filename=filename, line=line
-                )
+                raise YamlParseError(f"duplicate mapping key {value!r}", filename=filename, line=line)
             seen.add(value)
 
 
@@ -365,9 +364,7 @@ def _check_tree(documents: list[Node], filename: str, *, may_alias: bool) -> fro
         if nid in size:
             if size[nid] == -1:
                 line = node.start_mark.line + 1
-                raise YamlParseError(
-                    f"{filename}:{line}: refused: recursive alias", filename=filename, line=line
-                )
+                raise YamlParseError("refused: recursive alias", filename=filename, line=line)
             continue
         by_id[nid] = node
         if isinstance(node, ScalarNode):
@@ -383,7 +380,7 @@ def _check_tree(documents: list[Node], filename: str, *, may_alias: bool) -> fro
     expanded = sum(size[id(doc)] for doc in documents)
     if aliases > MAX_ALIASES or expanded - len(size) > MAX_ALIAS_EXPANSION:
         raise YamlParseError(
-            f"{filename}: refused: {aliases} alias references expanding to {expanded} nodes "
+            f"refused: {aliases} alias references expanding to {expanded} nodes "
             f"(limits {MAX_ALIASES} aliases, {MAX_ALIAS_EXPANSION} extra nodes)",
             filename=filename,
         )

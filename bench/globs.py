@@ -91,7 +91,7 @@ def main() -> None:
         new = best(lambda p=pattern, s=path: p.matches(s))  # type: ignore[misc]
         old = old_seconds(index, args.limit)
         shown = glob if len(glob) <= 44 else glob[:41] + "..."
-        print(f"{shown:44} {len(path):>10} {str(expected):>5} {new * 1e3:>8.3f} "
+        print(f"{shown:44} {len(path):>10} {expected!s:>5} {new * 1e3:>8.3f} "
               f"{'>' + format(args.limit, 'g') if old is None else format(old, '.3f'):>8}")
         crafted.append({"glob": glob, "path_chars": len(path), "matches": expected, "new_s": new,
                         "old_s": old, "old_timed_out": old is None})

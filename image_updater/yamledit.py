@@ -58,6 +58,8 @@ __all__ = [
     "MAX_ALIASES",
     "MAX_ALIAS_EXPANSION",
     "MAX_DEPTH",
+    "MAX_NODES",
+    "MAX_PURE_NODES",
     "MAX_YAML_CHARS",
     "Edit",
     "ParsedFile",
@@ -79,6 +81,14 @@ MAX_YAML_CHARS = 10 * 1024 * 1024
 #: Deepest nesting accepted. libyaml's composer recurses on the C stack (about 100,000 levels crash the
 #: process) and callers walk the trees recursively; real manifests (CRD schemas included) stay below 60.
 MAX_DEPTH = 256
+#: Most nodes composed for one file (every scalar, sequence and mapping, over all its documents). Composing
+#: costs about 200 bytes and 7 µs per node: a 10 MB flow list ``[1,2,3,...]`` (5 million nodes, under the size
+#: cap) would take about 1 GB and half a minute, and is refused after this many (about 100 MB at most).
+#: Large real files stay well below it: a 2 MB Helm values file has about 100,000 nodes, a stream of 5,000
+#: small manifests about 150,000.
+MAX_NODES = 500_000
+#: The same for the pure-Python parser (used when libyaml rejects a file), which takes about 100 µs per node.
+MAX_PURE_NODES = 100_000
 #: More alias references than this in one file is refused (an alias "bomb" or a generated monster).
 MAX_ALIASES = 10_000
 #: Refused when expanding every alias would visit this many nodes beyond the distinct ones: a composed tree
@@ -164,10 +174,19 @@ class _TooDeep(Exception):
         self.line = line
 
 
+class _TooMany(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
 def _descend(composer: Any, parent: Any) -> None:
     composer._depth += 1
     if composer._depth > MAX_DEPTH:
         raise _TooDeep(parent.start_mark.line if parent is not None else None)
+    composer._nodes += 1
+    if composer._nodes > MAX_PURE_NODES:
+        raise _TooMany(MAX_PURE_NODES)
 
 
 if _CParser is not None:
@@ -178,6 +197,7 @@ if _CParser is not None:
         def __init__(self, text: str) -> None:
             _CParser.__init__(self, text)
             self._depth = 0
+            self._nodes = 0
 
         def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
             if kind is ScalarNode:
@@ -185,10 +205,14 @@ if _CParser is not None:
             return _MAP_TAG if kind is MappingNode else _SEQ_TAG
 
         def descend_resolver(self, parent: Any, index: Any) -> None:
-            # Called for every node: the depth check is inlined rather than shared with _PureResolver.
+            # Called for every node, before it is composed: the depth and node budget checks are inlined
+            # rather than shared with _PureResolver.
             self._depth += 1
             if self._depth > MAX_DEPTH:
                 raise _TooDeep(parent.start_mark.line if parent is not None else None)
+            self._nodes += 1
+            if self._nodes > MAX_NODES:
+                raise _TooMany(MAX_NODES)
 
         def ascend_resolver(self) -> None:
             self._depth -= 1
@@ -200,6 +224,7 @@ class _PureResolver(VersionedResolver):
     def __init__(self, version: Any = None, loader: Any = None, loadumper: Any = None) -> None:
         super().__init__(version=version, loader=loader, loadumper=loadumper)
         self._depth = 0
+        self._nodes = 0
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
         if kind is ScalarNode:
@@ -239,7 +264,9 @@ def parse_yaml(text: str, *, filename: str, parser: Literal["auto", "c", "pure"]
 
     ``parser="auto"`` uses libyaml and falls back to the pure parser when libyaml rejects the text;
     ``"c"``/``"pure"`` force one (for tests and comparisons). Also refused: files over ``MAX_YAML_CHARS``,
-    nesting deeper than ``MAX_DEPTH``, duplicate mapping keys (Kubernetes tooling rejects them and it is
+    more than ``MAX_NODES`` nodes (``MAX_PURE_NODES`` for the pure parser; checked as each node is met,
+    before it is composed), nesting deeper than
+    ``MAX_DEPTH``, duplicate mapping keys (Kubernetes tooling rejects them and it is
     ambiguous which one an edit should target), recursive aliases, and alias bombs (``MAX_ALIASES``,
     ``MAX_ALIAS_EXPANSION``).
     """
@@ -257,7 +284,7 @@ def parse_yaml(text: str, *, filename: str, parser: Literal["auto", "c", "pure"]
             try:
                 documents = _compose_c(body)
                 used = "c"
-            except _TooDeep:
+            except (_TooDeep, _TooMany):
                 raise
             except Exception:
                 # Any libyaml failure (its YAML errors, an unencodable character) gets a second opinion
@@ -266,6 +293,11 @@ def parse_yaml(text: str, *, filename: str, parser: Literal["auto", "c", "pure"]
                     raise
         if documents is None:
             documents = _compose_pure(body)
+    except _TooMany as exc:
+        which = "" if used == "c" or exc.limit == MAX_NODES else " for the pure-Python parser"
+        raise YamlParseError(
+            f"refused: more than {exc.limit} YAML nodes (the limit per file{which})", filename=filename
+        ) from None
     except _TooDeep as exc:
         line = None if exc.line is None else exc.line + 1
         raise YamlParseError(

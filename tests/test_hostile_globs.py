@@ -45,3 +45,17 @@ def test_tag_globs_mean_what_fnmatch_means() -> None:
 def test_discovery_answers_at_once_on_hostile_target_globs_and_reports_a_bad_one(tmp_path: Path) -> None:
     figures = scenarios.discovery_survives_hostile_globs(tmp_path)
     assert figures["seconds"] < 60, figures
+
+
+def test_a_10_mb_flow_list_is_one_error_in_bounded_memory_and_large_real_files_still_work(
+    tmp_path: Path,
+) -> None:
+    figures = scenarios.big_yaml_is_refused_in_bounded_memory(tmp_path)
+    # composing the flow list whole took about 1.4 GB; the shipped Deployment allows 512 MiB
+    assert figures["peak_rss_mib"] < 0.6 * scenarios.DEPLOYMENT_MEMORY_LIMIT_MIB, figures
+    assert figures["seconds"] < 300, figures
+
+
+def test_the_pure_parser_has_its_own_smaller_node_budget() -> None:
+    figures = scenarios.pure_parser_budget_holds()
+    assert figures["seconds"] < 180, figures

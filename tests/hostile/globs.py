@@ -286,3 +286,86 @@ def discovery_survives_hostile_globs(tmp: Path) -> dict[str, float]:
     assert "[z-a]" in message and "range" in message, message
     assert report["targets"] == 2, report  # apps/aaa...b.yaml and d/.../x.yaml
     return {"seconds": seconds, "peak_rss_mib": peak}
+
+
+# ----------------------------------------------------------------------------------------------- big YAML
+
+#: The memory limit of the shipped Deployment (deploy/kubernetes/base/deployment.yaml).
+DEPLOYMENT_MEMORY_LIMIT_MIB = 512
+
+
+def _helm_values(size: int) -> str:
+    """Helm values of about ``size`` characters: one image block, then many ordinary components."""
+    parts = ["image:\n  repository: ghcr.io/acme/web\n  tag: 1.0.0\n"]
+    total, i = len(parts[0]), 0
+    while total < size:
+        part = textwrap.dedent(f"""\
+            component{i}:
+              enabled: true
+              replicas: {i % 5}
+              labels: {{team: core, tier: "backend-{i}"}}
+              resources:
+                limits: {{cpu: 100m, memory: 128Mi}}
+              env:
+              - name: SETTING_{i}
+                value: "some value for setting {i}"
+              # a comment, as real values files have many
+            """)
+        parts.append(part)
+        total += len(part)
+        i += 1
+    return "".join(parts)
+
+
+def big_yaml_is_refused_in_bounded_memory(tmp: Path) -> dict[str, float]:
+    """A 10 MB flow list (5 million nodes, under the 10 MiB size cap) next to a 2 MB Helm values file, a
+    5,000-document manifest stream and a small Deployment, all targeted by a policy file: ``image-updater
+    validate`` (a child process) reports the flow list once, naming it and the node limit, finds the targets
+    of the other three, and its peak RSS stays well below the shipped Deployment's memory limit."""
+    from image_updater.yamledit import MAX_NODES, MAX_YAML_CHARS
+
+    root = tmp / "big-yaml"
+    (root / "policies").mkdir(parents=True)
+    (root / "policies" / "web.yaml").write_text(_policy_file(["**"]))
+    flow = "image: ghcr.io/acme/web:1.0.0\nnumbers: [" + ",".join("7" for _ in range(5_000_000)) + "]\n"
+    assert len(flow) < MAX_YAML_CHARS
+    (root / "flow.yaml").write_text(flow)
+    values = _helm_values(2 * 1024 * 1024)
+    (root / "values.yaml").write_text(values)
+    stream = "---\n".join(_deployment(f"web{i}", "ghcr.io/acme/web:1.0.0") for i in range(5000))
+    (root / "stream.yaml").write_text(stream)
+    (root / "small.yaml").write_text(_deployment("small", "ghcr.io/acme/web:1.0.0"))
+    out, seconds, peak = run_cli("validate", "--format", "json", ".", cwd=root, timeout=600)
+    assert out.returncode == 1, out.stderr[-2000:]
+    report = json.loads(out.stdout)
+    errors = [(e["file"], e["message"]) for e in report["errors"]]
+    assert errors == [("flow.yaml", f"not parsed, left untouched: refused: more than {MAX_NODES} YAML nodes "
+                                    "(the limit per file)")], errors
+    assert report["targets"] == 1 + 5000 + 1, report  # values.yaml, stream.yaml, small.yaml
+    return {"seconds": seconds, "peak_rss_mib": peak, "limit_mib": float(DEPLOYMENT_MEMORY_LIMIT_MIB),
+            "values_mib": len(values) / 2**20, "stream_documents": 5000.0}
+
+
+def pure_parser_budget_holds() -> dict[str, float]:
+    """A file that libyaml rejects goes to the pure-Python parser (about 100 µs a node): with more than
+    ``MAX_PURE_NODES`` nodes it is refused after that many, in bounded time."""
+    from image_updater.errors import YamlEditError
+    from image_updater.yamledit import MAX_PURE_NODES, parse_yaml
+
+    # libyaml refuses ``{image: nginx:1.0}`` (YAML 1.2 allows it): the pure parser takes the whole file
+    text = "{image: nginx:1.0}\n---\n[" + ",".join("7" for _ in range(MAX_PURE_NODES * 3)) + "]\n"
+    start = time.perf_counter()
+    try:
+        parse_yaml(text, filename="pure.yaml")
+    except YamlEditError as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("a file over the pure parser's node budget was composed")
+    seconds = time.perf_counter() - start
+    assert message == (f"pure.yaml: refused: more than {MAX_PURE_NODES} YAML nodes "
+                       "(the limit per file for the pure-Python parser)"), message
+    return {"seconds": seconds, "nodes_offered": float(MAX_PURE_NODES * 3)}
+
+
+#: the scenarios that need a directory (``bench/globs.py`` runs them all)
+TREE_SCENARIOS = ("big_yaml_is_refused_in_bounded_memory",)

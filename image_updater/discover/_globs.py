@@ -120,7 +120,10 @@ def _nodes(text: str, glob: str) -> list[_Node]:
 class PathGlob:
     """A compiled path glob; ``matches(path)`` is a full match against a POSIX repo-relative path."""
 
-    __slots__ = ("_accepting", "_ids", "_lock", "_nodes", "_prefix", "_sets", "_size", "_trans", "glob")
+    __slots__ = (
+        "_accepting", "_done", "_ids", "_lock", "_nodes", "_prefix", "_sets", "_size", "_start", "_trans",
+        "glob",
+    )
 
     def __init__(self, glob: str, text: str) -> None:
         self.glob = glob
@@ -138,9 +141,13 @@ class PathGlob:
         self._ids: dict[frozenset[int], int] = {}
         self._trans: list[dict[str, int]] = []
         self._accepting: list[bool] = []
+        self._done: list[bool] = []  # states that accept whatever follows (inside ``**`` at the end)
         self._size = 0
         self._state(frozenset())  # 0: dead
-        self._state(self._closure((0,)))  # 1: start
+        start = self._state(self._closure((0,)))
+        for c in self._prefix:  # the state after the prefix, where matching starts
+            start = self._state(self._step(self._sets[start], c))
+        self._start = start
 
     def __repr__(self) -> str:
         return f"PathGlob({self.glob!r})"
@@ -182,7 +189,13 @@ class PathGlob:
             sid = len(self._sets)
             self._sets.append(states)
             self._trans.append({})
-            self._accepting.append(len(self._nodes) in states)
+            end = len(self._nodes)
+            self._accepting.append(end in states)
+            self._done.append(any(
+                k != end and self._nodes[k][0] == _STAR and self._nodes[k][1] is _ANY
+                and end in self._closure((k + 1,))
+                for k in states
+            ))
             self._ids[states] = sid
         return sid
 
@@ -190,9 +203,12 @@ class PathGlob:
         """True when the glob matches ``path`` or a directory above it."""
         if not path.startswith(self._prefix):
             return False
-        trans = self._trans
-        sid = 1
-        for index, c in enumerate(path):
+        trans, done = self._trans, self._done
+        sid = self._start
+        rest = path[len(self._prefix):]
+        for index, c in enumerate(rest):
+            if done[sid]:
+                return True
             nxt = trans[sid].get(c)
             if nxt is None:
                 with self._lock:
@@ -202,7 +218,7 @@ class PathGlob:
                         trans[sid][c] = nxt
                         self._size += 1
                 if nxt is None:
-                    return self._simulate(self._sets[sid], path, index)
+                    return self._simulate(self._sets[sid], rest, index)
             if nxt == 0:
                 return False
             sid = nxt

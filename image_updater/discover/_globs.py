@@ -117,12 +117,37 @@ def _nodes(text: str, glob: str) -> list[_Node]:
     return nodes
 
 
+def _literal(node: _Node) -> str | None:
+    op, cls, _ = node
+    if op != _CHAR or cls is None or cls.negate or cls.ranges or len(cls.chars) != 1:
+        return None
+    return next(iter(cls.chars))
+
+
+def _literal_tail(nodes: list[_Node]) -> str:
+    """The literal characters every match ends with (before the ``(?:/.*)?`` of directory globs).
+
+    They are mandatory when no ``**/`` jumps into them (or past them): a match is then ``X + tail`` or
+    ``X + tail + "/" + Y``, which most paths can be told not to be without running the NFA."""
+    last = len(nodes) - 3  # the directory suffix's split
+    targets = [target for op, _, target in nodes[:last] if op == _SPLIT]
+    chars: list[str] = []
+    k = last - 1
+    while k >= 0:
+        c = _literal(nodes[k])
+        if c is None or any(k < t <= last for t in targets):
+            break
+        chars.append(c)
+        k -= 1
+    return "".join(reversed(chars))
+
+
 class PathGlob:
     """A compiled path glob; ``matches(path)`` is a full match against a POSIX repo-relative path."""
 
     __slots__ = (
-        "_accepting", "_done", "_ids", "_lock", "_nodes", "_prefix", "_sets", "_size", "_start", "_trans",
-        "glob",
+        "_accepting", "_done", "_ids", "_lock", "_nodes", "_prefix", "_sets", "_size", "_start", "_suffix",
+        "_trans", "glob",
     )
 
     def __init__(self, glob: str, text: str) -> None:
@@ -136,6 +161,7 @@ class PathGlob:
                 break
             prefix.append(next(iter(cls.chars)))
         self._prefix = "".join(prefix)
+        self._suffix = _literal_tail(nodes)
         self._lock = threading.Lock()
         self._sets: list[frozenset[int]] = []
         self._ids: dict[frozenset[int], int] = {}
@@ -202,6 +228,9 @@ class PathGlob:
     def matches(self, path: str) -> bool:
         """True when the glob matches ``path`` or a directory above it."""
         if not path.startswith(self._prefix):
+            return False
+        suffix = self._suffix
+        if suffix and not path.endswith(suffix) and suffix + "/" not in path:
             return False
         trans, done = self._trans, self._done
         sid = self._start

@@ -6,6 +6,7 @@ Every error the package raises on purpose is an ``ImageUpdaterError``::
      ├── ConfigError                  bad configuration, policy or reference (exit code 2 on the CLI)
      │    ├── InvalidReference        also a ValueError
      │    ├── InvalidPolicy           also a ValueError
+     │    │    └── InvalidGlob        a path glob (policy files' spec.targets[].path) that does not compile
      │    └── InvalidVersion          not a version (versions.parse_version); also a ValueError
      ├── RegistryError                a registry could not answer what we asked
      │    ├── TransientRegistryError  worth retrying: 5xx, 429, timeouts, resets, truncated bodies
@@ -30,6 +31,7 @@ __all__ = [
     "ConfigError",
     "GitError",
     "ImageUpdaterError",
+    "InvalidGlob",
     "InvalidPolicy",
     "InvalidReference",
     "PushRejected",
@@ -56,6 +58,10 @@ class InvalidReference(ConfigError, ValueError):
 
 class InvalidPolicy(ConfigError, ValueError):
     """A policy string (or one of its modifiers) does not parse."""
+
+
+class InvalidGlob(InvalidPolicy):
+    """A path glob does not compile (unclosed ``[``, reversed range, absolute or ``..`` path, too long)."""
 
 
 class RegistryError(ImageUpdaterError):

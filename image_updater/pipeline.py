@@ -52,6 +52,18 @@ class Planned:
     texts: Mapping[str, str]
 
 
+def _reason(exc: Exception, *names: object) -> str:
+    """``exc``'s text without a leading ``name:`` or ``name:line:`` (the entry carries file and line)."""
+    message = str(exc)
+    for name in names:
+        prefix = f"{name}:"
+        if message.startswith(prefix):
+            rest = message[len(prefix):]
+            number, sep, after = rest.partition(": ")
+            return after if sep and number.isdigit() else rest.lstrip()
+    return message
+
+
 def _sort_errors(errors: Iterable[ErrorEntry]) -> tuple[ErrorEntry, ...]:
     return tuple(sorted(errors, key=lambda e: (e.file or "", e.line or 0, e.message)))
 
@@ -71,7 +83,7 @@ def read_policy_dirs(policy_dirs: Sequence[Path], errors: list[ErrorEntry]) -> l
             try:
                 out.append((str(path), read_text(path)))
             except YamlEditError as exc:
-                errors.append(ErrorEntry(file=str(path), line=None, image=None, message=str(exc)))
+                errors.append(ErrorEntry(file=str(path), line=None, image=None, message=_reason(exc, path)))
     return out
 
 
@@ -150,7 +162,7 @@ def _separate(text: str, file: str, edits: Sequence[Edit]) -> tuple[list[int], d
         try:
             apply_verified(parsed, [edit], filename=file)
         except YamlEditError as exc:
-            bad[index] = str(exc)
+            bad[index] = _reason(exc, file)
         else:
             good.append(index)
     return (good, bad) if good and bad else None
@@ -229,7 +241,8 @@ def apply_result(root: Path, planned: Planned | Result) -> Result:
                 continue
         except (YamlEditError, OSError) as exc:
             errors.append(ErrorEntry(file=file, line=changes[0].line, image=None,
-                                     message=f"not written, {len(changes)} update(s) dropped: {exc}"))
+                                     message=f"not written, {len(changes)} update(s) dropped: "
+                                             f"{_reason(exc, file, path)}"))
             continue
         kept.extend(changes)
     return dataclasses.replace(result, updates=tuple(kept), errors=_sort_errors(errors))

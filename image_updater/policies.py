@@ -235,11 +235,19 @@ class _Compiled:
     platforms: frozenset[str]
 
 
+#: Longest glob accepted (characters): a tag has at most 128, and compiling costs time in the glob's length.
+MAX_GLOB = 1024
+#: All of one policy's exclude globs together, for the same reason.
+MAX_EXCLUDE_CHARS = 4096
+
+
 def _glob_to_regex(glob: str, what: str, group: str = "g") -> str:
     """Translate a glob (``*`` ``?`` ``[...]`` ``[!...]`` ``\\x``) into a regex body for a full match.
 
     ``group`` prefixes the names of the groups the body defines: distinct per glob joined into one regex.
     """
+    if len(glob) > MAX_GLOB:
+        raise InvalidPolicy(f"invalid {what} {glob[:40]!r}...: {len(glob)} characters (limit {MAX_GLOB})")
     out: list[str] = []
     i, n = 0, len(glob)
     while i < n:
@@ -414,6 +422,8 @@ def _compile(policy: Policy) -> _Compiled:
     for glob in policy.exclude:
         if not isinstance(glob, str) or not glob:
             raise InvalidPolicy(f"invalid exclude {glob!r}: expected a non-empty glob")
+    if sum(len(glob) for glob in policy.exclude) > MAX_EXCLUDE_CHARS:
+        raise InvalidPolicy(f"invalid exclude: the globs together are over {MAX_EXCLUDE_CHARS} characters")
     exclude = None
     exclude_globs = tuple((glob, _compile_glob(glob, "exclude glob")) for glob in policy.exclude)
     if policy.exclude:

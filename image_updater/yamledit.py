@@ -58,6 +58,8 @@ __all__ = [
     "MAX_ALIASES",
     "MAX_ALIAS_EXPANSION",
     "MAX_DEPTH",
+    "MAX_NODES",
+    "MAX_PURE_NODES",
     "MAX_YAML_CHARS",
     "Edit",
     "ParsedFile",
@@ -79,6 +81,14 @@ MAX_YAML_CHARS = 10 * 1024 * 1024
 #: Deepest nesting accepted. libyaml's composer recurses on the C stack (about 100,000 levels crash the
 #: process) and callers walk the trees recursively; real manifests (CRD schemas included) stay below 60.
 MAX_DEPTH = 256
+#: Most nodes composed for one file (every scalar, sequence and mapping, over all its documents). Composing
+#: costs about 200 bytes and 7 µs per node: a 10 MB flow list ``[1,2,3,...]`` (5 million nodes, under the size
+#: cap) would take about 1 GB and half a minute, and is refused after this many (about 100 MB at most).
+#: Large real files stay well below it: a 2 MB Helm values file has about 100,000 nodes, a stream of 5,000
+#: small manifests about 150,000.
+MAX_NODES = 500_000
+#: The same for the pure-Python parser (used when libyaml rejects a file), which takes about 100 µs per node.
+MAX_PURE_NODES = 100_000
 #: More alias references than this in one file is refused (an alias "bomb" or a generated monster).
 MAX_ALIASES = 10_000
 #: Refused when expanding every alias would visit this many nodes beyond the distinct ones: a composed tree
@@ -143,10 +153,14 @@ class Edit:
 
 
 class YamlParseError(YamlEditError):
-    """A file does not parse (or is refused before parsing); ``line`` is 1-based when known."""
+    """A file does not parse (or is refused before parsing); ``line`` is 1-based when known.
 
-    def __init__(self, message: str, *, filename: str, line: int | None = None) -> None:
-        super().__init__(message)
+    The text is ``file:line: reason``; ``reason`` alone is for callers that show file and line themselves.
+    """
+
+    def __init__(self, reason: str, *, filename: str, line: int | None = None) -> None:
+        super().__init__(f"{filename}:{line}: {reason}" if line is not None else f"{filename}: {reason}")
+        self.reason = reason
         self.filename = filename
         self.line = line
 
@@ -160,10 +174,19 @@ class _TooDeep(Exception):
         self.line = line
 
 
+class _TooMany(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
 def _descend(composer: Any, parent: Any) -> None:
     composer._depth += 1
     if composer._depth > MAX_DEPTH:
         raise _TooDeep(parent.start_mark.line if parent is not None else None)
+    composer._nodes += 1
+    if composer._nodes > MAX_PURE_NODES:
+        raise _TooMany(MAX_PURE_NODES)
 
 
 if _CParser is not None:
@@ -174,6 +197,7 @@ if _CParser is not None:
         def __init__(self, text: str) -> None:
             _CParser.__init__(self, text)
             self._depth = 0
+            self._nodes = 0
 
         def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
             if kind is ScalarNode:
@@ -181,10 +205,14 @@ if _CParser is not None:
             return _MAP_TAG if kind is MappingNode else _SEQ_TAG
 
         def descend_resolver(self, parent: Any, index: Any) -> None:
-            # Called for every node: the depth check is inlined rather than shared with _PureResolver.
+            # Called for every node, before it is composed: the depth and node budget checks are inlined
+            # rather than shared with _PureResolver.
             self._depth += 1
             if self._depth > MAX_DEPTH:
                 raise _TooDeep(parent.start_mark.line if parent is not None else None)
+            self._nodes += 1
+            if self._nodes > MAX_NODES:
+                raise _TooMany(MAX_NODES)
 
         def ascend_resolver(self) -> None:
             self._depth -= 1
@@ -196,6 +224,7 @@ class _PureResolver(VersionedResolver):
     def __init__(self, version: Any = None, loader: Any = None, loadumper: Any = None) -> None:
         super().__init__(version=version, loader=loader, loadumper=loadumper)
         self._depth = 0
+        self._nodes = 0
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
         if kind is ScalarNode:
@@ -235,14 +264,15 @@ def parse_yaml(text: str, *, filename: str, parser: Literal["auto", "c", "pure"]
 
     ``parser="auto"`` uses libyaml and falls back to the pure parser when libyaml rejects the text;
     ``"c"``/``"pure"`` force one (for tests and comparisons). Also refused: files over ``MAX_YAML_CHARS``,
-    nesting deeper than ``MAX_DEPTH``, duplicate mapping keys (Kubernetes tooling rejects them and it is
+    more than ``MAX_NODES`` nodes (``MAX_PURE_NODES`` for the pure parser; checked as each node is met,
+    before it is composed), nesting deeper than
+    ``MAX_DEPTH``, duplicate mapping keys (Kubernetes tooling rejects them and it is
     ambiguous which one an edit should target), recursive aliases, and alias bombs (``MAX_ALIASES``,
     ``MAX_ALIAS_EXPANSION``).
     """
     if len(text) > MAX_YAML_CHARS:
         raise YamlParseError(
-            f"{filename}: refused: {len(text)} characters is over the {MAX_YAML_CHARS} limit",
-            filename=filename,
+            f"refused: {len(text)} characters is over the {MAX_YAML_CHARS} limit", filename=filename
         )
     # libyaml's marks do not count a BOM while the pure reader's do: parse without it and shift afterwards.
     shift = 1 if text.startswith(_BOM) else 0
@@ -254,7 +284,7 @@ def parse_yaml(text: str, *, filename: str, parser: Literal["auto", "c", "pure"]
             try:
                 documents = _compose_c(body)
                 used = "c"
-            except _TooDeep:
+            except (_TooDeep, _TooMany):
                 raise
             except Exception:
                 # Any libyaml failure (its YAML errors, an unencodable character) gets a second opinion
@@ -263,11 +293,15 @@ def parse_yaml(text: str, *, filename: str, parser: Literal["auto", "c", "pure"]
                     raise
         if documents is None:
             documents = _compose_pure(body)
+    except _TooMany as exc:
+        which = "" if used == "c" or exc.limit == MAX_NODES else " for the pure-Python parser"
+        raise YamlParseError(
+            f"refused: more than {exc.limit} YAML nodes (the limit per file{which})", filename=filename
+        ) from None
     except _TooDeep as exc:
         line = None if exc.line is None else exc.line + 1
-        where = f"{filename}:{line}" if line is not None else filename
         raise YamlParseError(
-            f"{where}: refused: nesting deeper than {MAX_DEPTH} levels", filename=filename, line=line
+            f"refused: nesting deeper than {MAX_DEPTH} levels", filename=filename, line=line
         ) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -275,18 +309,17 @@ def parse_yaml(text: str, *, filename: str, parser: Literal["auto", "c", "pure"]
         problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
         if exc.context and exc.problem:
             problem = f"{problem} ({' '.join(str(exc.context).split())})"
-        where = f"{filename}:{line}" if line is not None else filename
-        raise YamlParseError(f"{where}: not valid YAML: {problem}", filename=filename, line=line) from exc
+        raise YamlParseError(f"not valid YAML: {problem}", filename=filename, line=line) from exc
     except ReaderError as exc:  # a character YAML does not allow anywhere, e.g. NUL or a C1 control
         line = body.count("\n", 0, max(exc.position, 0)) + 1
         raise YamlParseError(
-            f"{filename}:{line}: not valid YAML: character {_codepoint(exc.character)} is not allowed",
+            f"not valid YAML: character {_codepoint(exc.character)} is not allowed",
             filename=filename,
             line=line,
         ) from exc
     except Exception as exc:  # the pure parser on hostile input (RecursionError, ...)
         message = " ".join(str(exc).split()) or type(exc).__name__
-        raise YamlParseError(f"{filename}: not valid YAML: {message}", filename=filename) from exc
+        raise YamlParseError(f"not valid YAML: {message}", filename=filename) from exc
 
     has_anchors = "&" in body and _ANCHOR_RE.search(body) is not None
     shared = _check_tree(documents, filename, may_alias=has_anchors)
@@ -325,9 +358,7 @@ def _check_duplicate_keys(node: Any, filename: str) -> None:
             value = key.value
             if value in seen and value != _MERGE_KEY:
                 line = key.start_mark.line + 1
-                raise YamlParseError(
-                    f"{filename}:{line}: duplicate mapping key {value!r}", filename=filename, line=line
-                )
+                raise YamlParseError(f"duplicate mapping key {value!r}", filename=filename, line=line)
             seen.add(value)
 
 
@@ -365,9 +396,7 @@ def _check_tree(documents: list[Node], filename: str, *, may_alias: bool) -> fro
         if nid in size:
             if size[nid] == -1:
                 line = node.start_mark.line + 1
-                raise YamlParseError(
-                    f"{filename}:{line}: refused: recursive alias", filename=filename, line=line
-                )
+                raise YamlParseError("refused: recursive alias", filename=filename, line=line)
             continue
         by_id[nid] = node
         if isinstance(node, ScalarNode):
@@ -383,7 +412,7 @@ def _check_tree(documents: list[Node], filename: str, *, may_alias: bool) -> fro
     expanded = sum(size[id(doc)] for doc in documents)
     if aliases > MAX_ALIASES or expanded - len(size) > MAX_ALIAS_EXPANSION:
         raise YamlParseError(
-            f"{filename}: refused: {aliases} alias references expanding to {expanded} nodes "
+            f"refused: {aliases} alias references expanding to {expanded} nodes "
             f"(limits {MAX_ALIASES} aliases, {MAX_ALIAS_EXPANSION} extra nodes)",
             filename=filename,
         )
@@ -738,27 +767,29 @@ def _compare(old: ParsedFile, new: ParsedFile, edits: Sequence[Edit], filename: 
 def read_text(path: Path) -> str:
     """Read a file as UTF-8 without newline translation (CRLF and a BOM survive).
 
-    Raises ``YamlEditError`` for undecodable bytes (naming the byte offset), files over
-    ``MAX_YAML_CHARS`` bytes and read errors.
+    Raises ``YamlParseError`` (a ``YamlEditError``; its ``reason`` is the message without the path) for
+    undecodable bytes (naming the byte offset), files over ``MAX_YAML_CHARS`` bytes and read errors.
     """
     try:
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             if size > MAX_YAML_CHARS:
-                raise YamlEditError(f"{path}: refused: {size} bytes is over the {MAX_YAML_CHARS} limit")
+                raise YamlParseError(
+                    f"refused: {size} bytes is over the {MAX_YAML_CHARS} limit", filename=str(path)
+                )
             # read what fstat announced (+1 to see growth): read(MAX + 1) allocates 10 MB per file
             data = handle.read(size + 1)
             if len(data) > size:
                 data += handle.read(MAX_YAML_CHARS + 1 - len(data))
     except OSError as exc:
-        raise YamlEditError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        raise YamlParseError(f"cannot read: {exc.strerror or exc}", filename=str(path)) from exc
     if len(data) > MAX_YAML_CHARS:
-        raise YamlEditError(f"{path}: refused: over the {MAX_YAML_CHARS} byte limit")
+        raise YamlParseError(f"refused: over the {MAX_YAML_CHARS} byte limit", filename=str(path))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise YamlEditError(f"{path}:{line}: not UTF-8 (byte offset {exc.start})") from exc
+        raise YamlParseError(f"not UTF-8 (byte offset {exc.start})", filename=str(path), line=line) from exc
 
 
 def _current_umask() -> int:

@@ -56,3 +56,27 @@ def test_a_push_rejection_is_recognised_whatever_language_the_environment_asks_f
 ) -> None:
     figures = walk.push_rejection_in_german(tmp_path)
     assert figures["seconds"] < 120
+
+
+def test_files_the_walk_cannot_use_are_named_once_with_their_line(tmp_path: Path) -> None:
+    """A file that is not UTF-8 or over the size cap is one error entry: file and line in their fields, the
+    message the reason alone (no `path:line:` repeated inside it, no absolute path)."""
+    from image_updater.discover import iter_yaml_files
+    from image_updater.plan import ErrorEntry
+    from image_updater.yamledit import MAX_YAML_CHARS
+
+    (tmp_path / "apps").mkdir()
+    (tmp_path / "apps" / "latin1.yaml").write_bytes(b"a: 1\nb: caf\xe9\n")
+    with open(tmp_path / "apps" / "huge.yaml", "wb") as handle:
+        handle.truncate(MAX_YAML_CHARS + 1)
+    (tmp_path / "apps" / "ok.yaml").write_text("a: 1\n")
+    errors: list[ErrorEntry] = []
+    found = [rel for rel, _ in iter_yaml_files(tmp_path, ["."], errors=errors)]
+    assert found == ["apps/ok.yaml"]
+    by_file = {e.file: e for e in errors}
+    assert set(by_file) == {"apps/latin1.yaml", "apps/huge.yaml"}
+    assert by_file["apps/latin1.yaml"].line == 2
+    assert by_file["apps/latin1.yaml"].message == "not UTF-8 (byte offset 11)"
+    assert by_file["apps/huge.yaml"].message.startswith("refused: ")
+    for entry in errors:
+        assert str(tmp_path) not in entry.message and entry.file not in entry.message

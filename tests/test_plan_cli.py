@@ -235,23 +235,25 @@ def test_validate_is_clean_then_catches_every_broken_policy(
     assert code == 2  # the config itself is invalid; everything else is still reported
     lines = out.splitlines()
     assert lines[0].startswith(f"{config}: invalid configuration")
-    reported = [line.split(": ", 1)[0] for line in lines if line.startswith(("apps/", "clusters/", "legacy/",
-                                                                             "policies/"))]
+    reported = [line.split(": ", 1)[0] for line in lines if line.startswith(("apps/", "charts/", "clusters/",
+                                                                             "legacy/", "policies/"))]
     assert reported == [
         "apps/base/podinfo/deployment.yaml:20",  # marker names the broken Flux ImagePolicy
         "apps/production/frontend.yaml:15",  # marker names no policy
         "apps/production/kustomization.yaml:11",  # marker names the broken Flux ImagePolicy
+        # not YAML (a Helm template): reported now that a broken policy file might have targeted it
+        "charts/cache/templates/deployment.yaml:4",
         "clusters/production/image-automation.yaml:21",  # Flux ImagePolicy with an invalid range
         "legacy/flux-v1/helloworld.yaml:9",  # annotation with an invalid regex
         "policies/broken.yaml:6",  # invalid policy
         "policies/broken.yaml:14",  # unknown field
     ]
     assert "frontnd" in out and "six" in out and "develop-(v" in out and "taregts" in out
-    assert lines[-1].endswith("8 problems")
+    assert lines[-1].endswith("9 problems"), out
 
     code, out, _err = run(capsys, "validate", str(root), "--format", "json")
     assert code == 1
-    assert len(json.loads(out)["errors"]) == 7
+    assert len(json.loads(out)["errors"]) == 8
 
 
 def test_commands_work_through_the_console_script(gitops_registry: RegistryServer, tmp_path: Path) -> None:

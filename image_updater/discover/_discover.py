@@ -14,11 +14,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
-from image_updater.errors import YamlEditError
 from image_updater.plan import ErrorEntry, Origin, Skipped
 from image_updater.policies import Policy
 from image_updater.references import ImageReference
-from image_updater.yamledit import ParsedFile, parse_yaml, scalar_span
+from image_updater.yamledit import ParsedFile, YamlParseError, parse_yaml, scalar_span
 
 from ._annotations import WorkloadPolicies, read_annotations, workload_policies
 from ._fields import (
@@ -397,10 +396,10 @@ def _needs_digest(claim: _Claim) -> bool:
 def _parse(file: str, text: str, errors: list[ErrorEntry]) -> ParsedFile | None:
     try:
         return parse_yaml(text, filename=file)
-    except YamlEditError as exc:
-        line = getattr(exc, "line", None)
-        errors.append(ErrorEntry(file=file, line=line if isinstance(line, int) else None, image=None,
-                                 message=f"not parsed, left untouched: {exc}"))
+    except YamlParseError as exc:
+        # the entry carries file and line: the message is the reason alone
+        errors.append(ErrorEntry(file=file, line=exc.line, image=None,
+                                 message=f"not parsed, left untouched: {exc.reason}"))
         return None
 
 
@@ -430,6 +429,9 @@ def discover_files(files: FileInput, *, extra_policy_files: FileInput = ()) -> D
                 for obj in _objects(doc, file):
                     index.add_document(file, obj.node)
     index.finish()
+    # A broken policy file may have been meant to target any file: those that would then be parsed still
+    # are, so that a broken file it targets is reported now too, not only once the policy file is fixed.
+    policy_trouble = bool(errors) or bool(index.errors)
     errors.extend(index.errors)
 
     targets: list[Target] = []
@@ -437,7 +439,7 @@ def discover_files(files: FileInput, *, extra_policy_files: FileInput = ()) -> D
     with_rules = index.has_targets
     for file, text in entries:
         rules = index.rules_for(file) if with_rules else []
-        if not may_hold_targets(file, text, bool(rules)):
+        if not may_hold_targets(file, text, bool(rules) or policy_trouble):
             continue
         if file in cache:
             parsed = cache[file]

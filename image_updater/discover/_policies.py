@@ -22,7 +22,7 @@ from image_updater.plan import ErrorEntry
 from image_updater.policies import Policy, parse_policy
 from image_updater.references import ImageReference, parse_reference
 
-from ._globs import InvalidGlob, compile_path_glob
+from ._globs import InvalidGlob, PathGlob, compile_path_glob
 from ._nodes import MappingNode, Node, SequenceNode, get, items, node_line, scalar, string_list
 
 __all__ = [
@@ -54,7 +54,7 @@ class TargetRule:
     containers: frozenset[str] | None = None
 
     def matches_file(self, file: str) -> bool:
-        return _glob(self.path).fullmatch(file) is not None
+        return _glob(self.path).matches(file)
 
     def matches_kind(self, kind: str | None) -> bool:
         return self.kinds is None or (kind is not None and kind in self.kinds)
@@ -111,7 +111,7 @@ class PolicyIndex:
         self._by_key: dict[tuple[str | None, str], PolicyDef] = {}
         self._by_name: dict[str, list[PolicyDef]] = {}
         self._finished = False
-        self._rules: list[tuple[re.Pattern[str], list[tuple[PolicyDef, TargetRule]]]] | None = None
+        self._rules: list[tuple[PathGlob, list[tuple[PolicyDef, TargetRule]]]] | None = None
 
     # -- collecting ---------------------------------------------------------------------------------------
 
@@ -471,7 +471,7 @@ class PolicyIndex:
             self._rules = [(_glob(path), pairs) for path, pairs in grouped.items()]
         out: list[tuple[PolicyDef, TargetRule]] = []
         for pattern, pairs in self._rules:  # one match per distinct glob, however many policies share it
-            if pattern.fullmatch(file) is not None:
+            if pattern.matches(file):
                 out.extend(pairs)
         return out
 
@@ -480,13 +480,17 @@ class PolicyIndex:
         return any(d.targets and d.policy is not None for d in self.defs)
 
 
-_GLOBS: dict[str, re.Pattern[str]] = {}
+_GLOBS: dict[str, PathGlob] = {}
+# a daemon meets the same globs pass after pass; a repository full of distinct ones must not grow the cache
+_MAX_GLOBS = 1024
 _T = TypeVar("_T")
 
 
-def _glob(path: str) -> re.Pattern[str]:
+def _glob(path: str) -> PathGlob:
     pattern = _GLOBS.get(path)
     if pattern is None:
+        if len(_GLOBS) >= _MAX_GLOBS:
+            _GLOBS.clear()
         pattern = _GLOBS[path] = compile_path_glob(path)
     return pattern
 

@@ -30,9 +30,9 @@ import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from image_updater.errors import ConfigError, GitError, YamlEditError
+from image_updater.errors import ConfigError, GitError
 from image_updater.plan import ErrorEntry
-from image_updater.yamledit import read_text
+from image_updater.yamledit import YamlParseError, read_text
 
 from ._discover import KUSTOMIZATION_FILES
 
@@ -293,8 +293,8 @@ def iter_yaml_files(
     for rel, path in sorted(found.items()):
         try:
             text = read_text(Path(path))
-        except YamlEditError as exc:
+        except YamlParseError as exc:  # the entry names the file and line: the message is the reason alone
             if errors is not None:
-                errors.append(ErrorEntry(file=rel, line=None, image=None, message=str(exc)))
+                errors.append(ErrorEntry(file=rel, line=exc.line, image=None, message=exc.reason))
             continue
         yield rel, text

@@ -634,27 +634,58 @@ def test_secrets_never_appear_in_logs_exceptions_reports_or_commits(
         assert secret.lower() not in everything.lower()
 
 
-def test_a_commit_template_cannot_reach_the_environment() -> None:
+# Templates that read the environment through Jinja2's globals and Python's object graph. Each one DOES
+# print the canary under a plain jinja2.Environment (asserted below, so the test would fail if the
+# sandbox were missing or the templates had stopped being dangerous).
+_ESCAPES = (
+    "{{ cycler.__init__.__globals__.os.environ[CANARY] }}",
+    "{{ joiner.__init__.__globals__.os.environ }}",
+    "{{ namespace.__init__.__globals__.os.environ }}",
+    "{{ lipsum.__globals__.os.environ[CANARY] }}",
+    "{{ self._TemplateReference__context.cycler.__init__.__globals__.os.environ[CANARY] }}",
+    "{% for c in ''.__class__.__mro__[1].__subclasses__() if c.__name__ == '_wrap_close' %}"
+    "{{ c.__init__.__globals__['environ'][CANARY] }}{% endfor %}",
+    "{% for c in changes[0].__class__.__mro__[1].__subclasses__() if c.__name__ == '_wrap_close' %}"
+    "{{ c.__init__.__globals__.environ }}{% endfor %}",
+    "{% set os = cycler.__init__.__globals__.os %}{{ os.environ.get(CANARY) }}",
+    "{{ (cycler|attr('__init__')|attr('__globals__'))['os']|attr('environ') }}",
+    "{{ '%s'|format(cycler.__init__.__globals__.os.environ) }}",
+    "{{ '{0.__init__.__globals__[os].environ[IMAGE_UPDATER_TEST_CANARY]}'.format(cycler) }}",
+    "{{ source.__class__.__mro__[1].__subclasses__() }}{{ cycler.__init__.__globals__.os.getenv(CANARY) }}",
+)
+_NAME = "'IMAGE_UPDATER_TEST_CANARY'"
+ESCAPING_TEMPLATES = tuple(
+    t.replace("[CANARY]", f"[{_NAME}]").replace("(CANARY)", f"({_NAME})") for t in _ESCAPES
+)
+
+
+def test_a_commit_template_cannot_reach_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import jinja2
+
     from image_updater.commitmsg import render_commit_message
     from image_updater.plan import Change, Result
 
     change = Change(file="a.yaml", line=1, resource=None, container=None, image="nginx", old="nginx:1",
                     new="nginx:2", old_tag="1", new_tag="2", policy="semver:*", origin="annotation")
-    os.environ["IMAGE_UPDATER_TEST_CANARY"] = WEBHOOK_SECRET
-    try:
-        for template in (
-            "{{ changes[0].__class__.__init__.__globals__ }}",
-            "{{ ''.__class__.__mro__[1].__subclasses__() }}",
-            "{% for k in cycler.__init__.__globals__.os.environ %}{{ k }}{% endfor %}",
-            "{{ self._TemplateReference__context }}",
-        ):
-            try:
-                message = render_commit_message(Result(updates=(change,)), source="s", template=template)
-            except ConfigError as exc:
-                message = str(exc)
-            assert WEBHOOK_SECRET not in message, template
-    finally:
-        del os.environ["IMAGE_UPDATER_TEST_CANARY"]
+    monkeypatch.setenv("IMAGE_UPDATER_TEST_CANARY", WEBHOOK_SECRET)
+    # the variables render_commit_message gives a template
+    context = {"changes": [change.to_dict()], "summary": "Update 1 image in 1 file", "files": ["a.yaml"],
+               "source": "s"}
+    for template in ESCAPING_TEMPLATES:
+        plain = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(template).render(context)
+        assert WEBHOOK_SECRET in plain, f"not an escape even without the sandbox: {template}"
+
+        try:
+            message = render_commit_message(Result(updates=(change,)), source="s", template=template)
+        except ConfigError as exc:
+            message = str(exc)
+            assert message.startswith("commit message template failed"), message
+            assert exc.__cause__ is None and exc.__context__ is not None  # raised ... from None
+        assert WEBHOOK_SECRET not in message, template
+    # the classic escape is refused by name, not by accident (an undefined variable, a syntax error)
+    with pytest.raises(ConfigError, match="access to attribute '__init__' of 'type' object is unsafe"):
+        render_commit_message(Result(updates=(change,)), source="s",
+                              template="{{ cycler.__init__.__globals__.os.environ }}")
 
 
 # ---------------------------------------------------------------------------------- 7. TLS

@@ -73,11 +73,17 @@ class Env:
 
     async def settle(self) -> None:
         """Wait until no pass runs or waits any more."""
-        for _ in range(1500):
-            if not any(s.busy for s in self.daemon._states.values()):
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("passes did not settle")
+        await wait_until(lambda: not any(s.busy for s in self.daemon._states.values()), "passes to settle")
+
+
+async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Bounded polling; the deadline only detects a hang."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s")
+        await asyncio.sleep(0.01)
 
 
 @asynccontextmanager
@@ -105,10 +111,7 @@ async def serving(
         env = Env(daemon, server, client, passes, release)
         try:
             if not block_first:
-                for _ in range(1500):
-                    if daemon.passes_finished >= 2:
-                        break
-                    await asyncio.sleep(0.01)
+                await wait_until(lambda: daemon.passes_finished >= 2, "the start-up passes")
             yield env
         finally:
             release.set()
@@ -668,11 +671,11 @@ def test_connection_cap() -> None:
         async with serving(limits=Limits(max_connections=2, head_timeout=5)) as env:
             host, port = env.server.address
             idle = [await asyncio.open_connection(host, port) for _ in range(2)]
-            await asyncio.sleep(0.2)
+            await wait_until(lambda: len(env.server._connections) == 2, "two connections held")
             assert status(await raw(env, b"GET /healthz HTTP/1.1\r\n\r\n")) == 503
             for _, writer in idle:
                 writer.close()
-            await asyncio.sleep(0.2)
+            await wait_until(lambda: not env.server._connections, "the held connections released")
             assert (await env.client.get(env.url + "/healthz")).status_code == 200
 
     run(test)

@@ -48,8 +48,9 @@ _HARBOR_PUSH_TYPES = frozenset({"PUSH_ARTIFACT", "pushImage", "harbor.artifact.p
 _GITHUB_ACTIONS = frozenset({"published", "updated"})
 _FORM = "application/x-www-form-urlencoded"
 
-# Every notification format nests 5 levels or fewer; 64 leaves room for senders' extra fields while keeping
-# json.loads (which recurses once per level) far from the interpreter's recursion limit.
+# The notification formats nest fewer than ten levels (GitHub's package events are the deepest); 64 leaves
+# room for senders' extra fields and keeps json.loads, which recurses once per level, far from the
+# interpreter's recursion limit.
 MAX_DEPTH = 64
 MAX_BYTES = 1 << 20  # the HTTP server's default body limit
 # A JSON string, whose content is not structure; an unterminated one runs to the end, as for json.loads.

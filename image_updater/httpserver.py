@@ -242,6 +242,8 @@ class HttpServer:
             size += len(line)
             if size > self.limits.max_head:
                 raise _HttpError(431, "request head too large")
+            if len(lines) > _MAX_HEADERS + 1:  # the request line, the headers, and this is not the end
+                raise _HttpError(431, "too many header fields")
             lines.append(line)
 
     def _parse_head(self, head: bytes, peer: str) -> _Request:

@@ -77,7 +77,7 @@ class Recorder:
         try:
             if self.behaviour is not None:
                 return await self.behaviour(name, len(self.starts[name]), stop)
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # the pass's own work (simulated), not a wait for anything
             return Outcome(name)
         finally:
             self.active[name] -= 1
@@ -134,7 +134,7 @@ def test_first_pass_runs_at_startup_without_waiting_for_the_interval() -> None:
 
 def test_interval_ticks_repeat_and_passes_of_a_source_never_overlap() -> None:
     async def behaviour(name: str, n: int, stop: threading.Event) -> PassOutcome:
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # a pass long enough for the other source's passes to interleave
         return Outcome(name)
 
     recorder = Recorder(behaviour)

@@ -25,6 +25,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from image_updater.daemon import Daemon, PassOutcome
 from image_updater.errors import ConfigError, ImageUpdaterError
@@ -816,3 +818,26 @@ def test_authenticate_directly() -> None:
     assert not authenticate(SECRET, body, {"authorization": "Bearer nope"})
     assert not authenticate(SECRET, body, {}, "token=nope")
     assert not authenticate("", body, {"authorization": "Bearer "})
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab\u00e9\n'),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(alphabet='[]{}"\\k', max_size=4), children, max_size=3),
+    max_leaves=30,
+)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(_JSON, st.booleans())
+def test_the_depth_scan_agrees_with_the_parsed_structure(value: Any, ascii_only: bool) -> None:
+    # brackets, quotes and backslashes inside strings and keys must not count
+    assert nesting_depth(json.dumps(value, ensure_ascii=ascii_only)) == _depth(value)

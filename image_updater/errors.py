@@ -13,6 +13,7 @@ Every error the package raises on purpose is an ``ImageUpdaterError``::
      │    ├── RegistryAuthError       401/403, or credentials that cannot be obtained
      │    └── RepositoryNotFound      404 on the repository or tag
      ├── YamlEditError                a file that does not parse, a target behind an alias, a failed write
+     ├── MalformedWebhook             a webhook body that is not JSON, too deep or of no known shape
      └── GitError                     clone, fetch, commit or push failed
           └── PushRejected            the remote moved on; fetch, re-plan and retry
 

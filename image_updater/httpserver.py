@@ -9,7 +9,9 @@ make a slow or hostile client hold the server.
 
 ``/webhook`` exists only when a shared secret is configured (404 otherwise, never open). An unauthenticated
 request gets 401, a malformed one 400; neither changes anything. The secret check happens before the body
-is parsed, so the parser only ever sees bodies from someone holding the secret.
+is parsed, so the parser only ever sees bodies from someone holding the secret; it still bounds what it
+parses (``image_updater.webhooks``: size and nesting depth). Every answer to a request whose request line
+names ``/webhook`` is counted once in ``image_updater_webhook_requests_total``, whatever stage produced it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, Protocol
 
 from image_updater.errors import ConfigError
 from image_updater.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from image_updater.metrics import Metrics
+from image_updater.metrics import Metrics, WebhookResult
 from image_updater.webhooks import MalformedWebhook, PushEvent, authenticate, parse_push_events
 
 __all__ = ["Backend", "HttpServer", "Limits", "parse_listen"]
@@ -43,6 +45,12 @@ _SINGLE_HEADERS = frozenset({
     "expect",
 })
 _MAX_HEADERS = 100
+# The result label of an answer to /webhook, when the handler did not name a more precise one.
+_RESULTS: dict[int, WebhookResult] = {
+    200: "ignored", 202: "accepted", 400: "bad_request", 401: "unauthorized", 404: "disabled",
+    405: "method_not_allowed", 408: "timeout", 411: "length_required", 413: "too_large", 431: "too_large",
+    500: "error", 503: "unavailable", 505: "bad_request",
+}
 
 
 class Backend(Protocol):
@@ -84,6 +92,9 @@ class _Response:
     # bytes of request body the client may still be sending; read and dropped before closing, so the
     # client sees our answer rather than a connection reset
     unread: int = 0
+    # the webhook metric's result when the status alone does not say it (an authenticated body that does
+    # not parse is "malformed", other 400s are "bad_request")
+    result: WebhookResult | None = None
 
 
 class _HttpError(Exception):
@@ -110,6 +121,12 @@ def _json(status: int, payload: dict[str, Any], **kwargs: Any) -> _Response:
 
 def _text(status: int, message: str, **kwargs: Any) -> _Response:
     return _Response(status, message.encode() + b"\n", **kwargs)
+
+
+def _names_webhook(request_line: bytes) -> bool:
+    """Whether a (possibly malformed) request line targets ``/webhook``: decides what the metric counts."""
+    parts = request_line.rstrip(b"\r\n").split(b" ")
+    return len(parts) >= 2 and parts[1].partition(b"?")[0] == b"/webhook"
 
 
 class HttpServer:
@@ -181,26 +198,53 @@ class HttpServer:
     async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         peer_text = str(peer[0]) if isinstance(peer, tuple) else "?"
+        lines: list[bytes] = []  # filled as they arrive: a stalled head still shows its request line
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.limits.head_timeout)
+            await self._read_head(reader, lines)
         except asyncio.IncompleteReadError:
             return  # closed before sending a full head (port scanners, TCP health checks)
-        except TimeoutError:
-            await self._send(writer, _text(408, "request head not received in time"), head_only=False)
-            return
-        except asyncio.LimitOverrunError:
-            await self._send(writer, _text(431, "request head too large"), head_only=False)
+        except _HttpError as exc:  # 408 (too slow) or 431 (too large)
+            await self._answer(writer, _text(exc.status, str(exc)), lines[:1], head_only=False)
             return
         try:
-            request = self._parse_head(head, peer_text)
+            request = self._parse_head(b"".join(lines), peer_text)
         except _HttpError as exc:
-            await self._send(writer, _text(exc.status, str(exc)), head_only=False)
+            await self._answer(writer, _text(exc.status, str(exc)), lines[:1], head_only=False)
             return
-        response = await self._dispatch(request, reader, writer)
-        await self._send(writer, response, head_only=request.method == "HEAD")
+        try:
+            response = await self._dispatch(request, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            raise  # the client went away or stalled: no answer to give
+        except Exception:
+            # a bug must not cost the client its answer (nor the metric its count)
+            log.exception("HTTP handler for %s %s failed", request.method, request.path)
+            response = _text(500, "internal error")
+        await self._answer(writer, response, lines[:1], head_only=request.method == "HEAD")
         if response.unread:
             await self._discard(reader, response.unread, writer)
         log.debug("%s %s %s -> %d", peer_text, request.method, request.path, response.status)
+
+    async def _read_head(self, reader: asyncio.StreamReader, lines: list[bytes]) -> None:
+        """Read the request line and headers into ``lines`` (each with its CRLF, the empty line last).
+
+        One deadline and one size cap for the whole head; raises ``_HttpError`` 408 or 431.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.head_timeout
+        size = 0
+        while not lines or lines[-1] != b"\r\n" or len(lines) == 1:
+            try:
+                line = await asyncio.wait_for(reader.readuntil(b"\r\n"), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise _HttpError(408, "request head not received in time") from None
+            except asyncio.LimitOverrunError:
+                raise _HttpError(431, "request head too large") from None
+            size += len(line)
+            if size > self.limits.max_head:
+                raise _HttpError(431, "request head too large")
+            if len(lines) > _MAX_HEADERS + 1:  # the request line, the headers, and this is not the end
+                raise _HttpError(431, "too many header fields")
+            lines.append(line)
 
     def _parse_head(self, head: bytes, peer: str) -> _Request:
         try:
@@ -282,7 +326,6 @@ class HttpServer:
             return _text(400, "invalid Content-Length")
         length = int(length_text)
         if length > self.limits.max_body:
-            self.metrics.webhook("too_large")
             log.warning("webhook from %s refused: body of %d bytes exceeds %d", request.peer, length,
                         self.limits.max_body)
             return _text(413, f"body larger than {self.limits.max_body} bytes", unread=length)
@@ -294,27 +337,32 @@ class HttpServer:
         except TimeoutError:
             return _text(408, "request body not received in time")
         if not authenticate(secret, body, headers, request.query):
-            self.metrics.webhook("unauthorized")
             log.warning("webhook from %s refused: missing or wrong signature or token", request.peer)
             return _text(401, "unauthorized", headers={"WWW-Authenticate": 'Bearer realm="image-updater"'})
         try:
-            events = parse_push_events(body, headers.get("content-type"))
+            events = parse_push_events(body, headers.get("content-type"), max_bytes=self.limits.max_body)
         except MalformedWebhook as exc:
-            self.metrics.webhook("malformed")
             log.warning("webhook from %s refused: %s", request.peer, exc)
-            return _json(400, {"error": str(exc)})
+            return _json(400, {"error": str(exc)}, result="malformed")
         if not self.backend.alive():
             return _json(503, {"error": "shutting down"}, headers={"Retry-After": "30"})
         sources = self.backend.sources_for(events) if events else []
         reason = "webhook: " + ", ".join(sorted({f"{e.name}:{e.tag}" for e in events}))[:300]
         triggered = self.backend.trigger(sources, reason=reason, events=events) if sources else []
-        self.metrics.webhook("accepted" if triggered else "ignored")
         if events and not triggered:
             log.info("%s: no source tracks it", reason)
         payload = {"events": [e.to_dict() for e in events], "sources": triggered}
         return _json(202 if triggered else 200, payload)
 
     # -- writing -------------------------------------------------------------------------------------
+
+    async def _answer(
+        self, writer: asyncio.StreamWriter, response: _Response, request_line: list[bytes], *, head_only: bool
+    ) -> None:
+        """Count an answer to ``/webhook`` (before sending: a client that hangs up was still answered)."""
+        if request_line and _names_webhook(request_line[0]):
+            self.metrics.webhook(response.result or _RESULTS.get(response.status, "error"))
+        await self._send(writer, response, head_only=head_only)
 
     async def _send(self, writer: asyncio.StreamWriter, response: _Response, *, head_only: bool) -> None:
         reason = HTTPStatus(response.status).phrase

@@ -34,8 +34,20 @@ ErrorKind = Literal["source", "image", "file", "pass"]
 # raised an unexpected exception.
 ERROR_KINDS: Final = ("source", "image", "file", "pass")
 
-WebhookResult = Literal["accepted", "ignored", "unauthorized", "malformed", "too_large"]
-WEBHOOK_RESULTS: Final = ("accepted", "ignored", "unauthorized", "malformed", "too_large")
+WebhookResult = Literal[
+    "accepted", "ignored", "unauthorized", "malformed", "too_large", "length_required", "timeout",
+    "bad_request", "method_not_allowed", "disabled", "unavailable", "error",
+]
+# Every answer to /webhook: accepted (202, passes started), ignored (200, authentic but nothing to do),
+# unauthorized (401), malformed (400: an authenticated body that is not a notification, too deep or too
+# long), too_large (413 body, 431 head), length_required (411: chunked or no Content-Length), timeout (408:
+# head or body too slow), bad_request (400/505: the request itself, e.g. a duplicate Content-Length),
+# method_not_allowed (405), disabled (404: no secret configured), unavailable (503: shutting down), error
+# (500: a bug in the handler).
+WEBHOOK_RESULTS: Final = (
+    "accepted", "ignored", "unauthorized", "malformed", "too_large", "length_required", "timeout",
+    "bad_request", "method_not_allowed", "disabled", "unavailable", "error",
+)
 
 # Passes range from well under a second (nothing changed, everything cached) to minutes (first clone of a
 # large repository, slow registries): the default buckets stop at 10 s.

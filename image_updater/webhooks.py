@@ -15,6 +15,11 @@ A request is authentic when it carries the shared secret in one of these ways (c
 ``X-Hub-Signature-256: sha256=<hex>`` or ``X-Signature-256: sha256=<hex>`` (HMAC-SHA256 of the raw body,
 GitHub style), ``Authorization: Bearer <secret>`` (distribution's configurable headers, Harbor's auth
 header), or a ``token=<secret>`` query parameter for senders that can set neither (Docker Hub).
+
+Bodies are bounded before they are parsed: at most ``max_bytes`` (the HTTP server's body limit) and at
+most ``MAX_DEPTH`` nested arrays/objects, measured by a linear scan outside strings, so ``json.loads``
+never recurses deeper than that (a signed body nested 200,000 levels deep would otherwise exhaust the
+interpreter's recursion limit). Every refusal is a ``MalformedWebhook``.
 """
 
 from __future__ import annotations
@@ -22,15 +27,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from image_updater.errors import InvalidReference
+from image_updater.errors import ImageUpdaterError, InvalidReference
 from image_updater.references import DOCKER_HUB, normalise_registry, parse_reference
 
-__all__ = ["GHCR", "MalformedWebhook", "PushEvent", "authenticate", "parse_push_events"]
+__all__ = [
+    "GHCR", "MAX_BYTES", "MAX_DEPTH", "MalformedWebhook", "PushEvent", "authenticate", "nesting_depth",
+    "parse_push_events",
+]
 
 GHCR = "ghcr.io"
 
@@ -38,9 +48,20 @@ _HARBOR_PUSH_TYPES = frozenset({"PUSH_ARTIFACT", "pushImage", "harbor.artifact.p
 _GITHUB_ACTIONS = frozenset({"published", "updated"})
 _FORM = "application/x-www-form-urlencoded"
 
+# The notification formats nest fewer than ten levels (GitHub's package events are the deepest); 64 leaves
+# room for senders' extra fields and keeps json.loads, which recurses once per level, far from the
+# interpreter's recursion limit.
+MAX_DEPTH = 64
+MAX_BYTES = 1 << 20  # the HTTP server's default body limit
+# A JSON string, whose content is not structure; an unterminated one runs to the end, as for json.loads.
+# This regex cannot fail once it found a quote, so it never rescans: linear in the length of the text.
+_STRING = re.compile(r'"[^"\\]*(?:\\.?[^"\\]*)*(?:"|\Z)', re.DOTALL)
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
-class MalformedWebhook(ValueError):
-    """The body is not JSON, or not any of the understood notification shapes."""
+
+class MalformedWebhook(ImageUpdaterError, ValueError):
+    """The body is not JSON, nests too deep, or is not any of the understood notification shapes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +109,18 @@ def authenticate(secret: str, body: bytes, headers: Mapping[str, str], query: st
     return ok
 
 
-def parse_push_events(body: bytes, content_type: str | None = None) -> list[PushEvent]:
+def parse_push_events(
+    body: bytes, content_type: str | None = None, *, max_bytes: int = MAX_BYTES
+) -> list[PushEvent]:
     """The pushed tags a notification announces; ``[]`` for notifications about something else.
 
     Raises ``MalformedWebhook`` for a body that is not a JSON object of a known shape, or whose fields
     have the wrong types or name an invalid repository. A form-encoded body (GitHub's other content type)
-    carries the JSON in its ``payload`` field.
+    carries the JSON in its ``payload`` field. A body over ``max_bytes`` or nesting deeper than
+    ``MAX_DEPTH`` is refused before it is parsed.
     """
+    if len(body) > max_bytes:
+        raise MalformedWebhook(f"the body is {len(body)} bytes long; at most {max_bytes} are accepted")
     if content_type is not None and content_type.split(";")[0].strip().lower() == _FORM:
         try:
             payloads = parse_qs(body.decode("ascii"), strict_parsing=True).get("payload", [])
@@ -104,8 +130,16 @@ def parse_push_events(body: bytes, content_type: str | None = None) -> list[Push
             raise MalformedWebhook("a form-encoded body must carry one 'payload' field")
         body = payloads[0].encode()
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # what json.loads does with bytes (UTF-8, -16 or -32), so that the depth scan sees the same text
+        text = body.decode(json.detect_encoding(body), "surrogatepass")
+    except UnicodeDecodeError as exc:
+        raise MalformedWebhook(f"the body is not JSON: {exc}") from None
+    depth = nesting_depth(text)
+    if depth > MAX_DEPTH:
+        raise MalformedWebhook(f"the body nests {depth} levels deep; at most {MAX_DEPTH} are accepted")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, and an integer longer than Python converts (4,300 digits)
         raise MalformedWebhook(f"the body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise MalformedWebhook("the body is not a JSON object")
@@ -120,6 +154,16 @@ def parse_push_events(body: bytes, content_type: str | None = None) -> list[Push
     if "zen" in data and "hook_id" in data:  # GitHub's ping when a webhook is created
         return []
     raise MalformedWebhook("not a distribution, Docker Hub, Harbor or GitHub package notification")
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest nesting of ``[`` and ``{`` in ``text``, not counting brackets inside JSON strings.
+
+    Linear in the length of ``text`` and iterative. For a text that is not valid JSON the figure is never
+    below the depth ``json.loads`` reaches before it finds the error: up to there both read the same strings.
+    """
+    brackets = _NOT_BRACKETS.sub("", _STRING.sub("", text))
+    return max(accumulate(map(_STEP.__getitem__, map(ord, brackets))), default=0)
 
 
 def _get(obj: Any, *path: str, kind: type | tuple[type, ...] = str, required: bool = True) -> Any:

@@ -5,6 +5,10 @@ Covers: the first pass runs at start-up and then every interval; passes of one s
 rate limit; a failing pass is logged and counted and the daemon goes on; outcomes feed logs and metrics;
 pushes map to the sources that track the image; graceful stop (cooperative pass, grace period expiry); and,
 in child processes, SIGTERM/SIGINT exit 0, a second signal and the last-resort exit timer exit 1.
+
+No test waits a fixed time for something to happen: they wait on events (the scheduler's skipped-tick
+event, a log line of the child) or poll a condition with a generous deadline; "nothing more happens" is
+checked once the daemon is idle (no pass running or queued, the next tick an hour away).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -72,19 +77,25 @@ class Recorder:
         try:
             if self.behaviour is not None:
                 return await self.behaviour(name, len(self.starts[name]), stop)
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # the pass's own work (simulated), not a wait for anything
             return Outcome(name)
         finally:
             self.active[name] -= 1
             self.ends.setdefault(name, []).append(time.monotonic())
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+async def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Bounded polling; the deadline is a hang detector, not an expectation."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
+
+
+def idle(daemon: Daemon, *sources: str) -> bool:
+    """No pass of these sources is running, waiting for the rate limit or queued to run again."""
+    return not any(daemon._states[s].busy or daemon._states[s].rerun for s in sources)
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
@@ -123,7 +134,7 @@ def test_first_pass_runs_at_startup_without_waiting_for_the_interval() -> None:
 
 def test_interval_ticks_repeat_and_passes_of_a_source_never_overlap() -> None:
     async def behaviour(name: str, n: int, stop: threading.Event) -> PassOutcome:
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # a pass long enough for the other source's passes to interleave
         return Outcome(name)
 
     recorder = Recorder(behaviour)
@@ -153,8 +164,13 @@ def test_scheduled_ticks_during_a_long_pass_are_coalesced() -> None:
     logging.getLogger().addHandler(root_handler)
 
     async def body() -> None:
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
+
         await wait_until(lambda: len(recorder.starts.get("a", [])) == 1)
-        await asyncio.sleep(2.5)  # two ticks fall due while the first pass runs
+        skipped: list[JobSubmissionEvent] = []
+        assert daemon._scheduler is not None
+        daemon._scheduler.add_listener(skipped.append, EVENT_JOB_MAX_INSTANCES)
+        await wait_until(lambda: len(skipped) >= 2)  # two ticks fell due while the first pass runs
         assert len(recorder.starts["a"]) == 1
         release.set()
         await wait_until(lambda: recorder.count("a") >= 2)
@@ -188,8 +204,8 @@ def test_webhooks_during_a_pass_queue_exactly_one_more_pass() -> None:
         assert len(recorder.starts["a"]) == 1  # nothing started beside the running pass
         release.set()
         await wait_until(lambda: recorder.count("a") == 2)
-        await asyncio.sleep(0.3)
-        assert recorder.count("a") == 2
+        await wait_until(lambda: idle(daemon, "a", "b"))
+        assert recorder.count("a") == 2  # three webhooks during the pass: exactly one more
         assert recorder.count("b") == 1  # not triggered
 
     asyncio.run(run_while(daemon, body))
@@ -197,8 +213,17 @@ def test_webhooks_during_a_pass_queue_exactly_one_more_pass() -> None:
 
 
 def test_webhook_passes_of_a_source_are_rate_limited_and_none_is_lost() -> None:
-    recorder = Recorder()
+    # the daemon's own record of when each webhook pass was let through: the limiter's decisions, which
+    # no load on the machine can bring closer together than webhook_min_interval
+    admitted: list[float] = []
+
+    async def behaviour(name: str, n: int, stop: threading.Event) -> PassOutcome:
+        admitted.append(daemon._states[name].last_webhook_start)
+        return Outcome(name)
+
+    recorder = Recorder(behaviour)
     daemon = make(recorder, webhook_min_interval=0.5)
+    records = capture_logs()
 
     async def body() -> None:
         await wait_until(lambda: recorder.count("a") == 1)
@@ -207,12 +232,19 @@ def test_webhook_passes_of_a_source_are_rate_limited_and_none_is_lost() -> None:
         daemon.trigger(["a"])
         daemon.trigger(["a"])  # coalesced into the waiting one
         await wait_until(lambda: recorder.count("a") == 3)
-        await asyncio.sleep(0.7)
+        await wait_until(lambda: idle(daemon, "a"))
         assert recorder.count("a") == 3
 
     asyncio.run(run_while(daemon, body))
-    second, third = recorder.starts["a"][1], recorder.starts["a"][2]
-    assert third - second >= 0.5
+    first, second, third = admitted
+    assert first == float("-inf")  # the start-up pass is a scheduled one
+    assert third - second >= 0.5 - 1e-3  # (1 ms: asyncio may wake a timer a clock tick early)
+    # only the third pass can have had to wait (not at all if the trigger came late), never longer than
+    # the interval
+    prefix = "webhook rate limit: pass starts in "
+    messages = [r.getMessage() for r in records]
+    waits = [float(m.removeprefix(prefix).removesuffix("s")) for m in messages if m.startswith(prefix)]
+    assert len(waits) <= 1 and all(0 < w <= 0.5 for w in waits), waits
 
 
 def test_a_failing_pass_is_counted_and_the_daemon_goes_on() -> None:
@@ -583,12 +615,28 @@ def test_last_resort_timer_ends_a_process_held_by_a_hung_thread() -> None:
     assert "did not exit within" in err
 
 
+def read_until(proc: subprocess.Popen[str], text: str, timeout: float = 30.0) -> str:
+    """What the child writes to stderr up to and including ``text`` (select on the pipe, bounded)."""
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while text.encode() not in seen:
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(0.0, left))
+        chunk = os.read(fd, 65536) if ready else b""
+        if not chunk:
+            raise AssertionError(f"the child did not write {text!r}:\n{seen.decode(errors='replace')}")
+        seen += chunk
+    return seen.decode()
+
+
 def test_a_second_signal_exits_at_once() -> None:
     proc = start_child("stubborn", 30)
     proc.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    first = read_until(proc, "stopping: running passes get")  # the first signal was handled
     proc.send_signal(signal.SIGTERM)
     code, _out, err = finish(proc)
     assert code == 1
-    assert "second stop signal" in err
+    assert "second stop signal" in first + err
     assert os.name == "posix"

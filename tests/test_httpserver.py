@@ -2,9 +2,11 @@
 
 Covers /healthz, /readyz, /metrics; POST /webhook with HMAC (X-Hub-Signature-256, X-Signature-256), bearer
 and query-token authentication triggering exactly the sources that track the pushed image; forged and
-missing credentials (401), malformed bodies (400), oversize bodies (413), the endpoint disabled without a
-secret (404) - none of which starts a pass; strict HTTP parsing and the read timeouts on raw sockets; and
-the payload readers for distribution, Docker Hub, Harbor and GitHub package events.
+missing credentials (401), malformed bodies (400, also when nested too deep or holding a number too long
+to convert), oversize bodies (413), the endpoint disabled without a secret (404) - none of which starts a
+pass; every answer to /webhook counted once in the metrics under its result; strict HTTP parsing and the
+read timeouts on raw sockets; and the payload readers for distribution, Docker Hub, Harbor and GitHub
+package events, with their size and depth bounds.
 """
 
 from __future__ import annotations
@@ -23,13 +25,22 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from image_updater.daemon import Daemon, PassOutcome
-from image_updater.errors import ConfigError
+from image_updater.errors import ConfigError, ImageUpdaterError
 from image_updater.httpserver import HttpServer, Limits, parse_listen
 from image_updater.metrics import Metrics
 from image_updater.plan import Result
-from image_updater.webhooks import MalformedWebhook, PushEvent, authenticate, parse_push_events
+from image_updater.webhooks import (
+    MAX_DEPTH,
+    MalformedWebhook,
+    PushEvent,
+    authenticate,
+    nesting_depth,
+    parse_push_events,
+)
 
 SECRET = "s3cret-webhook-token-0123456789"
 IMAGES = {
@@ -64,11 +75,17 @@ class Env:
 
     async def settle(self) -> None:
         """Wait until no pass runs or waits any more."""
-        for _ in range(1500):
-            if not any(s.busy for s in self.daemon._states.values()):
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("passes did not settle")
+        await wait_until(lambda: not any(s.busy for s in self.daemon._states.values()), "passes to settle")
+
+
+async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Bounded polling; the deadline only detects a hang."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s")
+        await asyncio.sleep(0.01)
 
 
 @asynccontextmanager
@@ -96,10 +113,7 @@ async def serving(
         env = Env(daemon, server, client, passes, release)
         try:
             if not block_first:
-                for _ in range(1500):
-                    if daemon.passes_finished >= 2:
-                        break
-                    await asyncio.sleep(0.01)
+                await wait_until(lambda: daemon.passes_finished >= 2, "the start-up passes")
             yield env
         finally:
             release.set()
@@ -351,6 +365,8 @@ def test_a_signature_over_another_body_is_refused() -> None:
         b'{"events": [{"action": "push", "target": {"repository": "UPPER/Case", "tag": "1"},'
         b' "request": {"host": "r.io"}}]}',
         b'{"push_data": {"tag": "1"}, "repository": {}}',
+        b"[" * 200_000 + b"]" * 200_000,
+        b'{"events": [], "n": ' + b"7" * 5000 + b"}",
     ],
     ids=[
         "text",
@@ -361,6 +377,8 @@ def test_a_signature_over_another_body_is_refused() -> None:
         "repository-not-string",
         "invalid-repository",
         "dockerhub-without-repo",
+        "nested-200000-deep",
+        "5000-digit-number",
     ],
 )
 def test_malformed_authenticated_webhooks_get_400_and_change_nothing(body: bytes) -> None:
@@ -373,8 +391,101 @@ def test_malformed_authenticated_webhooks_get_400_and_change_nothing(body: bytes
             assert "error" in r.json()
             await env.settle()
             assert env.passes == {"web": 1, "api": 1}
+            assert webhook_results(env) == {"malformed": 1}
+            assert (await env.client.get(env.url + "/healthz")).status_code == 200
 
     run(test)
+
+
+def webhook_results(env: Env) -> dict[str, float]:
+    """The non-zero samples of image_updater_webhook_requests_total, by result."""
+    found: dict[str, float] = {}
+    for family in env.daemon.metrics.registry.collect():
+        if family.name == "image_updater_webhook_requests":
+            for s in family.samples:
+                if s.name.endswith("_total") and s.value:
+                    found[s.labels["result"]] = s.value
+    return found
+
+
+def test_every_webhook_answer_is_counted_once_under_its_result() -> None:
+    body = json.dumps(DOCKER_HUB).encode()
+    post = b"POST /webhook HTTP/1.1\r\nHost: x\r\n"
+    length = b"Content-Length: %d\r\n" % len(body)
+    cases = [
+        (post + length + sign_header(body) + b"\r\n" + body, 202, "accepted"),
+        (post + b"Content-Length: 2\r\n" + sign_header(b"{}") + b"\r\n{}", 400, "malformed"),
+        (post + length + b"\r\n" + body, 401, "unauthorized"),
+        (post + b"Content-Length: 5000000\r\n\r\n", 413, "too_large"),
+        (post + b"X-Pad: " + b"a" * 20000 + b"\r\n\r\n", 431, "too_large"),
+        (post + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411, "length_required"),
+        (post + b"\r\n", 411, "length_required"),
+        (post + b"Content-Length: 10\r\n\r\n{", 408, "timeout"),
+        (post, 408, "timeout"),
+        (post + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\n{}", 400, "bad_request"),
+        (post + b"Content-Length: x\r\n\r\n", 400, "bad_request"),
+        (b"POST /webhook HTTP/2.0\r\n\r\n", 505, "bad_request"),
+        (b"GET /webhook?token=x HTTP/1.1\r\n\r\n", 405, "method_not_allowed"),
+    ]
+    ignored = json.dumps(distribution("quay.io", "nobody/tracks-this")).encode()
+    ignored_length = b"Content-Length: %d\r\n" % len(ignored)
+    cases.append((post + ignored_length + sign_header(ignored) + b"\r\n" + ignored, 200, "ignored"))
+
+    async def test() -> None:
+        async with serving(limits=Limits(head_timeout=0.5, body_timeout=0.5)) as env:
+            expected: dict[str, float] = {}
+            for request_bytes, code, result in cases:
+                response = await raw(env, request_bytes)
+                assert status(response) == code, (request_bytes[:80], response[:200])
+                expected[result] = expected.get(result, 0) + 1
+                assert webhook_results(env) == expected, request_bytes[:80]
+            # other paths are not counted under /webhook
+            for other in (b"GET /healthz HTTP/1.1\r\n\r\n", b"GET /healthz HTTP/1.1\r\n",
+                          b"POST /webhooks HTTP/1.1\r\n\r\n"):
+                await raw(env, other)
+            assert webhook_results(env) == expected
+        async with serving(secret=None) as env:
+            assert status(await raw(env, post + length + b"\r\n" + body)) == 404
+            assert webhook_results(env) == {"disabled": 1}
+
+    run(test)
+
+
+def sign_header(body: bytes) -> bytes:
+    return b"X-Hub-Signature-256: " + sign(body).encode() + b"\r\n"
+
+
+def test_webhook_errors_are_image_updater_errors() -> None:
+    with pytest.raises(ImageUpdaterError):
+        parse_push_events(b"not json")
+    assert issubclass(MalformedWebhook, ValueError)
+
+
+def test_bodies_are_bounded_in_depth_and_size_before_parsing() -> None:
+    def nested(depth: int) -> bytes:
+        return b'{"events": [], "x": ' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+
+    assert parse_push_events(nested(MAX_DEPTH)) == []
+    with pytest.raises(MalformedWebhook, match=f"nests {MAX_DEPTH + 1} levels deep; at most {MAX_DEPTH}"):
+        parse_push_events(nested(MAX_DEPTH + 1))
+    # brackets inside strings, escaped quotes included, are not structure
+    text = '{"events": [], "s": "' + "[{" * 1000 + '\\"' + "[" * 1000 + '"}'
+    assert nesting_depth(text) == 2  # the object and "events"
+    assert parse_push_events(text.encode()) == []
+    # the scan reads the text json.loads reads: UTF-16 as well as UTF-8
+    assert parse_push_events(nested(MAX_DEPTH).decode().encode("utf-16")) == []
+    with pytest.raises(MalformedWebhook, match="levels deep"):
+        parse_push_events(nested(MAX_DEPTH + 1).decode().encode("utf-16"))
+    # an unterminated string runs to the end for both: nothing in it recurses
+    assert nesting_depth('["' + "[" * 100_000) == 1
+    # a form-encoded payload is bounded the same way
+    from urllib.parse import urlencode
+
+    form = urlencode({"payload": "[" * 5000 + "]" * 5000}).encode()
+    with pytest.raises(MalformedWebhook, match="5000 levels deep"):
+        parse_push_events(form, "application/x-www-form-urlencoded")
+    with pytest.raises(MalformedWebhook, match="at most 10 are accepted"):
+        parse_push_events(b'{"events": []}', max_bytes=10)
 
 
 def test_oversize_bodies_get_413_without_being_authenticated_or_read() -> None:
@@ -562,11 +673,11 @@ def test_connection_cap() -> None:
         async with serving(limits=Limits(max_connections=2, head_timeout=5)) as env:
             host, port = env.server.address
             idle = [await asyncio.open_connection(host, port) for _ in range(2)]
-            await asyncio.sleep(0.2)
+            await wait_until(lambda: len(env.server._connections) == 2, "two connections held")
             assert status(await raw(env, b"GET /healthz HTTP/1.1\r\n\r\n")) == 503
             for _, writer in idle:
                 writer.close()
-            await asyncio.sleep(0.2)
+            await wait_until(lambda: not env.server._connections, "the held connections released")
             assert (await env.client.get(env.url + "/healthz")).status_code == 200
 
     run(test)
@@ -707,3 +818,26 @@ def test_authenticate_directly() -> None:
     assert not authenticate(SECRET, body, {"authorization": "Bearer nope"})
     assert not authenticate(SECRET, body, {}, "token=nope")
     assert not authenticate("", body, {"authorization": "Bearer "})
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab\u00e9\n'),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(alphabet='[]{}"\\k', max_size=4), children, max_size=3),
+    max_leaves=30,
+)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(_JSON, st.booleans())
+def test_the_depth_scan_agrees_with_the_parsed_structure(value: Any, ascii_only: bool) -> None:
+    # brackets, quotes and backslashes inside strings and keys must not count
+    assert nesting_depth(json.dumps(value, ensure_ascii=ascii_only)) == _depth(value)

@@ -263,20 +263,48 @@ def test_stop_before_push_leaves_remote_untouched_and_next_pass_completes(
     assert git("status", "--porcelain", cwd=work) == ""
 
 
+def _wait_for_output(proc: subprocess.Popen[bytes], text: str, timeout: float) -> bool:
+    """Read the child's stderr until ``text`` appears (True) or it ends (False); bounded by ``timeout``."""
+    import select
+
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while text.encode() not in seen:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            tail = seen.decode(errors="replace")[-3000:]
+            raise AssertionError(f"no {text!r} within {timeout:.0f} s:\n{tail}")
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return False
+        seen += chunk
+    return True
+
+
 def test_a_pass_killed_mid_way_never_half_pushes_and_the_next_pass_recovers(
     tmp_path: Path, seeded: Any, bare_repo: Any, repo_files: dict[str, str]
 ) -> None:
     bare = bare_repo(repo_files)
     config = write_config(tmp_path, seeded, str(bare))
     before = git("rev-parse", "main", cwd=bare).strip()
-    for delay in (0.4, 0.8, 1.2):  # kill at different points of the pass
+    # kill at different points of the pass: once synced, once the files are written (committing), while
+    # pushing; each point is the debug line of the git command that starts it
+    for point in ("git checkout", "git commit", "git push"):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "image_updater", "run", "--once", "-c", str(config)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", "image_updater", "run", "--once", "-c", str(config),
+             "--log-level", "debug", "--log-format", "text"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        try:
+            reached = _wait_for_output(proc, point, timeout=60)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            assert proc.stderr is not None
+            proc.stderr.close()
+        assert reached, f"the pass ended before {point!r}"
         head = git("rev-parse", "main", cwd=bare).strip()
         if head != before:  # the push completed before the kill: it must be the whole commit
             assert "team/web:1.2.0" in show(bare, "apps/deployment.yaml")

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from image_updater.envnames import shown_env_name
 from image_updater.errors import ConfigError, ImageUpdaterError, redact
 from image_updater.httpserver import HttpServer
 from image_updater.metrics import Metrics, PassOutcomeLabel
@@ -444,10 +445,14 @@ def webhook_secret(settings: Settings) -> str | None:
     secret = os.environ.get(env, "")
     if not secret.strip():
         raise ConfigError(
-            f"http.webhook_secret_env names {env}, which is not set or empty; set it or remove the setting"
+            f"http.webhook_secret_env names {shown_env_name(env)}, which is not set or empty; "
+            "set it or remove the setting"
         )
     if len(secret) < 16:
-        log.warning("the webhook secret in %s is shorter than 16 characters; use a long random value", env)
+        log.warning(
+            "the webhook secret in %s is shorter than 16 characters; use a long random value",
+            shown_env_name(env),
+        )
     return secret
 
 

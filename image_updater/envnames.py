@@ -18,9 +18,10 @@ import math
 import re
 from collections import Counter
 
-__all__ = ["env_name_problem", "looks_like_secret"]
+__all__ = ["env_name_problem", "looks_like_secret", "shown_env_name"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CONVENTIONAL = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 _MAX_NAME = 128
 # Case-sensitive, as the issuers print them; each is followed by many random characters.
 _TOKEN_PREFIXES = (
@@ -82,3 +83,12 @@ def env_name_problem(value: str) -> str | None:
             "the value is not repeated here in case it is a secret)"
         )
     return None
+
+
+def shown_env_name(name: str) -> str:
+    """``name`` as a message may show it: a conventional name (``UPPER_SNAKE``, at most 64 characters, not
+    secret-looking) as it is, anything else as "the variable it names". A token that slipped past
+    ``env_name_problem`` because it happens to look like a name is then still not echoed when it is unset."""
+    if _CONVENTIONAL.fullmatch(name) and not looks_like_secret(name):
+        return name
+    return "the variable it names"

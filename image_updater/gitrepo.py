@@ -61,6 +61,7 @@ from typing import BinaryIO, Self
 
 import git
 
+from image_updater.envnames import shown_env_name
 from image_updater.errors import ConfigError, GitError, PushRejected, redact
 from image_updater.settings import AuthSettings, SourceSettings, source_transport
 
@@ -736,7 +737,8 @@ def _runner(
         token = environ.get(auth.token_env, "")
         if not token:
             raise GitError(
-                f"{describe}: environment variable {auth.token_env} (auth.token_env) is empty or unset"
+                f"{describe}: environment variable {shown_env_name(auth.token_env)} (auth.token_env) "
+                "is empty or unset"
             )
         secrets.append(token)
         askpass = private_dir / ".askpass"

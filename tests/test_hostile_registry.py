@@ -125,6 +125,28 @@ def test_env_name_check_accepts_variable_names(value: str) -> None:
     assert env_name_problem(value) is None
 
 
+@pytest.mark.parametrize(
+    # tokens that look like names pass env_name_problem; when such a "variable" is unset, no message shows it
+    "token", ["aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI", "f3a9c1d0e8b7a6c5d4e3f2a1b0c9d8e7f6a5b4c3", "Ab1" * 12],
+)
+def test_an_unset_variable_whose_name_looks_unconventional_is_not_echoed(
+    token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from image_updater.envnames import shown_env_name
+    from image_updater.errors import RegistryAuthError
+    from image_updater.registry.credentials import CredentialStore
+
+    assert shown_env_name("GITHUB_TOKEN") == "GITHUB_TOKEN"
+    assert shown_env_name(token) == "the variable it names"
+    monkeypatch.delenv(token, raising=False)
+    store = CredentialStore()
+    with pytest.raises(RegistryAuthError) as caught:
+        asyncio.run(store._lookup("registry.example", f"env:{token}"))
+    assert token not in str(caught.value) and "is not set" in str(caught.value)
+
+
 def test_an_exchange_never_gets_past_the_hard_deadline_of_its_request() -> None:
     now = [100.0]
     budget = Budget(10.0, clock=lambda: now[0])

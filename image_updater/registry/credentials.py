@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from image_updater.envnames import shown_env_name
 from image_updater.errors import RegistryAuthError, redact
 from image_updater.references import DOCKER_HUB, normalise_registry
 
@@ -149,8 +150,11 @@ class CredentialStore:
             var = spec[4:]
             value = os.environ.get(var)
             if value is None:
-                raise RegistryAuthError(f"registry {registry}: environment variable {var} is not set")
-            user, password = _split_user_password(value, f"registry {registry}: environment variable {var}")
+                raise RegistryAuthError(
+                    f"registry {registry}: environment variable {shown_env_name(var)} is not set"
+                )
+            where = f"registry {registry}: environment variable {shown_env_name(var)}"
+            user, password = _split_user_password(value, where)
             return _Entry(Credential(user, password, source=spec), None)
         if spec is not None and spec.startswith("file:"):
             path = Path(spec[5:]).expanduser()

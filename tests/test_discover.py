@@ -645,6 +645,24 @@ def test_a_broken_file_is_reported_even_when_the_policy_file_targeting_it_is_bro
     assert values_error.message.startswith("not parsed, left untouched: not valid YAML: "), values_error
 
 
+def test_a_broken_policy_file_reaches_only_the_files_its_targets_name() -> None:
+    """A policy file whose targets still read (only its policy is wrong) makes the files they name parsed, so
+    their own problems show; a broken file elsewhere (a Helm template, say) is not reported because of it.
+    Without readable targets (a misspelt key), any file could have been meant."""
+    broken = "app:\n  image:\n    repository: ghcr.io/acme/app\n    tag: 1.0.0\n  - oops\n"
+    files = {"apps/values.yaml": broken, "charts/x/templates/deployment.yaml": broken}
+    bad_policy = policy_file("app", "ghcr.io/acme/app", "semver:^^1", "- path: 'apps/*.yaml'\n")
+    found = discover_files({"policies/app.yaml": bad_policy, **files})
+    assert sorted({e.file for e in found.errors}) == ["apps/values.yaml", "policies/app.yaml"], found.errors
+    misspelt = policy_file("app", "ghcr.io/acme/app", "semver:^1", "- path: 'apps/*.yaml'\n").replace(
+        "targets:", "taregts:"
+    )
+    found = discover_files({"policies/app.yaml": misspelt, **files})
+    assert sorted({e.file for e in found.errors}) == [
+        "apps/values.yaml", "charts/x/templates/deployment.yaml", "policies/app.yaml",
+    ], found.errors
+
+
 def test_container_behind_an_alias_is_an_error() -> None:
     text = d("""
         apiVersion: v1

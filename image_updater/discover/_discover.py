@@ -429,9 +429,12 @@ def discover_files(files: FileInput, *, extra_policy_files: FileInput = ()) -> D
                 for obj in _objects(doc, file):
                     index.add_document(file, obj.node)
     index.finish()
-    # A broken policy file may have been meant to target any file: those that would then be parsed still
-    # are, so that a broken file it targets is reported now too, not only once the policy file is fixed.
-    policy_trouble = bool(errors) or bool(index.errors)
+    # A broken policy file of ours still reaches the files its targets name (or every file, when they cannot
+    # be read): those are parsed as if it worked, so that a broken file it targets is reported now too, not
+    # only once the policy file is fixed. A policy file that is not even YAML could have meant any file.
+    unparsed = {entry.file for entry in errors}
+    if any(file in unparsed and "image-updater.io/" in text for file, text in (*extras, *entries)):
+        index.broken_reach_unknown = True
     errors.extend(index.errors)
 
     targets: list[Target] = []
@@ -439,7 +442,7 @@ def discover_files(files: FileInput, *, extra_policy_files: FileInput = ()) -> D
     with_rules = index.has_targets
     for file, text in entries:
         rules = index.rules_for(file) if with_rules else []
-        if not may_hold_targets(file, text, bool(rules) or policy_trouble):
+        if not may_hold_targets(file, text, bool(rules) or index.broken_policy_reaches(file)):
             continue
         if file in cache:
             parsed = cache[file]

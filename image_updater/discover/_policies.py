@@ -112,6 +112,11 @@ class PolicyIndex:
         self._by_name: dict[str, list[PolicyDef]] = {}
         self._finished = False
         self._rules: list[tuple[PathGlob, list[tuple[PolicyDef, TargetRule]]]] | None = None
+        # Where broken policy files of ours meant to reach: the target globs they still spell out, or
+        # everywhere when their targets cannot be read. Files there are parsed so that their own problems
+        # are reported in the same pass as the policy's, not once the policy file is fixed.
+        self._broken_reach: list[str] = []
+        self.broken_reach_unknown = False
 
     # -- collecting ---------------------------------------------------------------------------------------
 
@@ -125,6 +130,7 @@ class PolicyIndex:
             if kind != "ImagePolicy" or api != OUR_API:
                 self._error(file, doc, f"unsupported {api} kind {kind!r}: expected apiVersion {OUR_API}, "
                                        "kind ImagePolicy")
+                self.broken_reach_unknown = True
                 return True
             self._add(self._our_policy(file, doc))
             return True
@@ -166,6 +172,7 @@ class PolicyIndex:
     def _our_policy(self, file: str, doc: Node) -> PolicyDef | None:
         meta = self._metadata(file, doc)
         if meta is None:
+            self.broken_reach_unknown = True
             return None
         namespace, name = meta
         line = node_line(doc)
@@ -173,6 +180,7 @@ class PolicyIndex:
         spec = get(doc, "spec")
         if not isinstance(spec, MappingNode):
             self._error(file, spec or doc, f"{label}: spec must be a mapping with image and policy")
+            self.broken_reach_unknown = True
             return PolicyDef(file, line, namespace, name, flux=False, problem="spec is missing")
         problems: list[str] = []
 
@@ -183,6 +191,7 @@ class PolicyIndex:
         for key, key_node, _value in items(spec):
             if key not in _SPEC_KEYS:
                 fail(key_node, f"unknown field spec.{key} (known: {', '.join(sorted(_SPEC_KEYS))})")
+                self.broken_reach_unknown = True  # perhaps a misspelt targets: it could mean any file
         image = self._image(get(spec, "image"), spec, fail)
         policy_node = get(spec, "policy")
         policy_text = scalar(policy_node)
@@ -195,8 +204,13 @@ class PolicyIndex:
                 policy = parse_policy(policy_text, modifiers)
             except InvalidPolicy as exc:
                 fail(policy_node or spec, str(exc))
+        before = len(problems)
         targets = self._targets(get(spec, "targets"), fail)
+        if len(problems) > before:
+            self.broken_reach_unknown = True
         problem = problems[0] if problems else None
+        if problem is not None:
+            self._broken_reach.extend(rule.path for rule in targets)
         return PolicyDef(
             file, line, namespace, name, flux=False, image=image, policy=policy if problem is None else None,
             targets=targets if problem is None else (), problem=problem,
@@ -474,6 +488,10 @@ class PolicyIndex:
             if pattern.matches(file):
                 out.extend(pairs)
         return out
+
+    def broken_policy_reaches(self, file: str) -> bool:
+        """Could a policy file that is broken have been meant to update ``file``?"""
+        return self.broken_reach_unknown or any(_glob(path).matches(file) for path in self._broken_reach)
 
     @property
     def has_targets(self) -> bool:

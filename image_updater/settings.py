@@ -10,7 +10,8 @@ safe loader, lays the environment over it and validates the result:
   file's first source; text that is no JSON for a list or group is a problem naming the variable;
 - the environment wins over the file; environment variables that name no setting are ignored (tokens are
   often kept in variables such as ``IMAGE_UPDATER_GIT_TOKEN``), but unknown keys inside a group are errors;
-- durations are written ``90s``, ``5m``, ``1h30m``, ``500ms``, ``2d`` (a unit is required);
+- durations are written ``90s``, ``5m``, ``1h30m``, ``500ms``, ``2d``, ``1w`` (``durations``; a unit is
+  required);
 - ``~`` is expanded in paths; relative paths are relative to the working directory.
 
 An invalid configuration raises one ``ConfigError`` whose message lists every bad field by its path
@@ -44,6 +45,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from image_updater.durations import InvalidDuration, parse_duration
 from image_updater.envnames import env_name_problem
 from image_updater.errors import ConfigError
 
@@ -74,32 +76,15 @@ def _custom(kind: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(kind, "{message}", {"message": message})
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
 def _parse_duration(value: object) -> timedelta:
-    """``90s``, ``5m``, ``1h30m``, ``1.5h``, ``500ms``, ``2d`` -> timedelta (Go-style, a unit is required)."""
+    """A duration in the project's one grammar (``durations``), with a unit: ``interval: 30`` is refused
+    with a hint, as 30 minutes is as likely meant as 30 seconds."""
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise PydanticCustomError("duration", "expected a duration such as 90s, 5m or 1h30m")
-    text = str(value).strip().lower().replace(" ", "")
-    if isinstance(value, int | float) or text.replace(".", "", 1).isdigit():
-        raise _custom("duration", f"a duration needs a unit: write {text or '0'}s or {text or '0'}m")
-    pos = 0
-    seconds = 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
-            break
-        seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        pos = match.end()
-    if not text or pos != len(text):
-        raise _custom("duration", f"{str(value)!r} is not a duration; write e.g. 90s, 5m or 1h30m")
     try:
-        return timedelta(seconds=seconds)
-    except OverflowError:  # "99999999999d": a config error like any other, not a traceback
-        raise _custom("duration", f"{str(value)!r} is too long a duration") from None
+        return parse_duration(value, unit_required=True)
+    except InvalidDuration as exc:
+        raise _custom("duration", str(exc)) from None
 
 
 def _expand_path(value: object) -> object:

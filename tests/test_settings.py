@@ -242,6 +242,8 @@ def test_os_environ_is_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         ("2d", 172800),
         ("1m30s", 90),
         ("10M", 600),
+        ("1w", 604800),
+        ("500ms 1s", 1.5),
     ],
 )
 def test_durations(text: str, seconds: float) -> None:
@@ -260,6 +262,7 @@ def test_durations(text: str, seconds: float) -> None:
         ("-5m", "is not a duration"),
         ("0s", "at least 1s"),
         ("500ms", "at least 1s"),
+        ("1h1h", "unit 'h' given twice"),
     ],
 )
 def test_bad_durations(text: str, fragment: str) -> None:

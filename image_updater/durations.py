@@ -8,8 +8,8 @@ Pure: text (or a number of seconds) in, ``timedelta`` out, no I/O::
     number   = digits [ "." digits ]          ASCII digits only
     unit     = "w" | "d" | "h" | "m" | "s" | "ms"
 
-Units and surrounding whitespace are case- and space-insensitive (``10M`` is ten minutes, ``500MS`` half a
-second). A number given as a number (YAML ``min_age: 30``) counts as seconds like a bare number in text.
+Units are case-insensitive (``10M`` is ten minutes, ``500MS`` half a second); surrounding whitespace is
+ignored. A number given as a number (YAML ``min_age: 30``) counts as seconds like a bare number in text.
 Negative durations, infinity, NaN and durations longer than a ``timedelta`` holds are refused. Every
 refusal is an ``InvalidDuration`` whose message shows the input with ``!r``.
 """

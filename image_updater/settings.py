@@ -10,7 +10,8 @@ safe loader, lays the environment over it and validates the result:
   file's first source; text that is no JSON for a list or group is a problem naming the variable;
 - the environment wins over the file; environment variables that name no setting are ignored (tokens are
   often kept in variables such as ``IMAGE_UPDATER_GIT_TOKEN``), but unknown keys inside a group are errors;
-- durations are written ``90s``, ``5m``, ``1h30m``, ``500ms``, ``2d`` (a unit is required);
+- durations are written ``90s``, ``5m``, ``1h30m``, ``500ms``, ``2d``, ``1w`` (``durations``; a unit is
+  required);
 - ``~`` is expanded in paths; relative paths are relative to the working directory.
 
 An invalid configuration raises one ``ConfigError`` whose message lists every bad field by its path
@@ -42,9 +43,9 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
-from pydantic_settings.exceptions import SettingsError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from image_updater.durations import InvalidDuration, parse_duration
 from image_updater.envnames import env_name_problem
 from image_updater.errors import ConfigError
 
@@ -75,32 +76,15 @@ def _custom(kind: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(kind, "{message}", {"message": message})
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
 def _parse_duration(value: object) -> timedelta:
-    """``90s``, ``5m``, ``1h30m``, ``1.5h``, ``500ms``, ``2d`` -> timedelta (Go-style, a unit is required)."""
+    """A duration in the project's one grammar (``durations``), with a unit: ``interval: 30`` is refused
+    with a hint, as 30 minutes is as likely meant as 30 seconds."""
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise PydanticCustomError("duration", "expected a duration such as 90s, 5m or 1h30m")
-    text = str(value).strip().lower().replace(" ", "")
-    if isinstance(value, int | float) or text.replace(".", "", 1).isdigit():
-        raise _custom("duration", f"a duration needs a unit: write {text or '0'}s or {text or '0'}m")
-    pos = 0
-    seconds = 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
-            break
-        seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        pos = match.end()
-    if not text or pos != len(text):
-        raise _custom("duration", f"{str(value)!r} is not a duration; write e.g. 90s, 5m or 1h30m")
     try:
-        return timedelta(seconds=seconds)
-    except OverflowError:  # "99999999999d": a config error like any other, not a traceback
-        raise _custom("duration", f"{str(value)!r} is too long a duration") from None
+        return parse_duration(value, unit_required=True)
+    except InvalidDuration as exc:
+        raise _custom("duration", str(exc)) from None
 
 
 def _expand_path(value: object) -> object:
@@ -567,23 +551,96 @@ class Settings(BaseSettings):
 # loading
 
 
-class _EnvSource(EnvSettingsSource):
-    """pydantic-settings' environment parsing (prefix, ``__`` nesting, JSON) over any mapping."""
+class _EnvSource(PydanticBaseSettingsSource):
+    """``IMAGE_UPDATER_*`` variables of any mapping as nested settings data, through pydantic-settings'
+    documented source interface (``get_field_value``, ``prepare_field_value``, ``decode_complex_value``).
+
+    Names are case-insensitive; ``__`` nests (``COMMIT__AUTHOR_NAME`` -> ``{"commit": {"author_name": ...}}``,
+    ``SOURCES__0__BRANCH`` -> ``{"sources": {"0": {"branch": ...}}}``, which ``_merge`` lays over the file's
+    list); a list or group variable is JSON, and a JSON group takes its ``__`` variables over it. Variables
+    that name no setting are left out. Values are not validated here: ``Settings`` does that.
+    """
 
     def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = environ
         super().__init__(settings_cls)
+        prefix = ENV_PREFIX.lower()
+        self._vars = {
+            name.lower().removeprefix(prefix): value
+            for name, value in environ.items()
+            if name.lower().startswith(prefix)
+        }
 
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {k.lower(): v for k, v in self._environ.items()}
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._vars.get(field_name), field_name, self.field_is_complex(field)
 
-    def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:
-        # a value that is no JSON is reported by _merge, which knows the variable's name; pydantic-settings
-        # would stop at the first one with json's bare "Expecting value: line 1 column 1 (char 0)"
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        if not value_is_complex:
+            return value
+        nested = self._nested(field_name)
+        if value is None:
+            return nested or None
+        decoded = self.decode_complex_value(field_name, field, value)
+        return _deep_update(decoded, nested) if isinstance(decoded, dict) else decoded
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        # a value that is no JSON is reported by _merge, which knows the variable's name; stopping here
+        # would give json's bare "Expecting value: line 1 column 1 (char 0)" for the first one only
         try:
-            return super().decode_complex_value(field_name, field, value)  # type: ignore[arg-type]
+            return super().decode_complex_value(field_name, field, value)
         except ValueError as exc:
             return _NotJson(str(exc))
+
+    def _nested(self, field_name: str) -> dict[str, Any]:
+        """The ``<FIELD>__...`` variables as a nested dict (keys lower-case, list indexes as digit keys)."""
+        nested: dict[str, Any] = {}
+        for name, value in self._vars.items():
+            head, sep, rest = name.partition("__")
+            if head != field_name or not sep:
+                continue
+            *parents, last = rest.split("__")
+            node = nested
+            for key in parents:
+                child = node.setdefault(key, {})
+                if not isinstance(child, dict):  # X__A=1 and X__A__B=2: the deeper name wins over the value
+                    child = node[key] = {}
+                node = child
+            if not isinstance(node.get(last), dict):
+                node[last] = value
+        return nested
+
+    def __call__(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            value, key, is_complex = self.get_field_value(field, field_name)
+            value = self.prepare_field_value(field_name, field, value, is_complex)
+            if isinstance(value, dict):
+                value = _field_names(field.annotation, value)
+            if value is not None:
+                data[key] = value
+        return data
+
+
+def _field_names(annotation: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a group's JSON matched to its field names case-insensitively, as variable names are."""
+    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        return values
+    names = {name.lower(): name for name in annotation.model_fields}
+    matched: dict[str, Any] = {}
+    for key, value in values.items():
+        name = names.get(str(key).lower(), key)
+        field = annotation.model_fields.get(name)
+        matched[name] = _field_names(field.annotation, value) if field and isinstance(value, dict) else value
+    return matched
+
+
+def _deep_update(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        old = merged.get(key)
+        merged[key] = _deep_update(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+    return merged
 
 
 @dataclass(frozen=True)
@@ -783,11 +840,7 @@ def load_settings(
     file = Path(path).expanduser() if path is not None else None
     data = _read_yaml(file) if file is not None else {}
     origin = f"{file}" if file is not None else "defaults"
-    try:
-        env_data = _EnvSource(Settings, environ)()
-    except SettingsError as exc:
-        cause = str(exc.__cause__ or exc)
-        raise ConfigError(f"invalid configuration in the environment: {cause}") from None
+    env_data = _EnvSource(Settings, environ)()
     problems: list[str] = []
     merged = _merge(data, env_data, (), problems)
     try:

@@ -7,9 +7,10 @@ stay responsive during a pass.
 Safety rules (DESIGN "Git write-back"):
 - the remote is the truth: every attempt starts from ``origin/<branch>`` (``GitRepo.sync``/``refresh``);
 - one commit per source per pass, staging only the files the pass changed;
-- a rejected push (someone else pushed) -> refresh, re-plan, re-apply, retry with jittered backoff, a bounded
-  number of times; never a force-push of a branch someone else writes to. Only a configured ``push_branch``
-  (ours alone) is rebuilt from ``origin/<branch>`` and pushed with ``--force-with-lease``;
+- a rejected push (someone else pushed) -> refresh, re-plan, re-apply, retry with jittered exponential backoff
+  (tenacity, as the registry client retries), a bounded number of times; never a force-push of a branch
+  someone else writes to. Only a configured ``push_branch`` (ours alone) is rebuilt from ``origin/<branch>``
+  and pushed with ``--force-with-lease``;
 - a stop request (SIGTERM) is honoured before the push: the local commit is discarded at the next sync.
 """
 
@@ -17,15 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_random_exponential
 
 from image_updater.errors import ConfigError, ImageUpdaterError, PushRejected
 from image_updater.plan import ErrorEntry, Result
@@ -49,7 +53,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_PUSH_ATTEMPTS = 5
-_BACKOFF_BASE = 0.5  # seconds; doubled per attempt, with full jitter
+_BACKOFF_BASE = 0.5  # seconds; the window before the n-th retry is base * 2**n (capped), with full jitter
 _BACKOFF_CAP = 8.0
 
 
@@ -81,10 +85,6 @@ async def make_client(
         options = options_from_settings(settings)
         async with RegistryClient(options, cache=cache, on_request=on_request) as client:
             yield client
-
-
-def _backoff(attempt: int) -> float:
-    return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt))
 
 
 def _log_changes(source: str, result: Result, *, applied: bool) -> None:
@@ -174,10 +174,7 @@ async def run_source(
         await asyncio.to_thread(check_cache_dir, settings.cache_dir)
         lock = await _acquire(WorkingCopyLock(workdir_for(settings.cache_dir, source.name), timeout=wait))
     except ImageUpdaterError as exc:
-        error = f"source {source.name}: {exc}"
-        log.error("%s", error, extra={"source": source.name})
-        return SourceOutcome(source=source.name, result=Result(), commit=None, pushed=False, error=error,
-                             duration=time.monotonic() - started, images=frozenset())
+        return _outcome(source.name, started, error=f"source {source.name}: {exc}")
     try:
         return await _run_source_locked(
             settings, source, client=client, dry_run=dry_run, stop=stop, now=now,
@@ -213,86 +210,165 @@ async def _run_source_locked(
     images: Collection[str] | None,
 ) -> SourceOutcome:
     from image_updater.gitrepo import GitRepo
-    from image_updater.pipeline import apply_result, plan_directory
 
     started = time.monotonic()
-    name = source.name
-    tracked: frozenset[str] = frozenset()
-    result = Result()
-
-    def outcome(commit: str | None = None, pushed: bool = False, error: str | None = None) -> SourceOutcome:
-        if error:
-            log.error("%s", error, extra={"source": name})
-        return SourceOutcome(
-            source=name, result=result, commit=commit, pushed=pushed, error=error,
-            duration=time.monotonic() - started, images=tracked,
-        )
-
-    def failed(message: str) -> SourceOutcome:
-        """A source-level failure after planning: nothing reached the remote, so no update counts."""
-        nonlocal result
-        result = replace(result, updates=())
-        return outcome(error=f"source {name}: {message}")
-
     try:
         repo = await asyncio.to_thread(GitRepo.for_source, source, settings.cache_dir, environ=environ)
     except ImageUpdaterError as exc:
-        return outcome(error=str(exc))
+        return _outcome(source.name, started, error=str(exc))
+    source_pass = _SourcePass(
+        settings, source, repo, client=client, dry_run=dry_run, stop=stop, now=now, images=images,
+        started=started,
+    )
+    return await source_pass.run(push_attempts)
 
-    attempt = 0
-    while True:
+
+@dataclass(slots=True)
+class _SourcePass:
+    """One source's pass on its synced working copy: what it has found so far, and its steps.
+
+    ``run`` repeats ``attempt`` (plan -> apply -> commit -> push) while the push is rejected; each step
+    that fails ends the pass with an outcome naming the source, never an exception.
+    """
+
+    settings: Settings
+    source: SourceSettings
+    repo: GitRepo
+    client: RegistryClient
+    dry_run: bool
+    stop: threading.Event | None
+    now: datetime | None
+    images: Collection[str] | None
+    started: float
+    tracked: frozenset[str] = frozenset()
+    result: Result = field(default_factory=Result)
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    def outcome(
+        self, commit: str | None = None, pushed: bool = False, error: str | None = None
+    ) -> SourceOutcome:
+        return _outcome(
+            self.name, self.started, result=self.result, tracked=self.tracked, commit=commit, pushed=pushed,
+            error=error,
+        )
+
+    def failed(self, message: str) -> SourceOutcome:
+        """A source-level failure after planning: nothing reached the remote, so no update counts."""
+        self.result = replace(self.result, updates=())
+        return self.outcome(error=f"source {self.name}: {message}")
+
+    async def run(self, push_attempts: int) -> SourceOutcome:
+        """``attempt`` until its push is not rejected, at most ``push_attempts`` times, with jittered
+        exponential backoff between them; every retry starts from the new remote head. Never a force-push."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(push_attempts),
+            # full jitter: uniform(0, min(cap, base * 2**n)) before the n-th retry
+            wait=wait_random_exponential(multiplier=2 * _BACKOFF_BASE, max=_BACKOFF_CAP),
+            retry=retry_if_exception_type(PushRejected),
+            before_sleep=partial(_log_rejection, self.name, push_attempts),
+            reraise=True,
+            sleep=asyncio.sleep,
+        )
+        tries = 0
         try:
-            if source.push_branch and not dry_run:
-                await asyncio.to_thread(repo.rebuild_branch, source.push_branch)
-            planned = await plan_directory(
-                repo.path, source.paths, client=client, policy_dirs=list(settings.policy_dirs), now=now,
-                images=images,
-            )
+            async for attempt in retrying:
+                with attempt:
+                    tries = attempt.retry_state.attempt_number
+                    if tries > 1:
+                        try:
+                            await asyncio.to_thread(self.repo.refresh)
+                        except ImageUpdaterError as exc:
+                            return self.failed(str(exc))
+                    return await self.attempt()
+        except PushRejected as exc:
+            return self.failed(f"push rejected {tries} times, giving up this pass: {exc}")
+        raise AssertionError("unreachable")  # pragma: no cover - tenacity either returns or raises
+
+    async def attempt(self) -> SourceOutcome:
+        """Plan on the current head, then (unless a dry run or nothing to do) write, commit and push.
+
+        Raises ``PushRejected`` when the remote moved on; every other failure is the outcome's error.
+        """
+        try:
+            planned = await self.plan()
         except ImageUpdaterError as exc:
-            return outcome(error=f"source {name}: {exc}")
-        tracked = _images(planned)
-        if dry_run or not planned.result.updates:
-            result = planned.result
-            _log_changes(name, result, applied=False)
-            return outcome()
-        if stop is not None and stop.is_set():
-            result = planned.result
-            return outcome(error=f"source {name}: stopping; pass abandoned before writing")
-        result = await asyncio.to_thread(apply_result, repo.path, planned)
+            return self.outcome(error=f"source {self.name}: {exc}")
+        self.tracked = _images(planned)
+        self.result = planned.result
+        if self.dry_run or not planned.result.updates:
+            _log_changes(self.name, self.result, applied=False)
+            return self.outcome()
+        if self.stop is not None and self.stop.is_set():
+            return self.outcome(error=f"source {self.name}: stopping; pass abandoned before writing")
+        return await self.write(planned)
+
+    async def plan(self) -> Planned:
+        """The plan of the source's paths on the working copy (a push branch is rebuilt from ``branch``)."""
+        from image_updater.pipeline import plan_directory
+
+        if self.source.push_branch and not self.dry_run:
+            await asyncio.to_thread(self.repo.rebuild_branch, self.source.push_branch)
+        return await plan_directory(
+            self.repo.path, self.source.paths, client=self.client,
+            policy_dirs=list(self.settings.policy_dirs), now=self.now, images=self.images,
+        )
+
+    async def write(self, planned: Planned) -> SourceOutcome:
+        """Apply ``planned`` to the files, commit and push; ``PushRejected`` when the remote moved on."""
+        from image_updater.pipeline import apply_result
+
+        self.result = await asyncio.to_thread(apply_result, self.repo.path, planned)
         try:
             sha, pushed = await asyncio.to_thread(
-                commit_and_push, repo, result, settings, source=name, push=True,
-                push_branch=source.push_branch, stop=stop,
+                commit_and_push, self.repo, self.result, self.settings, source=self.name, push=True,
+                push_branch=self.source.push_branch, stop=self.stop,
             )
         except _Stopped:
-            return failed("stopping; commit abandoned before the push")
-        except PushRejected as exc:
-            attempt += 1
-            if attempt >= push_attempts:
-                return failed(f"push rejected {attempt} times, giving up this pass: {exc}")
-            delay = _backoff(attempt)
-            log.warning(
-                "push rejected (attempt %d of %d), re-planning on the new remote head in %.1fs",
-                attempt, push_attempts, delay, extra={"source": name},
-            )
-            await asyncio.sleep(delay)
-            try:
-                await asyncio.to_thread(repo.refresh)
-            except ImageUpdaterError as exc2:
-                return failed(str(exc2))
-            continue
+            return self.failed("stopping; commit abandoned before the push")
+        except PushRejected:
+            raise  # for ``run`` to retry on the new remote head
         except ImageUpdaterError as exc:  # git failures, the commit message template
-            return failed(str(exc))
+            return self.failed(str(exc))
         if sha is None:  # no file could be written: the result's errors say why
-            return outcome()
+            return self.outcome()
         if not pushed:  # the push branch already holds this very update: nothing new was written
-            log.info("%s already holds these updates", source.push_branch or source.branch,
-                     extra={"source": name})
-            result = replace(result, updates=())
-            return outcome()
-        _log_changes(name, result, applied=True)
-        log.info("pushed %s with %d update(s)", (sha or "")[:12], len(result.updates), extra={"source": name})
-        return outcome(commit=sha, pushed=True)
+            log.info("%s already holds these updates", self.source.push_branch or self.source.branch,
+                     extra={"source": self.name})
+            self.result = replace(self.result, updates=())
+            return self.outcome()
+        _log_changes(self.name, self.result, applied=True)
+        log.info("pushed %s with %d update(s)", sha[:12], len(self.result.updates),
+                 extra={"source": self.name})
+        return self.outcome(commit=sha, pushed=True)
+
+
+def _outcome(
+    name: str,
+    started: float,
+    *,
+    result: Result | None = None,
+    tracked: frozenset[str] = frozenset(),
+    commit: str | None = None,
+    pushed: bool = False,
+    error: str | None = None,
+) -> SourceOutcome:
+    """The outcome of a source's pass that began at ``started``; a source-level error is logged here."""
+    if error:
+        log.error("%s", error, extra={"source": name})
+    return SourceOutcome(
+        source=name, result=Result() if result is None else result, commit=commit, pushed=pushed, error=error,
+        duration=time.monotonic() - started, images=tracked,
+    )
+
+
+def _log_rejection(source: str, push_attempts: int, retry_state: RetryCallState) -> None:
+    log.warning(
+        "push rejected (attempt %d of %d), re-planning on the new remote head in %.1fs",
+        retry_state.attempt_number, push_attempts, retry_state.upcoming_sleep, extra={"source": source},
+    )
 
 
 async def run_pass(

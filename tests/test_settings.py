@@ -187,6 +187,19 @@ def test_environment_alone_and_json_lists() -> None:
     assert settings.interval == timedelta(minutes=2)
 
 
+def test_a_json_group_takes_its_nested_variables_over_it_and_the_file_under_it(tmp_path: Path) -> None:
+    config = write(tmp_path, "commit:\n  author_email: file@example.com\n  skip_ci: false\n")
+    env = {
+        "IMAGE_UPDATER_COMMIT": '{"AUTHOR_NAME": "json", "skip_ci": true}',  # any case
+        "IMAGE_UPDATER_COMMIT__AUTHOR_NAME": "nested",
+        "IMAGE_UPDATER_INTERVAL__UNIT": "ignored: interval is no group",
+    }
+    settings = load_settings(config, env=env)
+    assert settings.commit.author == ("nested", "file@example.com")
+    assert settings.commit.skip_ci is True
+    assert settings.interval == timedelta(minutes=5)
+
+
 def test_json_list_override_where_the_file_has_no_value(tmp_path: Path) -> None:
     config = write(tmp_path, "sources:\n  - {name: a, url: /srv/a.git}\n  - {name: b, url: /srv/b.git}\n")
     env = {
@@ -229,6 +242,8 @@ def test_os_environ_is_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         ("2d", 172800),
         ("1m30s", 90),
         ("10M", 600),
+        ("1w", 604800),
+        ("500ms 1s", 1.5),
     ],
 )
 def test_durations(text: str, seconds: float) -> None:
@@ -247,6 +262,7 @@ def test_durations(text: str, seconds: float) -> None:
         ("-5m", "is not a duration"),
         ("0s", "at least 1s"),
         ("500ms", "at least 1s"),
+        ("1h1h", "unit 'h' given twice"),
     ],
 )
 def test_bad_durations(text: str, fragment: str) -> None:

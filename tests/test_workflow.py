@@ -10,6 +10,7 @@ a pass killed with SIGKILL leaves the remote either untouched or complete and th
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -222,7 +223,12 @@ def test_a_racing_human_commit_is_preserved_and_ours_rebuilt_on_top(
 
 
 def test_persistent_rejection_is_bounded_and_never_forced(
-    tmp_path: Path, seeded: Any, bare_repo: Any, repo_files: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    seeded: Any,
+    bare_repo: Any,
+    repo_files: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     bare = bare_repo(repo_files)
     config = write_config(tmp_path, seeded, str(bare))
@@ -236,11 +242,20 @@ def test_persistent_rejection_is_bounded_and_never_forced(
 
     monkeypatch.setattr(GitRepo, "push", always_racing)
     monkeypatch.setattr("image_updater.workflow._BACKOFF_BASE", 0.01)
-    outcome = run_pass_in_process(config, push_attempts=3)
+    with caplog.at_level(logging.WARNING, logger="image_updater.workflow"):
+        outcome = run_pass_in_process(config, push_attempts=3)
     assert not outcome.pushed
     assert outcome.error and "push rejected 3 times" in outcome.error
     assert git("rev-parse", "main", cwd=bare).strip() == humans[-1]
     assert len(humans) == 3
+    # one warning per retry, each with its (jittered, capped) delay; none after the last attempt
+    warnings = [r.getMessage() for r in caplog.records if r.name == "image_updater.workflow"]
+    assert [w.split(" in ")[0] for w in warnings if w.startswith("push rejected (attempt")] == [
+        "push rejected (attempt 1 of 3), re-planning on the new remote head",
+        "push rejected (attempt 2 of 3), re-planning on the new remote head",
+    ]
+    delays = [float(w.rsplit(" in ", 1)[1].removesuffix("s")) for w in warnings if "(attempt" in w]
+    assert all(0 <= delay <= 0.04 for delay in delays), delays  # base 0.01: windows of 0.02 and 0.04 s
 
 
 def test_stop_before_push_leaves_remote_untouched_and_next_pass_completes(

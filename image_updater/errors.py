@@ -7,7 +7,8 @@ Every error the package raises on purpose is an ``ImageUpdaterError``::
      │    ├── InvalidReference        also a ValueError
      │    ├── InvalidPolicy           also a ValueError
      │    │    └── InvalidGlob        a path glob (policy files' spec.targets[].path) that does not compile
-     │    └── InvalidVersion          not a version (versions.parse_version); also a ValueError
+     │    ├── InvalidVersion          not a version (versions.parse_version); also a ValueError
+     │    └── InvalidDuration         not a duration (durations.parse_duration); also a ValueError
      ├── RegistryError                a registry could not answer what we asked
      │    ├── TransientRegistryError  worth retrying: 5xx, 429, timeouts, resets, truncated bodies
      │    ├── RegistryAuthError       401/403, or credentials that cannot be obtained

@@ -87,8 +87,8 @@ def env_name_problem(value: str) -> str | None:
 
 def shown_env_name(name: str) -> str:
     """``name`` as a message may show it: a conventional name (``UPPER_SNAKE``, at most 64 characters, not
-    secret-looking) as it is, anything else as "the variable it names". A token that slipped past
+    secret-looking) as it is, anything else as a placeholder saying it is not shown. A token that slipped past
     ``env_name_problem`` because it happens to look like a name is then still not echoed when it is unset."""
     if _CONVENTIONAL.fullmatch(name) and not looks_like_secret(name):
         return name
-    return "the variable it names"
+    return "(name not shown: not a conventional name, perhaps a secret)"

@@ -139,7 +139,7 @@ def test_an_unset_variable_whose_name_looks_unconventional_is_not_echoed(
     from image_updater.registry.credentials import CredentialStore
 
     assert shown_env_name("GITHUB_TOKEN") == "GITHUB_TOKEN"
-    assert shown_env_name(token) == "the variable it names"
+    assert shown_env_name(token).startswith("(name not shown")
     monkeypatch.delenv(token, raising=False)
     store = CredentialStore()
     with pytest.raises(RegistryAuthError) as caught:

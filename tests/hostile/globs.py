@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import random
 import re
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Callable
@@ -24,6 +22,7 @@ from typing import Any
 from image_updater.discover._globs import InvalidGlob, compile_path_glob
 from image_updater.errors import InvalidPolicy
 from image_updater.policies import TagInfo, parse_policy
+from tests.hostile.measure import run_image_updater
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,6 +76,8 @@ def path_globs_are_linear() -> dict[str, float]:
         "seconds": total,
         "worst_match_s": worst,
         "growth_16x": per_char[-1] / per_char[0] if per_char[0] else 0.0,
+        # 5 matches of an 8,000-character path against 12 stars: a backtracking matcher never finishes
+        "long_path_s": per_char[-1] * 5 * 8000,
     }
 
 
@@ -241,23 +242,7 @@ def run_cli(
     *args: str, cwd: Path, timeout: float = 120
 ) -> tuple[subprocess.CompletedProcess[str], float, float]:
     """``image-updater ARGS`` in a child process: (result, seconds, peak RSS of the child in MiB)."""
-    script = (
-        "import resource, runpy, sys\n"
-        "sys.argv = ['image-updater', *sys.argv[1:]]\n"
-        "try:\n"
-        "    runpy.run_module('image_updater', run_name='__main__')\n"
-        "finally:\n"
-        "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "    sys.stderr.write(f'\\nPEAK_RSS_KIB={peak}\\n')\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", script, *args], cwd=cwd, capture_output=True, text=True,
-                         timeout=timeout, env=env)
-    seconds = time.perf_counter() - start
-    match = re.search(r"PEAK_RSS_KIB=(\d+)", out.stderr)
-    assert match is not None, out.stderr[-2000:]
-    return out, seconds, int(match.group(1)) / 1024
+    return run_image_updater(list(args), timeout=timeout, cwd=cwd)
 
 
 def discovery_survives_hostile_globs(tmp: Path) -> dict[str, float]:

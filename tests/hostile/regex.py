@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
-import sys
 import textwrap
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,8 @@ from typing import Any
 from image_updater.testing import ImagePusher, RegistryServer
 
 # Patterns that backtrack exponentially (nested or overlapping quantifiers) on a string of one letter that
+from tests.hostile.measure import run_image_updater
+
 # fails at its last character. Each matches the tag "aaaa", so there is something to choose.
 CATASTROPHIC = (
     "^(a+)+$",
@@ -40,23 +39,15 @@ MATCHING = "aaaa"
 CHILD_TIMEOUT = 120.0  # seconds: generous; the whole scenario takes about a second per pattern
 
 
-def _mib(kib: int) -> float:
-    return round(kib / 1024, 1)
-
-
 def _run(
     args: list[str], env: dict[str, str], stdin: str = ""
-) -> tuple[subprocess.CompletedProcess[str], float]:
-    """``python -m image_updater ARGS`` in a child process; a hang past the limit is a failed scenario."""
-    started = time.perf_counter()
+) -> tuple[subprocess.CompletedProcess[str], float, float]:
+    """``image-updater ARGS`` in a child process: (result, seconds, the child's peak RSS in MiB); a hang
+    past the limit is a failed scenario."""
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "image_updater", *args],
-            input=stdin, capture_output=True, text=True, timeout=CHILD_TIMEOUT, env=env,
-        )
+        return run_image_updater(args, timeout=CHILD_TIMEOUT, env=env, input=stdin)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"image-updater {args} still running after {CHILD_TIMEOUT:.0f} s") from None
-    return done, time.perf_counter() - started
 
 
 def catastrophic_patterns_in_select(tmp_dir: Path) -> dict[str, Any]:
@@ -69,27 +60,26 @@ def catastrophic_patterns_in_select(tmp_dir: Path) -> dict[str, Any]:
     lines += [f"{tag} {(base + timedelta(hours=i + 1)).isoformat()}" for i, tag in enumerate(CRAFTED)]
     stdin = "\n".join(lines) + "\n"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    rss_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     seconds: list[float] = []
+    peaks: list[float] = []
     for pattern in CATASTROPHIC:
         for args in (
             [f"regex:{pattern}"],
             ["alphabetical", "--filter", f"(?P<all>{pattern})", "--extract", "${all}x"],
             ["alphabetical", "--exclude", "x*", "--filter", pattern],
         ):
-            done, took = _run(["select", *args], env, stdin)
+            done, took, peak = _run(["select", *args], env, stdin)
             seconds.append(took)
+            peaks.append(peak)
             if done.returncode != 0 or done.stdout != f"{MATCHING}\n":
                 raise AssertionError(
                     f"select {args} chose {done.stdout!r} (exit {done.returncode}): {done.stderr}"
                 )
-    rss_after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {
         "runs": len(seconds),
         "seconds": round(max(seconds), 3),
         "total_seconds": round(sum(seconds), 3),
-        # ru_maxrss of children is the largest child so far: the figure is this scenario's when it grew
-        "peak_rss_mib": _mib(max(rss_after, rss_before)),
+        "peak_rss_mib": round(max(peaks), 1),
     }
 
 
@@ -143,9 +133,7 @@ def catastrophic_patterns_in_plan(tmp_dir: Path) -> dict[str, Any]:
             f"registries:\n  - prefix: {registry.host}\n    insecure: true\ncache_dir: {tmp_dir / 'cache'}\n"
         )
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-        rss_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        done, took = _run(["plan", "-c", str(config), str(root), "--format", "json"], env)
-        rss_after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        done, took, peak = _run(["plan", "-c", str(config), str(root), "--format", "json"], env)
     if done.returncode != 1:  # 1: an error entry (the refused pattern), everything else reported
         raise AssertionError(f"plan exited {done.returncode}: {done.stderr}\n{done.stdout}")
     report = json.loads(done.stdout)
@@ -156,4 +144,4 @@ def catastrophic_patterns_in_plan(tmp_dir: Path) -> dict[str, Any]:
     errors = [(e["file"], e["message"]) for e in report["errors"]]
     if len(errors) != 1 or errors[0][0] != "refused.yaml" or "backreferences" not in errors[0][1]:
         raise AssertionError(f"errors {errors}: expected one for refused.yaml naming the backreference")
-    return {"seconds": round(took, 3), "peak_rss_mib": _mib(max(rss_after, rss_before))}
+    return {"seconds": round(took, 3), "peak_rss_mib": round(peak, 1)}

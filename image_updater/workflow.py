@@ -28,7 +28,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from image_updater.errors import ConfigError, ImageUpdaterError, PushRejected
-from image_updater.plan import ErrorEntry, Result
+from image_updater.findings import ErrorEntry
+from image_updater.plan import Result
 
 if TYPE_CHECKING:
     from image_updater.gitrepo import GitRepo, WorkingCopyLock

@@ -231,9 +231,10 @@ def make_git_tree(count: int) -> Path:
 def measure(root: str) -> dict[str, Any]:
     """One cold run (called in a fresh process)."""
     t0 = time.perf_counter()
-    from image_updater.discover import discover_files, iter_yaml_files
+    from image_updater.discover import discover_files
     from image_updater.plan import Resolution, build_plan
     from image_updater.policies import TagInfo
+    from image_updater.worktree import iter_yaml_files
 
     t_import = time.perf_counter() - t0
     cpu0 = time.process_time()

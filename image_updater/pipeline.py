@@ -2,8 +2,8 @@
 
 ``plan``/``apply`` on the command line and the git workflow (one pass per source) both call these
 functions, so a checkout is always planned and edited the same way. This module is an edge: it reads the
-tree, talks to registries through the ``RegistryClient`` it is given and writes files through
-``yamledit.edit_file`` (atomic, verified).
+tree (``worktree``), talks to registries through the ``RegistryClient`` it is given and writes files through
+``worktree.edit_file`` (atomic, verified).
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from image_updater.discover import Discovery, discover_files, is_yaml_name, iter_yaml_files
+from image_updater.discover import Discovery, discover_files
 from image_updater.errors import YamlEditError
-from image_updater.plan import Change, ErrorEntry, Result, build_plan
-from image_updater.yamledit import Edit, apply_edits, apply_verified, edit_file, parse_yaml, read_text
+from image_updater.findings import ErrorEntry
+from image_updater.plan import Change, Result, build_plan
+from image_updater.worktree import edit_file, is_yaml_name, iter_yaml_files, read_text
+from image_updater.yamledit import Edit, apply_edits, apply_verified, parse_yaml
 
 if TYPE_CHECKING:
     from image_updater.registry import RegistryClient

@@ -9,6 +9,9 @@ tagless reference gets ``:<tag>``, a digest kept or added when the reference had
 only the tag for ``:tag`` markers and ``newTag``), ``Unchanged`` for scalars already right, and an
 ``ErrorEntry`` per target whose registry failed or whose policy admits no tag. The order is deterministic:
 file, then position in the file.
+
+``ErrorEntry``, ``Skipped``, ``Origin`` and ``ResolveKey`` are defined in ``image_updater.findings`` and
+re-exported here.
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from image_updater.policies import Policy
+from image_updater.findings import ErrorEntry, Origin, ResolveKey, Skipped
 from image_updater.references import is_valid_tag
 
-if TYPE_CHECKING:  # discover imports this module for the entry types
+if TYPE_CHECKING:
     from image_updater.discover import Discovery, Target
 
 __all__ = [
@@ -36,20 +39,8 @@ __all__ = [
     "build_plan",
     "render_value",
 ]
-
-Origin = Literal["annotation", "marker", "policy-file"]
-
-
-@dataclass(frozen=True, slots=True)
-class ResolveKey:
-    """What the registry layer must answer once per pass: which tag ``policy`` picks for ``image``.
-
-    ``current_tag`` is part of the key because flavour matching and the spelling tie-break depend on it.
-    """
-
-    image: str  # normalised "registry/repository", e.g. "docker.io/library/nginx"
-    policy: Policy
-    current_tag: str | None
+# ErrorEntry, Origin, ResolveKey and Skipped live in image_updater.findings (below discover and plan); they
+# are re-exported here because a Result carries them and tests and benchmarks import them from this module.
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,32 +105,6 @@ class Unchanged:
             "image": self.image, "old": self.old, "old_tag": self.old_tag, "policy": self.policy,
             "origin": self.origin,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class Skipped:
-    """A field deliberately left alone: locked or ignored workload, container without a policy."""
-
-    file: str
-    line: int | None
-    image: str | None
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "image": self.image, "reason": self.reason}
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorEntry:
-    """Something that went wrong for one file, image or source; the rest of the pass went on."""
-
-    file: str | None
-    line: int | None
-    image: str | None
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "image": self.image, "message": self.message}
 
 
 @dataclass(frozen=True, slots=True)

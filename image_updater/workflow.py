@@ -32,7 +32,8 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from tenacity.wait import wait_random_exponential
 
 from image_updater.errors import ConfigError, ImageUpdaterError, PushRejected
-from image_updater.plan import ErrorEntry, Result
+from image_updater.findings import ErrorEntry
+from image_updater.plan import Result
 
 if TYPE_CHECKING:
     from image_updater.gitrepo import GitRepo, WorkingCopyLock

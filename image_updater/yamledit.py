@@ -1,6 +1,6 @@
-"""Byte-exact YAML edits: parse with positions, replace only the characters of a scalar, write atomically.
+"""Byte-exact YAML edits on text: parse with positions, replace only the characters of a scalar, verify.
 
-Nothing is ever re-serialised. A file is *composed* (ruamel.yaml node trees with marks, never constructed
+Nothing is ever re-serialised. A text is *composed* (ruamel.yaml node trees with marks, never constructed
 into Python objects), the caller picks scalar nodes, and ``apply_edits`` replaces exactly their character
 spans in the original text. Comments, blank lines, indentation, key order, flow style, anchors, CRLF, a BOM
 and a missing final newline therefore survive byte for byte: they are all outside the spans.
@@ -13,29 +13,23 @@ tag. Use ``plain_needs_quotes`` to ask whether a plain scalar would read as a no
 
 Typical use (discovery finds the nodes, planning decides the values)::
 
-    parsed = parse_yaml(read_text(path), filename="apps/web.yaml")
+    parsed = parse_yaml(text, filename="apps/web.yaml")
     node = ...  # a ScalarNode found in parsed.documents; check parsed.is_shared(node) for aliases
     edits = [Edit(*scalar_span(node), "nginx:1.27", original=node_text)]
-    new_text = apply_verified(parsed, edits, filename="apps/web.yaml")  # what a diff should show
-    edit_file(path, edits, root=repo)  # read, apply, verify, write atomically
+    new_text = apply_verified(parsed, edits, filename="apps/web.yaml")  # what a diff shows and a write writes
 
-Safety net: ``apply_verified`` (used by ``edit_file``) re-parses the new text and checks that the composed
-trees are identical except for the edited scalars, which must carry exactly the new values; nothing is
-written otherwise.
+Safety net: ``apply_verified`` re-parses the new text and checks that the composed trees are identical
+except for the edited scalars, which must carry exactly the new values; it returns nothing otherwise.
 
-This module is pure except ``read_text``, ``write_atomic`` and ``edit_file``.
+This module is pure: text in, text out. Reading files, atomic writes and ``edit_file`` (read, apply,
+verify, write) are in ``image_updater.worktree``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import stat
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from ruamel.yaml import YAML
@@ -66,13 +60,10 @@ __all__ = [
     "YamlParseError",
     "apply_edits",
     "apply_verified",
-    "edit_file",
     "parse_yaml",
     "plain_needs_quotes",
-    "read_text",
     "render_scalar",
     "scalar_span",
-    "write_atomic",
 ]
 
 #: Files larger than this (in characters) are refused before parsing: a GitOps manifest is never this big,
@@ -673,7 +664,7 @@ def _apply(text: str, edits: Sequence[Edit], *, filename: str, quote: frozenset[
 
 
 def apply_verified(parsed: ParsedFile, edits: Sequence[Edit], *, filename: str) -> str:
-    """The text ``edit_file`` would write: ``apply_edits`` on ``parsed.text``, proven before anyone writes it.
+    """The text to write: ``apply_edits`` on ``parsed.text``, proven before anyone writes it.
 
     The result is always ``apply_edits(parsed.text, edits, ...)``: a dry-run diff shows what is written.
     The new text is parsed again and compared with ``parsed``: same documents, same structure, same tags,
@@ -759,120 +750,3 @@ def _compare(old: ParsedFile, new: ParsedFile, edits: Sequence[Edit], filename: 
             f"{filename}:{_line_of(old.text, start)}: refused: characters {start}..{end} are not the span "
             "of a scalar node"
         )
-
-
-# ------------------------------------------------------------------------------------------------ I/O
-
-
-def read_text(path: Path) -> str:
-    """Read a file as UTF-8 without newline translation (CRLF and a BOM survive).
-
-    Raises ``YamlParseError`` (a ``YamlEditError``; its ``reason`` is the message without the path) for
-    undecodable bytes (naming the byte offset), files over ``MAX_YAML_CHARS`` bytes and read errors.
-    """
-    try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size > MAX_YAML_CHARS:
-                raise YamlParseError(
-                    f"refused: {size} bytes is over the {MAX_YAML_CHARS} limit", filename=str(path)
-                )
-            # read what fstat announced (+1 to see growth): read(MAX + 1) allocates 10 MB per file
-            data = handle.read(size + 1)
-            if len(data) > size:
-                data += handle.read(MAX_YAML_CHARS + 1 - len(data))
-    except OSError as exc:
-        raise YamlParseError(f"cannot read: {exc.strerror or exc}", filename=str(path)) from exc
-    if len(data) > MAX_YAML_CHARS:
-        raise YamlParseError(f"refused: over the {MAX_YAML_CHARS} byte limit", filename=str(path))
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise YamlParseError(f"not UTF-8 (byte offset {exc.start})", filename=str(path), line=line) from exc
-
-
-def _current_umask() -> int:
-    # os.umask can only be read by setting it, which races with other threads; Linux publishes it.
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    return 0o022
-
-
-def _resolve_inside(path: Path, root: Path | None) -> Path:
-    """The real file behind ``path``; refuse when a symlink on the way leads outside ``root``."""
-    real = Path(os.path.realpath(path))
-    if root is not None:
-        real_root = Path(os.path.realpath(root))
-        if not real.is_relative_to(real_root):
-            raise YamlEditError(f"{path}: refused: it resolves to {real}, outside {real_root}")
-    return real
-
-
-def write_atomic(path: Path, text: str, *, root: Path | None = None) -> None:
-    """Replace the file at ``path`` with ``text`` (UTF-8, no newline translation) atomically.
-
-    A temporary file in the same directory is written, fsynced, given the original file's mode and
-    renamed over the target, so readers see the old or the new content, never a mix. A symlinked
-    ``path`` is followed and its target replaced (the link survives), but only when every symlink on the
-    way stays inside ``root``. Raises ``YamlEditError``; no temporary file is left behind on error.
-    """
-    real = _resolve_inside(path, root)
-    try:
-        data = text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise YamlEditError(f"{path}: refused: the text cannot be encoded as UTF-8") from exc
-    try:
-        mode = stat.S_IMODE(os.stat(real).st_mode)
-    except FileNotFoundError:
-        mode = 0o666 & ~_current_umask()
-    except OSError as exc:
-        raise YamlEditError(f"{path}: cannot write: {exc.strerror or exc}") from exc
-    temp_name: str | None = None
-    try:
-        descriptor, temp_name = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
-        with open(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(temp_name, real)
-        temp_name = None
-        _fsync_directory(real.parent)
-    except OSError as exc:
-        raise YamlEditError(f"{path}: cannot write: {exc.strerror or exc}") from exc
-    finally:
-        if temp_name is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temp_name)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; best effort (not every filesystem allows opening a directory).
-    with contextlib.suppress(OSError):
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-
-
-def edit_file(path: Path, edits: Sequence[Edit], *, root: Path | None) -> None:
-    """Read, edit, verify (``apply_verified``) and atomically write one file; nothing written on error.
-
-    The file name in messages is relative to ``root`` when the file lies under it.
-    """
-    if not edits:
-        return
-    filename = str(path)
-    if root is not None:
-        with contextlib.suppress(ValueError):
-            filename = path.relative_to(root).as_posix()
-    _resolve_inside(path, root)
-    text = read_text(path)
-    parsed = parse_yaml(text, filename=filename)
-    new_text = apply_verified(parsed, edits, filename=filename)
-    if new_text != text:
-        write_atomic(path, new_text, root=root)

@@ -19,15 +19,14 @@ from typing import Any
 import pytest
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
+from image_updater.worktree import edit_file, read_text
 from image_updater.yamledit import (
     Edit,
     ParsedFile,
     YamlParseError,
     apply_edits,
     apply_verified,
-    edit_file,
     parse_yaml,
-    read_text,
     render_scalar,
     scalar_span,
 )

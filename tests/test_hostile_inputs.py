@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 import pytest
 
-from image_updater.discover import discover_files, resolve_paths
+from image_updater.discover import discover_files
 from image_updater.errors import ConfigError, ImageUpdaterError, RegistryError, YamlEditError
 from image_updater.gitrepo import GitRepo, workdir_for
 from image_updater.pipeline import apply_result, plan_directory
@@ -47,7 +47,8 @@ from image_updater.report import render
 from image_updater.settings import load_settings
 from image_updater.testing import ImagePusher, RegistryServer
 from image_updater.workflow import make_client, run_source
-from image_updater.yamledit import Edit, edit_file, write_atomic
+from image_updater.worktree import edit_file, resolve_paths, write_atomic
+from image_updater.yamledit import Edit
 from tests.faults import Fault, FaultProxy
 from tests.fixtures.gitserver import GIT_HTTP_TOKEN
 

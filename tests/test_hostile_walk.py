@@ -61,8 +61,8 @@ def test_a_push_rejection_is_recognised_whatever_language_the_environment_asks_f
 def test_files_the_walk_cannot_use_are_named_once_with_their_line(tmp_path: Path) -> None:
     """A file that is not UTF-8 or over the size cap is one error entry: file and line in their fields, the
     message the reason alone (no `path:line:` repeated inside it, no absolute path)."""
-    from image_updater.discover import iter_yaml_files
     from image_updater.plan import ErrorEntry
+    from image_updater.worktree import iter_yaml_files
     from image_updater.yamledit import MAX_YAML_CHARS
 
     (tmp_path / "apps").mkdir()

@@ -1,4 +1,5 @@
-"""yamledit: parsing with positions, quoting rules, byte-exact span edits, verification and atomic writes.
+"""yamledit: parsing with positions, quoting rules, byte-exact span edits, verification; worktree: reading
+and atomic writes.
 
 Golden cases compare whole files byte for byte; every rendered scalar is also read back by independent
 YAML readers (ruamel with libyaml and pure, YAML 1.1 and 1.2, and PyYAML) to prove it means the new value.
@@ -19,6 +20,7 @@ from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from image_updater import yamledit
 from image_updater.errors import YamlEditError
+from image_updater.worktree import edit_file, read_text, write_atomic
 from image_updater.yamledit import (
     MAX_DEPTH,
     Edit,
@@ -26,13 +28,10 @@ from image_updater.yamledit import (
     YamlParseError,
     apply_edits,
     apply_verified,
-    edit_file,
     parse_yaml,
     plain_needs_quotes,
-    read_text,
     render_scalar,
     scalar_span,
-    write_atomic,
 )
 
 PARSERS = ["c", "pure"]

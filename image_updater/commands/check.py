@@ -165,7 +165,7 @@ def _unfetched_as_lower(verdicts: list[Verdict], inspection: Inspection) -> list
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from image_updater.plan import ResolveKey
+    from image_updater.findings import ResolveKey
     from image_updater.registry import MetadataCache, RegistryClient, inspect, options_from_settings
     from image_updater.settings import load_settings
 

@@ -9,8 +9,9 @@ Where policies come from (DESIGN "Where policies come from"):
 3. policy files (``image-updater.io/v1alpha1`` ``ImagePolicy``) whose ``spec.targets`` select workload
    images, kustomize ``images:`` entries and Helm values shapes in matching files.
 
-``discover_files`` is pure (it works on ``(path, text)`` pairs); ``iter_yaml_files`` is the thin walker that
-reads a checkout. A cheap text prefilter keeps files that cannot hold a target from being parsed.
+Discovery is pure: ``discover_files`` works on ``(path, text)`` pairs. Walking and reading a checkout
+(``iter_yaml_files``, ``resolve_paths``, ``is_yaml_name``) is the edge module ``image_updater.worktree``. A
+cheap text prefilter keeps files that cannot hold a target from being parsed.
 """
 
 from __future__ import annotations
@@ -18,12 +19,9 @@ from __future__ import annotations
 from ._discover import KUSTOMIZATION_FILES, FileInput, discover_files, may_hold_targets
 from ._model import Discovery, Part, Shape, Target
 from ._policies import PolicyDef
-from ._walk import MAX_DEPTH, SKIPPED_DIRS, is_yaml_name, iter_yaml_files, resolve_paths
 
 __all__ = [
     "KUSTOMIZATION_FILES",
-    "MAX_DEPTH",
-    "SKIPPED_DIRS",
     "Discovery",
     "FileInput",
     "Part",
@@ -31,8 +29,5 @@ __all__ = [
     "Shape",
     "Target",
     "discover_files",
-    "is_yaml_name",
-    "iter_yaml_files",
     "may_hold_targets",
-    "resolve_paths",
 ]

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
-from image_updater.plan import ErrorEntry, Origin, Skipped
+from image_updater.findings import ErrorEntry, Origin, Skipped
 from image_updater.policies import Policy
 from image_updater.references import ImageReference
 from image_updater.yamledit import ParsedFile, YamlParseError, parse_yaml, scalar_span

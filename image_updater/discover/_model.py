@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from image_updater.plan import ErrorEntry, Origin, ResolveKey, Skipped
+from image_updater.findings import ErrorEntry, Origin, ResolveKey, Skipped
 from image_updater.policies import Policy
 from image_updater.references import ImageReference
 

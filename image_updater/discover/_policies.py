@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from image_updater.errors import InvalidPolicy, InvalidReference
-from image_updater.plan import ErrorEntry
+from image_updater.findings import ErrorEntry
 from image_updater.policies import Policy, parse_policy
 from image_updater.references import ImageReference, parse_reference
 

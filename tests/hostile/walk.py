@@ -270,8 +270,8 @@ def deep_tree(tmp: Path, depth: int = 1100) -> dict[str, float]:
 
 
 def _deep_tree(root: Path, depth: int, *, git: bool) -> float:
-    from image_updater.discover import MAX_DEPTH
     from image_updater.pipeline import discover_directory
+    from image_updater.worktree import MAX_DEPTH
 
     mode = "git" if git else "plain"
     (root / "apps").mkdir(parents=True)

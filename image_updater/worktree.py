@@ -1,4 +1,7 @@
-"""Walking a checkout for YAML files: the only part of discovery that touches the file system.
+"""The working tree on disk: which YAML files a checkout holds, reading them, and writing edits back.
+
+This is the one edge between the pure core and the file system: ``yamledit`` edits texts and ``discover``
+finds targets in texts; this module lists, reads and (atomically) writes the files they come from.
 
 **Which files.** In a Git work tree the walk scans what Git would track: tracked files plus untracked files
 that are not ignored (``.gitignore``, ``.git/info/exclude``, the global excludes file), as
@@ -19,30 +22,48 @@ written into a report, a commit or a pathspec faithfully: the file is skipped wi
 its bytes escaped (``caf\\xe9.yaml``). ``git ls-files`` gets ``GIT_LIST_TIMEOUT`` seconds.
 
 Output is sorted by path, each file once, paths under the scan roots only.
+
+**Reading and writing.** ``read_text`` reads UTF-8 without newline translation (CRLF and a BOM survive) and
+refuses files over ``yamledit.MAX_YAML_CHARS``. ``write_atomic`` replaces a file through a temporary file in
+the same directory (fsynced, mode kept, renamed over the target, directory fsynced), never through a
+symbolic link leading outside the repository. ``edit_file`` is read, ``yamledit.apply_verified``, write.
+
+Typical use::
+
+    text = read_text(path)
+    parsed = parse_yaml(text, filename="apps/web.yaml")  # yamledit: pure
+    edits = [Edit(*scalar_span(node), "nginx:1.27", original=node_text)]
+    edit_file(path, edits, root=repo)  # read, apply, verify, write atomically
 """
+
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
 import subprocess
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from image_updater.errors import ConfigError, GitError
-from image_updater.plan import ErrorEntry
-from image_updater.yamledit import YamlParseError, read_text
-
-from ._discover import KUSTOMIZATION_FILES
+from image_updater import yamledit
+from image_updater.discover import KUSTOMIZATION_FILES
+from image_updater.errors import ConfigError, GitError, YamlEditError
+from image_updater.findings import ErrorEntry
+from image_updater.yamledit import Edit, YamlParseError, apply_verified, parse_yaml
 
 __all__ = [
     "GIT_LIST_TIMEOUT",
     "MAX_DEPTH",
     "SKIPPED_DIRS",
+    "edit_file",
     "is_yaml_name",
     "iter_yaml_files",
+    "read_text",
     "resolve_paths",
+    "write_atomic",
 ]
 
 log = logging.getLogger(__name__)
@@ -298,3 +319,121 @@ def iter_yaml_files(
                 errors.append(ErrorEntry(file=rel, line=exc.line, image=None, message=exc.reason))
             continue
         yield rel, text
+
+
+# ----------------------------------------------------------------------------------- reading and writing
+
+
+def read_text(path: Path) -> str:
+    """Read a file as UTF-8 without newline translation (CRLF and a BOM survive).
+
+    Raises ``YamlParseError`` (a ``YamlEditError``; its ``reason`` is the message without the path) for
+    undecodable bytes (naming the byte offset), files over ``MAX_YAML_CHARS`` bytes and read errors.
+    """
+    limit = yamledit.MAX_YAML_CHARS  # the parser's own cap, read at call time (one limit, one place)
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > limit:
+                raise YamlParseError(
+                    f"refused: {size} bytes is over the {limit} limit", filename=str(path)
+                )
+            # read what fstat announced (+1 to see growth): read(MAX + 1) allocates 10 MB per file
+            data = handle.read(size + 1)
+            if len(data) > size:
+                data += handle.read(limit + 1 - len(data))
+    except OSError as exc:
+        raise YamlParseError(f"cannot read: {exc.strerror or exc}", filename=str(path)) from exc
+    if len(data) > limit:
+        raise YamlParseError(f"refused: over the {limit} byte limit", filename=str(path))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise YamlParseError(f"not UTF-8 (byte offset {exc.start})", filename=str(path), line=line) from exc
+
+
+def _current_umask() -> int:
+    # os.umask can only be read by setting it, which races with other threads; Linux publishes it.
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
+
+
+def _resolve_inside(path: Path, root: Path | None) -> Path:
+    """The real file behind ``path``; refuse when a symlink on the way leads outside ``root``."""
+    real = Path(os.path.realpath(path))
+    if root is not None:
+        real_root = Path(os.path.realpath(root))
+        if not real.is_relative_to(real_root):
+            raise YamlEditError(f"{path}: refused: it resolves to {real}, outside {real_root}")
+    return real
+
+
+def write_atomic(path: Path, text: str, *, root: Path | None = None) -> None:
+    """Replace the file at ``path`` with ``text`` (UTF-8, no newline translation) atomically.
+
+    A temporary file in the same directory is written, fsynced, given the original file's mode and
+    renamed over the target, so readers see the old or the new content, never a mix. A symlinked
+    ``path`` is followed and its target replaced (the link survives), but only when every symlink on the
+    way stays inside ``root``. Raises ``YamlEditError``; no temporary file is left behind on error.
+    """
+    real = _resolve_inside(path, root)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise YamlEditError(f"{path}: refused: the text cannot be encoded as UTF-8") from exc
+    try:
+        mode = stat.S_IMODE(os.stat(real).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_current_umask()
+    except OSError as exc:
+        raise YamlEditError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+    temp_name: str | None = None
+    try:
+        descriptor, temp_name = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
+        with open(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(temp_name, real)
+        temp_name = None
+        _fsync_directory(real.parent)
+    except OSError as exc:
+        raise YamlEditError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+    finally:
+        if temp_name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temp_name)
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename itself durable; best effort (not every filesystem allows opening a directory).
+    with contextlib.suppress(OSError):
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def edit_file(path: Path, edits: Sequence[Edit], *, root: Path | None) -> None:
+    """Read, edit, verify (``apply_verified``) and atomically write one file; nothing written on error.
+
+    The file name in messages is relative to ``root`` when the file lies under it.
+    """
+    if not edits:
+        return
+    filename = str(path)
+    if root is not None:
+        with contextlib.suppress(ValueError):
+            filename = path.relative_to(root).as_posix()
+    _resolve_inside(path, root)
+    text = read_text(path)
+    parsed = parse_yaml(text, filename=filename)
+    new_text = apply_verified(parsed, edits, filename=filename)
+    if new_text != text:
+        write_atomic(path, new_text, root=root)

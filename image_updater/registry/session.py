@@ -3,10 +3,11 @@
 A ``Session`` owns one ``httpx.AsyncClient`` per TLS setting (system trust store, a registry's ``ca_file``,
 or no verification), shared by every registry with that setting, and one ``Endpoint`` per registry (or per
 ``registries[]`` entry when a narrower prefix configures part of a registry): base URL, pacing, and the
-authentication state. ``call`` is one logical request: authenticate, send, retry transient failures with
-tenacity (exponential backoff with jitter, ``Retry-After`` honoured, bounded by the registry's ``timeout``),
-and parse the answer; a parse failure of a 200 counts as transient too. Its exchanges, the token request
-included, share one ``Budget``: the whole logical request ends within ``timeout + min(timeout, 2 s)``.
+authentication state. ``call`` is one logical request: one ``exchange`` per attempt, with the token dance
+(``auth.RegistryAuth``) inside it, retries of transient failures with tenacity (exponential backoff with
+jitter, ``Retry-After`` honoured, bounded by the registry's ``timeout``), and the answer parsed
+(``_interpret``); a parse failure of a 200 counts as transient too. Its attempts, token requests included,
+share one ``Budget``: the whole logical request ends within ``timeout + min(timeout, 2 s)``.
 """
 
 from __future__ import annotations

@@ -16,12 +16,15 @@ bounds asserted here are generous, so that only a hang or an unbounded growth br
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 import pytest
 
 from image_updater.envnames import env_name_problem
+from image_updater.errors import RegistryError
+from image_updater.registry import RegistryClient, RegistryOptions, RetryPolicy
 from image_updater.registry.client import next_link
 from image_updater.registry.transport import MAX_WAIT, Budget, parse_retry_after
 from tests.fixtures.registry import require_registry_binary
@@ -66,6 +69,30 @@ def test_next_link_is_linear_on_a_megabyte_of_hostile_parameters() -> None:
     assert next_link('<a>; title="x, y"; rel="prev next"') == "a"
     # quadratic backtracking needs hours for this; linear parsing well under a second
     assert time.monotonic() - started < 30
+
+
+def test_a_redirect_loop_stops_after_five_redirects_with_a_permanent_error(tmp_path: Path) -> None:
+    statuses: list[int | str] = []
+
+    def route(method: str, target: str) -> hostile.Reply:
+        hop = int(target.rsplit("hop=", 1)[1]) if "hop=" in target else 0
+        return hostile.Reply(302, [("Location", f"/v2/team/app/tags/list?hop={hop + 1}")], b"x" * 1000)
+
+    async def scenario(host: str) -> str:
+        options = RegistryOptions(prefix=host, insecure=True, timeout=20)
+        client = RegistryClient([options], docker_config=tmp_path / "none", retry=RetryPolicy(attempts=3),
+                                on_request=lambda _registry, status: statuses.append(status))
+        async with client:
+            with pytest.raises(RegistryError) as caught:
+                await client.list_tags(f"{host}/team/app")
+            return str(caught.value)
+
+    with hostile.HostileServer(route) as server:
+        message = asyncio.run(scenario(server.host))
+        log = list(server.log)
+    assert message == f"registry {server.host}, image team/app: tags/list redirected more than 5 times"
+    assert len(log) == 6  # the request and five redirects, not retried: a loop is permanent
+    assert statuses == [302] * 6 + ["redirect_loop"]
 
 
 @pytest.mark.parametrize("retry_after", ["1000000000", "Fri, 31 Dec 9999 23:59:59 GMT", "1e400"])

@@ -599,6 +599,57 @@ def test_blob_redirect_does_not_forward_authorization(
     assert len(cdn_requests) == 1 and "Authorization" not in cdn_requests[0].headers
 
 
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [("http://cdn.example.net/blob", "from HTTPS to plain HTTP (cdn.example.net)"),
+     ("file:///etc/passwd", "redirected to a 'file' URL")],
+)
+def test_redirects_that_weaken_the_request_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, location: str, expected: str
+) -> None:
+    monkeypatch.setenv("REG", f"user:{CANARY}")
+    with respx.mock(assert_all_called=False) as mock:
+        mock.get(url__regex=r"https://r\.example\.com/v2/a/tags/list.*").mock(
+            return_value=httpx.Response(302, headers={"Location": location})
+        )
+        cdn = mock.get(host="cdn.example.net").mock(return_value=tags_answer(["1"]))
+
+        async def scenario() -> list[str]:
+            options = RegistryOptions(prefix="r.example.com", credentials="env:REG")
+            async with client_for(tmp_path, options) as client:
+                return await client.list_tags("r.example.com/a")
+
+        with pytest.raises(RegistryError) as caught:
+            run(scenario())
+    assert not isinstance(caught.value, TransientRegistryError)
+    assert expected in str(caught.value) and "registry r.example.com, image a" in str(caught.value)
+    assert not cdn.called
+
+
+def test_a_token_request_body_is_never_redirected_to_another_origin(tmp_path: Path) -> None:
+    config = tmp_path / "docker.json"
+    config.write_text(json.dumps({"auths": {"r.example.com": {"identitytoken": CANARY}}}))
+    challenge = 'Bearer realm="https://r.example.com/oauth",service="r.example.com"'
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post("https://r.example.com/oauth").mock(
+            return_value=httpx.Response(307, headers={"Location": "https://elsewhere.example.net/grab"})
+        )
+        elsewhere = mock.post(host="elsewhere.example.net").mock(return_value=httpx.Response(200, json={}))
+        mock.get(url__regex=r"https://r\.example\.com/v2/a/tags/list.*").mock(
+            return_value=httpx.Response(401, headers={"WWW-Authenticate": challenge})
+        )
+
+        async def scenario() -> list[str]:
+            async with client_for(tmp_path, docker_config=config) as client:
+                return await client.list_tags("r.example.com/a")
+
+        with pytest.raises(RegistryError) as caught:
+            run(scenario())
+    assert "redirected its request body to another origin (elsewhere.example.net)" in str(caught.value)
+    assert CANARY not in str(caught.value)
+    assert not elsewhere.called
+
+
 def test_identity_token_uses_the_oauth_refresh_grant(tmp_path: Path) -> None:
     config = tmp_path / "docker.json"
     config.write_text(json.dumps({"auths": {"r.example.com": {"identitytoken": CANARY}}}))

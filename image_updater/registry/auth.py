@@ -1,39 +1,56 @@
-"""Registry authentication: ``WWW-Authenticate`` challenges, the Bearer token flow and Basic.
+"""Registry authentication: ``WWW-Authenticate`` challenges, Bearer tokens and Basic, as an httpx auth flow.
 
 The registry tells us how to authenticate in its 401 answer. We remember that per registry, so the next
 repository on the same registry gets its token *before* its first request instead of after a 401. Tokens
-are cached per (registry, scope) until ``expires_in`` (60 s when the token server does not say) runs out; a
-401 on a request that carried a cached token drops that token and fetches a fresh one once, and a 401 with
-a fresh token makes the credentials be read again (they may have expired) before we give up.
+are cached per (registry, scope) until ``expires_in`` (60 s when the token server does not say) runs out, and
+concurrent requests of one scope share one token request; a 401 on a request that carried a cached token
+drops that token and fetches a fresh one once, and a 401 with a fresh token makes the credentials be read
+again (they may have expired) before we give up.
+
+``RegistryAuth`` is that dance as an ``httpx.Auth`` (``async_auth_flow``), one per request attempt;
+``Keyring`` holds what it reads and forgets (the credential store and the ``TokenCache``). The token request
+is sent by ``transport.send`` inside the exchange that needed it: same turn, same deadline, same checks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlencode
 
-from image_updater.errors import RegistryAuthError
-from image_updater.registry.credentials import Credential
+import httpx
+
+from image_updater.errors import RegistryAuthError, RegistryError, TransientRegistryError
+from image_updater.registry.credentials import Credential, CredentialStore
+from image_updater.registry.options import is_loopback
+from image_updater.registry.transport import Answer, Endpoint, chain_of, discard, send
 
 __all__ = [
     "Challenge",
+    "Keyring",
+    "RegistryAuth",
     "Token",
     "TokenCache",
     "basic_header",
     "parse_challenges",
     "pull_scope",
+    "short_reason",
     "token_from_response",
+    "with_context",
 ]
 
 _TOKEN_CHARS = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _DEFAULT_EXPIRES_IN = 60.0
 # A token is renewed this long before the server says it expires, so that it never expires in flight.
 _EXPIRY_MARGIN = 5.0
+# Rounds of one request: first contact, a fresh token, credentials read again, and room to spare.
+_ROUNDS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,3 +245,219 @@ class TokenCache:
                 token = await fetch_token(challenge, scope, await get_credential())
                 self._tokens[key] = token
         return f"Bearer {token.value}"
+
+
+def short_reason(exc: BaseException) -> str:
+    # a decoder's message may quote the body; keep only its type and the position it names
+    text = str(exc)
+    if isinstance(exc, ValueError) and "char" in text:
+        return f"{type(exc).__name__}: {text[:80]}"
+    return type(exc).__name__
+
+
+def with_context(context: str, exc: Exception, key: str) -> str:
+    """``exc``'s message led by ``context`` instead of the ``registry <key>:`` it may start with."""
+    message = str(exc)
+    if message.startswith(f"{context}: "):
+        return message
+    for prefix in (f"registry {key}: ", f"registry {key.split('/', 1)[0]}: "):
+        if message.startswith(prefix):
+            return f"{context}: {message[len(prefix):]}"
+    return f"{context}: {message}"
+
+
+class _TokenRefused(Exception):
+    """The token server refused our credentials (401/403); they may have expired, so read them again."""
+
+
+class Keyring:
+    """The credentials and tokens of every endpoint of one session, and the auth flows that use them."""
+
+    def __init__(self, credentials: CredentialStore, tokens: TokenCache, *, token_max_bytes: int) -> None:
+        self.credentials = credentials
+        self.tokens = tokens
+        self.token_max_bytes = token_max_bytes
+
+    def flow(self, endpoint: Endpoint, repository: str, *, context: str, what: str) -> RegistryAuth:
+        return RegistryAuth(self, endpoint, pull_scope(repository), context=context, what=what)
+
+    async def credential(self, endpoint: Endpoint) -> Credential | None:
+        return await self.credentials.get(endpoint.name, endpoint.options.credentials)
+
+    async def hint(self, endpoint: Endpoint) -> str:
+        """Where the credentials came from, for a refusal's message (never the credentials themselves)."""
+        try:
+            credential = await self.credential(endpoint)
+        except RegistryAuthError:
+            return "unreadable credentials"
+        return f"the credentials from {credential.source}" if credential is not None else "no credentials"
+
+    def forget(self, endpoint: Endpoint) -> None:
+        """Read the credentials again next time and drop the tokens they bought (they may have expired)."""
+        self.credentials.invalidate(endpoint.name)
+        self.tokens.forget_tokens(endpoint.key)
+
+
+@dataclass(slots=True)
+class _Rounds:
+    refused: int = 0  # 401s to requests that carried an Authorization
+    reread: bool = False  # the credentials were read again once already
+
+
+class RegistryAuth(httpx.Auth):
+    """The Docker token dance for one request attempt within one repository's pull scope.
+
+    Each round sends the request with the ``Authorization`` the registry is known to want (none, Basic, or a
+    Bearer token from the cache or the token server). A 401 teaches the challenge and earns another round:
+    after first contact; once with a fresh token after a cached one was refused; once after reading the
+    credentials again. Then the request fails with a ``RegistryAuthError`` naming where the credentials came
+    from. Any other answer ends the flow and goes to the caller.
+    """
+
+    def __init__(self, keyring: Keyring, endpoint: Endpoint, scope: str, *, context: str, what: str) -> None:
+        self._keyring = keyring
+        self._tokens = keyring.tokens
+        self._endpoint = endpoint
+        self._scope = scope
+        self._context = context
+        self._what = what
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        rounds = _Rounds()
+        for _round in range(_ROUNDS):
+            try:
+                authorization = await self._authorization(request)
+            except _TokenRefused:
+                await self._read_credentials_again(rounds)
+                continue
+            if authorization is None:
+                request.headers.pop("Authorization", None)
+            else:
+                request.headers["Authorization"] = authorization
+            response = yield request
+            if response.status_code != 401:
+                if 200 <= response.status_code < 300 and authorization is None:
+                    self._tokens.learn_anonymous(self._endpoint.key)
+                return
+            await discard(response)
+            await self._answer_challenge(response, authorization, rounds)
+        raise RegistryAuthError(
+            f"{self._context}: {self._what}: authentication did not settle after several rounds"
+        )
+
+    async def _authorization(self, request: httpx.Request) -> str | None:
+        endpoint = self._endpoint
+        try:
+            return await self._tokens.authorization(
+                endpoint.key, self._scope,
+                lambda: self._keyring.credential(endpoint),
+                lambda challenge, scope, credential: self._fetch_token(request, challenge, scope, credential),
+            )
+        except RegistryAuthError as exc:
+            raise RegistryAuthError(with_context(self._context, exc, endpoint.key)) from None
+
+    async def _read_credentials_again(self, rounds: _Rounds) -> None:
+        """After the token server refused the credentials: read them again once, then give up."""
+        if rounds.reread:
+            hint = await self._keyring.hint(self._endpoint)
+            raise RegistryAuthError(f"{self._context}: the token server refused {hint}")
+        rounds.reread = True
+        self._keyring.forget(self._endpoint)
+
+    async def _answer_challenge(
+        self, response: httpx.Response, authorization: str | None, rounds: _Rounds
+    ) -> None:
+        """Learn a 401's challenge and decide whether another round can help; raise when none can."""
+        endpoint, prefix = self._endpoint, f"{self._context}: {self._what}"
+        challenges = parse_challenges(response.headers.get_list("www-authenticate"))
+        if not challenges:
+            raise RegistryAuthError(f"{prefix} answered 401 without a WWW-Authenticate challenge")
+        try:
+            kind = self._tokens.learn(endpoint.key, challenges)
+        except RegistryAuthError as exc:
+            raise RegistryAuthError(with_context(self._context, exc, endpoint.key)) from None
+        if authorization is None:
+            return  # first contact: now we know how to authenticate
+        rounds.refused += 1
+        credential = await self._keyring.credential(endpoint)
+        if credential is None and (kind == "basic" or rounds.refused > 1):
+            raise RegistryAuthError(
+                f"{prefix} needs authentication and no credentials are configured for {endpoint.name}"
+            )
+        if rounds.refused == 1 and kind == "bearer":
+            self._tokens.drop(endpoint.key, self._scope, authorization.removeprefix("Bearer "))
+            return
+        if not rounds.reread:
+            rounds.reread = True
+            self._keyring.forget(endpoint)
+            return
+        hint = await self._keyring.hint(endpoint)
+        raise RegistryAuthError(f"{prefix} answered 401 Unauthorized with {hint}")
+
+    async def _fetch_token(
+        self, request: httpx.Request, challenge: Challenge, scope: str, credential: Credential | None
+    ) -> Token:
+        url = self._realm(challenge, credential)
+        method, target, headers, content = token_request(url, challenge, scope, credential)
+        chain = chain_of(request).derive(
+            what=f"token request to {url.host}", max_bytes=self._keyring.token_max_bytes
+        )
+        answer = await send(chain, method, target, headers=headers, content=content)
+        return self._token_of(answer, url, credential)
+
+    def _realm(self, challenge: Challenge, credential: Credential | None) -> httpx.URL:
+        """The token server's URL, refused when unusable or when it would take credentials over plain HTTP."""
+        realm = challenge.realm or ""
+        try:
+            url = httpx.URL(realm)
+        except httpx.InvalidURL:
+            url = httpx.URL("")
+        if url.scheme not in ("http", "https") or not url.host:
+            raise RegistryAuthError(
+                f"{self._context}: the registry names an unusable token realm {realm[:100]!r}"
+            )
+        plain_ok = self._endpoint.base_url.startswith("http://") or is_loopback(url.host)
+        if url.scheme == "http" and credential is not None and not plain_ok:
+            raise RegistryAuthError(
+                f"{self._context}: token realm {url.host} is plain HTTP; not sending credentials there"
+            )
+        return url
+
+    def _token_of(self, answer: Answer, url: httpx.URL, credential: Credential | None) -> Token:
+        if answer.status in (401, 403):
+            if credential is None:
+                raise RegistryAuthError(
+                    f"{self._context}: the token server {url.host} refused an anonymous token "
+                    f"({answer.status}); credentials are needed"
+                )
+            raise _TokenRefused
+        if answer.status != 200:
+            reason = f"{answer.status} {httpx.codes.get_reason_phrase(answer.status)}".strip()
+            raise RegistryError(f"{self._context}: token request to {url.host} answered {reason}")
+        try:
+            return token_from_response(json.loads(answer.body), time.monotonic())
+        except ValueError as exc:
+            raise TransientRegistryError(
+                f"{self._context}: token request to {url.host} answered an undecodable body "
+                f"({short_reason(exc)})"
+            ) from None
+
+
+def token_request(
+    url: httpx.URL, challenge: Challenge, scope: str, credential: Credential | None
+) -> tuple[str, httpx.URL, dict[str, str], bytes | None]:
+    """``(method, url, headers, body)`` of the token request: a GET with Basic credentials (or anonymous),
+    or, for an identity token, the OAuth2 refresh-token grant the Docker CLI uses."""
+    params = {"scope": scope}
+    service = challenge.params.get("service")
+    if service:
+        params["service"] = service
+    headers = {"Accept": "application/json"}
+    if credential is not None and credential.identity_token:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        form = {**params, "grant_type": "refresh_token", "refresh_token": credential.secret,
+                "client_id": "image-updater"}
+        return "POST", url, headers, urlencode(form).encode()
+    if credential is not None:
+        headers["Authorization"] = basic_header(credential)
+    return "GET", url.copy_merge_params(params), headers, None

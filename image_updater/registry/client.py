@@ -60,6 +60,11 @@ def next_link(header: str | None) -> str | None:
 
     One pass over the text (``_link_values``): a long header of repeated ``rel=`` parameters costs linear
     time, not the quadratic backtracking of a regular expression.
+
+    Not httpx's ``Response.links``: that parser is linear too (``str.split`` and one simple ``re.split``), but
+    it keys each link by its whole ``rel`` value, so ``rel="prev next"`` (a list of relations, RFC 8288)
+    has no ``"next"``; it splits inside quoted strings (``title="a, <b>"``), compares parameter names
+    case-sensitively (``REL=next``), and stops reading a link's parameters at one whose value holds ``=``.
     """
     if not header:
         return None

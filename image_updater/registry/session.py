@@ -3,30 +3,28 @@
 A ``Session`` owns one ``httpx.AsyncClient`` per TLS setting (system trust store, a registry's ``ca_file``,
 or no verification), shared by every registry with that setting, and one ``Endpoint`` per registry (or per
 ``registries[]`` entry when a narrower prefix configures part of a registry): base URL, pacing, and the
-authentication state. ``call`` is one logical request: authenticate, send, retry transient failures with
-tenacity (exponential backoff with jitter, ``Retry-After`` honoured, bounded by the registry's ``timeout``),
-and parse the answer; a parse failure of a 200 counts as transient too. Its exchanges, the token request
-included, share one ``Budget``: the whole logical request ends within ``timeout + min(timeout, 2 s)``.
+authentication state. ``call`` is one logical request: one ``exchange`` per attempt, with the token dance
+(``auth.RegistryAuth``) inside it, retries of transient failures with tenacity (exponential backoff with
+jitter, ``Retry-After`` honoured, bounded by the registry's ``timeout``), and the answer parsed
+(``_interpret``); a parse failure of a 200 counts as transient too. Its attempts, token requests included,
+share one ``Budget``: the whole logical request ends within ``timeout + min(timeout, 2 s)``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
-from urllib.parse import urlencode
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.stop import stop_base
 from tenacity.wait import wait_exponential_jitter
 
-from image_updater import __version__
 from image_updater.errors import (
     RegistryAuthError,
     RegistryError,
@@ -34,16 +32,8 @@ from image_updater.errors import (
     TransientRegistryError,
 )
 from image_updater.references import DOCKER_HUB
-from image_updater.registry.auth import (
-    Challenge,
-    Token,
-    TokenCache,
-    basic_header,
-    parse_challenges,
-    pull_scope,
-    token_from_response,
-)
-from image_updater.registry.credentials import Credential, CredentialStore
+from image_updater.registry.auth import Keyring, TokenCache, short_reason
+from image_updater.registry.credentials import CredentialStore
 from image_updater.registry.options import RegistryOptions, find_options, is_loopback, split_image
 from image_updater.registry.transport import (
     Answer,
@@ -55,9 +45,10 @@ from image_updater.registry.transport import (
     Throttle,
     Unreachable,
     exchange,
+    http_client,
 )
 
-__all__ = ["DOCKER_HUB_API", "Session", "context_of", "short_reason"]
+__all__ = ["DOCKER_HUB_API", "Session", "context_of"]
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +56,6 @@ T = TypeVar("T")
 
 DOCKER_HUB_API = "https://hub.docker.com"
 _DOCKER_HUB_REGISTRY = "registry-1.docker.io"
-
-
-class _TokenRefused(Exception):
-    """The token server refused our credentials (401/403); they may have expired, so read them again."""
 
 
 class _StopOverBudget(stop_base):
@@ -112,6 +99,7 @@ class Session:
         self._options = tuple(options)
         self._credentials = CredentialStore(docker_config)
         self._tokens = TokenCache()
+        self._keyring = Keyring(self._credentials, self._tokens, token_max_bytes=limits.token)
         self._retry = retry
         self.limits = limits
         self._observer = on_request
@@ -209,14 +197,7 @@ class Session:
                 except (OSError, ssl.SSLError) as exc:
                     reason = getattr(exc, "strerror", None) or str(exc)
                     raise RegistryError(f"{context}: cannot load ca_file {key[1]}: {reason}") from None
-        client = httpx.AsyncClient(
-            verify=verify,
-            transport=self._transport,
-            follow_redirects=False,  # exchange() follows them, dropping Authorization across origins
-            headers={"User-Agent": f"image-updater/{__version__}"},
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
-            trust_env=True,
-        )
+        client = http_client(verify=verify, transport=self._transport)
         self._http[key] = client
         return client
 
@@ -266,14 +247,17 @@ class Session:
             reraise=True,
             sleep=self._sleep,
         )
+        auth = self._keyring.flow(endpoint, repository, context=context, what=what) if authenticate else None
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._authenticated(
-                        endpoint, method, target, repository=repository, context=context, what=what,
-                        max_bytes=max_bytes, parse=parse, accept=accept, pull=pull, authenticate=authenticate,
-                        budget=budget,
+                    answer = await exchange(
+                        endpoint, method, target, headers={"Accept": accept} if accept else {},
+                        max_bytes=max_bytes, context=context, what=what, observe=self._observe, pull=pull,
+                        budget=budget, max_header_bytes=self.limits.headers, auth=auth,
                     )
+                    return await self._interpret(answer, endpoint, parse, context=context, what=what,
+                                                 authenticate=authenticate)
         except Unreachable as exc:
             # one verdict per registry and pass instead of every image waiting for its own timeout
             endpoint.down_until = time.monotonic() + 3 * budget.seconds
@@ -281,198 +265,34 @@ class Session:
             raise
         raise AssertionError("unreachable")  # pragma: no cover - tenacity either returns or raises
 
-    async def _authenticated(
+    async def _interpret(
         self,
+        answer: Answer,
         endpoint: Endpoint,
-        method: str,
-        target: str,
+        parse: Callable[[Answer], T],
         *,
-        repository: str,
         context: str,
         what: str,
-        max_bytes: int,
-        parse: Callable[[Answer], T],
-        accept: str | None,
-        pull: bool,
         authenticate: bool,
-        budget: Budget,
     ) -> T:
-        scope = pull_scope(repository)
-        headers = {"Accept": accept} if accept else {}
-        refused = 0
-        reread = False
-        for _round in range(5):
-            authorization: str | None = None
-            if authenticate:
-                try:
-                    authorization = await self._tokens.authorization(
-                        endpoint.key, scope,
-                        lambda: self._credential(endpoint),
-                        lambda challenge, scope_, credential: self._fetch_token(
-                            endpoint, challenge, scope_, credential, context, budget
-                        ),
-                    )
-                except _TokenRefused:
-                    if reread:
-                        raise RegistryAuthError(
-                            f"{context}: the token server refused {await self._credential_hint(endpoint)}"
-                        ) from None
-                    reread = True
-                    self._forget_credentials(endpoint)
-                    continue
-                except RegistryAuthError as exc:
-                    raise RegistryAuthError(_with_context(context, exc, endpoint.key)) from None
-            request_headers = dict(headers)
-            if authorization is not None:
-                request_headers["Authorization"] = authorization
-            answer = await exchange(
-                endpoint, method, target, headers=request_headers, max_bytes=max_bytes, context=context,
-                what=what, observe=self._observe, pull=pull, budget=budget,
-                max_header_bytes=self.limits.headers,
-            )
-            status = answer.status
-            if status == 401 and authenticate:
-                challenges = parse_challenges(answer.headers.get_list("www-authenticate"))
-                if not challenges:
-                    raise RegistryAuthError(
-                        f"{context}: {what} answered 401 without a WWW-Authenticate challenge"
-                    )
-                try:
-                    kind = self._tokens.learn(endpoint.key, challenges)
-                except RegistryAuthError as exc:
-                    raise RegistryAuthError(_with_context(context, exc, endpoint.key)) from None
-                if authorization is None:
-                    continue  # first contact: now we know how to authenticate
-                refused += 1
-                credential = await self._credential(endpoint)
-                if credential is None and (kind == "basic" or refused > 1):
-                    raise RegistryAuthError(
-                        f"{context}: {what} needs authentication and no credentials are configured "
-                        f"for {endpoint.name}"
-                    )
-                if refused == 1 and kind == "bearer":
-                    self._tokens.drop(endpoint.key, scope, authorization.removeprefix("Bearer "))
-                    continue
-                if not reread:
-                    reread = True
-                    self._forget_credentials(endpoint)
-                    continue
-                hint = await self._credential_hint(endpoint)
-                raise RegistryAuthError(f"{context}: {what} answered 401 Unauthorized with {hint}")
-            if 200 <= status < 300:
-                if authenticate and authorization is None:
-                    self._tokens.learn_anonymous(endpoint.key)
-                try:
-                    return parse(answer)
-                except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-                    raise TransientRegistryError(
-                        f"{context}: {what} answered {status} with an undecodable body ({short_reason(exc)})"
-                    ) from None
-            reason = f"{status} {httpx.codes.get_reason_phrase(status)}".strip()
-            if status == 404:
-                raise RepositoryNotFound(f"{context}: {what} answered {reason} (no such repository or tag)")
-            if status in (401, 403):
-                hint = await self._credential_hint(endpoint) if authenticate else "no credentials"
-                raise RegistryAuthError(f"{context}: {what} answered {reason} with {hint}")
-            raise RegistryError(f"{context}: {what} answered {reason}")
-        raise RegistryAuthError(f"{context}: {what}: authentication did not settle after several rounds")
-
-    async def _credential(self, endpoint: Endpoint) -> Credential | None:
-        return await self._credentials.get(endpoint.name, endpoint.options.credentials)
-
-    async def _credential_hint(self, endpoint: Endpoint) -> str:
-        try:
-            credential = await self._credential(endpoint)
-        except RegistryAuthError:
-            return "unreadable credentials"
-        return f"the credentials from {credential.source}" if credential is not None else "no credentials"
-
-    def _forget_credentials(self, endpoint: Endpoint) -> None:
-        self._credentials.invalidate(endpoint.name)
-        self._tokens.forget_tokens(endpoint.key)
-
-    async def _fetch_token(
-        self,
-        endpoint: Endpoint,
-        challenge: Challenge,
-        scope: str,
-        credential: Credential | None,
-        context: str,
-        budget: Budget,
-    ) -> Token:
-        realm = challenge.realm or ""
-        try:
-            url = httpx.URL(realm)
-        except httpx.InvalidURL:
-            url = httpx.URL("")
-        if url.scheme not in ("http", "https") or not url.host:
-            raise RegistryAuthError(f"{context}: the registry names an unusable token realm {realm[:100]!r}")
-        plain_ok = endpoint.base_url.startswith("http://") or is_loopback(url.host)
-        if url.scheme == "http" and credential is not None and not plain_ok:
-            raise RegistryAuthError(
-                f"{context}: token realm {url.host} is plain HTTP; not sending credentials there"
-            )
-        params = {"scope": scope}
-        service = challenge.params.get("service")
-        if service:
-            params["service"] = service
-        headers: dict[str, str] = {"Accept": "application/json"}
-        content: bytes | None = None
-        method = "GET"
-        if credential is not None and credential.identity_token:
-            # OAuth2 refresh-token grant, as the Docker CLI does with an identitytoken
-            method = "POST"
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-            content = urlencode(
-                {**params, "grant_type": "refresh_token", "refresh_token": credential.secret,
-                 "client_id": "image-updater"}
-            ).encode()
-            target = str(url)
-        else:
-            if credential is not None:
-                headers["Authorization"] = basic_header(credential)
-            target = str(url.copy_merge_params(params))
-        answer = await exchange(
-            endpoint, method, target, headers=headers, max_bytes=self.limits.token, context=context,
-            what=f"token request to {url.host}", observe=self._observe, content=content,
-            budget=budget,  # the token is part of the request that needed it: one deadline for both
-            max_header_bytes=self.limits.headers,
-        )
-        if answer.status in (401, 403):
-            if credential is None:
-                raise RegistryAuthError(
-                    f"{context}: the token server {url.host} refused an anonymous token "
-                    f"({answer.status}); credentials are needed"
-                )
-            raise _TokenRefused
-        if answer.status != 200:
-            reason = f"{answer.status} {httpx.codes.get_reason_phrase(answer.status)}".strip()
-            raise RegistryError(f"{context}: token request to {url.host} answered {reason}")
-        try:
-            return token_from_response(json.loads(answer.body), time.monotonic())
-        except ValueError as exc:
-            raise TransientRegistryError(
-                f"{context}: token request to {url.host} answered an undecodable body ({short_reason(exc)})"
-            ) from None
+        """The parsed answer of a 2xx; the error of anything else (the auth flow has answered every 401 it
+        could)."""
+        status = answer.status
+        if 200 <= status < 300:
+            try:
+                return parse(answer)
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+                raise TransientRegistryError(
+                    f"{context}: {what} answered {status} with an undecodable body ({short_reason(exc)})"
+                ) from None
+        reason = f"{status} {httpx.codes.get_reason_phrase(status)}".strip()
+        if status == 404:
+            raise RepositoryNotFound(f"{context}: {what} answered {reason} (no such repository or tag)")
+        if status in (401, 403):
+            hint = await self._keyring.hint(endpoint) if authenticate else "no credentials"
+            raise RegistryAuthError(f"{context}: {what} answered {reason} with {hint}")
+        raise RegistryError(f"{context}: {what} answered {reason}")
 
 
 def context_of(registry: str, repository: str) -> str:
     return f"registry {registry}, image {repository}"
-
-
-def _with_context(context: str, exc: Exception, key: str) -> str:
-    message = str(exc)
-    for prefix in (f"registry {key}: ", f"registry {key.split('/', 1)[0]}: "):
-        if message.startswith(prefix):
-            return f"{context}: {message[len(prefix):]}"
-    return f"{context}: {message}"
-
-
-def short_reason(exc: BaseException) -> str:
-    # a decoder's message may quote the body; keep only its type and the position it names
-    text = str(exc)
-    if isinstance(exc, ValueError) and "char" in text:
-        return f"{type(exc).__name__}: {text[:80]}"
-    return type(exc).__name__
-
-

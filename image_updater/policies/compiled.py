@@ -19,7 +19,7 @@ from image_updater.regexes import Spans, UserRegex, compile_user_regex
 from image_updater.versions import Range, parse_range
 
 from .durations import format_duration
-from .patterns import MAX_EXCLUDE_CHARS, _compile_glob, _compile_template, _glob_to_regex
+from .patterns import _compile_excludes, _compile_glob, _compile_template
 from .platforms import normalise_platform
 
 if TYPE_CHECKING:
@@ -45,69 +45,15 @@ class _Compiled:
 
 @lru_cache(maxsize=512)
 def _compile(policy: Policy) -> _Compiled:
-    """Validate ``policy`` (its kind is already known to be valid) and compile its patterns, once."""
-    kind, arg = policy.kind, policy.argument
-    range_: Range | None = None
-    pattern: re.Pattern[str] | None = None
-    regex: UserRegex | None = None
-    if kind == "semver":
-        range_ = parse_range(arg)
-    elif kind == "glob":
-        if not arg:
-            raise InvalidPolicy("invalid policy 'glob:': empty pattern (use 'glob:*' to match every tag)")
-        pattern = _compile_glob(arg, "glob")
-    elif kind == "regex":
-        if not arg:
-            raise InvalidPolicy("invalid policy 'regex:': empty regex (use 'regex:.' to match every tag)")
-        regex = compile_user_regex(arg, "regex")
-    elif kind in ("alphabetical", "numerical"):
-        if arg not in ("asc", "desc"):
-            raise InvalidPolicy(f"invalid policy '{kind}:{arg}': the order must be 'asc' or 'desc'")
-    elif kind == "newest":
-        if arg:
-            raise InvalidPolicy(f"invalid policy 'newest:{arg}': newest takes no argument")
-    elif kind == "digest" and arg and not is_valid_tag(arg):
-        raise InvalidPolicy(f"invalid policy 'digest:{arg}': {arg!r} is not a valid tag")
+    """Validate ``policy`` (its kind is already known to be valid) and compile its patterns, once.
 
-    for glob in policy.exclude:
-        if not isinstance(glob, str) or not glob:
-            raise InvalidPolicy(f"invalid exclude {glob!r}: expected a non-empty glob")
-    if sum(len(glob) for glob in policy.exclude) > MAX_EXCLUDE_CHARS:
-        raise InvalidPolicy(f"invalid exclude: the globs together are over {MAX_EXCLUDE_CHARS} characters")
-    exclude = None
-    exclude_globs = tuple((glob, _compile_glob(glob, "exclude glob")) for glob in policy.exclude)
-    if policy.exclude:
-        body = "|".join(
-            f"(?:{_glob_to_regex(g, 'exclude glob', f'x{i}_')})" for i, g in enumerate(policy.exclude)
-        )
-        exclude = re.compile(f"(?:{body})\\Z", re.DOTALL)
-    for pattern_text in policy.exclude_regex:
-        if not isinstance(pattern_text, str) or not pattern_text:
-            raise InvalidPolicy(f"invalid exclusionList regex {pattern_text!r}: expected a non-empty regex")
-    exclude_regexes = tuple(compile_user_regex(r, "exclusionList regex") for r in policy.exclude_regex)
-    filter_ = None
-    extract = None
-    if policy.filter is not None:
-        if not policy.filter:
-            raise InvalidPolicy("invalid filter '': empty regex")
-        filter_ = compile_user_regex(policy.filter, "filter")
-    if policy.extract is not None:
-        if filter_ is None:
-            raise InvalidPolicy(f"invalid extract {policy.extract!r}: extract needs a filter regex")
-        if not policy.extract:
-            raise InvalidPolicy("invalid extract '': empty template")
-        extract = _compile_template(policy.extract, filter_)
-    if policy.flavour is not None and policy.flavour not in ("none", "any") and not _FLAVOUR.match(
-        policy.flavour
-    ):
-        raise InvalidPolicy(f"invalid flavour {policy.flavour!r}: expected 'none', 'any' or a tag suffix")
-    if policy.min_age is not None and policy.min_age < timedelta(0):
-        raise InvalidPolicy(f"invalid min_age {format_duration(policy.min_age)!r}: negative")
-    try:
-        platforms = frozenset(normalise_platform(p) for p in policy.platforms)
-    except ValueError as exc:
-        raise InvalidPolicy(f"invalid platforms: {exc}") from exc
-    named = (arg if kind in ("glob", "regex") else "") + (policy.filter or "")
+    The steps run in this order, so a policy with several faults always names the same one first."""
+    range_, pattern, regex = _compile_kind(policy.kind, policy.argument)
+    exclude, exclude_globs = _compile_excludes(policy.exclude)
+    exclude_regexes = _compile_exclusion_list(policy.exclude_regex)
+    filter_, extract = _compile_filter(policy.filter, policy.extract)
+    platforms = _check_modifiers(policy)
+    named = (policy.argument if policy.kind in ("glob", "regex") else "") + (policy.filter or "")
     return _Compiled(
         range=range_,
         range_match=range_.matcher() if range_ is not None else None,
@@ -123,6 +69,71 @@ def _compile(policy: Policy) -> _Compiled:
         allows_latest="latest" in named.lower(),
         platforms=platforms,
     )
+
+
+def _compile_kind(
+    kind: str, arg: str
+) -> tuple[Range | None, re.Pattern[str] | None, UserRegex | None]:
+    """The kind's argument: a semver range, a glob, a regex, an order, nothing, or a tag to track."""
+    if kind == "semver":
+        return parse_range(arg), None, None
+    if kind == "glob":
+        if not arg:
+            raise InvalidPolicy("invalid policy 'glob:': empty pattern (use 'glob:*' to match every tag)")
+        return None, _compile_glob(arg, "glob"), None
+    if kind == "regex":
+        if not arg:
+            raise InvalidPolicy("invalid policy 'regex:': empty regex (use 'regex:.' to match every tag)")
+        return None, None, compile_user_regex(arg, "regex")
+    if kind in ("alphabetical", "numerical"):
+        if arg not in ("asc", "desc"):
+            raise InvalidPolicy(f"invalid policy '{kind}:{arg}': the order must be 'asc' or 'desc'")
+    elif kind == "newest":
+        if arg:
+            raise InvalidPolicy(f"invalid policy 'newest:{arg}': newest takes no argument")
+    elif kind == "digest" and arg and not is_valid_tag(arg):
+        raise InvalidPolicy(f"invalid policy 'digest:{arg}': {arg!r} is not a valid tag")
+    return None, None, None
+
+
+def _compile_exclusion_list(patterns: tuple[str, ...]) -> tuple[UserRegex, ...]:
+    """A Flux ``exclusionList``: regexes, each searched in the tag."""
+    for pattern_text in patterns:
+        if not isinstance(pattern_text, str) or not pattern_text:
+            raise InvalidPolicy(f"invalid exclusionList regex {pattern_text!r}: expected a non-empty regex")
+    return tuple(compile_user_regex(r, "exclusionList regex") for r in patterns)
+
+
+def _compile_filter(
+    filter_text: str | None, template: str | None
+) -> tuple[UserRegex | None, Callable[[str, Spans], str] | None]:
+    """``filter`` (a regex) and ``extract`` (a template over the filter's groups, which it needs)."""
+    filter_ = None
+    if filter_text is not None:
+        if not filter_text:
+            raise InvalidPolicy("invalid filter '': empty regex")
+        filter_ = compile_user_regex(filter_text, "filter")
+    if template is None:
+        return filter_, None
+    if filter_ is None:
+        raise InvalidPolicy(f"invalid extract {template!r}: extract needs a filter regex")
+    if not template:
+        raise InvalidPolicy("invalid extract '': empty template")
+    return filter_, _compile_template(template, filter_)
+
+
+def _check_modifiers(policy: Policy) -> frozenset[str]:
+    """``flavour`` and ``min_age`` as direct construction may give them; the platforms, normalised."""
+    if policy.flavour is not None and policy.flavour not in ("none", "any") and not _FLAVOUR.match(
+        policy.flavour
+    ):
+        raise InvalidPolicy(f"invalid flavour {policy.flavour!r}: expected 'none', 'any' or a tag suffix")
+    if policy.min_age is not None and policy.min_age < timedelta(0):
+        raise InvalidPolicy(f"invalid min_age {format_duration(policy.min_age)!r}: negative")
+    try:
+        return frozenset(normalise_platform(p) for p in policy.platforms)
+    except ValueError as exc:
+        raise InvalidPolicy(f"invalid platforms: {exc}") from exc
 
 
 _FLAVOUR = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\Z")

@@ -152,3 +152,21 @@ def _compile_template(template: str, regex: UserRegex) -> Callable[[str, Spans],
 
     return expand
 
+
+
+def _compile_excludes(
+    globs: tuple[str, ...],
+) -> tuple[re.Pattern[str] | None, tuple[tuple[str, re.Pattern[str]], ...]]:
+    """``exclude``: all globs joined into one pattern (one match per tag), and each on its own, to name the
+    glob that matched."""
+    for glob in globs:
+        if not isinstance(glob, str) or not glob:
+            raise InvalidPolicy(f"invalid exclude {glob!r}: expected a non-empty glob")
+    if sum(len(glob) for glob in globs) > MAX_EXCLUDE_CHARS:
+        raise InvalidPolicy(f"invalid exclude: the globs together are over {MAX_EXCLUDE_CHARS} characters")
+    each = tuple((glob, _compile_glob(glob, "exclude glob")) for glob in globs)
+    if not globs:
+        return None, each
+    # each glob's inner stars become named groups: a prefix per glob keeps the names apart
+    body = "|".join(f"(?:{_glob_to_regex(g, 'exclude glob', f'x{i}_')})" for i, g in enumerate(globs))
+    return re.compile(f"(?:{body})\\Z", re.DOTALL), each

@@ -4,13 +4,13 @@
 regexes, ``latest``), ``filter``/``extract``, the kind's own check, then age and platforms.
 ``_Judge._semver_rank`` is the same for semver without ``filter``, specialised because it meets
 100,000-tag repositories (it parses the version first and skips checks that cannot fail). A single path
-would cost semver about a fifth of its time (docs/benchmarks.md), so this differential test holds the two
+would cost semver 15-40 % more CPU (docs/benchmarks.md, select), so this differential test holds the two
 together instead:
 
 - the specialised semver path gives exactly the verdict or rank key of the generic path;
 - a tag the common checks reject gets the same verdict (status and reason) under every kind;
-- under ``semver``, an identity ``filter``/``extract`` changes no verdict of ``explain`` (the filter branch
-  and the plain branch were the two semver paths);
+- under ``semver``, an identity ``filter``/``extract`` changes no verdict of ``explain`` (with a filter,
+  semver takes the generic path; without, the specialised one);
 - the regression the old fast path had: ``1.2.3+abc`` is an invalid tag even when an exclude glob or an
   exclusionList regex matches it (the fast path called it excluded).
 """

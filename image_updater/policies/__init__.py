@@ -3,7 +3,7 @@
 A policy answers one question: given a repository's tags (and whatever metadata is known about them), which
 tag should the reference point at? ``Policy.choose`` answers it, ``Policy.explain`` says why for every tag.
 
-The package, one idea per module, each importing only the ones below it:
+The package, one idea per module, each importing at run time only the ones below it (type hints aside):
 
     spec        ``Policy``, its string form and modifiers, ``parse_policy``
     ranking     ``choose`` / ``explain``: the checks every tag goes through, the order, the tie rule, reasons

@@ -176,7 +176,7 @@ def main() -> int:
             chosen: list[str | None] = chosen,
         ) -> None:
             # parse_policy's compile step is cached per policy value: clear it so every run pays for it
-            from image_updater.policies import _compile
+            from image_updater.policies.compiled import _compile
 
             _compile.cache_clear()
             got = parse_policy(text, modifiers).choose(tags, current=current)

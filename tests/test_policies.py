@@ -227,7 +227,7 @@ def test_direct_construction_errors(fields: dict[str, Any], message: str) -> Non
     ],
 )
 def test_glob_syntax(glob: str, matches: list[str], misses: list[str]) -> None:
-    from image_updater.policies import _compile_glob
+    from image_updater.policies.patterns import _compile_glob
 
     pattern = _compile_glob(glob, "glob")
     for text in matches:
@@ -722,7 +722,7 @@ def test_property_input_order_does_not_matter(text: str, tags: list[str], rnd: r
     ),
 )
 def test_extract_templates(pattern: str, template: str, tag: str, value: str) -> None:
-    from image_updater.policies import _compile_template
+    from image_updater.policies.patterns import _compile_template
     from image_updater.regexes import compile_user_regex
 
     regex = compile_user_regex(pattern, "filter")
@@ -770,9 +770,10 @@ def test_property_identity_extract_changes_nothing(text: str, tags: list[str]) -
 
 
 def test_hot_loop_tag_grammar_is_the_reference_grammar() -> None:
-    from image_updater import policies, references
+    from image_updater import references
+    from image_updater.policies import ranking
 
-    assert policies._TAG_GRAMMAR.pattern == references._TAG.pattern
+    assert ranking._TAG_GRAMMAR.pattern == references._TAG.pattern
 
 
 def test_several_exclude_globs_with_inner_stars_combine() -> None:

@@ -98,10 +98,14 @@ def _code_fingerprint() -> str:
     """A hash of the code that decides, so that decisions cached by another version are not reused."""
     digest = hashlib.blake2b(__version__.encode(), digest_size=8)
     for module in (policies, regexes, versions):
-        try:
-            digest.update(Path(module.__file__ or "").read_bytes())
-        except OSError:
-            digest.update(module.__name__.encode())
+        source = Path(module.__file__ or "")
+        # a package (policies/) decides in all of its modules, not only in its __init__
+        files = sorted(source.parent.glob("*.py")) if source.name == "__init__.py" else [source]
+        for file in files:
+            try:
+                digest.update(file.read_bytes())
+            except OSError:
+                digest.update(f"{module.__name__} {file.name}".encode())
     return digest.hexdigest()
 
 

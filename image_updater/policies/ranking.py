@@ -1,0 +1,574 @@
+"""Ranking: which of a repository's tags a policy picks (``choose``), and why for every tag (``explain``).
+
+Both are pure: no I/O, no clock unless ``now`` is left out and ``min_age`` needs one. ``Policy.choose`` and
+``Policy.explain`` call them.
+
+Every tag goes through the same checks, in this order; the first that fails gives its status:
+
+    invalid     the tag does not match the OCI tag grammar
+    excluded    it matches an ``exclude`` glob or a Flux ``exclusionList`` regex, or it is ``latest`` and
+                the pattern does not name ``latest``
+    filtered    it does not match ``filter``, or the kind rejects it (not a version, flavour differs, outside
+                the range, no glob/regex match, not a number, not the tracked tag)
+    prerelease  a prerelease while the policy admits none (checked before the range, after the flavour)
+    too-young   built less than ``min_age`` ago, or build time unknown
+    platform    its platforms do not cover ``platforms``, or are unknown
+
+The remaining candidates are ranked per kind; the greatest wins, and equal ranks go to the tie rule.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from image_updater.versions import (
+    PRERELEASE_START_RE,
+    RELEASE,
+    VERSION_RE,
+    natural_key,
+    prerelease_key,
+    scan_version,
+)
+
+from .compiled import _compile
+from .durations import format_duration
+from .platforms import normalise_platform
+
+if TYPE_CHECKING:
+    from .spec import Policy
+
+__all__ = ["Status", "TagInfo", "Verdict", "choose", "explain"]
+
+# kinds that rank by build time
+_TIME_ORDERED = frozenset({"glob", "regex", "newest"})
+
+
+@dataclass(frozen=True, slots=True)
+class TagInfo:
+    """One tag of a repository, with whatever metadata is known (``None`` = not known / not fetched)."""
+
+    tag: str
+    created: datetime | None = None  # timezone-aware build time
+    digest: str | None = None  # manifest (or index) digest
+    platforms: frozenset[str] | None = None  # "linux/amd64", "linux/arm64/v8"; None = unknown
+
+
+class Status(StrEnum):
+    CHOSEN = "chosen"
+    LOWER = "lower"
+    FILTERED = "filtered"
+    EXCLUDED = "excluded"
+    PRERELEASE = "prerelease"
+    TOO_YOUNG = "too-young"
+    PLATFORM = "platform"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Why one tag won or lost under a policy (``check --explain``)."""
+
+    tag: str
+    created: datetime | None
+    status: Status
+    reason: str
+
+
+def choose(
+    policy: Policy, tags: Iterable[TagInfo], current: str | None = None, now: datetime | None = None
+) -> TagInfo | None:
+    """The tag ``policy`` picks among ``tags`` (``current`` is the tag now in use), or ``None``."""
+    judge = _Judge(policy, current, now)
+    rank = judge.rank
+    descending = judge.descending
+    best_key: Any = None
+    best: list[tuple[TagInfo, Any]] = []
+    for info in tags:
+        key = rank(info)
+        if type(key) is _Reject:
+            continue
+        if not best or (key < best_key if descending else key > best_key):
+            best_key, best = key, [(info, key)]
+        elif key == best_key:
+            best.append((info, key))
+    if not best:
+        return None
+    if len(best) == 1:
+        return best[0][0]
+    return max(best, key=lambda pair: judge.tie_key(pair[0]))[0]
+
+
+def explain(
+    policy: Policy, tags: Iterable[TagInfo], current: str | None = None, now: datetime | None = None
+) -> list[Verdict]:
+    """One verdict per tag: the chosen tag first, then the other candidates best-first, then the rest."""
+    judge = _Judge(policy, current, now)
+    candidates: list[tuple[TagInfo, Any]] = []
+    rejected: list[tuple[TagInfo, _Reject]] = []
+    for info in tags:
+        key = judge.rank(info)
+        if type(key) is _Reject:
+            rejected.append((info, key))
+        else:
+            candidates.append((info, key))
+    # best rank first (the smallest for desc policies); the tie rule orders only runs of equal ranks,
+    # so a large repository does not pay for tie keys it never needs
+    candidates.sort(key=lambda pair: pair[1], reverse=not judge.descending)
+    start = 0
+    while start < len(candidates):
+        end = start + 1
+        while end < len(candidates) and candidates[end][1] == candidates[start][1]:
+            end += 1
+        if end - start > 1:
+            candidates[start:end] = sorted(
+                candidates[start:end], key=lambda pair: judge.tie_key(pair[0]), reverse=True
+            )
+        start = end
+    verdicts: list[Verdict] = []
+    if candidates:
+        best, best_key = candidates[0]
+        verdicts.append(Verdict(best.tag, best.created, Status.CHOSEN, judge.chosen_reason()))
+        for info, key in candidates[1:]:
+            reason = judge.lower_reason(info, key, best, best_key)
+            verdicts.append(Verdict(info.tag, info.created, Status.LOWER, reason))
+    rejected.sort(key=lambda pair: judge.display_key(pair[0]), reverse=True)
+    for info, reject in rejected:
+        verdicts.append(Verdict(info.tag, info.created, reject.status, reject.reason))
+    return verdicts
+
+
+class _Reject:
+    """A tag that is no candidate, and why."""
+
+    __slots__ = ("reason", "status")
+
+    def __init__(self, status: Status, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+
+
+# references.is_valid_tag's grammar; matched directly in the hot loops to save a call per tag
+_TAG_GRAMMAR = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z")
+_NO_TIME: tuple[int] = (0,)
+_ANY = object()
+_NUMBER = re.compile(r"(\d+)(?:\.(\d+))?\Z", re.ASCII)
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def _iso(dt: datetime | None) -> str:
+    if dt is None:
+        return "unknown"
+    return _aware(dt).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _Judge:
+    """One policy applied against one current tag at one moment: ranks tags and words the reasons.
+
+    ``rank`` returns either a ``_Reject`` or the tag's rank key (greater is better, or smaller for ``desc``
+    policies); ``tie_key`` breaks equal ranks. Reason strings that do not depend on the tag are built once.
+    """
+
+    def __init__(self, policy: Policy, current: str | None, now: datetime | None) -> None:
+        self.policy = policy
+        self.compiled = compiled = _compile(policy)
+        self.current = current
+        self.descending = policy.argument == "desc" and policy.kind in ("alphabetical", "numerical")
+        # the clock is read only when min_age needs it, so choices stay reproducible otherwise
+        if now is not None:
+            self.now: datetime | None = _aware(now)
+        else:
+            self.now = datetime.now(UTC) if policy.min_age is not None else None
+        current_value = self._value_of(current) if current is not None else None
+        scanned = scan_version(current_value) if current_value is not None else None
+        # the tie rule follows the current spelling; with no current version to follow (no current tag, or
+        # one such as "alpine" or "latest"), the lexically greatest spelling wins
+        self.follow_spelling = scanned is not None
+        self.current_v, self.current_parts = (scanned[2], scanned[3]) if scanned else (False, 0)
+        self.current_flavour = scanned[1] if scanned else None
+        flavour = policy.flavour
+        self.flavour: object
+        if flavour is None:
+            self.flavour = self.current_flavour
+        elif flavour == "none":
+            self.flavour = None
+        else:
+            self.flavour = _ANY if flavour == "any" else flavour
+        self.range = compiled.range
+        mentioned = bool(self.range and self.range.has_prerelease)
+        self.include_prerelease = policy.prerelease if policy.prerelease is not None else mentioned
+        self.digest_target = (policy.argument or current) if policy.kind == "digest" else None
+        # constant reasons
+        self.r_invalid = _Reject(Status.INVALID, "not a valid tag: [A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+        self.r_latest = _Reject(Status.EXCLUDED, "'latest' counts only when the policy's pattern names it")
+        self.r_filter = _Reject(Status.FILTERED, f"does not match filter {policy.filter!r}")
+        self.r_not_version = _Reject(Status.FILTERED, "not a version")
+        self.r_range = _Reject(Status.FILTERED, f"does not satisfy {self.range}")
+        self.r_prerelease = _Reject(
+            Status.PRERELEASE,
+            "prerelease; the policy sets prerelease: false" if policy.prerelease is False
+            else f"prerelease; {self.range} names no prerelease (set prerelease: true)",
+        )
+        self.r_pattern = _Reject(Status.FILTERED, f"does not match {policy}")
+        self.r_number = _Reject(Status.FILTERED, r"not a number (\d+ or \d+.\d+)")
+        target = self.digest_target
+        self.r_digest = _Reject(
+            Status.FILTERED, f"not the tracked tag {target!r}" if target else "no current tag to track"
+        )
+        self.r_unknown_platforms = _Reject(
+            Status.PLATFORM, f"platforms unknown; needs {', '.join(sorted(compiled.platforms))}"
+        )
+        self._flavour_rejects: dict[str | None, _Reject] = {}
+        self.rank = self._build_rank()
+
+    # -- values and ranking
+
+    def _value_of(self, tag: str) -> str:
+        """The value a tag is ranked by: the ``extract`` expansion of the filter match, else the tag."""
+        c = self.compiled
+        if c.extract is not None and c.filter is not None:
+            spans = c.filter.spans(tag)
+            if spans is not None:
+                return c.extract(tag, spans)
+        return tag
+
+    def _build_rank(self) -> Callable[[TagInfo], Any]:
+        if self.policy.kind == "semver" and self.compiled.filter is None:
+            return self._semver_rank()
+        return self._generic_rank()
+
+    def _generic_rank(self) -> Callable[[TagInfo], Any]:
+        """The path every tag takes: the checks of the module docstring, in its order, then the kind's.
+
+        Everything the loop needs is bound to a local name once: this function meets every tag of a
+        repository (100,000 of them in bench/select.py), so each attribute lookup saved counts.
+        """
+        c, policy = self.compiled, self.policy
+        r_invalid, r_latest, r_filter = self.r_invalid, self.r_latest, self.r_filter
+        valid_tag = _TAG_GRAMMAR.match
+        exclude = c.exclude.match if c.exclude is not None else None
+        exclude_reason = self._exclude_reason
+        excluded_by_regex = self._regex_exclusion if c.exclude_regexes else None
+        latest_ok = c.allows_latest or policy.kind == "digest"
+        filter_ = c.filter.spans if c.filter is not None else None
+        extract = c.extract
+        ranker = self._kind_ranker()
+        back = self._back_check if policy.min_age is not None or c.platforms else None
+
+        def rank(info: TagInfo) -> Any:
+            tag = info.tag
+            if valid_tag(tag) is None:
+                return r_invalid
+            if exclude is not None and exclude(tag):
+                return exclude_reason(tag)
+            if excluded_by_regex is not None and (rejected := excluded_by_regex(tag)) is not None:
+                return rejected
+            if not latest_ok and len(tag) == 6 and tag.lower() == "latest":
+                return r_latest
+            value = tag
+            if filter_ is not None:
+                spans = filter_(tag)
+                if spans is None:
+                    return r_filter
+                if extract is not None:
+                    value = extract(tag, spans)
+            key = ranker(info, value)
+            if back is not None and type(key) is not _Reject:
+                return back(info) or key
+            return key
+
+        return rank
+
+    def _semver_rank(self) -> Callable[[TagInfo], Any]:
+        """``_generic_rank`` with ``_by_version``, specialised for semver without ``filter``: the kind that
+        meets 100,000-tag repositories. tests/test_policy_paths.py holds the two to the same answers.
+
+        It parses the version first and skips the work that cannot change the answer: a tag the version
+        pattern matches is inside the tag grammar unless it is too long or has a ``+build``, and it is never
+        ``latest``; the exclude globs are skipped for it when none can match a version-shaped tag.
+        """
+        c, policy = self.compiled, self.policy
+        assert c.range_match is not None and c.filter is None
+        in_range = c.range_match
+        back = self._back_check if policy.min_age is not None or c.platforms else None
+        exclude_any = c.exclude.match if c.exclude is not None else None
+        exclude = exclude_any if c.exclude_may_match_versions else None
+        exclude_reason = self._exclude_reason
+        excluded_by_regex = self._regex_exclusion if c.exclude_regexes else None
+        valid_tag = _TAG_GRAMMAR.match
+        version = VERSION_RE.match
+        is_prerelease = PRERELEASE_START_RE.match
+        flavour = self.flavour
+        any_flavour = flavour is _ANY
+        include_prerelease = self.include_prerelease
+        r_invalid, r_latest, r_not_version = self.r_invalid, self.r_latest, self.r_not_version
+        r_range, r_prerelease = self.r_range, self.r_prerelease
+        flavour_reason = self._flavour_reason
+
+        def rank(info: TagInfo) -> Any:
+            tag = info.tag
+            m = version(tag)
+            if m is None:  # the common checks, then "not a version"; no range names latest
+                if valid_tag(tag) is None:
+                    return r_invalid
+                if exclude_any is not None and exclude_any(tag):
+                    return exclude_reason(tag)
+                if excluded_by_regex is not None and (rejected := excluded_by_regex(tag)) is not None:
+                    return rejected
+                if len(tag) == 6 and tag.lower() == "latest":
+                    return r_latest
+                return r_not_version
+            _v, major, minor, patch, suffix, build = m.groups()
+            if build is not None or len(tag) > 128:  # the only ways a version-shaped tag leaves the grammar
+                return r_invalid
+            if exclude is not None and exclude(tag):
+                return exclude_reason(tag)
+            if excluded_by_regex is not None and (rejected := excluded_by_regex(tag)) is not None:
+                return rejected
+            # from here on _by_version, inlined
+            prerelease = False
+            if suffix is None:
+                tag_flavour = None
+            elif is_prerelease(suffix):
+                tag_flavour, prerelease = None, True
+            else:
+                tag_flavour = suffix
+            if not any_flavour and tag_flavour != flavour:
+                return flavour_reason(tag_flavour)
+            if prerelease:
+                if not include_prerelease:
+                    return r_prerelease
+                key: tuple[Any, ...] = (int(major), int(minor or 0), int(patch or 0), prerelease_key(suffix))
+            else:
+                key = (int(major), int(minor or 0), int(patch or 0), RELEASE)
+            if not in_range(key):
+                return r_range
+            if back is not None:
+                return back(info) or key
+            return key
+
+        return rank
+
+    def _back_check(self, info: TagInfo) -> _Reject | None:
+        """Checks on metadata, made last: build age and platforms."""
+        if self.policy.min_age is not None:
+            rejected = self._age_check(info, self.policy.min_age, self.now)
+            if rejected is not None:
+                return rejected
+        if self.compiled.platforms:
+            return self._platform_check(info, self.compiled.platforms)
+        return None
+
+    def _kind_ranker(self) -> Callable[[TagInfo, str], Any]:
+        """What the kind says about a tag that passed the common checks: a rank key, or a ``_Reject``.
+
+        ``value`` is the tag, or its ``extract`` expansion."""
+        kind = self.policy.kind
+        if kind == "semver":
+            return self._by_version()
+        if kind in _TIME_ORDERED:
+            return self._by_time()
+        if kind == "alphabetical":
+            return lambda info, value: value
+        if kind == "numerical":
+            return self._by_number()
+        return self._by_name()
+
+    def _by_version(self) -> Callable[[TagInfo, str], Any]:
+        """semver: a version with the wanted flavour, a prerelease only if admitted, inside the range."""
+        assert self.compiled.range_match is not None
+        in_range = self.compiled.range_match
+        version = VERSION_RE.match
+        is_prerelease = PRERELEASE_START_RE.match
+        flavour = self.flavour
+        any_flavour = flavour is _ANY
+        include_prerelease = self.include_prerelease
+        r_not_version, r_range, r_prerelease = self.r_not_version, self.r_range, self.r_prerelease
+        flavour_reason = self._flavour_reason
+
+        def by_version(info: TagInfo, value: str) -> Any:
+            m = version(value)
+            if m is None:
+                return r_not_version
+            # a build suffix ("+abc") is ignored; only an extracted value can carry one (not in the grammar)
+            _v, major, minor, patch, suffix, _build = m.groups()
+            prerelease = False
+            if suffix is None:
+                tag_flavour = None
+            elif is_prerelease(suffix):
+                tag_flavour, prerelease = None, True
+            else:
+                tag_flavour = suffix
+            if not any_flavour and tag_flavour != flavour:
+                return flavour_reason(tag_flavour)
+            if prerelease:
+                if not include_prerelease:
+                    return r_prerelease
+                key: tuple[Any, ...] = (int(major), int(minor or 0), int(patch or 0), prerelease_key(suffix))
+            else:
+                key = (int(major), int(minor or 0), int(patch or 0), RELEASE)
+            if not in_range(key):
+                return r_range
+            return key
+
+        return by_version
+
+    def _by_time(self) -> Callable[[TagInfo, str], Any]:
+        """glob, regex, newest: the pattern must match the tag; then the build time ranks (unknown lowest)."""
+        pattern, regex = self.compiled.pattern, self.compiled.regex
+        match: Callable[[str], object] | None = (
+            pattern.match if pattern is not None else regex.found_in if regex is not None else None
+        )
+        r_pattern = self.r_pattern
+
+        def by_time(info: TagInfo, value: str) -> Any:
+            if match is not None and not match(info.tag):
+                return r_pattern
+            created = info.created
+            return _NO_TIME if created is None else (1, _aware(created))
+
+        return by_time
+
+    def _by_number(self) -> Callable[[TagInfo, str], Any]:
+        """numerical: ``\\d+`` or ``\\d+.\\d+``, ranked as a number."""
+        r_number = self.r_number
+
+        def by_number(info: TagInfo, value: str) -> Any:
+            m = _NUMBER.match(value)
+            if m is None:
+                return r_number
+            whole, fraction = m.groups()
+            return (int(whole), (fraction or "").rstrip("0"))
+
+        return by_number
+
+    def _by_name(self) -> Callable[[TagInfo, str], Any]:
+        """digest: only the tracked tag is a candidate."""
+        target, r_digest = self.digest_target, self.r_digest
+
+        def by_name(info: TagInfo, value: str) -> Any:
+            return 0 if target is not None and info.tag == target else r_digest
+
+        return by_name
+
+    def _flavour_reason(self, flavour: str | None) -> _Reject:
+        # a repository has a handful of flavours and thousands of tags of each: word each reason once
+        reject = self._flavour_rejects.get(flavour)
+        if reject is None:
+            if self.policy.flavour is None:
+                wanted = f"current {self.current_flavour or ''!r}"
+            else:
+                wanted = f"flavour: {self.policy.flavour}"
+            reject = _Reject(Status.FILTERED, f"flavour {flavour or ''!r} differs from {wanted}")
+            self._flavour_rejects[flavour] = reject
+        return reject
+
+    def _exclude_reason(self, tag: str) -> _Reject:
+        for glob, pattern in self.compiled.exclude_globs:
+            if pattern.match(tag):
+                return _Reject(Status.EXCLUDED, f"matches exclude {glob!r}")
+        raise AssertionError("unreachable: the combined exclude pattern matched")  # pragma: no cover
+
+    def _regex_exclusion(self, tag: str) -> _Reject | None:
+        for regex in self.compiled.exclude_regexes:
+            if regex.found_in(tag):
+                return _Reject(Status.EXCLUDED, f"matches exclusionList regex {regex.pattern!r}")
+        return None
+
+    @staticmethod
+    def _age_check(info: TagInfo, min_age: timedelta, now: datetime | None) -> _Reject | None:
+        if info.created is None:
+            return _Reject(Status.TOO_YOUNG, f"build time unknown; min_age {format_duration(min_age)}")
+        assert now is not None
+        age = now - _aware(info.created)
+        if age >= min_age:
+            return None
+        if age < timedelta(0):
+            when = f"built {format_duration(-age)} in the future"
+        else:
+            when = f"built {format_duration(age)} ago"
+        return _Reject(Status.TOO_YOUNG, f"{when}, min_age {format_duration(min_age)}")
+
+    def _platform_check(self, info: TagInfo, wanted: frozenset[str]) -> _Reject | None:
+        if info.platforms is None:
+            return self.r_unknown_platforms
+        have = set()
+        for p in info.platforms:
+            try:
+                have.add(normalise_platform(p))
+            except ValueError:
+                continue  # a platform we cannot read covers nothing
+        missing = sorted(wanted - have)
+        if not missing:
+            return None
+        return _Reject(
+            Status.PLATFORM, f"lacks {', '.join(missing)} (has {', '.join(sorted(info.platforms)) or 'none'})"
+        )
+
+    # -- ties and words
+
+    def tie_key(self, info: TagInfo) -> tuple[Any, ...]:
+        """Among equal ranks: the current tag's spelling (semver, when the current tag is a version), then
+        the lexically greatest: natural order (digit runs as numbers), then byte order."""
+        value = self._value_of(info.tag)
+        tail = (natural_key(value), value, natural_key(info.tag), info.tag)
+        if self.policy.kind != "semver":
+            return tail
+        scanned = scan_version(value)
+        if scanned is None:  # pragma: no cover - candidates under semver always scan
+            return (False, False, False, False, *tail)
+        _, flavour, v, parts = scanned
+        if not self.follow_spelling:
+            return (flavour == self.current_flavour, *tail)
+        same_v, same_parts = v == self.current_v, parts == self.current_parts
+        return (flavour == self.current_flavour, same_v and same_parts, same_v, same_parts, *tail)
+
+    def display_key(self, info: TagInfo) -> tuple[Any, ...]:
+        """How rejected tags are listed: best-first by what the policy orders on, where that is known."""
+        kind, tag = self.policy.kind, info.tag
+        if kind in _TIME_ORDERED:
+            created = info.created
+            return (created is not None, _aware(created) if created else 0, natural_key(tag))
+        if kind == "semver":
+            scanned = scan_version(self._value_of(tag))
+            if scanned is not None:
+                return (1, scanned[0], tag)
+        elif kind == "numerical":
+            m = _NUMBER.match(self._value_of(tag))
+            if m is not None:
+                return (1, int(m.group(1)), (m.group(2) or "").rstrip("0"), tag)
+        return (0, natural_key(tag))
+
+    def chosen_reason(self) -> str:
+        kind, policy = self.policy.kind, self.policy
+        if kind == "semver":
+            return f"highest version satisfying {self.range}"
+        if kind in ("glob", "regex"):
+            return f"newest build matching {policy}"
+        if kind == "newest":
+            return "newest build"
+        if kind == "alphabetical":
+            return "last in byte order" if not self.descending else "first in byte order"
+        if kind == "numerical":
+            return "highest number" if not self.descending else "lowest number"
+        return "the tracked tag"
+
+    def lower_reason(self, info: TagInfo, key: Any, best: TagInfo, best_key: Any) -> str:
+        if key == best_key:
+            return f"ranks equal to {best.tag}, which the tie rule prefers"
+        kind = self.policy.kind
+        value, best_value = self._value_of(info.tag), self._value_of(best.tag)
+        if kind in _TIME_ORDERED:
+            if info.created is None:
+                return f"build time unknown; {best.tag} was built {_iso(best.created)}"
+            return f"built {_iso(info.created)}, before {best.tag} ({_iso(best.created)})"
+        if self.descending:
+            return f"{value} > {best_value}"
+        return f"{value} < {best_value}"

@@ -1,0 +1,174 @@
+"""The two ways a tag is ranked (image_updater/policies/ranking.py) give the same answers, on generated input.
+
+``_Judge._generic_rank`` is the path of every kind: the common checks (grammar, exclude globs, exclusionList
+regexes, ``latest``), ``filter``/``extract``, the kind's own check, then age and platforms.
+``_Judge._semver_rank`` is the same for semver without ``filter``, specialised because it meets
+100,000-tag repositories (it parses the version first and skips checks that cannot fail). A single path
+would cost semver 15-40 % more CPU (docs/benchmarks.md, select), so this differential test holds the two
+together instead:
+
+- the specialised semver path gives exactly the verdict or rank key of the generic path;
+- a tag the common checks reject gets the same verdict (status and reason) under every kind;
+- under ``semver``, an identity ``filter``/``extract`` changes no verdict of ``explain`` (with a filter,
+  semver takes the generic path; without, the specialised one);
+- the regression the old fast path had: ``1.2.3+abc`` is an invalid tag even when an exclude glob or an
+  exclusionList regex matches it (the fast path called it excluded).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from image_updater.policies import Policy, Status, TagInfo, parse_policy
+from image_updater.policies.ranking import _Judge, _Reject
+
+NOW = datetime(2024, 6, 1, tzinfo=UTC)
+
+FRONT = {Status.INVALID, Status.EXCLUDED}
+
+_versions = st.from_regex(
+    r"v?[0-9]{1,3}(\.[0-9]{1,3}){0,2}(-(rc|rc\.[0-9]|alpha|beta\.2|alpine|slim-bookworm|perl|[0-9]))?"
+    r"(\+[a-z0-9]{1,3})?",
+    fullmatch=True,
+)
+_grammar = st.text(alphabet="abcLATESTv019._-+/: ", min_size=0, max_size=12)
+_special = st.sampled_from(
+    [
+        "latest", "LATEST", "Latest", "latest-1", "sha256-abc.sig", "sha256-1.2.3.att", "main-abc123",
+        "1" * 129, "1." + "1" * 127, "1.2.3+abc", "v1.2+x", ".1.2", "-1.2", "_1.2", "1.2.3-", "",
+    ]
+)
+tags = st.one_of(_versions, _grammar, _special)
+
+_excludes = st.sampled_from([(), ("1.*",), ("*-rc*",), ("v*",), ("*+*",), ("[0-9]*",), ("latest",), ("*",)])
+_exclusion_lists = st.sampled_from([(), ("^v",), ("rc",), (r"\+",), ("^1",)])
+_flavours = st.sampled_from([None, "any", "none", "alpine"])
+_prereleases = st.sampled_from([None, True, False])
+_ranges = st.sampled_from(["semver:*", "semver:>=1.0.0-0", "semver:~1.2", "semver:<3", "semver:>=0.0.0-0 <2"])
+# every kind but digest (which admits "latest": its latest verdict differs by design)
+_kinds = ["alphabetical", "numerical", "numerical:desc", "glob:*", "regex:.", "newest", "alphabetical:desc"]
+
+
+def _policy(
+    text: str, exclude: tuple[str, ...], exclusion_list: tuple[str, ...], **modifiers: object
+) -> Policy:
+    policy = parse_policy(text, {"exclude": list(exclude), **modifiers})
+    return dataclasses.replace(policy, exclude_regex=exclusion_list) if exclusion_list else policy
+
+
+def _verdict(policy: Policy, tag: str, current: str | None = None) -> tuple[Status, str]:
+    (verdict,) = policy.explain([TagInfo(tag)], current=current)
+    return verdict.status, verdict.reason
+
+
+def _outcome(result: Any) -> Any:
+    return (result.status, result.reason) if isinstance(result, _Reject) else result
+
+
+_created = st.sampled_from(
+    [None, NOW - timedelta(days=3), NOW - timedelta(minutes=5), NOW + timedelta(hours=1)]
+)
+_platform_sets = st.sampled_from(
+    [None, frozenset(), frozenset({"linux/amd64"}), frozenset({"linux/arm64/v8", "linux/amd64"})]
+)
+_min_ages = st.sampled_from([None, "1h", "2d"])
+_wanted_platforms = st.sampled_from([None, "linux/amd64", "linux/amd64,linux/arm64"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.tuples(tags, _created, _platform_sets), max_size=10),
+    st.one_of(st.none(), tags),
+    _excludes,
+    _exclusion_lists,
+    _ranges,
+    _flavours,
+    _prereleases,
+    _min_ages,
+    _wanted_platforms,
+)
+def test_semver_fast_path_answers_as_the_generic_path(
+    generated: list[tuple[str, datetime | None, frozenset[str] | None]],
+    current: str | None,
+    exclude: tuple[str, ...],
+    exclusion_list: tuple[str, ...],
+    semver: str,
+    flavour: str | None,
+    prerelease: bool | None,
+    min_age: str | None,
+    platforms: str | None,
+) -> None:
+    policy = _policy(
+        semver, exclude, exclusion_list,
+        flavour=flavour, prerelease=prerelease, min_age=min_age, platforms=platforms,
+    )
+    judge = _Judge(policy, current, NOW)
+    fast, generic = judge._semver_rank(), judge._generic_rank()
+    assert judge.rank.__qualname__ == fast.__qualname__  # the path choose() and explain() take
+    for tag, created, have in generated:
+        info = TagInfo(tag, created=created, platforms=have)
+        assert _outcome(fast(info)) == _outcome(generic(info)), (tag, str(policy), current)
+
+
+@settings(max_examples=400, deadline=None)
+@given(tags, _excludes, _exclusion_lists, _ranges, _flavours, _prereleases)
+def test_common_checks_give_every_kind_the_same_verdict(
+    tag: str,
+    exclude: tuple[str, ...],
+    exclusion_list: tuple[str, ...],
+    semver: str,
+    flavour: str | None,
+    prerelease: bool | None,
+) -> None:
+    policies = [_policy(semver, exclude, exclusion_list, flavour=flavour, prerelease=prerelease)]
+    policies += [_policy(kind, exclude, exclusion_list) for kind in _kinds]
+    verdicts = [_verdict(policy, tag, current="1.2.0") for policy in policies]
+    front = [v for v in verdicts if v[0] in FRONT]
+    if front:
+        named = list(zip(map(str, policies), verdicts, strict=True))
+        assert verdicts == [front[0]] * len(verdicts), (tag, named)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(tags, max_size=8), st.one_of(st.none(), tags), _excludes, _exclusion_lists, _ranges, _flavours,
+    _prereleases,
+)
+def test_identity_filter_changes_no_semver_verdict(
+    tag_list: list[str],
+    current: str | None,
+    exclude: tuple[str, ...],
+    exclusion_list: tuple[str, ...],
+    semver: str,
+    flavour: str | None,
+    prerelease: bool | None,
+) -> None:
+    items = [TagInfo(t) for t in tag_list]
+    plain = _policy(semver, exclude, exclusion_list, flavour=flavour, prerelease=prerelease)
+    identity = _policy(
+        semver, exclude, exclusion_list, flavour=flavour, prerelease=prerelease, filter="^(.*)$", extract="$1"
+    )
+    assert identity.explain(items, current=current) == plain.explain(items, current=current)
+
+
+def test_a_build_suffix_is_invalid_even_where_an_exclude_matches() -> None:
+    for modifiers, exclusion_list in (({"exclude": ["1.*"]}, ()), ({}, (r"\+",)), ({}, ())):
+        for text in ("semver:*", "alphabetical", "glob:*"):
+            policy = parse_policy(text, modifiers)
+            if exclusion_list:
+                policy = dataclasses.replace(policy, exclude_regex=exclusion_list)
+            status, reason = _verdict(policy, "1.2.3+abc")
+            assert status is Status.INVALID, (text, modifiers, exclusion_list, reason)
+            assert reason.startswith("not a valid tag")
+
+
+def test_an_extracted_build_suffix_is_ignored_in_order() -> None:
+    # "+" never reaches the version parser from a tag, but an extracted value may carry one
+    policy = parse_policy("semver:*", {"filter": r"^(?P<v>[0-9.]+)_(?P<b>[a-z]+)$", "extract": "${v}+${b}"})
+    chosen = policy.choose([TagInfo("1.2.3_abc"), TagInfo("1.2.4_aaa"), TagInfo("1.2.3_zzz")])
+    assert chosen is not None and chosen.tag == "1.2.4_aaa"

@@ -246,8 +246,10 @@ def test_long_version_shaped_tags_are_invalid() -> None:
 def test_non_string_inputs() -> None:
     with pytest.raises(InvalidPolicy, match="invalid policy modifier 1"):
         parse_policy("semver:*", {1: "x"})  # type: ignore[dict-item]
-    with pytest.raises(ConfigError, match="invalid duration 5"):
-        parse_duration(5)  # type: ignore[arg-type]
+    # one grammar for settings and policies (image_updater.durations): a number is seconds, a bool is not
+    assert parse_duration(5) == timedelta(seconds=5)
+    with pytest.raises(ConfigError, match="expected a duration"):
+        parse_duration(True)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,8 @@ Everything here is pure: no I/O (an import-linter contract in pyproject.toml che
 
 from __future__ import annotations
 
-from .durations import format_duration, parse_duration
+from image_updater.durations import format_duration, parse_duration
+
 from .platforms import normalise_platform
 from .ranking import Status, TagInfo, Verdict
 from .spec import DEFAULT_EXCLUDE, MODIFIERS, Policy, PolicyKind, parse_policy

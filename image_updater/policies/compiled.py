@@ -13,12 +13,12 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from image_updater.durations import format_duration
 from image_updater.errors import InvalidPolicy
 from image_updater.references import is_valid_tag
 from image_updater.regexes import Spans, UserRegex, compile_user_regex
 from image_updater.versions import Range, parse_range
 
-from .durations import format_duration
 from .patterns import _compile_excludes, _compile_glob, _compile_template
 from .platforms import normalise_platform
 

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from image_updater.durations import format_duration
 from image_updater.versions import (
     PRERELEASE_START_RE,
     RELEASE,
@@ -36,7 +37,6 @@ from image_updater.versions import (
 )
 
 from .compiled import _compile
-from .durations import format_duration
 from .platforms import normalise_platform
 
 if TYPE_CHECKING:

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from image_updater.durations import parse_duration
 from image_updater.errors import ConfigError, InvalidPolicy
 from image_updater.references import is_valid_tag
 from image_updater.versions import InvalidRange, parse_range
 
 from . import ranking
 from .compiled import _compile
-from .durations import parse_duration
 from .patterns import _compile_glob
 from .platforms import normalise_platform
 from .ranking import _TIME_ORDERED, TagInfo, Verdict

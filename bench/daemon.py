@@ -49,9 +49,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from image_updater.testing import ImagePusher, RegistryServer
-from image_updater.testing.gitserver import make_bare_repo
-from image_updater.testing.push import seed_storage
+from tests.servers import ImagePusher, RegistryServer
+from tests.servers.gitserver import make_bare_repo
+from tests.servers.push import seed_storage
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 SECRET = "bench-" + os.urandom(16).hex()

@@ -60,7 +60,7 @@ def tag_set(tags: int) -> dict[str, datetime]:
 
 def seed(repos: int, tags: int) -> Path:
     """Fill ``bench/.data/storage`` once; re-seed only when the shape asked for changes."""
-    from image_updater.testing.push import seed_storage
+    from tests.servers.push import seed_storage
 
     storage = DATA / "storage"
     marker = DATA / "seeded.json"
@@ -215,7 +215,7 @@ def main() -> None:
         child_main(args)
         return
 
-    from image_updater.testing import RegistryServer
+    from tests.servers import RegistryServer
 
     DATA.mkdir(parents=True, exist_ok=True)
     storage = seed(args.repos, args.tags)

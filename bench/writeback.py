@@ -41,10 +41,10 @@ sys.path.insert(0, str(ROOT))
 
 from image_updater.gitrepo import GitRepo  # noqa: E402
 from image_updater.settings import load_settings  # noqa: E402
-from image_updater.testing.gitserver import make_bare_repo  # noqa: E402
-from image_updater.testing.push import ImagePusher  # noqa: E402
-from image_updater.testing.registry_server import RegistryServer  # noqa: E402
 from image_updater.workflow import make_client, run_source  # noqa: E402
+from tests.servers.gitserver import make_bare_repo  # noqa: E402
+from tests.servers.push import ImagePusher  # noqa: E402
+from tests.servers.registry_server import RegistryServer  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "writeback.json"
 T0 = datetime(2025, 1, 1, tzinfo=UTC)

@@ -36,9 +36,11 @@ __all__ = [
     "InvalidGlob",
     "InvalidPolicy",
     "InvalidReference",
+    "PushError",
     "PushRejected",
     "RegistryAuthError",
     "RegistryError",
+    "RegistryStartError",
     "RepositoryNotFound",
     "TransientRegistryError",
     "YamlEditError",
@@ -96,6 +98,24 @@ class GitError(ImageUpdaterError):
 
 class PushRejected(GitError):
     """The remote rejected our push because it moved on (non-fast-forward)."""
+
+
+# -- the demo's helpers (image_updater.demo) --------------------------------------------------------------
+# Not ImageUpdaterErrors: they report a broken demo set-up (no registry binary, a refused push), not a
+# failure of a pass, and the demo lets them end with a traceback.
+
+
+class RegistryStartError(RuntimeError):
+    """The demo's registry did not come up; the message carries the end of its log."""
+
+
+class PushError(RuntimeError):
+    """The registry refused or failed a request of the image pusher; the message names method, URL, status
+    and the start of the body (``image_updater.demo.push.push_error`` builds it from the response)."""
+
+    def __init__(self, message: str, *, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")

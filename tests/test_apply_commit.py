@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from image_updater.testing.gitserver import commit_to_bare
+from tests.servers.gitserver import commit_to_bare
 from tests.test_workflow import T0, git, log_subjects, run_cli, show
 
 DEPLOYMENT = """\

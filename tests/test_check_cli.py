@@ -16,8 +16,8 @@ from image_updater.cli import main
 from image_updater.commands.check import default_policy
 from image_updater.references import parse_reference
 from image_updater.registry.cache import CACHE_FILE
-from image_updater.testing import ImagePusher, RegistryServer
 from tests.fixtures.registry import RegistryFactory
+from tests.servers import ImagePusher, RegistryServer
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 CANARY = "check-canary-Pw-4411"

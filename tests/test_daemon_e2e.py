@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
-from image_updater.testing import ImagePusher
+from tests.servers import ImagePusher
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 SECRET = "e2e-" + os.urandom(16).hex()

@@ -506,7 +506,7 @@ def test_plan_output_is_what_the_doc_shows(
     from datetime import UTC, datetime, timedelta
 
     from image_updater.pipeline import discover_directory
-    from image_updater.testing import ImagePusher
+    from tests.servers import ImagePusher
 
     root = _write_group(tmp_path, group)
     shown = block.text.split("\n", 1)[1]

@@ -46,13 +46,13 @@ import pytest
 from image_updater.gitrepo import workdir_for
 from image_updater.registry import BodyLimits, MetadataCache, RegistryClient, RegistryOptions, RetryPolicy
 from image_updater.settings import Settings, load_settings
-from image_updater.testing import ImagePusher, RegistryServer
-from image_updater.testing.gitserver import commit_to_bare, make_bare_repo
 from image_updater.workflow import SourceOutcome, run_source
 from image_updater.yamledit import parse_yaml
 from tests.faults import Fault, FaultProxy, arm_push_race, human_commits, install_push_race, small_disk
 from tests.fixtures.gitserver import GIT_HTTP_TOKEN
 from tests.fixtures.registry import require_registry_binary
+from tests.servers import ImagePusher, RegistryServer
+from tests.servers.gitserver import commit_to_bare, make_bare_repo
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 TIMEOUT = 1.5

@@ -19,8 +19,8 @@ import pytest
 from image_updater.errors import GitError, PushRejected
 from image_updater.gitrepo import GitRepo, workdir_for
 from image_updater.settings import AuthSettings, SourceSettings
-from image_updater.testing.gitserver import GitHttpServer, SshServer, commit_to_bare
 from tests.fixtures.gitserver import GIT_HTTP_TOKEN, GIT_HTTP_USER, BareRepoFactory
+from tests.servers.gitserver import GitHttpServer, SshServer, commit_to_bare
 
 BOT = ("image-updater", "bot@example.com")
 FILES = {

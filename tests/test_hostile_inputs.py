@@ -45,12 +45,12 @@ from image_updater.pipeline import apply_result, plan_directory
 from image_updater.registry import RegistryClient, RegistryOptions, RetryPolicy
 from image_updater.report import render
 from image_updater.settings import load_settings
-from image_updater.testing import ImagePusher, RegistryServer
 from image_updater.workflow import make_client, run_source
 from image_updater.worktree import edit_file, resolve_paths, write_atomic
 from image_updater.yamledit import Edit
 from tests.faults import Fault, FaultProxy
 from tests.fixtures.gitserver import GIT_HTTP_TOKEN
+from tests.servers import ImagePusher, RegistryServer
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[1]
@@ -722,7 +722,7 @@ def test_tls_is_verified_by_default_and_a_self_signed_registry_needs_its_ca(
     # no entry at all (a loopback registry: the plain-HTTP fallback must not bypass a failed verification),
     # an entry without ca_file, and an entry trusting another CA: all refused
     other_ca = tmp_path / "other-ca"
-    from image_updater.testing import make_tls_files
+    from tests.servers import make_tls_files
 
     wrong = make_tls_files(other_ca)
     for options in ((), (RegistryOptions(prefix=reg.host),),

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from image_updater.cli import main
-from image_updater.testing import ImagePusher, RegistryServer
+from tests.servers import ImagePusher, RegistryServer
 
 LAYOUT = Path(__file__).parent / "data" / "gitops"
 PLACEHOLDER = "registry.invalid:5000"

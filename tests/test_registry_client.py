@@ -21,8 +21,8 @@ from image_updater.errors import RegistryError, RepositoryNotFound
 from image_updater.plan import Resolution, ResolveKey
 from image_updater.policies import parse_policy
 from image_updater.registry import MetadataCache, RegistryClient, RegistryOptions, RetryPolicy, resolve
-from image_updater.testing import ImagePusher, RegistryServer, TLSFiles, TokenIssuer
 from tests.fixtures.registry import TOKEN_PASSWORD, TOKEN_USER, RegistryFactory, TokenIssuerFactory
+from tests.servers import ImagePusher, RegistryServer, TLSFiles, TokenIssuer
 
 T = TypeVar("T")
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)

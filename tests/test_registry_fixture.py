@@ -23,23 +23,6 @@ from typing import Any
 import httpx
 import pytest
 
-from image_updater.testing import (
-    ImagePusher,
-    PushError,
-    RegistryServer,
-    RegistryStartError,
-    TLSFiles,
-    TokenIssuer,
-)
-from image_updater.testing.push import (
-    DOCKER_MANIFEST_LIST,
-    MANIFEST_ACCEPT,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    _parse_challenge,
-    seed_storage,
-)
-from image_updater.testing.token_issuer import parse_scope
 from tests.fixtures.registry import (
     TOKEN_PASSWORD,
     TOKEN_USER,
@@ -47,6 +30,23 @@ from tests.fixtures.registry import (
     TokenIssuerFactory,
     require_registry_binary,
 )
+from tests.servers import (
+    ImagePusher,
+    PushError,
+    RegistryServer,
+    RegistryStartError,
+    TLSFiles,
+    TokenIssuer,
+)
+from tests.servers.push import (
+    DOCKER_MANIFEST_LIST,
+    MANIFEST_ACCEPT,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    _parse_challenge,
+    seed_storage,
+)
+from tests.servers.token_issuer import parse_scope
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -247,7 +247,7 @@ def test_registry_dies_with_a_crashed_parent(tmp_path: Path) -> None:
     require_registry_binary()
     script = (
         "import os, sys\n"
-        "from image_updater.testing import RegistryServer\n"
+        "from image_updater.demo.registry import RegistryServer\n"
         "server = RegistryServer(work_dir=sys.argv[1], storage_dir=sys.argv[2]).start()\n"
         "print(server.pid, flush=True)\n"
         "os._exit(3)  # no stop(), no atexit: a crash\n"
@@ -345,7 +345,7 @@ def test_htpasswd_registry_refuses_anonymous_and_accepts_the_user(
     registry_factory: RegistryFactory, monkeypatch: pytest.MonkeyPatch, with_htpasswd_binary: bool
 ) -> None:
     if not with_htpasswd_binary:
-        monkeypatch.setattr("image_updater.testing.registry_server.shutil.which", lambda name: None)
+        monkeypatch.setattr("tests.servers.registry_server.shutil.which", lambda name: None)
     server = registry_factory(htpasswd={"alice": "wonder land:1"})
     assert (server.work_dir / "htpasswd").read_text().startswith("alice:$2")
 

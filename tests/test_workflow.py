@@ -25,8 +25,8 @@ import pytest
 
 from image_updater.gitrepo import GitRepo, workdir_for
 from image_updater.settings import load_settings
-from image_updater.testing.gitserver import commit_to_bare
 from image_updater.workflow import make_client, run_source
+from tests.servers.gitserver import commit_to_bare
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -358,8 +358,8 @@ def test_push_branch_is_rebuilt_from_branch_and_main_is_untouched(
 def test_https_token_push_and_canary_secrets_never_leak(
     tmp_path: Path, registry_factory: Any, bare_repo: Any, git_http_server: Any
 ) -> None:
-    from image_updater.testing.push import ImagePusher
     from tests.fixtures.gitserver import GIT_HTTP_TOKEN
+    from tests.servers.push import ImagePusher
 
     canary = "Canary-Pw-7f3a9c1d"
     reg = registry_factory(htpasswd={"ci": canary})

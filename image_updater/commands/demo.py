@@ -118,11 +118,11 @@ def kept_text(work: Path, registry_url: str, registry_binary: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
+    from image_updater.demo.bare import make_bare_repo
+    from image_updater.demo.push import ImagePusher
+    from image_updater.demo.registry import RegistryServer
     from image_updater.report import render
     from image_updater.settings import load_settings
-    from image_updater.testing.gitserver import make_bare_repo
-    from image_updater.testing.push import ImagePusher
-    from image_updater.testing.registry_server import RegistryServer
     from image_updater.workflow import run_pass
 
     if shutil.which("git") is None:

@@ -35,11 +35,11 @@ from typing import Any
 
 from image_updater.registry import BodyLimits, MetadataCache, RegistryClient, RegistryOptions, RetryPolicy
 from image_updater.settings import load_settings
-from image_updater.testing import ImagePusher, RegistryServer
-from image_updater.testing.gitserver import make_bare_repo
 from image_updater.workflow import run_source
 from tests.faults.gitfaults import arm_push_race, disarm_push_race, human_commits, install_push_race
 from tests.faults.proxy import Fault, FaultProxy
+from tests.servers import ImagePusher, RegistryServer
+from tests.servers.gitserver import make_bare_repo
 
 __all__ = ["SoakReport", "run_soak"]
 

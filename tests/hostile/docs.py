@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from image_updater.testing import ImagePusher, RegistryServer
+from tests.servers import ImagePusher, RegistryServer
 
 __all__ = ["RAW_CONTROL", "control_characters_in_outputs"]
 

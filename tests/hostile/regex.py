@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from image_updater.testing import ImagePusher, RegistryServer
+from tests.servers import ImagePusher, RegistryServer
 
 # Patterns that backtrack exponentially (nested or overlapping quantifiers) on a string of one letter that
 from tests.hostile.measure import run_image_updater

@@ -187,7 +187,7 @@ def dripping_registry(tmp: Path, *, timeout: float = 3.0, drip: float = 2.0) -> 
     """
     from image_updater.pipeline import apply_result, plan_directory
     from image_updater.registry import RegistryOptions, RetryPolicy
-    from image_updater.testing import ImagePusher, RegistryServer
+    from tests.servers import ImagePusher, RegistryServer
 
     body = json.dumps({"name": "team/drip", "tags": ["1.0.0", "9.9.9"]}).encode()
 

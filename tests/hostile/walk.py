@@ -36,9 +36,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from image_updater.testing import ImagePusher, RegistryServer
-from image_updater.testing.gitserver import make_bare_repo
 from tests.faults.gitfaults import arm_push_race, human_commits, install_push_race
+from tests.servers import ImagePusher, RegistryServer
+from tests.servers.gitserver import make_bare_repo
 
 __all__ = [
     "ScenarioUnavailable",

@@ -1,36 +1,51 @@
-"""Push images to a registry through its HTTP API, without docker: what the tests, demo and benchmarks need.
+"""The tests' image pusher: the demo's (``image_updater.demo.push``) plus auth, bulk pushes, reads, deletes.
 
-Every tag gets a real image: a gzipped tar layer, a config blob (``created``, ``architecture``, ``os``,
-``variant``, labels, the layer's ``diff_id``) and an OCI image manifest; a multi-platform tag gets one
-manifest per platform under an OCI image index. Docker schema 2 media types are available too, so the
-registry client is tested against both families.
+Images are built by :mod:`image_updater.demo.push`, so the demo, the tests and the benchmarks push the very
+same bytes. This module adds Basic and Bearer token auth, bulk pushes for the benchmarks,
+:func:`seed_storage` (the same images written straight into a storage directory), and reading and deleting
+manifests and tags.
 
-Facts about distribution 2.8 this module relies on: a manifest PUT must carry its media type as
-Content-Type; a monolithic blob upload is ``POST /blobs/uploads/`` then ``PUT <Location>&digest=...`` and the
-Location's ``_state`` parameter must survive (httpx's ``params=`` would replace the query, hence
-``URL.copy_add_param``); ``DELETE`` needs a digest, never a tag; ``tags/list`` ignores ``?n=``.
+Facts about distribution 2.8 this module relies on: ``DELETE`` needs a digest, never a tag; ``tags/list``
+ignores ``?n=``.
 """
 
 from __future__ import annotations
 
 import base64
-import gzip
-import hashlib
-import io
 import json
 import os
-import ssl
-import tarfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Literal, Self
+from datetime import datetime
+from typing import Any
 
 import httpx
+
+from image_updater.demo import push as _images
+from image_updater.demo.push import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    MANIFEST_ACCEPT,
+    MEDIA_TYPE_FAMILIES,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    Blob,
+    MediaTypes,
+    Platform,
+    make_config_blob,
+    make_image_manifest,
+    make_layer,
+    push_error,
+    repository_scopes,
+    rfc3339,
+)
+from image_updater.errors import PushError
 
 __all__ = [
     "DOCKER_CONFIG",
@@ -51,71 +66,6 @@ __all__ = [
     "seed_storage",
 ]
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-MANIFEST_ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST])
-
-MediaTypes = Literal["oci", "docker"]
-_TYPES: dict[str, tuple[str, str, str, str]] = {
-    # family: (manifest, index, config, layer)
-    "oci": (OCI_MANIFEST, OCI_INDEX, OCI_CONFIG, OCI_LAYER),
-    "docker": (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_CONFIG, DOCKER_LAYER),
-}
-
-
-class PushError(RuntimeError):
-    """The registry refused or failed a request; the message names method, URL, status and body."""
-
-    def __init__(self, response: httpx.Response, what: str) -> None:
-        self.status_code = response.status_code
-        body = response.text[:500]
-        request = response.request
-        super().__init__(f"{what}: {request.method} {request.url} -> {response.status_code} {body}".rstrip())
-
-
-@dataclass(frozen=True)
-class Platform:
-    os: str
-    architecture: str
-    variant: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        """``linux/amd64``, ``linux/arm64/v8``, ``linux/arm/v7``."""
-        parts = text.split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(f"platform must be os/arch[/variant]: {text!r}")
-        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
-
-    def as_dict(self) -> dict[str, str]:
-        out = {"architecture": self.architecture, "os": self.os}
-        if self.variant:
-            out["variant"] = self.variant
-        return out
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
-
-
-@dataclass(frozen=True)
-class Blob:
-    media_type: str
-    data: bytes
-    digest: str
-
-    @classmethod
-    def of(cls, media_type: str, data: bytes) -> Blob:
-        return cls(media_type, data, "sha256:" + hashlib.sha256(data).hexdigest())
-
-    def descriptor(self) -> dict[str, Any]:
-        return {"mediaType": self.media_type, "digest": self.digest, "size": len(self.data)}
-
 
 @dataclass(frozen=True)
 class Manifest:
@@ -128,32 +78,6 @@ class Manifest:
     def json(self) -> Any:
         return json.loads(self.content)
 
-
-def rfc3339(moment: datetime) -> str:
-    """UTC, ``Z`` suffix, fractional seconds only when present (as docker and buildkit write ``created``)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _layer(content: bytes, name: str) -> tuple[bytes, str]:
-    """A deterministic gzipped tar holding one file; returns (blob, diff_id of the uncompressed tar)."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        info = tarfile.TarInfo(name)
-        info.size = len(content)
-        info.mtime = 0
-        info.mode = 0o644
-        tar.addfile(info, io.BytesIO(content))
-    tar_bytes = raw.getvalue()
-    return gzip.compress(tar_bytes, mtime=0), "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
-
-
-def _dumps(document: Mapping[str, Any]) -> bytes:
-    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -182,7 +106,7 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
-class ImagePusher:
+class ImagePusher(_images.ImagePusher):
     """Push test images to the registry at ``url`` (``http://127.0.0.1:PORT``).
 
     Auth is learnt from the first 401: Basic with ``username``/``password``, or the Bearer token flow (the
@@ -203,105 +127,22 @@ class ImagePusher:
         max_connections: int = 16,
         media_types: MediaTypes = "oci",
     ) -> None:
-        self.url = url.rstrip("/")
-        self.media_types: MediaTypes = media_types
-        self._credentials = (username, password or "") if username is not None else None
-        tls: ssl.SSLContext | bool = verify
-        if ca_file is not None:
-            tls = ssl.create_default_context(cafile=str(ca_file))
-        self._tls = tls
-        self._timeout = timeout
-        self._limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
+        super().__init__(
+            url,
+            ca_file=ca_file,
+            verify=verify,
+            timeout=timeout,
+            max_connections=max_connections,
+            media_types=media_types,
         )
-        # One httpx.Client per thread: sharing one sync client between threads lost connections under load
-        # ("Bad file descriptor" from httpcore after ~100,000 requests), and a client per thread still keeps
-        # its connections alive.
-        self._local = threading.local()
-        self._clients: list[httpx.Client] = []
-        self._lock = threading.Lock()
+        self._credentials = (username, password or "") if username is not None else None
         self._scheme: str | None = None  # "basic" or "bearer" once a challenge was seen
         self._bearer: dict[str, str] = {}
         self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
         self.token_fetches = 0
         """How many tokens this pusher fetched (for tests of the token issuer)."""
 
-    def close(self) -> None:
-        with self._lock:
-            clients, self._clients = self._clients, []
-        for client in clients:
-            client.close()
-
-    @property
-    def _client(self) -> httpx.Client:
-        client: httpx.Client | None = getattr(self._local, "client", None)
-        if client is None:
-            client = httpx.Client(
-                verify=self._tls, timeout=self._timeout, trust_env=False, limits=self._limits
-            )
-            self._local.client = client
-            with self._lock:
-                self._clients.append(client)
-        return client
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
     # -- pushing --------------------------------------------------------------------------------------------
-
-    def push(
-        self,
-        repository: str,
-        tag: str,
-        *,
-        created: datetime | None = None,
-        platforms: Sequence[str] = ("linux/amd64",),
-        annotations: Mapping[str, str] | None = None,
-        labels: Mapping[str, str] | None = None,
-        media_types: MediaTypes | None = None,
-    ) -> str:
-        """Push ``repository:tag``; return the manifest digest (the index digest for several platforms).
-
-        ``created=None`` pushes an image without a build time (the config has no ``created``), which policies
-        ordering by build time must rank below every dated image. ``annotations`` go on the top-level
-        manifest or index (OCI only).
-        """
-        family = media_types or self.media_types
-        manifest_type, index_type, _, _ = _TYPES[family]
-        if annotations and family == "docker":
-            raise ValueError("Docker schema 2 manifests carry no annotations; use media_types='oci'")
-        if not platforms:
-            raise ValueError("at least one platform is needed")
-        parsed = [Platform.parse(p) for p in platforms]
-        single = len(parsed) == 1
-        entries = []
-        for platform in parsed:
-            layer_data, diff_id = _layer(f"{repository}:{tag} {platform}\n".encode(), "image-updater-test")
-            layer = Blob.of(_TYPES[family][3], layer_data)
-            self._upload_blob(repository, layer, check_exists=True)
-            config = _config_blob(family, repository, tag, platform, created, labels, [diff_id])
-            self._upload_blob(repository, config, check_exists=True)
-            manifest = _image_manifest(family, config, [layer], annotations if single else None)
-            if single:
-                return self._put_manifest(repository, tag, manifest_type, manifest)
-            digest = self._put_manifest(repository, None, manifest_type, manifest)
-            entries.append(
-                {
-                    "mediaType": manifest_type,
-                    "digest": digest,
-                    "size": len(manifest),
-                    "platform": platform.as_dict(),
-                }
-            )
-        index: dict[str, Any] = {"schemaVersion": 2, "mediaType": index_type, "manifests": entries}
-        if annotations:
-            index["annotations"] = dict(annotations)
-        return self._put_manifest(repository, tag, index_type, _dumps(index))
 
     def push_many(
         self,
@@ -346,7 +187,7 @@ class ImagePusher:
         directory, many times faster.
         """
         family = self.media_types
-        manifest_type = _TYPES[family][0]
+        manifest_type = MEDIA_TYPE_FAMILIES[family][0]
         target = Platform.parse(platform)
         jobs = _bulk_jobs(images)
         if not jobs:
@@ -399,7 +240,7 @@ class ImagePusher:
         response = self._request(
             "GET",
             f"{self.url}/v2/{repository}/manifests/{reference}",
-            _scopes(repository, "pull"),
+            repository_scopes(repository, "pull"),
             headers={"Accept": MANIFEST_ACCEPT},
             what=f"get manifest {repository}:{reference}",
         )
@@ -414,7 +255,7 @@ class ImagePusher:
         response = self._request(
             "HEAD",
             f"{self.url}/v2/{repository}/manifests/{reference}",
-            _scopes(repository, "pull"),
+            repository_scopes(repository, "pull"),
             headers={"Accept": MANIFEST_ACCEPT},
             what=f"head manifest {repository}:{reference}",
         )
@@ -426,7 +267,7 @@ class ImagePusher:
         found: list[str] = []
         while url is not None:
             response = self._request(
-                "GET", url, _scopes(repository, "pull"), what=f"list tags of {repository}"
+                "GET", url, repository_scopes(repository, "pull"), what=f"list tags of {repository}"
             )
             found.extend(response.json().get("tags") or [])
             following = response.links.get("next", {}).get("url")
@@ -438,7 +279,7 @@ class ImagePusher:
         self._request(
             "DELETE",
             f"{self.url}/v2/{repository}/manifests/{digest}",
-            _scopes(repository, "delete"),
+            repository_scopes(repository, "delete"),
             expected=(202,),
             what=f"delete {repository}@{digest}",
         )
@@ -454,36 +295,6 @@ class ImagePusher:
 
     # -- internals ------------------------------------------------------------------------------------------
 
-    def _upload_blob(self, repository: str, blob: Blob, *, check_exists: bool) -> None:
-        scopes = _scopes(repository, "pull,push")
-        if check_exists:
-            head = self._request(
-                "HEAD",
-                f"{self.url}/v2/{repository}/blobs/{blob.digest}",
-                scopes,
-                expected=(200, 404),
-                what=f"check blob {blob.digest} in {repository}",
-            )
-            if head.status_code == 200:
-                return
-        started = self._request(
-            "POST",
-            f"{self.url}/v2/{repository}/blobs/uploads/",
-            scopes,
-            expected=(202,),
-            what=f"start upload to {repository}",
-        )
-        location = started.url.join(started.headers["Location"]).copy_add_param("digest", blob.digest)
-        self._request(
-            "PUT",
-            location,
-            scopes,
-            content=blob.data,
-            headers={"Content-Type": "application/octet-stream"},
-            expected=(201,),
-            what=f"upload blob {blob.digest} to {repository}",
-        )
-
     def _mount_blob(self, repository: str, digest: str, source: str) -> None:
         url = httpx.URL(
             f"{self.url}/v2/{repository}/blobs/uploads/", params={"mount": digest, "from": source}
@@ -491,27 +302,14 @@ class ImagePusher:
         response = self._request(
             "POST",
             url,
-            (*_scopes(repository, "pull,push"), *_scopes(source, "pull")),
+            (*repository_scopes(repository, "pull,push"), *repository_scopes(source, "pull")),
             expected=(201, 202),
             what=f"mount blob {digest} from {source} into {repository}",
         )
         if response.status_code == 202:
             # The registry declined the mount and opened an upload instead; a plain upload is not possible
             # here without the data, so report it rather than leave an image without its layer.
-            raise PushError(response, f"registry refused to mount {digest} from {source} into {repository}")
-
-    def _put_manifest(self, repository: str, reference: str | None, media_type: str, content: bytes) -> str:
-        digest = "sha256:" + hashlib.sha256(content).hexdigest()
-        self._request(
-            "PUT",
-            f"{self.url}/v2/{repository}/manifests/{reference or digest}",
-            _scopes(repository, "pull,push"),
-            content=content,
-            headers={"Content-Type": media_type},
-            expected=(201,),
-            what=f"put manifest {repository}:{reference or digest}",
-        )
-        return digest
+            raise push_error(response, f"registry refused to mount {digest} from {source} into {repository}")
 
     def _request(
         self,
@@ -539,7 +337,7 @@ class ImagePusher:
                 sent["Authorization"] = authorization
             response = self._client.request(method, url, headers=sent, content=content)
         if response.status_code not in expected:
-            raise PushError(response, what)
+            raise push_error(response, what)
         return response
 
     def _learn(self, response: httpx.Response, *, had_authorization: bool) -> bool:
@@ -581,53 +379,16 @@ class ImagePusher:
                 auth=self._credentials if self._credentials is not None else httpx.USE_CLIENT_DEFAULT,
             )
             if response.status_code != 200:
-                raise PushError(response, "fetch token")
+                raise push_error(response, "fetch token")
             body = response.json()
             token = body.get("token") or body.get("access_token")
             if not token:
-                raise PushError(response, "token response without a token")
+                raise push_error(response, "token response without a token")
             # Renew a little early so a token never expires between our check and the registry's.
             lifetime = float(body.get("expires_in") or 60)
             self._tokens[key] = (token, time.monotonic() + max(lifetime - 5, 1))
             self.token_fetches += 1
             return f"Bearer {token}"
-
-
-def _config_blob(
-    family: MediaTypes,
-    repository: str,
-    tag: str,
-    platform: Platform,
-    created: datetime | None,
-    labels: Mapping[str, str] | None,
-    diff_ids: list[str],
-) -> Blob:
-    config: dict[str, Any] = {}
-    if created is not None:
-        config["created"] = rfc3339(created)
-    config.update(platform.as_dict())
-    config["config"] = {"Labels": dict(labels)} if labels else {}
-    config["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
-    # The history line names the image, so two tags with the same build time still differ in digest.
-    history: dict[str, str] = {"created_by": f"image-updater test push {repository}:{tag} {platform}"}
-    if created is not None:
-        history["created"] = rfc3339(created)
-    config["history"] = [history]
-    return Blob.of(_TYPES[family][2], _dumps(config))
-
-
-def _image_manifest(
-    family: MediaTypes, config: Blob, layers: Sequence[Blob], annotations: Mapping[str, str] | None
-) -> bytes:
-    manifest: dict[str, Any] = {
-        "schemaVersion": 2,
-        "mediaType": _TYPES[family][0],
-        "config": config.descriptor(),
-        "layers": [layer.descriptor() for layer in layers],
-    }
-    if annotations:
-        manifest["annotations"] = dict(annotations)
-    return _dumps(manifest)
 
 
 def _bulk_jobs(
@@ -640,8 +401,8 @@ def _bulk_jobs(
 
 
 def _bulk_layer(family: MediaTypes) -> tuple[Blob, str]:
-    data, diff_id = _layer(b"image-updater shared benchmark layer\n", "image-updater-test")
-    return Blob.of(_TYPES[family][3], data), diff_id
+    data, diff_id = make_layer(b"image-updater shared benchmark layer\n", "image-updater-test")
+    return Blob.of(MEDIA_TYPE_FAMILIES[family][3], data), diff_id
 
 
 def _bulk_image(
@@ -653,8 +414,8 @@ def _bulk_image(
     layer: Blob,
     diff_id: str,
 ) -> tuple[Blob, bytes]:
-    config = _config_blob(family, repository, tag, platform, created, None, [diff_id])
-    return config, _image_manifest(family, config, [layer], None)
+    config = make_config_blob(family, repository, tag, platform, created, None, [diff_id])
+    return config, make_image_manifest(family, config, [layer], None)
 
 
 def seed_storage(
@@ -704,7 +465,7 @@ def seed_storage(
             config, manifest = _bulk_image(media_types, repo, tag, target, created, layer, diff_id)
             put_blob(config)
             link(repo_dir, "_layers", config.digest)
-            manifest_blob = Blob.of(_TYPES[media_types][0], manifest)
+            manifest_blob = Blob.of(MEDIA_TYPE_FAMILIES[media_types][0], manifest)
             put_blob(manifest_blob)
             link(repo_dir, "_manifests", "revisions", manifest_blob.digest)
             tag_dir = os.path.join(repo_dir, "_manifests", "tags", tag)
@@ -714,5 +475,3 @@ def seed_storage(
     return results
 
 
-def _scopes(repository: str, actions: str) -> tuple[str, ...]:
-    return (f"repository:{repository}:{actions}",)

@@ -1,7 +1,8 @@
-"""Real git servers for tests, the demo and benchmarks: bare repositories, smart HTTP, sshd.
+"""Real git servers for the tests and benchmarks: bare repositories, smart HTTP, sshd.
 
-- ``make_bare_repo`` / ``commit_to_bare``: a bare repository with an initial commit, and a commit pushed to
-  it as "someone else" (a human racing image-updater).
+- ``make_bare_repo`` (from :mod:`image_updater.demo.bare`, which the demo uses too) / ``commit_to_bare``: a
+  bare repository with an initial commit, and a commit pushed to it as "someone else" (a human racing
+  image-updater).
 - ``GitHttpServer``: a threaded HTTP server on 127.0.0.1 that runs ``git http-backend`` as CGI behind
   Basic auth (one user name and token), pushes enabled, every request bounded in time.
 - ``SshServer``: a real ``sshd -D`` on a free 127.0.0.1 port with a throwaway host key and client key, an
@@ -32,6 +33,8 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import unquote
 
+from image_updater.demo.bare import git, make_bare_repo, write_files
+
 __all__ = [
     "GitHttpServer",
     "HttpRequest",
@@ -40,76 +43,6 @@ __all__ = [
     "commit_to_bare",
     "make_bare_repo",
 ]
-
-_IDENTITY = {
-    "GIT_AUTHOR_NAME": "Test Human",
-    "GIT_AUTHOR_EMAIL": "human@example.com",
-    "GIT_COMMITTER_NAME": "Test Human",
-    "GIT_COMMITTER_EMAIL": "human@example.com",
-}
-# the user's own git configuration must not change what the test repositories contain
-_CLEAN_CONFIG = {
-    "GIT_CONFIG_COUNT": "3",
-    "GIT_CONFIG_KEY_0": "core.autocrlf",
-    "GIT_CONFIG_VALUE_0": "false",
-    "GIT_CONFIG_KEY_1": "commit.gpgSign",
-    "GIT_CONFIG_VALUE_1": "false",
-    "GIT_CONFIG_KEY_2": "core.hooksPath",
-    "GIT_CONFIG_VALUE_2": os.devnull,
-    "GIT_TERMINAL_PROMPT": "0",
-}
-
-
-def _git(*args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> str:
-    result = subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        env={**os.environ, **_CLEAN_CONFIG, **_IDENTITY, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout
-
-
-def _write_files(root: Path, files: Mapping[str, str | bytes | None]) -> None:
-    for name, content in files.items():
-        target = root / name
-        if content is None:
-            target.unlink(missing_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            target.write_bytes(content)
-        else:
-            target.write_bytes(content.encode("utf-8"))
-
-
-def make_bare_repo(
-    path: str | os.PathLike[str],
-    files: Mapping[str, str | bytes] | None = None,
-    *,
-    branch: str = "main",
-    message: str = "Initial commit",
-) -> Path:
-    """Create the bare repository ``path`` with one commit of ``files`` on ``branch``; returns ``path``."""
-    bare = Path(path)
-    files = {"README.md": "# test repository\n"} if files is None else files
-    with tempfile.TemporaryDirectory(prefix="bare-seed-") as tmp:
-        work = Path(tmp)
-        _git("init", "--quiet", f"--initial-branch={branch}", str(work))
-        _write_files(work, dict(files))
-        _git("add", "--all", cwd=work)
-        _git("commit", "--quiet", "--allow-empty", "-m", message, cwd=work)
-        bare.parent.mkdir(parents=True, exist_ok=True)
-        _git("clone", "--quiet", "--bare", str(work), str(bare))
-    # receive-pack over smart HTTP is off by default for anonymous users; the test server authenticates
-    _git("config", "http.receivepack", "true", cwd=bare)
-    return bare
-
 
 def commit_to_bare(
     bare: str | os.PathLike[str],
@@ -121,12 +54,12 @@ def commit_to_bare(
     """Commit ``files`` (None deletes) on top of ``branch`` of ``bare`` and push it; returns the new hash."""
     with tempfile.TemporaryDirectory(prefix="bare-commit-") as tmp:
         work = Path(tmp) / "work"
-        _git("clone", "--quiet", "--branch", branch, str(bare), str(work))
-        _write_files(work, files)
-        _git("add", "--all", cwd=work)
-        _git("commit", "--quiet", "--allow-empty", "-m", message, cwd=work)
-        _git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}", cwd=work)
-        return _git("rev-parse", "HEAD", cwd=work).strip()
+        git("clone", "--quiet", "--branch", branch, str(bare), str(work))
+        write_files(work, files)
+        git("add", "--all", cwd=work)
+        git("commit", "--quiet", "--allow-empty", "-m", message, cwd=work)
+        git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}", cwd=work)
+        return git("rev-parse", "HEAD", cwd=work).strip()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -281,7 +214,7 @@ class GitHttpServer:
         root: str | os.PathLike[str],
         *,
         username: str = "x-access-token",
-        password: str = "test-token",  # noqa: S107 - a throwaway token for a loopback test server
+        password: str = "test-token",
         anonymous_read: bool = False,
     ) -> None:
         self.root = Path(root)

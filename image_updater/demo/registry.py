@@ -1,9 +1,11 @@
-"""A real CNCF distribution registry (``docker-registry serve``) on a free 127.0.0.1 port.
+"""The CNCF distribution registry (``docker-registry serve``) on a free 127.0.0.1 port, for the demo.
 
-Tests, the README demo and the benchmarks talk to the same registry binary users run in production, so the
-registry client is exercised against real HTTP semantics (auth challenges, digests, content types) instead of
-a hand-written imitation. Each server gets its own temporary storage, its own generated config file and its
-own log file; nothing is shared with other servers or with the system registry in ``/etc/docker/registry``.
+``image-updater demo`` pushes its example images to the same registry binary users run in production. Each
+server gets its own temporary storage, its own generated config file and its own log file; nothing is shared
+with other servers or with the system registry in ``/etc/docker/registry``. This launcher serves plain HTTP
+without auth; the tests extend it with Basic/token auth, TLS and notifications
+(``tests/servers/registry_server.py``) through the :meth:`RegistryServer._prepare` and
+:meth:`RegistryServer._config` hooks.
 """
 
 from __future__ import annotations
@@ -18,26 +20,16 @@ import socket
 import subprocess
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Self
+from typing import IO, Any, Self
 
 import httpx
 
-if TYPE_CHECKING:
-    from image_updater.testing.token_issuer import TokenAuth
+from image_updater.errors import RegistryStartError
 
-__all__ = [
-    "DEFAULT_REGISTRY_BINARY",
-    "RegistryServer",
-    "RegistryStartError",
-    "TLSFiles",
-    "make_tls_files",
-    "write_htpasswd",
-]
+__all__ = ["DEFAULT_REGISTRY_BINARY", "RegistryServer", "RegistryStartError", "StrPath"]
 
 DEFAULT_REGISTRY_BINARY = "/usr/bin/docker-registry"
 
@@ -48,86 +40,6 @@ StrPath = str | os.PathLike[str]
 _PORT_ATTEMPTS = 5
 _PR_SET_PDEATHSIG = 1
 _INSTANCE_HEADER = "X-Image-Updater-Test-Instance"
-
-
-class RegistryStartError(RuntimeError):
-    """The registry did not come up; the message carries the end of its log."""
-
-
-@dataclass(frozen=True)
-class TLSFiles:
-    """PEM files of a throw-away CA and of a server certificate it signed (for 127.0.0.1 and localhost)."""
-
-    ca_file: Path
-    """The CA certificate: what a client passes as ``ca_file`` to trust the server."""
-    cert_file: Path
-    """The server certificate followed by its chain (for the server's TLS config)."""
-    key_file: Path
-    """The server's private key."""
-
-    @property
-    def server_pair(self) -> tuple[Path, Path]:
-        """``(cert_file, key_file)``: what ``RegistryServer(tls=...)`` and ``TokenIssuer(tls=...)`` take."""
-        return (self.cert_file, self.key_file)
-
-
-def make_tls_files(
-    directory: StrPath, hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
-) -> TLSFiles:
-    """Create a trustme CA and a server certificate for ``hosts`` as ``ca.pem``, ``cert.pem``, ``key.pem``.
-
-    trustme is a test-only dependency, hence the import inside the function.
-    """
-    import trustme
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    ca = trustme.CA()
-    cert = ca.issue_cert(*hosts)
-    files = TLSFiles(
-        ca_file=directory / "ca.pem", cert_file=directory / "cert.pem", key_file=directory / "key.pem"
-    )
-    ca.cert_pem.write_to_path(str(files.ca_file))
-    # The chain goes into one file: leaf first, as Go's tls.LoadX509KeyPair expects.
-    with open(files.cert_file, "wb") as out:
-        for blob in cert.cert_chain_pems:
-            out.write(blob.bytes())
-    cert.private_key_pem.write_to_path(str(files.key_file))
-    return files
-
-
-def write_htpasswd(path: StrPath, users: Mapping[str, str]) -> Path:
-    """Write an htpasswd file with bcrypt hashes, the only kind distribution accepts.
-
-    Uses ``htpasswd -Bbn`` (apache2-utils); without it, libc's bcrypt through the stdlib ``crypt`` module.
-    """
-    lines = []
-    htpasswd = shutil.which("htpasswd")
-    for user, password in users.items():
-        if ":" in user:
-            raise ValueError(f"htpasswd user names cannot contain ':': {user!r}")
-        if htpasswd:
-            # Cost 5 (the minimum) keeps each authenticated request cheap; this is a test registry.
-            done = subprocess.run(
-                [htpasswd, "-Bbn", "-C", "5", user, password], capture_output=True, text=True, check=True
-            )
-            lines.append(done.stdout.strip())
-        else:
-            lines.append(f"{user}:{_crypt_bcrypt(password)}")
-    target = Path(path)
-    target.write_text("\n".join(lines) + "\n")
-    return target
-
-
-def _crypt_bcrypt(password: str) -> str:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt  # stdlib up to 3.12; only the fallback needs it
-
-    if crypt.METHOD_BLOWFISH not in crypt.methods:
-        raise RuntimeError("neither the htpasswd binary (apache2-utils) nor libc bcrypt is available")
-    # bcrypt is what distribution requires; ruff's S324 flags every crypt method alike.
-    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=32))  # noqa: S324
 
 
 def _tmpfs() -> str | None:
@@ -162,16 +74,12 @@ def _die_with_parent_hook() -> Callable[[], None] | None:
 
 
 class RegistryServer:
-    """A ``docker-registry serve`` process on 127.0.0.1 with temporary filesystem storage.
+    """A ``docker-registry serve`` process on 127.0.0.1 with temporary filesystem storage, plain HTTP.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. ``url``/``host`` are valid once started.
 
-    - ``htpasswd``: ``{user: password}`` enables Basic auth (mutually exclusive with ``token_auth``).
-    - ``tls``: ``(cert_file, key_file)`` or :class:`TLSFiles` serves https.
-    - ``token_auth``: a :class:`~image_updater.testing.token_issuer.TokenAuth` enables the Bearer token flow.
     - ``delete_enabled``: allow ``DELETE`` of manifests and blobs.
-    - ``notify_url`` (+ ``notify_headers``): distribution posts its push/pull events there.
-    - ``work_dir``: where config, htpasswd and log go (default: a temp dir removed by :meth:`stop`).
+    - ``work_dir``: where config and log go (default: a temp dir removed by :meth:`stop`).
     - ``storage_dir``: the registry's storage (default: a fresh temp dir on tmpfs ``/dev/shm`` when there is
       one, removed by :meth:`stop`). distribution fsyncs every blob and link it writes, which on a busy disk
       costs milliseconds per request; on tmpfs fsync is free. Expect ~25 KiB of RAM per pushed tag.
@@ -183,12 +91,7 @@ class RegistryServer:
     def __init__(
         self,
         *,
-        htpasswd: Mapping[str, str] | None = None,
-        tls: tuple[StrPath, StrPath] | TLSFiles | None = None,
-        token_auth: TokenAuth | None = None,
         delete_enabled: bool = False,
-        notify_url: str | None = None,
-        notify_headers: Mapping[str, str] | None = None,
         work_dir: StrPath | None = None,
         storage_dir: StrPath | None = None,
         port: int | None = None,
@@ -197,18 +100,7 @@ class RegistryServer:
         log_level: str = "info",
         die_with_parent: bool = True,
     ) -> None:
-        if htpasswd is not None and token_auth is not None:
-            raise ValueError("a registry uses either htpasswd or token auth, not both")
-        self.htpasswd = dict(htpasswd) if htpasswd is not None else None
-        self.tls: tuple[Path, Path] | None = None
-        if isinstance(tls, TLSFiles):
-            self.tls = tls.server_pair
-        elif tls is not None:
-            self.tls = (Path(tls[0]), Path(tls[1]))
-        self.token_auth = token_auth
         self.delete_enabled = delete_enabled
-        self.notify_url = notify_url
-        self.notify_headers = dict(notify_headers or {})
         self.binary = Path(binary)
         self.startup_timeout = startup_timeout
         self.log_level = log_level
@@ -228,7 +120,7 @@ class RegistryServer:
 
     @property
     def scheme(self) -> str:
-        return "https" if self.tls else "http"
+        return "http"
 
     @property
     def port(self) -> int:
@@ -298,9 +190,8 @@ class RegistryServer:
             self._storage_dir = Path(tempfile.mkdtemp(prefix="image-updater-registry-storage-", dir=_tmpfs()))
         else:
             self.storage_dir.mkdir(parents=True, exist_ok=True)
-        if self.htpasswd is not None:
-            write_htpasswd(self.work_dir / "htpasswd", self.htpasswd)
         try:
+            self._prepare()
             self._start_on_some_port()
         except BaseException:
             self.stop()  # the error message already carries the log's tail
@@ -350,11 +241,15 @@ class RegistryServer:
 
     # -- internals ------------------------------------------------------------------------------------------
 
+    def _prepare(self) -> None:
+        """Write what the config refers to (an htpasswd file, say) once the work directory exists."""
+
     def _pick_port(self) -> int:
         # Overridable in tests of the retry path.
         return _free_port()
 
     def _config(self, port: int) -> dict[str, Any]:
+        """distribution's configuration for this server on ``port`` (extended by subclasses)."""
         http: dict[str, Any] = {
             "addr": f"127.0.0.1:{port}",
             # A fixed secret silences distribution's warning and keeps upload state valid across requests.
@@ -363,8 +258,6 @@ class RegistryServer:
             # port between our probe and the registry's bind (another test's server, say).
             "headers": {"X-Content-Type-Options": ["nosniff"], _INSTANCE_HEADER: [self._nonce]},
         }
-        if self.tls is not None:
-            http["tls"] = {"certificate": str(self.tls[0]), "key": str(self.tls[1])}
         config: dict[str, Any] = {
             "version": "0.1",
             "log": {"level": self.log_level, "formatter": "text", "fields": {"service": "registry"}},
@@ -377,32 +270,6 @@ class RegistryServer:
             },
             "http": http,
         }
-        if self.htpasswd is not None:
-            config["auth"] = {
-                "htpasswd": {"realm": "image-updater-test", "path": str(self.work_dir / "htpasswd")}
-            }
-        elif self.token_auth is not None:
-            config["auth"] = {
-                "token": {
-                    "realm": self.token_auth.realm,
-                    "service": self.token_auth.service,
-                    "issuer": self.token_auth.issuer,
-                    "rootcertbundle": str(self.token_auth.rootcertbundle),
-                }
-            }
-        if self.notify_url is not None:
-            config["notifications"] = {
-                "endpoints": [
-                    {
-                        "name": "image-updater-test",
-                        "url": self.notify_url,
-                        "headers": {name: [value] for name, value in self.notify_headers.items()},
-                        "timeout": "2s",
-                        "threshold": 5,
-                        "backoff": "500ms",
-                    }
-                ]
-            }
         return config
 
     def _launch(self, port: int) -> None:

@@ -35,8 +35,8 @@ from urllib.parse import quote
 
 import httpx
 
-from image_updater.testing import ImagePusher, RegistryServer
-from image_updater.testing.gitserver import make_bare_repo
+from tests.servers import ImagePusher, RegistryServer
+from tests.servers.gitserver import make_bare_repo
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

@@ -17,10 +17,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.servers import ImagePusher, RegistryServer
-
 # Patterns that backtrack exponentially (nested or overlapping quantifiers) on a string of one letter that
 from tests.hostile.measure import run_image_updater
+from tests.servers import ImagePusher, RegistryServer
 
 # fails at its last character. Each matches the tag "aaaa", so there is something to choose.
 CATASTROPHIC = (

@@ -3,7 +3,8 @@
 # Sourced by scripts/demo.sh (`source setup.sh demo`) and scripts/test.sh (`source setup.sh test`, also the
 # default):
 #   demo: Debian packages docker-registry, git (python3-venv when venv is missing); the project without extras
-#   test: also apache2-utils, openssh-server, openssh-client; the project with its test extras
+#   test: also apache2-utils, openssh-server, openssh-client; the project with its test extras and the
+#         pinned `lint` dependency group (ruff, mypy, import-linter: pyproject.toml [dependency-groups])
 # Idempotent: prints nothing when everything is there. Otherwise one line per step on stderr; the installers'
 # output goes to .setup.log, whose end is shown only when a step fails (then the script exits non-zero).
 # openssh-server is installed without starting or enabling a system sshd: the tests start their own.
@@ -105,17 +106,18 @@ fi
 VENV="$ROOT/.venv"
 HASH="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
 _setup_venv() {
-  local extras="$1" stamp="$2"
+  local extras="$1" stamp="$2"; shift 2
   if [ ! -x "$VENV/bin/python" ]; then "$PY" -m venv "$VENV" || return 1; fi
+  # pip 25.1 or newer reads dependency groups (--group)
   "$VENV/bin/python" -m pip install --upgrade pip &&
-    "$VENV/bin/python" -m pip install -e "$ROOT$extras" &&
+    "$VENV/bin/python" -m pip install -e "$ROOT$extras" "$@" &&
     rm -f "$VENV"/.installed-* &&
     touch "$stamp"
 }
 if [ "$SETUP_FOR" = test ]; then
   if [ ! -e "$VENV/.installed-test-$HASH" ]; then
-    setup_step "installing image-updater and its test dependencies into .venv" \
-      _setup_venv "[test]" "$VENV/.installed-test-$HASH"
+    setup_step "installing image-updater, its test dependencies and the pinned linters into .venv" \
+      _setup_venv "[test]" "$VENV/.installed-test-$HASH" --group "$ROOT/pyproject.toml:lint"
   fi
 elif [ ! -e "$VENV/.installed-test-$HASH" ] && [ ! -e "$VENV/.installed-demo-$HASH" ]; then
   setup_step "installing image-updater into .venv" _setup_venv "" "$VENV/.installed-demo-$HASH"

@@ -153,7 +153,7 @@ def test_every_image_field_is_rewritten_byte_exactly(name: str, parser: str, var
     assert new_text.encode("utf-8") == expected  # everything outside the spans, byte for byte
     assert apply_verified(parsed, edits, filename=name) == new_text
 
-    reparsed = parse_yaml(new_text, filename=name, parser=parser)  # type: ignore[arg-type]
+    reparsed = parse_yaml(new_text, filename=name, parser=parser)
     new_nodes = scalar_nodes(reparsed)
     shift = 0
     for one in edits:
@@ -181,7 +181,7 @@ def test_a_helm_template_is_reported_and_never_touched(name: str, tmp_path: Path
     text = read_text(CORPUS / name)
     for parser in ("auto", "c", "pure"):
         with pytest.raises(YamlParseError, match=rf"^{name}:\d+: not valid YAML") as caught:
-            parse_yaml(text, filename=name, parser=parser)  # type: ignore[arg-type]
+            parse_yaml(text, filename=name, parser=parser)
         assert caught.value.line is not None and caught.value.line >= 1
 
     # Even an edit aimed at the line a naive scan finds is refused, and the file keeps every byte.

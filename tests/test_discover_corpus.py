@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 from image_updater.discover import discover_files
 from image_updater.errors import InvalidReference
@@ -18,19 +19,37 @@ from image_updater.references import parse_reference
 CORPUS = Path(__file__).resolve().parent / "data" / "corpus"
 
 
-def real_path(corpus_name: str, info: dict[str, str]) -> str:
+class CorpusImage(TypedDict):
+    """One image-like field images.json lists for a corpus file (the fields this module reads)."""
+
+    kind: str
+    path: str
+    value: str
+    line: int
+    doc: int
+
+
+class CorpusFile(TypedDict):
+    """One file of images.json (the fields this module reads; ``images`` absent when it has none)."""
+
+    path: str
+    images: NotRequired[list[CorpusImage]]
+
+
+def real_path(corpus_name: str, info: CorpusFile) -> str:
     """The file's path as in its repository (``fluxcd__flux/deploy/flux-deployment.yaml``): discovery
     recognises kustomization files by name, which the corpus's flattened names hide."""
     return f"{corpus_name.split('/', 1)[0]}/{info['path']}"
 
 
-def corpus_index() -> dict[str, dict[str, object]]:
-    return dict(json.loads((CORPUS / "images.json").read_text())["files"])
+def corpus_index() -> dict[str, CorpusFile]:
+    files: dict[str, CorpusFile] = json.loads((CORPUS / "images.json").read_text())["files"]
+    return dict(files)
 
 
 def corpus_files() -> dict[str, str]:
     return {
-        real_path(name, info): (CORPUS / name).read_bytes().decode("utf-8")  # type: ignore[arg-type]
+        real_path(name, info): (CORPUS / name).read_bytes().decode("utf-8")
         for name, info in sorted(corpus_index().items())
     }
 
@@ -40,8 +59,8 @@ def listed_fields() -> tuple[dict[tuple[str, int], str], set[str]]:
     fields: dict[tuple[str, int], str] = {}
     repositories: set[str] = set()
     for name, info in corpus_index().items():
-        file = real_path(name, info)  # type: ignore[arg-type]
-        maps: dict[tuple[int, str], dict[str, dict[str, object]]] = defaultdict(dict)
+        file = real_path(name, info)
+        maps: dict[tuple[int, str], dict[str, CorpusImage]] = defaultdict(dict)
         for image in info.get("images", []):
             kind, path = image["kind"], image["path"]
             if path.startswith("patches["):

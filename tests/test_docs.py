@@ -28,6 +28,7 @@ compared, so that a change of behaviour (or of the docs) that makes them disagre
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -283,7 +284,8 @@ def test_validate_accepts_the_shipped_examples(
 def _help_flags(command: str) -> set[str]:
     parser = build_parser(only=command)
     sub = next(a for a in parser._actions if a.dest == "command")
-    return set(_FLAG.findall(sub.choices[command].format_help()))  # type: ignore[attr-defined]
+    assert isinstance(sub, argparse._SubParsersAction)
+    return set(_FLAG.findall(sub.choices[command].format_help()))
 
 
 def _flag_mentions() -> Iterator[tuple[str, str, str]]:
@@ -296,10 +298,10 @@ def _flag_mentions() -> Iterator[tuple[str, str, str]]:
                     for flag in _FLAG.findall(match.group(2)):
                         yield match.group(1), flag, f"{doc.relative_to(ROOT)}: {line.strip()[:80]}"
         for span in _spans(_prose(doc)):
-            match = _SPAN_COMMAND.match(span)  # `run --once`, `plan --format json`
-            if match:
-                for flag in _FLAG.findall(match.group(2)):
-                    yield match.group(1), flag, f"{doc.relative_to(ROOT)}: `{span}`"
+            span_match = _SPAN_COMMAND.match(span)  # `run --once`, `plan --format json`
+            if span_match:
+                for flag in _FLAG.findall(span_match.group(2)):
+                    yield span_match.group(1), flag, f"{doc.relative_to(ROOT)}: `{span}`"
         lines = doc.read_text(encoding="utf-8").splitlines()
         for number, line in enumerate(lines):
             marker = _MARKER.match(line)

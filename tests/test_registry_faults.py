@@ -111,7 +111,7 @@ def hub_registry(
         return httpx.Response(200, json={"token": "hub-token", "expires_in": 300})
 
     def authorised(request: httpx.Request) -> bool:
-        return request.headers.get("Authorization") == "Bearer hub-token"
+        return bool(request.headers.get("Authorization") == "Bearer hub-token")
 
     def tags_list(request: httpx.Request) -> httpx.Response:
         seen["tags"].append(request)

@@ -636,7 +636,7 @@ def test_a_broken_file_is_reported_even_when_the_policy_file_targeting_it_is_bro
 ) -> None:
     values = "app:\n  image:\n    repository: ghcr.io/acme/app\n    tag: 1.0.0\n  - oops\n"
     found = discover_files({"policies/app.yaml": broken_policy, "apps/values.yaml": values})
-    assert sorted({e.file for e in found.errors}) == ["apps/values.yaml", "policies/app.yaml"], found.errors
+    assert sorted({e.file or "" for e in found.errors}) == ["apps/values.yaml", "policies/app.yaml"], found
     for error in found.errors:
         # the entry carries file and line; the message does not say them again
         assert error.file is not None and error.file not in error.message, error
@@ -653,12 +653,12 @@ def test_a_broken_policy_file_reaches_only_the_files_its_targets_name() -> None:
     files = {"apps/values.yaml": broken, "charts/x/templates/deployment.yaml": broken}
     bad_policy = policy_file("app", "ghcr.io/acme/app", "semver:^^1", "- path: 'apps/*.yaml'\n")
     found = discover_files({"policies/app.yaml": bad_policy, **files})
-    assert sorted({e.file for e in found.errors}) == ["apps/values.yaml", "policies/app.yaml"], found.errors
+    assert sorted({e.file or "" for e in found.errors}) == ["apps/values.yaml", "policies/app.yaml"], found
     misspelt = policy_file("app", "ghcr.io/acme/app", "semver:^1", "- path: 'apps/*.yaml'\n").replace(
         "targets:", "taregts:"
     )
     found = discover_files({"policies/app.yaml": misspelt, **files})
-    assert sorted({e.file for e in found.errors}) == [
+    assert sorted({e.file or "" for e in found.errors}) == [
         "apps/values.yaml", "charts/x/templates/deployment.yaml", "policies/app.yaml",
     ], found.errors
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from image_updater.gitrepo import GitRepo  # noqa: E402
 from image_updater.settings import load_settings  # noqa: E402
-from image_updater.workflow import make_client, run_source  # noqa: E402
+from image_updater.writeback import make_client, run_source  # noqa: E402
 from tests.servers.gitserver import make_bare_repo  # noqa: E402
 from tests.servers.push import ImagePusher  # noqa: E402
 from tests.servers.registry_server import RegistryServer  # noqa: E402

@@ -66,7 +66,7 @@ JITTER_FRACTION = 0.1
 
 
 class PassOutcome(Protocol):
-    """What a pass reports; ``image_updater.workflow.SourceOutcome`` has exactly these fields."""
+    """What a pass reports; ``image_updater.writeback.SourceOutcome`` has exactly these fields."""
 
     @property
     def source(self) -> str: ...
@@ -527,7 +527,7 @@ async def _serve(
     settings: Settings, secret: str | None, dry_run: bool, grace_period: float, webhook_min_interval: float,
     exit_timer: ExitTimer,
 ) -> None:
-    from image_updater.workflow import make_client, run_source
+    from image_updater.writeback import make_client, run_source
 
     metrics = Metrics()
     by_name = {source.name: source for source in settings.sources}

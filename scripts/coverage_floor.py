@@ -24,7 +24,7 @@ from pathlib import Path
 FLOORS: dict[str, float] = {
     "image_updater/references.py": 97,  # measured 98.28
     "image_updater/versions.py": 98,  # measured 99.47
-    "image_updater/policies.py": 98,  # measured 98.74
+    "image_updater/policies/": 98,  # measured 98.74 (as policies.py)
     "image_updater/discover/": 90,  # measured 91.14
     "image_updater/yamledit.py": 94,  # measured 94.97
     "image_updater/plan.py": 97,  # measured 97.53
@@ -32,6 +32,8 @@ FLOORS: dict[str, float] = {
     "image_updater/regexes.py": 92,  # measured 93.12
     "image_updater/printable.py": 99,  # measured 100.00
     "image_updater/envnames.py": 92,  # measured 92.86
+    "image_updater/findings.py": 90,  # set with the module, before a measurement
+    "image_updater/durations.py": 90,  # set with the module, before a measurement
 }
 
 

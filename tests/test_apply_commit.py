@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.servers.gitserver import commit_to_bare
-from tests.test_workflow import T0, git, log_subjects, run_cli, show
+from tests.test_writeback import T0, git, log_subjects, run_cli, show
 
 DEPLOYMENT = """\
 apiVersion: apps/v1

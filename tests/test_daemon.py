@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class Outcome:
-    """Shaped like image_updater.workflow.SourceOutcome."""
+    """Shaped like image_updater.writeback.SourceOutcome."""
 
     source: str
     result: Result = field(default_factory=Result)

@@ -507,7 +507,7 @@ def test_plan_output_is_what_the_doc_shows(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from image_updater.pipeline import discover_directory
+    from image_updater.checkout import discover_directory
     from tests.servers import ImagePusher
 
     root = _write_group(tmp_path, group)

@@ -46,7 +46,7 @@ import pytest
 from image_updater.gitrepo import workdir_for
 from image_updater.registry import BodyLimits, MetadataCache, RegistryClient, RegistryOptions, RetryPolicy
 from image_updater.settings import Settings, load_settings
-from image_updater.workflow import SourceOutcome, run_source
+from image_updater.writeback import SourceOutcome, run_source
 from image_updater.yamledit import parse_yaml
 from tests.faults import Fault, FaultProxy, arm_push_race, human_commits, install_push_race, small_disk
 from tests.fixtures.gitserver import GIT_HTTP_TOKEN
@@ -581,17 +581,17 @@ def test_cache_disk_full_while_writing_the_files(
     monkeypatch: pytest.MonkeyPatch, runner: asyncio.Runner,
 ) -> None:
     """The disk fills up between planning and writing: no file is half-written, nothing is pushed."""
-    import image_updater.pipeline as pipeline
+    import image_updater.checkout as checkout
 
     setup = make_setup(tmp_path, proxy, seeded_registry, runner, cache_dir=disk.path / "cache")
     settings = setup.settings()
-    real_apply = pipeline.apply_result
+    real_apply = checkout.apply_result
 
     def fill_then_apply(root: Path, planned: Any) -> Any:
         disk.fill()
         return real_apply(root, planned)
 
-    monkeypatch.setattr(pipeline, "apply_result", fill_then_apply)
+    monkeypatch.setattr(checkout, "apply_result", fill_then_apply)
 
     def check(client: RegistryClient) -> None:
         before = {s: git("rev-parse", "main", cwd=setup.bare(s)).strip() for s in ("alpha", "beta")}
@@ -606,7 +606,7 @@ def test_cache_disk_full_while_writing_the_files(
             assert "No space left" in messages or "not written" in messages, messages
             assert git("rev-parse", "main", cwd=setup.bare(source)).strip() == before[source]
         assert_working_copies_sane(setup, settings)
-        monkeypatch.setattr(pipeline, "apply_result", real_apply)
+        monkeypatch.setattr(checkout, "apply_result", real_apply)
         complete_and_check(setup, settings, client, {})
 
     run_with_client(setup, settings, check)
@@ -617,23 +617,23 @@ def test_cache_disk_full_between_writing_and_committing(
     monkeypatch: pytest.MonkeyPatch, runner: asyncio.Runner,
 ) -> None:
     """The files are written, then the disk fills up: the commit fails as a source error, nothing pushed."""
-    import image_updater.workflow as workflow
+    import image_updater.writeback as writeback
 
     setup = make_setup(tmp_path, proxy, seeded_registry, runner, cache_dir=disk.path / "cache")
     settings = setup.settings()
-    real_commit = workflow.commit_and_push
+    real_commit = writeback.commit_and_push
 
     def fill_then_commit(*args: Any, **kwargs: Any) -> Any:
         disk.fill()
         return real_commit(*args, **kwargs)
 
     def check(client: RegistryClient) -> None:
-        monkeypatch.setattr(workflow, "commit_and_push", fill_then_commit)
+        monkeypatch.setattr(writeback, "commit_and_push", fill_then_commit)
         try:
             outcomes = run_pass(setup, settings, client)
         finally:
             disk.free()
-            monkeypatch.setattr(workflow, "commit_and_push", real_commit)
+            monkeypatch.setattr(writeback, "commit_and_push", real_commit)
         alpha = outcomes["alpha"]
         assert alpha.error is not None and "commit" in alpha.error, alpha.error
         assert not alpha.pushed and alpha.result.updates == ()
@@ -649,23 +649,23 @@ def test_cache_disk_full_while_resolving(
 ) -> None:
     """The disk fills up after the sync: the metadata cache cannot be written, which costs the cache entries
     but not the images (they resolve); the file writes then fail whole, nothing is pushed."""
-    import image_updater.pipeline as pipeline
+    import image_updater.checkout as checkout
 
     setup = make_setup(tmp_path, proxy, seeded_registry, runner, cache_dir=disk.path / "cache")
     settings = setup.settings()
-    real_plan = pipeline.plan_directory
+    real_plan = checkout.plan_directory
 
     async def fill_then_plan(*args: Any, **kwargs: Any) -> Any:
         disk.fill()
         return await real_plan(*args, **kwargs)
 
     def check(client: RegistryClient) -> None:
-        monkeypatch.setattr(pipeline, "plan_directory", fill_then_plan)
+        monkeypatch.setattr(checkout, "plan_directory", fill_then_plan)
         try:
             outcomes = run_pass(setup, settings, client)
         finally:
             disk.free()
-            monkeypatch.setattr(pipeline, "plan_directory", real_plan)
+            monkeypatch.setattr(checkout, "plan_directory", real_plan)
         alpha = outcomes["alpha"]
         assert alpha.error is None and not alpha.pushed
         assert alpha.result.errors and all(e.image is None and "No space left" in e.message

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from image_updater.pipeline import Planned, apply_result, discover_directory
+from image_updater.checkout import Planned, apply_result, discover_directory
 from image_updater.plan import build_plan
 from tests.planning_support import load_tags, stub_resolve
 

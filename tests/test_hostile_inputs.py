@@ -38,15 +38,15 @@ from typing import Any
 import httpx
 import pytest
 
+from image_updater.checkout import apply_result, plan_directory
 from image_updater.discover import discover_files
 from image_updater.errors import ConfigError, ImageUpdaterError, RegistryError, YamlEditError
 from image_updater.gitrepo import GitRepo, workdir_for
-from image_updater.pipeline import apply_result, plan_directory
 from image_updater.registry import RegistryClient, RegistryOptions, RetryPolicy
 from image_updater.report import render
 from image_updater.settings import load_settings
-from image_updater.workflow import make_client, run_source
 from image_updater.worktree import edit_file, resolve_paths, write_atomic
+from image_updater.writeback import make_client, run_source
 from image_updater.yamledit import Edit
 from tests.faults import Fault, FaultProxy
 from tests.fixtures.gitserver import GIT_HTTP_TOKEN
@@ -287,7 +287,7 @@ BOMB = "\n".join(
 CHILD = """
 import json, resource, sys
 from pathlib import Path
-from image_updater.pipeline import discover_directory
+from image_updater.checkout import discover_directory
 
 def peak_kib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

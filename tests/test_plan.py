@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from image_updater.checkout import Planned, apply_result, discover_directory, edited_texts
 from image_updater.discover import Discovery, Part, Target, discover_files
-from image_updater.pipeline import Planned, apply_result, discover_directory, edited_texts
 from image_updater.plan import ErrorEntry, Resolution, Result, Skipped, build_plan, render_value
 from image_updater.policies import parse_policy
 from image_updater.references import parse_reference

@@ -296,7 +296,7 @@ class _Terminal:
 def test_progress_only_on_a_terminal() -> None:
     import threading
 
-    from image_updater.commands import plan as plan_command
+    from image_updater.commands import _planning as plan_command
 
     pipe = _Terminal(tty=False)
     with plan_command.progress_indicator(pipe) as progress:  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from image_updater.commands.plan import check_directory, log_errors, plan_path, progress_indicator
+from image_updater.commands._planning import check_directory, log_errors, plan_path, progress_indicator
 
 if TYPE_CHECKING:
     from image_updater.plan import Result
@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from image_updater.pipeline import apply_result
+    from image_updater.checkout import apply_result
     from image_updater.report import render
     from image_updater.settings import load_settings
 
@@ -71,7 +71,7 @@ def _commit(root: Path, result: Result, settings: Settings, *, push: bool, branc
     """Commit (and push) the applied ``result``; True when that failed (the reason is logged)."""
     from image_updater.errors import GitError
     from image_updater.gitrepo import GitRepo
-    from image_updater.workflow import commit_and_push
+    from image_updater.writeback import commit_and_push
 
     try:
         repo = GitRepo.open(root, branch=branch)

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from image_updater.demo.registry import RegistryServer
     from image_updater.report import render
     from image_updater.settings import load_settings
-    from image_updater.workflow import run_pass
+    from image_updater.writeback import run_pass
 
     if shutil.which("git") is None:
         sys.stderr.write("demo: git is not installed (Debian: apt-get install git)\n")

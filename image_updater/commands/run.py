@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     # The command line wins over the config file; cli.main already configured the flags' values.
     configure_logging(args.log_level or settings.log.level, args.log_format or settings.log.format)
     if args.once:
-        from image_updater.workflow import run_once_cli
+        from image_updater.writeback import run_once_cli
 
         return run_once_cli(settings, args.dry_run)
     if args.grace_period < 0:

@@ -16,7 +16,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from image_updater.commands.plan import check_directory
+from image_updater.commands._planning import check_directory
 from image_updater.errors import ConfigError
 from image_updater.printable import printable
 
@@ -87,7 +87,7 @@ def _where(file: str | None, line: int | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from image_updater.pipeline import discover_directory
+    from image_updater.checkout import discover_directory
     from image_updater.settings import load_settings
 
     config_error: str | None = None

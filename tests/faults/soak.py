@@ -35,7 +35,7 @@ from typing import Any
 
 from image_updater.registry import BodyLimits, MetadataCache, RegistryClient, RegistryOptions, RetryPolicy
 from image_updater.settings import load_settings
-from image_updater.workflow import run_source
+from image_updater.writeback import run_source
 from tests.faults.gitfaults import arm_push_race, disarm_push_race, human_commits, install_push_race
 from tests.faults.proxy import Fault, FaultProxy
 from tests.servers import ImagePusher, RegistryServer

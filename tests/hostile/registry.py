@@ -185,7 +185,7 @@ def dripping_registry(tmp: Path, *, timeout: float = 3.0, drip: float = 2.0) -> 
     One pass over two files: the dripping image gets an error entry naming it within the request bound
     (``timeout + min(timeout, 2)``), and the healthy image is updated in the same pass.
     """
-    from image_updater.pipeline import apply_result, plan_directory
+    from image_updater.checkout import apply_result, plan_directory
     from image_updater.registry import RegistryOptions, RetryPolicy
     from tests.servers import ImagePusher, RegistryServer
 
@@ -484,7 +484,7 @@ def credential_helper_leak(tmp: Path) -> dict[str, float]:
     The image's error entry, the logs at every level and every report format name the helper and its exit
     code, show a sanitised stderr line, and never the secret.
     """
-    from image_updater.pipeline import plan_directory
+    from image_updater.checkout import plan_directory
     from image_updater.registry import RegistryOptions
     from image_updater.report import render
 

@@ -270,7 +270,7 @@ def deep_tree(tmp: Path, depth: int = 1100) -> dict[str, float]:
 
 
 def _deep_tree(root: Path, depth: int, *, git: bool) -> float:
-    from image_updater.pipeline import discover_directory
+    from image_updater.checkout import discover_directory
     from image_updater.worktree import MAX_DEPTH
 
     mode = "git" if git else "plain"
@@ -371,7 +371,7 @@ def cache_dir_problems(tmp: Path) -> dict[str, Any]:
     """Unusable cache dirs: ``run --once`` exits 2 with one line naming the path; ``run_source`` (what the
     daemon runs per source) returns an error for the source instead of raising."""
     from image_updater.settings import load_settings
-    from image_updater.workflow import make_client, run_source
+    from image_updater.writeback import make_client, run_source
 
     with _registry(tmp, {"team/web": ["1.0.0", "1.1.0"]}) as server:
         bare = _web_repo(tmp, server)
@@ -472,7 +472,7 @@ def busy_working_copy(tmp: Path) -> dict[str, float]:
     busy, naming it; once the lock is free, a waiting ``run --once`` proceeds."""
     from image_updater.gitrepo import lock_path_for, workdir_for
     from image_updater.settings import load_settings
-    from image_updater.workflow import make_client, run_source
+    from image_updater.writeback import make_client, run_source
 
     with _registry(tmp, {"team/web": ["1.0.0", "1.1.0"]}) as server:
         bare = _web_repo(tmp, server)

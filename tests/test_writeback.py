@@ -25,7 +25,7 @@ import pytest
 
 from image_updater.gitrepo import GitRepo, workdir_for
 from image_updater.settings import load_settings
-from image_updater.workflow import make_client, run_source
+from image_updater.writeback import make_client, run_source
 from tests.servers.gitserver import commit_to_bare
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -241,15 +241,15 @@ def test_persistent_rejection_is_bounded_and_never_forced(
         return original_push(self, *args, **kwargs)
 
     monkeypatch.setattr(GitRepo, "push", always_racing)
-    monkeypatch.setattr("image_updater.workflow._BACKOFF_BASE", 0.01)
-    with caplog.at_level(logging.WARNING, logger="image_updater.workflow"):
+    monkeypatch.setattr("image_updater.writeback._BACKOFF_BASE", 0.01)
+    with caplog.at_level(logging.WARNING, logger="image_updater.writeback"):
         outcome = run_pass_in_process(config, push_attempts=3)
     assert not outcome.pushed
     assert outcome.error and "push rejected 3 times" in outcome.error
     assert git("rev-parse", "main", cwd=bare).strip() == humans[-1]
     assert len(humans) == 3
     # one warning per retry, each with its (jittered, capped) delay; none after the last attempt
-    warnings = [r.getMessage() for r in caplog.records if r.name == "image_updater.workflow"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "image_updater.writeback"]
     assert [w.split(" in ")[0] for w in warnings if w.startswith("push rejected (attempt")] == [
         "push rejected (attempt 1 of 3), re-planning on the new remote head",
         "push rejected (attempt 2 of 3), re-planning on the new remote head",
@@ -414,7 +414,7 @@ def test_a_focused_pass_resolves_and_updates_only_the_named_images(
 def test_a_pass_over_several_sources_asks_for_each_image_once(
     tmp_path: Path, seeded: Any, bare_repo: Any, repo_files: dict[str, str]
 ) -> None:
-    from image_updater.workflow import run_pass
+    from image_updater.writeback import run_pass
 
     first = bare_repo(repo_files, name="one.git")
     second = bare_repo(repo_files, name="two.git")

@@ -36,8 +36,8 @@ from image_updater.findings import ErrorEntry
 from image_updater.plan import Result
 
 if TYPE_CHECKING:
+    from image_updater.checkout import Planned
     from image_updater.gitrepo import GitRepo, WorkingCopyLock
-    from image_updater.pipeline import Planned
     from image_updater.registry import RegistryClient
     from image_updater.settings import Settings, SourceSettings
 
@@ -308,7 +308,7 @@ class _SourcePass:
 
     async def plan(self) -> Planned:
         """The plan of the source's paths on the working copy (a push branch is rebuilt from ``branch``)."""
-        from image_updater.pipeline import plan_directory
+        from image_updater.checkout import plan_directory
 
         if self.source.push_branch and not self.dry_run:
             await asyncio.to_thread(self.repo.rebuild_branch, self.source.push_branch)
@@ -319,7 +319,7 @@ class _SourcePass:
 
     async def write(self, planned: Planned) -> SourceOutcome:
         """Apply ``planned`` to the files, commit and push; ``PushRejected`` when the remote moved on."""
-        from image_updater.pipeline import apply_result
+        from image_updater.checkout import apply_result
 
         self.result = await asyncio.to_thread(apply_result, self.repo.path, planned)
         try:

@@ -38,26 +38,38 @@ sys.path.insert(0, str(ROOT))
 Scenario = Callable[[Path], dict[str, float]]
 
 
+_TMP_NAMES = ("tmp", "tmp_dir", "tmp_path")
+
+
 def scenarios() -> list[tuple[str, Scenario]]:
-    """Every public function of ``tests.hostile.*`` whose only required parameter is ``tmp``."""
+    """Every public scenario of ``tests.hostile.*``: a function of the module's ``__all__`` (or, without one,
+    any public function defined there) that returns a dict of figures and needs nothing but, at most, a
+    temporary directory (its one required parameter named ``tmp``, ``tmp_dir`` or ``tmp_path``)."""
     import tests.hostile as package
 
     found: list[tuple[str, Scenario]] = []
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"tests.hostile.{info.name}")
-        for name in getattr(module, "__all__", ()):
+        names = getattr(module, "__all__", None) or [n for n in vars(module) if not n.startswith("_")]
+        for name in names:
             obj = getattr(module, name, None)
-            if not inspect.isfunction(obj):
+            if not inspect.isfunction(obj) or obj.__module__ != module.__name__:
                 continue
-            params = list(inspect.signature(obj).parameters.values())
-            required = [p for p in params if p.default is inspect.Parameter.empty and p.kind in (
-                inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-            if len(required) == 1 and required[0].name == "tmp":
+            signature = inspect.signature(obj)
+            if not str(signature.return_annotation).startswith("dict"):
+                continue
+            positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            required = [p for p in signature.parameters.values()
+                        if p.default is inspect.Parameter.empty and p.kind in positional]
+            if not required:
+                found.append((f"{info.name}.{name}", lambda tmp, f=obj: f()))
+            elif len(required) == 1 and required[0].name in _TMP_NAMES:
                 found.append((f"{info.name}.{name}", obj))
     return found
 
 
 def run_one(scenario: Scenario) -> tuple[dict[str, float], float]:
+    """One run in a fresh temporary directory: (numeric figures, wall seconds)."""
     with tempfile.TemporaryDirectory(prefix="hostile-bench-") as tmp:
         started = time.perf_counter()
         figures = scenario(Path(tmp))

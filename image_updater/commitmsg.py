@@ -77,7 +77,7 @@ def _compile(template: str) -> Template:
     try:
         return _environment().from_string(template)
     except TemplateError as exc:
-        raise ConfigError(f"commit message template does not compile{_where(exc)}: {exc}") from None
+        raise ConfigError(f"commit message template does not compile{_where(exc)}: {exc}") from exc
 
 
 def check_template(template: str) -> None:
@@ -106,9 +106,9 @@ def render_commit_message(
     try:
         rendered = compiled.render(context)
     except TemplateError as exc:
-        raise ConfigError(f"commit message template failed{_where(exc)}: {exc}") from None
+        raise ConfigError(f"commit message template failed{_where(exc)}: {exc}") from exc
     except Exception as exc:  # a template's own arithmetic or type error: the template is at fault
-        raise ConfigError(f"commit message template failed: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(f"commit message template failed: {type(exc).__name__}: {exc}") from exc
     lines = [line.rstrip() for line in rendered.replace("\r\n", "\n").split("\n")]
     while lines and not lines[0]:
         lines.pop(0)

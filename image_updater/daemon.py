@@ -500,7 +500,7 @@ async def run_until_stopped(
     try:
         await server.start()
     except OSError as exc:
-        raise ImageUpdaterError(f"cannot listen on {server.listen}: {exc.strerror or exc}") from None
+        raise ImageUpdaterError(f"cannot listen on {server.listen}: {exc.strerror or exc}") from exc
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
     try:

@@ -20,17 +20,13 @@ import math
 import re
 from datetime import timedelta
 
-from image_updater.errors import ConfigError
+from image_updater.errors import InvalidDuration
 
 __all__ = ["InvalidDuration", "format_duration", "parse_duration"]
 
 _PART = re.compile(r"\s*(\d+(?:\.\d+)?)(ms|[wdhms])", re.ASCII)
 _NUMBER = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
 _UNIT = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds", "ms": "milliseconds"}
-
-
-class InvalidDuration(ConfigError, ValueError):
-    """A value that is not a duration (``parse_duration``)."""
 
 
 def parse_duration(value: object, *, unit_required: bool = False) -> timedelta:

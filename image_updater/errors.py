@@ -6,21 +6,50 @@ Every error the package raises on purpose is an ``ImageUpdaterError``::
      ├── ConfigError                  bad configuration, policy or reference (exit code 2 on the CLI)
      │    ├── InvalidReference        also a ValueError
      │    ├── InvalidPolicy           also a ValueError
+     │    │    ├── InvalidRange       a semver range that does not parse (versions.parse_range)
      │    │    └── InvalidGlob        a path glob (policy files' spec.targets[].path) that does not compile
      │    ├── InvalidVersion          not a version (versions.parse_version); also a ValueError
      │    └── InvalidDuration         not a duration (durations.parse_duration); also a ValueError
      ├── RegistryError                a registry could not answer what we asked
      │    ├── TransientRegistryError  worth retrying: 5xx, 429, timeouts, resets, truncated bodies
+     │    │    └── Unreachable        no connection at all: the whole registry is down for this pass
      │    ├── RegistryAuthError       401/403, or credentials that cannot be obtained
+     │    │    └── _HelperFailed      a docker credential helper failed (remembered for a while)
      │    └── RepositoryNotFound      404 on the repository or tag
-     ├── YamlEditError                a file that does not parse, a target behind an alias, a failed write
+     ├── YamlEditError                a target behind an alias, a failed write
+     │    └── YamlParseError          a file that does not parse or is refused; names the file and the line
      ├── MalformedWebhook             a webhook body that is not JSON, too deep or of no known shape
      └── GitError                     clone, fetch, commit or push failed
           └── PushRejected            the remote moved on; fetch, re-plan and retry
 
+Internal signals (one module raises and catches each; no caller sees them): ``_TooDeep``, ``_TooMany``
+(YAML budgets), ``_NoValue`` (plan), ``_Stopped`` (writeback), ``_TokenRefused`` (registry auth),
+``_TooMuchOutput`` (credential helpers), ``_HttpError`` (httpserver), ``_AddressInUse`` (the demo's
+registry). The demo's ``RegistryStartError`` and ``PushError`` are ``RuntimeError``s: they report a broken
+demo set-up, not a failed pass.
+
+Every exception class of the package is defined here and re-exported where it is raised;
+``tests/test_errors.py`` fails on one defined elsewhere.
+
 Lower-level exceptions (httpx, GitPython, ruamel.yaml, OSError) are wrapped at the module boundary and
 chained with ``raise ... from exc``. Messages name the file, image or registry concerned and never contain a
 secret: code that builds a message from a URL or a command line must pass it through ``redact`` first.
+
+Not chained (``from None``), because the chained exception's text or traceback could show a secret:
+
+- git failures (gitrepo): ``GitCommandError`` prints the command line, whose URL may carry the token, and
+  git's stderr; the ``GitError`` message carries the redacted text instead.
+- credentials (registry.credentials): a credential helper's output, a docker ``config.json`` or its base64
+  ``auth`` entry hold passwords; the JSON/base64/subprocess errors would quote or hold them.
+- token requests (registry.auth): the token server's refusal or undecodable answer may hold the token or
+  echo the credentials sent (a ``JSONDecodeError`` keeps the whole document).
+- configuration (settings): pydantic's and ruamel.yaml's messages quote the input (a password field, a
+  snippet of the file, an environment variable's value).
+- the webhook request head (httpserver): it holds the ``Authorization`` header.
+
+Also not chained: the internal signals below (they carry a number, not a cause) and re-raising the first
+error of a group (registry.client, registry.credentials), where the group is noise. Everything else is
+chained.
 
 "Nothing to update" is an empty result, never an exception.
 """
@@ -33,9 +62,13 @@ __all__ = [
     "ConfigError",
     "GitError",
     "ImageUpdaterError",
+    "InvalidDuration",
     "InvalidGlob",
     "InvalidPolicy",
+    "InvalidRange",
     "InvalidReference",
+    "InvalidVersion",
+    "MalformedWebhook",
     "PushError",
     "PushRejected",
     "RegistryAuthError",
@@ -43,7 +76,9 @@ __all__ = [
     "RegistryStartError",
     "RepositoryNotFound",
     "TransientRegistryError",
+    "Unreachable",
     "YamlEditError",
+    "YamlParseError",
     "redact",
 ]
 
@@ -64,8 +99,25 @@ class InvalidPolicy(ConfigError, ValueError):
     """A policy string (or one of its modifiers) does not parse."""
 
 
+class InvalidRange(InvalidPolicy):
+    """A semver range does not parse; the message names the range and the bad part."""
+
+    def __init__(self, range_text: str, detail: str) -> None:
+        super().__init__(f"invalid semver range {range_text!r}: {detail}")
+        self.range_text = range_text
+        self.detail = detail
+
+
 class InvalidGlob(InvalidPolicy):
     """A path glob does not compile (unclosed ``[``, reversed range, absolute or ``..`` path, too long)."""
+
+
+class InvalidVersion(ConfigError, ValueError):
+    """A string is not a (lenient) version; the message shows it."""
+
+
+class InvalidDuration(ConfigError, ValueError):
+    """A value that is not a duration (``parse_duration``)."""
 
 
 class RegistryError(ImageUpdaterError):
@@ -80,8 +132,16 @@ class TransientRegistryError(RegistryError):
         self.retry_after = retry_after
 
 
+class Unreachable(TransientRegistryError):
+    """No connection could be made (refused, no route, connect timeout): the whole registry is down."""
+
+
 class RegistryAuthError(RegistryError):
     """The registry refused our credentials, or none could be obtained."""
+
+
+class _HelperFailed(RegistryAuthError):
+    """A credential helper could not be run or failed; remembered for ``failure_ttl`` seconds."""
 
 
 class RepositoryNotFound(RegistryError):
@@ -92,12 +152,75 @@ class YamlEditError(ImageUpdaterError):
     """A YAML file could not be parsed or edited; the message names the file (and line)."""
 
 
+class YamlParseError(YamlEditError):
+    """A file does not parse (or is refused before parsing); ``line`` is 1-based when known.
+
+    The text is ``file:line: reason``; ``reason`` alone is for callers that show file and line themselves.
+    """
+
+    def __init__(self, reason: str, *, filename: str, line: int | None = None) -> None:
+        super().__init__(f"{filename}:{line}: {reason}" if line is not None else f"{filename}: {reason}")
+        self.reason = reason
+        self.filename = filename
+        self.line = line
+
+
 class GitError(ImageUpdaterError):
     """A git operation failed; the message never contains credentials."""
 
 
 class PushRejected(GitError):
     """The remote rejected our push because it moved on (non-fast-forward)."""
+
+
+class MalformedWebhook(ImageUpdaterError, ValueError):
+    """The body is not JSON, nests too deep, or is not any of the understood notification shapes."""
+
+
+# -- internal signals --------------------------------------------------------------------------------
+# Exceptions one module raises and catches itself to end a loop or a parse early; never seen by a caller.
+
+
+class _TooDeep(Exception):
+    def __init__(self, line: int | None) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+class _TooMany(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+class _NoValue(ValueError):
+    pass
+
+
+class _Stopped(Exception):
+    """A stop was requested before the push; the pass is abandoned cleanly."""
+
+
+class _TokenRefused(Exception):
+    """The token server refused our credentials (401/403); they may have expired, so read them again."""
+
+
+class _TooMuchOutput(Exception):
+    def __init__(self, stream: str, limit: int) -> None:
+        super().__init__(stream)
+        self.stream = stream
+        self.limit = limit
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _AddressInUse(Exception):
+    pass
+
 
 
 # -- the demo's helpers (image_updater.demo) --------------------------------------------------------------

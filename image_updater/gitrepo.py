@@ -139,7 +139,7 @@ def check_cache_dir(cache_dir: str | os.PathLike[str]) -> Path:
         os.unlink(probe)
     except OSError as exc:
         where = exc.filename or git_dir
-        raise ConfigError(f"cache_dir {root}: cannot write to {where}: {exc.strerror or exc}") from None
+        raise ConfigError(f"cache_dir {root}: cannot write to {where}: {exc.strerror or exc}") from exc
     return root
 
 
@@ -164,21 +164,21 @@ class WorkingCopyLock:
         except OSError as exc:
             raise GitError(
                 f"cannot create the lock file {exc.filename or self.path}: {exc.strerror or exc}"
-            ) from None
+            ) from exc
         deadline = time.monotonic() + self.timeout
         delay = 0.05
         waiting = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            except BlockingIOError as exc:
                 now = time.monotonic()
                 if now >= deadline:
                     os.close(fd)
                     raise GitError(
                         f"working copy {self.workdir} is busy: another image-updater process holds "
                         f"{self.path} (waited {self.timeout:g}s)"
-                    ) from None
+                    ) from exc
                 if not waiting:
                     waiting = True
                     log.info("working copy %s is in use by another process; waiting up to %gs",
@@ -188,7 +188,7 @@ class WorkingCopyLock:
                 continue
             except OSError as exc:
                 os.close(fd)
-                raise GitError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
+                raise GitError(f"cannot lock {self.path}: {exc.strerror or exc}") from exc
             self._fd = fd
             return self
 
@@ -330,7 +330,7 @@ class GitRepo:
             where = exc.filename or workdir
             raise GitError(
                 f"{_describe(name or url, url)}: working copy {workdir}: {where}: {exc.strerror or exc}"
-            ) from None
+            ) from exc
         return repo
 
     @classmethod
@@ -781,7 +781,7 @@ def _private_key(key: Path, private_dir: Path, describe: str) -> Path:
         # ssh refuses a key others can read (secret volumes are often 0644): use a private copy
         content = key.read_bytes()
     except OSError as exc:
-        raise GitError(f"{describe}: cannot read SSH key {key}: {exc.strerror}") from None
+        raise GitError(f"{describe}: cannot read SSH key {key}: {exc.strerror}") from exc
     copy = private_dir / ".ssh" / hashlib.sha256(str(key.resolve()).encode()).hexdigest()[:16]
     copy.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     _write_private(copy, content, 0o600)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Protocol
 
-from image_updater.errors import ConfigError
+from image_updater.errors import ConfigError, _HttpError
 from image_updater.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from image_updater.metrics import Metrics, WebhookResult
 from image_updater.webhooks import MalformedWebhook, PushEvent, authenticate, parse_push_events
@@ -95,12 +95,6 @@ class _Response:
     # the webhook metric's result when the status alone does not say it (an authenticated body that does
     # not parse is "malformed", other 400s are "bad_request")
     result: WebhookResult | None = None
-
-
-class _HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def parse_listen(listen: str) -> tuple[str | None, int]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from image_updater.errors import _NoValue
 from image_updater.findings import ErrorEntry, Origin, ResolveKey, Skipped
 from image_updater.references import is_valid_tag
 
@@ -126,10 +127,6 @@ class Result:
     def files(self) -> tuple[str, ...]:
         """The files with updates, sorted."""
         return tuple(sorted({c.file for c in self.updates}))
-
-
-class _NoValue(ValueError):
-    pass
 
 
 def _writes_digest(target: Target) -> bool:

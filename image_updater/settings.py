@@ -338,7 +338,7 @@ class CommitSettings(_Strict):
             try:
                 check_template(value)
             except ConfigError as exc:
-                raise ValueError(str(exc)) from None
+                raise ValueError(str(exc)) from exc
         return value
 
 
@@ -657,7 +657,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     try:
         data = YAML(typ="safe", pure=True).load(text)
     except MarkedYAMLError as exc:

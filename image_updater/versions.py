@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from image_updater.errors import ConfigError, InvalidPolicy
+from image_updater.errors import InvalidRange, InvalidVersion
 
 __all__ = [
     "PRERELEASE_START_RE",
@@ -66,19 +66,6 @@ PRERELEASE_START_RE = _PRERELEASE_START = re.compile(
     re.IGNORECASE | re.ASCII,
 )
 _DIGIT_RUN = re.compile(r"(\d+)", re.ASCII)
-
-
-class InvalidVersion(ConfigError, ValueError):
-    """A string is not a (lenient) version; the message shows it."""
-
-
-class InvalidRange(InvalidPolicy):
-    """A semver range does not parse; the message names the range and the bad part."""
-
-    def __init__(self, range_text: str, detail: str) -> None:
-        super().__init__(f"invalid semver range {range_text!r}: {detail}")
-        self.range_text = range_text
-        self.detail = detail
 
 
 def natural_key(text: str) -> tuple[Any, ...]:

@@ -34,7 +34,7 @@ from itertools import accumulate
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from image_updater.errors import ImageUpdaterError, InvalidReference
+from image_updater.errors import InvalidReference, MalformedWebhook
 from image_updater.references import DOCKER_HUB, normalise_registry, parse_reference
 
 __all__ = [
@@ -58,10 +58,6 @@ MAX_BYTES = 1 << 20  # the HTTP server's default body limit
 _STRING = re.compile(r'"[^"\\]*(?:\\.?[^"\\]*)*(?:"|\Z)', re.DOTALL)
 _NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
-
-
-class MalformedWebhook(ImageUpdaterError, ValueError):
-    """The body is not JSON, nests too deep, or is not any of the understood notification shapes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,14 +129,14 @@ def parse_push_events(
         # what json.loads does with bytes (UTF-8, -16 or -32), so that the depth scan sees the same text
         text = body.decode(json.detect_encoding(body), "surrogatepass")
     except UnicodeDecodeError as exc:
-        raise MalformedWebhook(f"the body is not JSON: {exc}") from None
+        raise MalformedWebhook(f"the body is not JSON: {exc}") from exc
     depth = nesting_depth(text)
     if depth > MAX_DEPTH:
         raise MalformedWebhook(f"the body nests {depth} levels deep; at most {MAX_DEPTH} are accepted")
     try:
         data = json.loads(text)
     except ValueError as exc:  # JSONDecodeError, and an integer longer than Python converts (4,300 digits)
-        raise MalformedWebhook(f"the body is not JSON: {exc}") from None
+        raise MalformedWebhook(f"the body is not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise MalformedWebhook("the body is not a JSON object")
     if "events" in data:
@@ -187,7 +183,7 @@ def _event(registry: str | None, repository: str, tag: str | None, sender: str) 
     try:
         ref = parse_reference(f"{registry}/{repository}" if registry else repository)
     except InvalidReference as exc:
-        raise MalformedWebhook(f"invalid repository {repository!r}: {exc}") from None
+        raise MalformedWebhook(f"invalid repository {repository!r}: {exc}") from exc
     if registry is None:
         # Without a host, parse_reference would read a leading "docker.io"-less path as Docker Hub and add
         # "library/"; the sender's repository path is what we match on, so keep it as sent.
@@ -233,7 +229,7 @@ def _harbor(data: dict[str, Any]) -> list[PushEvent]:
         try:
             ref = parse_reference(url)
         except InvalidReference as exc:
-            raise MalformedWebhook(f"invalid resource_url {url!r}: {exc}") from None
+            raise MalformedWebhook(f"invalid resource_url {url!r}: {exc}") from exc
         tag = ref.tag or _get({"r": resource}, "r", "tag", required=False)
         found.append(PushEvent(normalise_registry(ref.registry), ref.repository, tag or None, "harbor"))
     return found

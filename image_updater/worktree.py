@@ -200,8 +200,8 @@ def _git(base: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
             ["git", *args], cwd=base, env=_git_env(), capture_output=True, timeout=GIT_LIST_TIMEOUT,
             stdin=subprocess.DEVNULL, check=False,
         )
-    except subprocess.TimeoutExpired:
-        raise GitError(f"git {args[0]} in {base} took longer than {GIT_LIST_TIMEOUT:g}s") from None
+    except subprocess.TimeoutExpired as exc:
+        raise GitError(f"git {args[0]} in {base} took longer than {GIT_LIST_TIMEOUT:g}s") from exc
 
 
 def _git_listing(base: Path) -> list[bytes] | None:

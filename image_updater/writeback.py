@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 
-from image_updater.errors import ConfigError, ImageUpdaterError, PushRejected
+from image_updater.errors import ConfigError, ImageUpdaterError, PushRejected, _Stopped
 from image_updater.findings import ErrorEntry
 from image_updater.plan import Result
 
@@ -141,10 +141,6 @@ def commit_and_push(
     if push_branch:
         return sha, repo.push(push_branch, force_with_lease=True)
     return sha, repo.push()
-
-
-class _Stopped(Exception):
-    """A stop was requested before the push; the pass is abandoned cleanly."""
 
 
 async def run_source(

@@ -38,7 +38,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.resolver import BaseResolver, VersionedResolver
 
-from image_updater.errors import YamlEditError
+from image_updater.errors import YamlEditError, YamlParseError, _TooDeep, _TooMany
 
 _CParser: Any
 try:  # libyaml bindings; absent on PyPy or when the wheel could not be built
@@ -143,32 +143,7 @@ class Edit:
     original: str | None = None
 
 
-class YamlParseError(YamlEditError):
-    """A file does not parse (or is refused before parsing); ``line`` is 1-based when known.
-
-    The text is ``file:line: reason``; ``reason`` alone is for callers that show file and line themselves.
-    """
-
-    def __init__(self, reason: str, *, filename: str, line: int | None = None) -> None:
-        super().__init__(f"{filename}:{line}: {reason}" if line is not None else f"{filename}: {reason}")
-        self.reason = reason
-        self.filename = filename
-        self.line = line
-
-
 # -------------------------------------------------------------------------------------------- parsing
-
-
-class _TooDeep(Exception):
-    def __init__(self, line: int | None) -> None:
-        super().__init__(line)
-        self.line = line
-
-
-class _TooMany(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(limit)
-        self.limit = limit
 
 
 def _descend(composer: Any, parent: Any) -> None:
@@ -653,7 +628,7 @@ def _apply(text: str, edits: Sequence[Edit], *, filename: str, quote: frozenset[
         try:
             rendered = render_scalar(original, edit.value)
         except YamlEditError as exc:
-            raise YamlEditError(f"{filename}:{_line_of(text, start)}: {exc}") from None
+            raise YamlEditError(f"{filename}:{_line_of(text, start)}: {exc}") from exc
         if (start, end) in quote and rendered == edit.value:
             rendered = _double_quoted(edit.value)
         pieces.append(text[position:start])

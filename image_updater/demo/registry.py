@@ -27,7 +27,7 @@ from typing import IO, Any, Self
 
 import httpx
 
-from image_updater.errors import RegistryStartError
+from image_updater.errors import RegistryStartError, _AddressInUse
 
 __all__ = ["DEFAULT_REGISTRY_BINARY", "RegistryServer", "RegistryStartError", "StrPath"]
 
@@ -205,12 +205,12 @@ class RegistryServer:
             try:
                 self._launch(port)
                 return
-            except _AddressInUse:
+            except _AddressInUse as exc:
                 if attempt == attempts - 1:
                     tried = f"tried {attempts} port(s)"
                     raise RegistryStartError(
                         f"registry could not bind 127.0.0.1:{port} ({tried})\n{self._log_tail()}"
-                    ) from None
+                    ) from exc
 
     def stop(self) -> None:
         """Terminate the registry (kill it if it does not exit within 5 s); idempotent."""
@@ -329,10 +329,6 @@ class RegistryServer:
     def _log_tail(self, lines: int = 40) -> str:
         tail = self.read_log().splitlines()[-lines:]
         return f"--- {self.log_path} (last {len(tail)} lines) ---\n" + "\n".join(tail)
-
-
-class _AddressInUse(Exception):
-    pass
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:

@@ -139,8 +139,8 @@ def _parse_min_age(value: Any) -> timedelta:
     elif isinstance(value, int | float) and not isinstance(value, bool):
         try:
             result = timedelta(seconds=value)
-        except (OverflowError, ValueError):  # inf, nan, or more days than a timedelta holds
-            raise InvalidPolicy(f"invalid min_age {value!r}: not a usable number of seconds") from None
+        except (OverflowError, ValueError) as exc:  # inf, nan, or more days than a timedelta holds
+            raise InvalidPolicy(f"invalid min_age {value!r}: not a usable number of seconds") from exc
     elif isinstance(value, str):
         try:
             result = parse_duration(value)

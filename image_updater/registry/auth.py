@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from image_updater.errors import RegistryAuthError, RegistryError, TransientRegistryError
+from image_updater.errors import RegistryAuthError, RegistryError, TransientRegistryError, _TokenRefused
 from image_updater.registry.credentials import Credential, CredentialStore
 from image_updater.registry.options import is_loopback
 from image_updater.registry.transport import Answer, Endpoint, chain_of, discard, send
@@ -264,10 +264,6 @@ def with_context(context: str, exc: Exception, key: str) -> str:
         if message.startswith(prefix):
             return f"{context}: {message[len(prefix):]}"
     return f"{context}: {message}"
-
-
-class _TokenRefused(Exception):
-    """The token server refused our credentials (401/403); they may have expired, so read them again."""
 
 
 class Keyring:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from image_updater.envnames import shown_env_name
-from image_updater.errors import RegistryAuthError, redact
+from image_updater.errors import RegistryAuthError, _HelperFailed, _TooMuchOutput, redact
 from image_updater.references import DOCKER_HUB, normalise_registry
 
 __all__ = ["Credential", "CredentialStore", "default_docker_config", "docker_server_address"]
@@ -91,10 +91,6 @@ class _Entry:
     credential: Credential | None
     expires_at: float | None  # None: until invalidated
     failure: str | None = None  # a helper's failure, raised again until the entry expires
-
-
-class _HelperFailed(RegistryAuthError):
-    """A credential helper could not be run or failed; remembered for ``failure_ttl`` seconds."""
 
 
 class CredentialStore:
@@ -256,13 +252,6 @@ class CredentialStore:
         if username == "<token>":
             return Credential("", secret, source=f"helper {program}", identity_token=True)
         return Credential(username, secret, source=f"helper {program}")
-
-
-class _TooMuchOutput(Exception):
-    def __init__(self, stream: str, limit: int) -> None:
-        super().__init__(stream)
-        self.stream = stream
-        self.limit = limit
 
 
 async def _read_at_most(reader: asyncio.StreamReader | None, limit: int, stream: str) -> bytes:

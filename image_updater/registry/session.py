@@ -196,7 +196,7 @@ class Session:
                     verify.load_verify_locations(cafile=key[1])
                 except (OSError, ssl.SSLError) as exc:
                     reason = getattr(exc, "strerror", None) or str(exc)
-                    raise RegistryError(f"{context}: cannot load ca_file {key[1]}: {reason}") from None
+                    raise RegistryError(f"{context}: cannot load ca_file {key[1]}: {reason}") from exc
         client = http_client(verify=verify, transport=self._transport)
         self._http[key] = client
         return client
@@ -284,7 +284,7 @@ class Session:
             except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
                 raise TransientRegistryError(
                     f"{context}: {what} answered {status} with an undecodable body ({short_reason(exc)})"
-                ) from None
+                ) from exc
         reason = f"{status} {httpx.codes.get_reason_phrase(status)}".strip()
         if status == 404:
             raise RepositoryNotFound(f"{context}: {what} answered {reason} (no such repository or tag)")

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 import httpx
 
 from image_updater import __version__
-from image_updater.errors import RegistryError, TransientRegistryError
+from image_updater.errors import RegistryError, TransientRegistryError, Unreachable
 from image_updater.registry.options import RegistryOptions, is_loopback
 
 __all__ = [
@@ -77,10 +77,6 @@ _RESERVE_MIN = 2
 # one answer saying "come back in 30 years" must not silence a registry until the daemon restarts.
 MAX_WAIT = 300.0
 _MAX_HEADER_BYTES = 64 * 1024
-
-
-class Unreachable(TransientRegistryError):
-    """No connection could be made (refused, no route, connect timeout): the whole registry is down."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,13 +495,13 @@ async def exchange(
                 return await send(
                     chain, method, endpoint.url(target), headers=headers, content=content, auth=auth
                 )
-        except TimeoutError:
+        except TimeoutError as exc:
             if not deadline.expired():
                 raise
             observe(endpoint.name, "timeout")
             raise TransientRegistryError(
                 f"{context}: {what} did not complete within {seconds:g} s (the registry answers too slowly)"
-            ) from None
+            ) from exc
 
 
 async def send(

@@ -24,16 +24,16 @@ from pathlib import Path
 FLOORS: dict[str, float] = {
     "image_updater/references.py": 97,  # measured 98.28
     "image_updater/versions.py": 98,  # measured 99.47
-    "image_updater/policies/": 98,  # measured 98.74 (as policies.py)
+    "image_updater/policies/": 98,  # measured 98.74 (as policies.py), 99.12 as the package
     "image_updater/discover/": 90,  # measured 91.14
     "image_updater/yamledit.py": 94,  # measured 94.97
-    "image_updater/plan.py": 97,  # measured 97.53
+    "image_updater/plan.py": 96,  # measured 97.53, then 97.16 after the findings move
     "image_updater/report.py": 99,  # measured 100.00
     "image_updater/regexes.py": 92,  # measured 93.12
     "image_updater/printable.py": 99,  # measured 100.00
     "image_updater/envnames.py": 92,  # measured 92.86
-    "image_updater/findings.py": 90,  # set with the module, before a measurement
-    "image_updater/durations.py": 90,  # set with the module, before a measurement
+    "image_updater/findings.py": 99,  # measured 100.00
+    "image_updater/durations.py": 99,  # measured 100.00
 }
 
 

@@ -9,8 +9,9 @@ pass's ``ResolveKey`` questions with as few requests as the policies allow. The 
 from image_updater.registry.cache import MetadataCache
 from image_updater.registry.client import RegistryClient
 from image_updater.registry.options import RegistryOptions, options_for, options_from_settings
+from image_updater.registry.pacing import RetryPolicy
 from image_updater.registry.resolve import Inspection, inspect, resolve
-from image_updater.registry.transport import BodyLimits, RetryPolicy
+from image_updater.registry.transport import BodyLimits
 
 __all__ = [
     "BodyLimits",

@@ -40,8 +40,9 @@ from image_updater.registry.manifests import (
     sha256_digest,
 )
 from image_updater.registry.options import RegistryOptions, split_image
+from image_updater.registry.pacing import RetryPolicy
 from image_updater.registry.session import DOCKER_HUB_API, Session, context_of
-from image_updater.registry.transport import Answer, BodyLimits, Endpoint, Observer, RetryPolicy
+from image_updater.registry.transport import Answer, BodyLimits, Endpoint, Observer
 
 __all__ = ["RegistryClient"]
 

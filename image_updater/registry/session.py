@@ -35,14 +35,12 @@ from image_updater.references import DOCKER_HUB
 from image_updater.registry.auth import Keyring, TokenCache, short_reason
 from image_updater.registry.credentials import CredentialStore
 from image_updater.registry.options import RegistryOptions, find_options, is_loopback, split_image
+from image_updater.registry.pacing import Budget, RetryPolicy, Throttle
 from image_updater.registry.transport import (
     Answer,
     BodyLimits,
-    Budget,
     Endpoint,
     Observer,
-    RetryPolicy,
-    Throttle,
     Unreachable,
     exchange,
     http_client,

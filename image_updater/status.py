@@ -113,6 +113,7 @@ class StatusBoard:
         self._lock = threading.Lock()
         self._passes: deque[_Pass] = deque(maxlen=PASSES_KEPT)
         self._last: dict[str, tuple[_Outcome, _Pass]] = {}
+        self._results: dict[str, tuple[Result, bool]] = {}  # the last pass that got as far as planning
         self._next: dict[str, datetime] = {}
 
     def record(self, outcome: _Outcome, started: datetime) -> None:
@@ -127,6 +128,10 @@ class StatusBoard:
                 self._sources[outcome.source] = SourceInfo(outcome.source, "", "")
             self._passes.append(entry)
             self._last[outcome.source] = (outcome, entry)
+            result = outcome.result
+            if outcome.error is None or result.updates or result.unchanged or result.errors:
+                # a failed sync plans nothing: the images stay as the last pass that planned saw them
+                self._results[outcome.source] = (result, outcome.pushed)
 
     def set_next_pass(self, source: str, when: datetime | None) -> None:
         with self._lock:
@@ -145,6 +150,7 @@ class StatusBoard:
             last = dict(self._last)
             passes = list(self._passes)
             upcoming = dict(self._next)
+            results = dict(self._results)
         out_sources = []
         for info in sources:
             outcome, entry = last.get(info.name, (None, None))
@@ -158,7 +164,7 @@ class StatusBoard:
                 "last_error": self._redact(outcome.error) if outcome is not None else None,
             })
         view = _images_and_errors(
-            [(name, o.result, o.pushed) for name, (o, _) in last.items()], self._redact
+            [(name, result, pushed) for name, (result, pushed) in results.items()], self._redact
         )
         return {
             "shard": None,

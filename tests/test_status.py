@@ -12,7 +12,8 @@ import json
 import re
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -284,3 +285,62 @@ def test_board_without_passes_or_with_empty_results(result: Result) -> None:
     assert board.snapshot()["sources"][0]["last_pass"] is None
     board.record(Outcome("a", result), T0)
     assert call(make_page_handler(board, None), "GET", "/")[0] == 200
+
+
+def test_the_daemon_records_every_outcome_on_its_board() -> None:
+    from image_updater.daemon import Daemon
+    from tests.test_daemon import Recorder, run_while, wait_until
+
+    result = planned()
+
+    async def behaviour(name: str, n: int, stop: threading.Event) -> Any:
+        return Outcome(name, result=result, commit="b" * 40, pushed=True)
+
+    recorder = Recorder(behaviour)
+    daemon = Daemon(["apps"], interval=timedelta(hours=1), pass_fn=recorder)
+    before = datetime.now(UTC).replace(microsecond=0)
+
+    async def body() -> None:
+        await wait_until(lambda: len(daemon.status_board.snapshot()["passes"]) == 1)
+
+    asyncio.run(run_while(daemon, body))
+    snap = daemon.status_board.snapshot()
+    (source,) = snap["sources"]
+    started = datetime.fromisoformat(source["last_pass"]["started"].replace("Z", "+00:00"))
+    assert started >= before and source["last_pass"]["result"] == "errors"
+    assert source["next_pass"] is not None  # the scheduler's next tick, about an hour on
+    app = next(i for i in snap["images"] if i["image"] == "registry.example/acme/app")
+    assert app["current"] == ["1.2.3"]
+
+
+def test_status_auth_settings_and_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from image_updater.daemon import status_board_for, status_token
+    from image_updater.errors import ConfigError
+    from image_updater.settings import Settings, load_settings
+
+    settings = Settings.model_validate({
+        "sources": [{"name": "apps", "url": "https://git.example/acme/apps.git",
+                     "auth": {"token_env": "GIT_TOKEN"}}],
+        "http": {"status_auth": {"token_env": "STATUS_TOKEN"}},
+    })
+    assert settings.http.status_auth is not None and settings.http.status_auth.token_env == "STATUS_TOKEN"
+    monkeypatch.delenv("STATUS_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="STATUS_TOKEN"):
+        status_token(settings)
+    monkeypatch.setenv("STATUS_TOKEN", "a-status-token")
+    assert status_token(settings) == "a-status-token"
+    assert status_token(Settings.model_validate({"sources": []})) is None
+    # a token pasted where the variable's name belongs is refused without being repeated
+    config = tmp_path / "config.yaml"
+    config.write_text("http:\n  status_auth: {token_env: ghp_" + "A1b2C3d4E5" * 4 + "}\n")
+    with pytest.raises(ConfigError, match=r"http\.status_auth\.token_env") as refused:
+        load_settings(config, env={})
+    assert "A1b2C3d4E5" not in str(refused.value)
+    config.write_text("http:\n  status_auth: {}\n")
+    with pytest.raises(ConfigError, match=r"http\.status_auth\.token_env: required"):
+        load_settings(config, env={})
+    # the git token never shows on the board, even inside a message
+    monkeypatch.setenv("GIT_TOKEN", CANARY)
+    board = status_board_for(settings, "a-status-token")
+    board.record(Outcome("apps", Result(), error=f"push failed: {CANARY}"), T0)
+    assert CANARY not in json.dumps(board.snapshot())

@@ -283,7 +283,7 @@ CSP = (f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; img-src 'none'; bas
 
 def _render(template: str, **context: Any) -> str:
     context.setdefault("live", True)
-    return _ENV.get_template(template).render(css=_CSS, **context)
+    return _ENV.get_template(template).render(css=_CSS, csp=CSP, **context)
 
 
 def render_status_html(snapshot: Mapping[str, Any], *, refresh: int | None = 30) -> str:
@@ -302,7 +302,8 @@ def render_image_html(snapshot: Mapping[str, Any], repository: str) -> str | Non
 
 
 def render_plan_html(result: Result, *, generated: datetime | None = None) -> str:
-    """``plan --format html``: one self-contained page (inline CSS, no script) of a dry run's Result."""
+    """``plan --format html``: one self-contained page (inline CSS, no script) of a dry run's Result; a file
+    opened from disk gets no headers, so the page carries its Content-Security-Policy in a meta element."""
     view = view_of_result(result)
     return _render(
         "status.html", s=view, refresh=None, title="image-updater plan", live=False,

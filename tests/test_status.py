@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from markupsafe import escape
 
 from image_updater.discover import discover_files
 from image_updater.plan import Candidate, Resolution, Result, build_plan
@@ -277,6 +278,7 @@ def test_plan_html_is_self_contained() -> None:
     assert re.search(r"<(link|img|iframe)\b", page) is None  # nothing fetched from elsewhere
     assert '<th scope="col">' in page and "<caption>" in page and "<main" in page
     assert "highest version within ~1.2" in page  # the explain table
+    assert f'<meta http-equiv="Content-Security-Policy" content="{escape(CSP)}">' in page
 
 
 @pytest.mark.parametrize("result", [Result(), planned()])

@@ -74,6 +74,8 @@ class Explained:
     current_tag: str | None
     candidates: tuple[Candidate, ...]
     considered: int  # how many tags the registry listed (``candidates`` holds at most CANDIDATES_KEPT)
+    origin: Origin | None = None
+    error: str | None = None  # the registry's error for this image (then no candidates)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +152,8 @@ class Result:
     unchanged: tuple[Unchanged, ...] = ()
     skipped: tuple[Skipped, ...] = ()
     errors: tuple[ErrorEntry, ...] = field(default=())
-    # per (image, policy, current tag) the verdicts the resolve step kept, for the status page and
-    # ``plan --format html``; not part of DESIGN's JSON report (to_dict leaves it out)
+    # per (image, policy, current tag) the verdicts the resolve step kept, or its error, for the status page
+    # and ``plan --format html``; not part of DESIGN's JSON report (to_dict leaves it out)
     explained: tuple[Explained, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -209,10 +211,11 @@ def build_plan(discovery: Discovery, resolutions: Mapping[ResolveKey, Resolution
         image = target.image.written_name
         policy = str(target.policy)
         resolution = resolutions.get(target.resolve_key)
-        if resolution is not None and resolution.candidates:
+        if resolution is not None and (resolution.candidates or resolution.error is not None):
             explained.setdefault((image, policy, target.image.tag), Explained(
                 image=image, policy=policy, current_tag=target.image.tag,
-                candidates=resolution.candidates, considered=resolution.considered,
+                candidates=resolution.candidates, considered=resolution.considered, origin=target.origin,
+                error=resolution.error,
             ))
 
         def fail(message: str, target: Target = target, image: str = image) -> None:

@@ -239,17 +239,22 @@ def _attach_error(
         return
     rows = [row for (image, _), row in images.items() if image == error.image]
     if not rows:
-        policies = [policy for (image, policy) in explained if image == error.image]
-        row = images.setdefault((error.image, policies[0] if policies else ""), {
-            "image": error.image, "policy": policies[0] if policies else None, "origin": None, "targets": [],
-            "current": [], "chosen": None, "candidates": [], "considered": 0, "error": None,
-        })
-        rows = [row]
+        # every target of the image failed: the resolve step's record names its policy and origin
+        known = [found for (image, _), found in explained.items() if image == error.image]
+        policy = known[0].policy if known else None
+        rows = [images.setdefault((error.image, policy or ""), {
+            "image": error.image, "policy": policy, "origin": known[0].origin if known else None,
+            "targets": [], "current": [], "chosen": None, "candidates": [], "considered": 0, "error": None,
+        })]
     for row in rows:
         target = {"source": source, "file": error.file, "line": error.line}
         if error.file is not None and target not in row["targets"]:
             row["targets"].append(target)
         row["error"] = row["error"] or clean(error.message)
+        if not row["current"]:
+            found = explained.get((error.image, row["policy"] or ""))
+            if found is not None and found.current_tag is not None:
+                row["current"].append(found.current_tag)
 
 
 def view_of_result(result: Result) -> dict[str, Any]:

@@ -149,6 +149,8 @@ def test_registry_error_is_the_images_error() -> None:
     snap = board_with(Outcome("apps", result)).snapshot()
     app = next(i for i in snap["images"] if i["image"] == "registry.example/acme/app")
     assert app["error"] == "registry registry.example, image acme/app: 503"
+    assert (app["policy"], app["origin"], app["current"], app["chosen"]) == (
+        "semver:~1.2", "annotation", ["1.2.0"], None)
     assert app["targets"] == [{"source": "apps", "file": "apps/web.yaml", "line": 14}]
 
 

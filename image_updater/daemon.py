@@ -309,7 +309,7 @@ class Daemon:
             self.metrics.pass_finished(name, "failed", time.monotonic() - started)
         else:
             self._record(state, outcome, time.monotonic() - started, focus)
-            self.status_board.record(outcome, started_at)
+            self.status_board.record(outcome, started_at, focused=focus is not None)
             elapsed = time.monotonic() - started
             if elapsed > self.interval.total_seconds():
                 log.info(

@@ -113,11 +113,14 @@ class StatusBoard:
         self._lock = threading.Lock()
         self._passes: deque[_Pass] = deque(maxlen=PASSES_KEPT)
         self._last: dict[str, tuple[_Outcome, _Pass]] = {}
-        self._results: dict[str, tuple[Result, bool]] = {}  # the last pass that got as far as planning
+        # per source, what the last passes that planned saw: (result, pushed) layers, the newest first; a
+        # focused pass (a webhook's, over the pushed images only) adds a layer over the others' images
+        self._results: dict[str, list[tuple[Result, bool]]] = {}
         self._next: dict[str, datetime] = {}
 
-    def record(self, outcome: _Outcome, started: datetime) -> None:
-        """One finished pass of ``outcome.source`` that started at ``started``."""
+    def record(self, outcome: _Outcome, started: datetime, *, focused: bool = False) -> None:
+        """One finished pass of ``outcome.source`` that started at ``started``; ``focused``: the pass looked
+        at some images only (the others keep what the earlier passes saw)."""
         entry = _Pass(
             source=outcome.source, started=started, duration=float(outcome.duration), result=_label(outcome),
             commit=outcome.commit, updates=len(outcome.result.updates), errors=len(outcome.result.errors),
@@ -131,7 +134,14 @@ class StatusBoard:
             result = outcome.result
             if outcome.error is None or result.updates or result.unchanged or result.errors:
                 # a failed sync plans nothing: the images stay as the last pass that planned saw them
-                self._results[outcome.source] = (result, outcome.pushed)
+                layers = [(result, outcome.pushed)]
+                if focused:
+                    seen = _images_of(result)
+                    for older, pushed in self._results.get(outcome.source, []):
+                        rest = _without(older, seen)
+                        if rest.updates or rest.unchanged or rest.errors:
+                            layers.append((rest, pushed))
+                self._results[outcome.source] = layers
 
     def set_next_pass(self, source: str, when: datetime | None) -> None:
         with self._lock:
@@ -164,7 +174,8 @@ class StatusBoard:
                 "last_error": self._redact(outcome.error) if outcome is not None else None,
             })
         view = _images_and_errors(
-            [(name, result, pushed) for name, (result, pushed) in results.items()], self._redact
+            [(name, result, pushed) for name, layers in results.items() for result, pushed in layers],
+            self._redact,
         )
         return {
             "shard": None,
@@ -180,6 +191,22 @@ class StatusBoard:
             "result": entry.result, "commit": entry.commit, "pull_request": None, "updates": entry.updates,
             "errors": entry.errors, "error": self._redact(entry.error),
         }
+
+
+def _images_of(result: Result) -> set[str]:
+    items: list[Change | Unchanged] = [*result.updates, *result.unchanged]
+    return {i.image for i in items} | {e.image for e in result.errors if e.image} | {
+        x.image for x in result.explained}
+
+
+def _without(result: Result, images: set[str]) -> Result:
+    """``result`` without what concerns ``images``, and without file-level errors (a newer pass has those)."""
+    return Result(
+        updates=tuple(c for c in result.updates if c.image not in images),
+        unchanged=tuple(u for u in result.unchanged if u.image not in images),
+        errors=tuple(e for e in result.errors if e.image is not None and e.image not in images),
+        explained=tuple(x for x in result.explained if x.image not in images),
+    )
 
 
 def _images_and_errors(

@@ -144,6 +144,27 @@ def test_no_secret_anywhere() -> None:
         assert CANARY.encode() not in answer[2]
 
 
+def test_a_focused_pass_updates_its_images_and_keeps_the_others() -> None:
+    board = board_with(Outcome("apps", planned()))
+    other = discover_files({"apps/other.yaml": DEPLOYMENT.replace("acme/app", "acme/api")})
+    board.record(Outcome("apps", build_plan(other, {k: Resolution(tag="1.2.9") for k in other.resolve_keys})),
+                 T0)
+    names = {i["image"] for i in board.snapshot()["images"]}
+    assert "registry.example/acme/app" not in names  # a full pass replaces what the source showed
+    focused = planned(resolution=Resolution(tag="1.2.7"))
+    focused = Result(updates=focused.updates)  # the pass over the pushed image only
+    board.record(Outcome("apps", focused), T0, focused=True)
+    images = {i["image"]: i for i in board.snapshot()["images"]}
+    assert images["registry.example/acme/app"]["chosen"] == "1.2.7"
+    assert images["registry.example/acme/api"]["chosen"] == "1.2.9"  # kept from the full pass
+    board.record(Outcome("apps", Result(updates=planned(resolution=Resolution(tag="1.2.8")).updates)), T0,
+                 focused=True)
+    images = {i["image"]: i for i in board.snapshot()["images"]}
+    assert images["registry.example/acme/app"]["chosen"] == "1.2.8"
+    assert len(images["registry.example/acme/app"]["targets"]) == 1  # replaced, not added up
+    assert images["registry.example/acme/api"]["chosen"] == "1.2.9"
+
+
 def test_registry_error_is_the_images_error() -> None:
     result = planned(resolution=Resolution(error="registry registry.example, image acme/app: 503"))
     snap = board_with(Outcome("apps", result)).snapshot()

@@ -294,7 +294,11 @@ def test_hostile_names_are_escaped() -> None:
 
 
 def test_plan_html_is_self_contained() -> None:
-    page = render_plan_html(planned())
+    from image_updater.report import FORMATS, render
+
+    assert "html" in FORMATS
+    page = render(planned(), "html")
+    assert page == render_plan_html(planned())
     assert page.startswith("<!DOCTYPE html>")
     assert '<meta name="viewport"' in page and 'lang="en"' in page
     assert "<script" not in page and "http-equiv=\"refresh\"" not in page

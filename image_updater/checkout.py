@@ -134,7 +134,7 @@ async def plan_directory(
     if progress:
         count = len({k.image for k in keys})
         progress(f"resolving {count} image{'s' if count != 1 else ''}")
-    resolutions = await resolve(client, keys, now=now) if keys else {}
+    resolutions = await resolve(client, keys, now=now, candidates=True) if keys else {}
     result = build_plan(discovery, resolutions)
     log.debug("planned %s: %d targets, %d updates, %d errors", root, len(discovery.targets),
               len(result.updates), len(result.errors))

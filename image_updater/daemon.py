@@ -39,6 +39,7 @@ from image_updater.errors import ConfigError, ImageUpdaterError, redact
 from image_updater.httpserver import HttpServer
 from image_updater.metrics import Metrics, PassOutcomeLabel
 from image_updater.plan import Result
+from image_updater.status import SourceInfo, StatusBoard
 from image_updater.webhooks import PushEvent
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ __all__ = [
     "PassOutcome",
     "run_until_stopped",
     "serve",
+    "status_board_for",
+    "status_token",
     "webhook_secret",
 ]
 
@@ -136,6 +139,7 @@ class Daemon:
         grace_period: float = DEFAULT_GRACE_PERIOD,
         webhook_min_interval: float = DEFAULT_WEBHOOK_MIN_INTERVAL,
         dry_run: bool = False,
+        status_board: StatusBoard | None = None,
     ) -> None:
         if not sources:
             raise ConfigError("no sources configured: the daemon has nothing to do")
@@ -156,6 +160,8 @@ class Daemon:
         self._stopping: asyncio.Event | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._passes_finished = 0
+        # what the status page and /api/v1/status show: every pass outcome is recorded here
+        self.status_board = status_board or StatusBoard(SourceInfo(name, "", "") for name in sources)
 
     # -- state seen by the HTTP endpoints ------------------------------------------------------------
 
@@ -286,6 +292,7 @@ class Daemon:
         state.running = True
         self.metrics.passes_running.labels(source=name).set(1)
         started = time.monotonic()
+        started_at = datetime.now(UTC)
         try:
             outcome = await self._pass_fn(name, self.stop_event, focus)
         except asyncio.CancelledError:
@@ -302,6 +309,7 @@ class Daemon:
             self.metrics.pass_finished(name, "failed", time.monotonic() - started)
         else:
             self._record(state, outcome, time.monotonic() - started, focus)
+            self.status_board.record(outcome, started_at, focused=focus is not None)
             elapsed = time.monotonic() - started
             if elapsed > self.interval.total_seconds():
                 log.info(
@@ -312,6 +320,11 @@ class Daemon:
             state.running = False
             self.metrics.passes_running.labels(source=name).set(0)
             self._passes_finished += 1
+            self._note_next_pass(name)
+
+    def _note_next_pass(self, name: str) -> None:
+        job = self._scheduler.get_job(name) if self._scheduler is not None else None
+        self.status_board.set_next_pass(name, getattr(job, "next_run_time", None))
 
     def _record(
         self, state: _SourceState, outcome: PassOutcome, elapsed: float, focus: frozenset[str] | None = None
@@ -377,6 +390,8 @@ class Daemon:
             )
         self._scheduler = scheduler
         scheduler.start()
+        for name in self._states:
+            self._note_next_pass(name)
         log.info(
             "daemon started: %d source(s), interval %s%s", len(self._states), _human(self.interval),
             " (dry run: nothing is committed)" if self.dry_run else "",
@@ -435,6 +450,29 @@ def _route_apscheduler_logs() -> None:
 
 
 # -- the process entry point ---------------------------------------------------------------------------
+
+
+def status_token(settings: Settings) -> str | None:
+    """The status page's token, or None when ``http.status_auth`` is not configured (the page is open)."""
+    auth = settings.http.status_auth
+    if auth is None:
+        return None
+    token = os.environ.get(auth.token_env, "")
+    if not token.strip():
+        raise ConfigError(
+            f"http.status_auth.token_env names {shown_env_name(auth.token_env)}, which is not set or empty; "
+            "set it or remove the setting"
+        )
+    return token
+
+
+def status_board_for(settings: Settings, *secrets: str | None) -> StatusBoard:
+    """A board with the configured sources (URLs shown without credentials) and the secrets never to show."""
+    tokens = [os.environ.get(s.auth.token_env, "") for s in settings.sources if s.auth.token_env]
+    return StatusBoard(
+        (SourceInfo(s.name, s.url, s.branch) for s in settings.sources),
+        secrets=[secret for secret in (*secrets, *tokens) if secret],
+    )
 
 
 def webhook_secret(settings: Settings) -> str | None:
@@ -542,6 +580,7 @@ async def _serve(
         daemon = Daemon(
             list(by_name), interval=settings.interval, pass_fn=one_pass, metrics=metrics,
             grace_period=grace_period, webhook_min_interval=webhook_min_interval, dry_run=dry_run,
+            status_board=status_board_for(settings, secret),
         )
         server = HttpServer(daemon, metrics=metrics, listen=settings.http.listen, webhook_secret=secret)
         await run_until_stopped(daemon, server, exit_timer=exit_timer)

@@ -29,8 +29,11 @@ if TYPE_CHECKING:
     from image_updater.discover import Discovery, Target
 
 __all__ = [
+    "CANDIDATES_KEPT",
+    "Candidate",
     "Change",
     "ErrorEntry",
+    "Explained",
     "Origin",
     "Resolution",
     "ResolveKey",
@@ -42,6 +45,37 @@ __all__ = [
 ]
 # ErrorEntry, Origin, ResolveKey and Skipped live in image_updater.findings (below discover and plan); they
 # are re-exported here because a Result carries them and tests and benchmarks import them from this module.
+
+
+# How many tags' verdicts a Resolution (and so a Result) keeps per image for the status page: the chosen tag
+# and the best-ranked losers first, then the ruled-out tags; a repository with 10,000 tags costs 10 rows.
+CANDIDATES_KEPT = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One tag's verdict under a policy, as ``check --explain`` shows it: ``status`` is a
+    ``policies.Status`` value (``chosen``, ``lower``, ``filtered``, ...)."""
+
+    tag: str
+    status: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tag": self.tag, "status": self.status, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class Explained:
+    """The verdicts kept for one image under one policy and current tag (``Result.explained``)."""
+
+    image: str  # as written (``Change.image``)
+    policy: str
+    current_tag: str | None
+    candidates: tuple[Candidate, ...]
+    considered: int  # how many tags the registry listed (``candidates`` holds at most CANDIDATES_KEPT)
+    origin: Origin | None = None
+    error: str | None = None  # the registry's error for this image (then no candidates)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +90,10 @@ class Resolution:
     digest: str | None = None
     created: datetime | None = None
     error: str | None = None
+    # the best CANDIDATES_KEPT verdicts, computed by the resolve step from what it already fetched (no extra
+    # request); empty when not asked for. ``considered``: how many tags were listed.
+    candidates: tuple[Candidate, ...] = ()
+    considered: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +152,9 @@ class Result:
     unchanged: tuple[Unchanged, ...] = ()
     skipped: tuple[Skipped, ...] = ()
     errors: tuple[ErrorEntry, ...] = field(default=())
+    # per (image, policy, current tag) the verdicts the resolve step kept, or its error, for the status page
+    # and ``plan --format html``; not part of DESIGN's JSON report (to_dict leaves it out)
+    explained: tuple[Explained, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -165,10 +206,17 @@ def build_plan(discovery: Discovery, resolutions: Mapping[ResolveKey, Resolution
     updates: list[Change] = []
     unchanged: list[Unchanged] = []
     errors: list[ErrorEntry] = list(discovery.errors)
+    explained: dict[tuple[str, str, str | None], Explained] = {}
     for target in discovery.targets:
         image = target.image.written_name
         policy = str(target.policy)
         resolution = resolutions.get(target.resolve_key)
+        if resolution is not None and (resolution.candidates or resolution.error is not None):
+            explained.setdefault((image, policy, target.image.tag), Explained(
+                image=image, policy=policy, current_tag=target.image.tag,
+                candidates=resolution.candidates, considered=resolution.considered, origin=target.origin,
+                error=resolution.error,
+            ))
 
         def fail(message: str, target: Target = target, image: str = image) -> None:
             errors.append(ErrorEntry(file=target.file, line=target.line, image=image, message=message))
@@ -205,4 +253,4 @@ def build_plan(discovery: Discovery, resolutions: Mapping[ResolveKey, Resolution
     unchanged.sort(key=lambda u: (u.file, u.line))
     errors.sort(key=lambda e: (e.file or "", e.line or 0, e.message))
     return Result(updates=tuple(updates), unchanged=tuple(unchanged), skipped=discovery.skipped,
-                  errors=tuple(errors))
+                  errors=tuple(errors), explained=tuple(explained[k] for k in sorted(explained, key=str)))

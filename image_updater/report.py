@@ -1,5 +1,6 @@
 """Rendering a ``Result``: a terminal table, JSON (DESIGN's ``plan --format json`` schema), Markdown for a
-pull-request comment, and a unified diff. Pure: texts in, text out.
+pull-request comment, a unified diff, and a self-contained HTML page (``image_updater.status``'s templates).
+Pure: texts in, text out.
 
 File names, images, tags and messages may hold control characters (a hostile repository or registry): the
 table and Markdown show them escaped (``printable``), the diff quotes such file names as git does and escapes
@@ -28,7 +29,7 @@ __all__ = [
     "summary",
 ]
 
-FORMATS = ("table", "json", "markdown", "diff")
+FORMATS = ("table", "json", "markdown", "diff", "html")
 _DIGEST = re.compile(r"(sha256:[0-9a-f]{12})[0-9a-f]{52}")
 _LINE = re.compile(r"[^\n]*\n|[^\n]+\Z")
 
@@ -212,4 +213,8 @@ def render(result: Result, fmt: str, *, texts: Mapping[str, tuple[str, str]] | N
         return render_markdown(result)
     if fmt == "diff":
         return render_diff(texts or {})
+    if fmt == "html":
+        from image_updater.status import render_plan_html  # Jinja2 and the templates only when asked for
+
+        return render_plan_html(result)
     raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")

@@ -57,6 +57,7 @@ __all__ = [
     "RegistrySettings",
     "Settings",
     "SourceSettings",
+    "StatusAuthSettings",
     "Transport",
     "load_settings",
     "source_transport",
@@ -406,14 +407,25 @@ class RegistrySettings(_Strict):
         return value
 
 
+class StatusAuthSettings(_Strict):
+    """Protects the status page and status API (``/``, ``/api/v1/status``, ``/images/...``)."""
+
+    token_env: EnvName
+    """Environment variable holding the token: ``Authorization: Bearer <token>``, or HTTP basic with any user
+    and the token as password. ``/healthz``, ``/readyz`` and ``/metrics`` stay open."""
+
+
 class HttpSettings(_Strict):
-    """The daemon's HTTP endpoint: health, readiness, metrics and the webhook."""
+    """The daemon's HTTP endpoint: health, readiness, metrics, the webhook and the status page."""
 
     listen: str = "127.0.0.1:8080"
     """Address to listen on, ``host:port`` (``[::1]:8080`` for IPv6, ``0.0.0.0:8080`` for all interfaces)."""
 
     webhook_secret_env: EnvName | None = None
     """Environment variable holding the shared secret for ``POST /webhook``; none = webhook disabled."""
+
+    status_auth: StatusAuthSettings | None = None
+    """Token for the status page and API; none = they are open to whoever reaches ``listen``."""
 
     @property
     def host(self) -> str:

@@ -3,7 +3,7 @@
 # Sourced by scripts/demo.sh (`source setup.sh demo`) and scripts/test.sh (`source setup.sh test`, also the
 # default):
 #   demo: Debian packages docker-registry, git (python3-venv when venv is missing); the project without extras
-#   test: also apache2-utils, openssh-server, openssh-client; the project with its test extras and the
+#   test: also apache2-utils, openssh-server, openssh-client, chromium (the status page's browser tests); the project with its test extras and the
 #         pinned `lint` dependency group (ruff, mypy, import-linter: pyproject.toml [dependency-groups])
 # Idempotent: prints nothing when everything is there. Otherwise one line per step on stderr; the installers'
 # output goes to .setup.log, whose end is shown only when a step fails (then the script exits non-zero).
@@ -40,7 +40,8 @@ if [ "$(id -u)" != 0 ]; then SUDO=(sudo); fi
 # command -> Debian package
 declare -A PKG=([docker-registry]=docker-registry [git]=git)
 if [ "$SETUP_FOR" = test ]; then
-  PKG+=([htpasswd]=apache2-utils [sshd]=openssh-server [ssh]=openssh-client [ssh-keygen]=openssh-client)
+  PKG+=([htpasswd]=apache2-utils [sshd]=openssh-server [ssh]=openssh-client [ssh-keygen]=openssh-client
+        [chromium]=chromium)
 fi
 missing=()
 for cmd in "${!PKG[@]}"; do

@@ -1,7 +1,8 @@
-"""``image-updater plan [-c FILE] [PATH] [--format table|json|markdown|diff] [--detailed-exitcode]``.
+"""``image-updater plan [-c FILE] [PATH] [--format table|json|markdown|diff|html] [--detailed-exitcode]``.
 
 Dry run: discover the targets under PATH (default ``.``), ask the registries, and print the updates a pass
-would make. Works on a directory without any config; ``-c`` adds registries, credentials and policy_dirs.
+would make (``html``: one self-contained page, as the daemon's status page shows it). Works on a directory
+without any config; ``-c`` adds registries, credentials and policy_dirs.
 File paths in the output are relative to PATH.
 
 Exit codes: 0, or 1 when any error entry exists (after reporting everything else); with
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="config file (registries, policy_dirs, cache_dir)")
     parser.add_argument("path", nargs="?", default=".", metavar="PATH",
                         help="directory to scan (default: the current directory)")
-    parser.add_argument("--format", choices=["table", "json", "markdown", "diff"], default="table",
+    parser.add_argument("--format", choices=["table", "json", "markdown", "diff", "html"], default="table",
                         help="output format (default: table)")
     parser.add_argument("--detailed-exitcode", action="store_true",
                         help="exit 2 when updates are pending (1 still means errors)")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from image_updater import __version__, policies, regexes, versions
 from image_updater.errors import ImageUpdaterError
-from image_updater.plan import Resolution, ResolveKey
+from image_updater.plan import CANDIDATES_KEPT, Candidate, Resolution, ResolveKey
 from image_updater.policies import Policy, Status, TagInfo
 from image_updater.registry.client import RegistryClient
 from image_updater.registry.options import split_image
@@ -53,9 +53,14 @@ class Inspection:
 
 
 async def resolve(
-    client: RegistryClient, keys: Iterable[ResolveKey], *, now: datetime | None = None
+    client: RegistryClient, keys: Iterable[ResolveKey], *, now: datetime | None = None,
+    candidates: bool = False,
 ) -> dict[ResolveKey, Resolution]:
-    """Answer every key concurrently; errors are per key (message names registry and image, no secret)."""
+    """Answer every key concurrently; errors are per key (message names registry and image, no secret).
+
+    ``candidates``: also keep the best ``CANDIDATES_KEPT`` verdicts per key (``Resolution.candidates``),
+    ranked from what was fetched anyway: no extra request, one more ranking of the tag names in CPU.
+    """
     unique = list(dict.fromkeys(keys))
     tag_lists: dict[str, asyncio.Future[list[str]]] = {}
     for key in unique:
@@ -65,7 +70,8 @@ async def resolve(
     async def one(key: ResolveKey) -> Resolution:
         try:
             tags = await tag_lists[key.image]
-            return (await _inspect(client, key, tags, now, detail=False)).resolution
+            inspection = await _inspect(client, key, tags, now, detail=False, verdicts=candidates)
+            return inspection.resolution
         except ImageUpdaterError as exc:
             return Resolution(error=str(exc))
         except Exception as exc:  # a bug must cost one image, not the pass; details at debug level only
@@ -131,8 +137,29 @@ def _name_candidates(
     return [v.tag for v in bare.explain(infos, current, now) if v.status in _CANDIDATE]
 
 
+def _kept_verdicts(
+    policy: Policy, infos: dict[str, TagInfo], tags: list[str], chosen: TagInfo | None,
+    current: str | None, now: datetime | None,
+) -> tuple[Candidate, ...]:
+    """The best CANDIDATES_KEPT verdicts; tags whose metadata was never fetched are judged by name only."""
+    known = dict.fromkeys(tags)
+    pool = [infos.get(tag) or TagInfo(tag) for tag in known]
+    if chosen is not None:
+        pool = [chosen if info.tag == chosen.tag else info for info in pool]
+    verdicts = policy.explain(pool, current, now)  # names-only policies need nothing but the names
+    out = []
+    for verdict in verdicts[:CANDIDATES_KEPT]:
+        status, reason = verdict.status.value, verdict.reason
+        unfetched = infos.get(verdict.tag) is None or infos[verdict.tag].created is None
+        if chosen is not None and unfetched and verdict.status in (Status.TOO_YOUNG, Status.PLATFORM):
+            status, reason = Status.LOWER.value, f"ranks below {chosen.tag}; not inspected further"
+        out.append(Candidate(verdict.tag, status, reason))
+    return tuple(out)
+
+
 async def _inspect(
-    client: RegistryClient, key: ResolveKey, tags: list[str], now: datetime | None, *, detail: bool
+    client: RegistryClient, key: ResolveKey, tags: list[str], now: datetime | None, *, detail: bool,
+    verdicts: bool = False,
 ) -> Inspection:
     split_image(key.image)  # a malformed name fails here, for this key only
     policy, current = key.policy, key.current_tag
@@ -184,6 +211,8 @@ async def _inspect(
         tag=chosen.tag if chosen else None,
         digest=digest if policy.needs_digest or detail else None,
         created=chosen.created if chosen else None,
+        candidates=_kept_verdicts(policy, infos, tags, chosen, current, now) if verdicts else (),
+        considered=len(tags) if verdicts else 0,
     )
     return Inspection(tuple(infos.values()), chosen, resolution)
 

@@ -425,7 +425,7 @@ def test_every_webhook_answer_is_counted_once_under_its_result() -> None:
         (post + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\n{}", 400, "bad_request"),
         (post + b"Content-Length: x\r\n\r\n", 400, "bad_request"),
         (b"POST /webhook HTTP/2.0\r\n\r\n", 505, "bad_request"),
-        (b"GET /webhook?token=x HTTP/1.1\r\n\r\n", 405, "method_not_allowed"),
+        (b"GET /webhook?token=x HTTP/1.1\r\nHost: x\r\n\r\n", 405, "method_not_allowed"),
     ]
     ignored = json.dumps(distribution("quay.io", "nobody/tracks-this")).encode()
     ignored_length = b"Content-Length: %d\r\n" % len(ignored)
@@ -588,10 +588,10 @@ def status(response: bytes) -> int:
         (b"GET /healthz HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400),
         (b"GET /healthz HTTP/1.1\r\nHost: x\nEvil: y\r\n\r\n", 400),
         (b"GET /h\xc3\xa9 HTTP/1.1\r\n\r\n", 400),
-        (b"POST /webhook HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}", 400),
-        (b"POST /webhook HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 411),
-        (b"POST /webhook HTTP/1.1\r\n\r\n", 411),
-        (b"POST /webhook HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}", 400),
+        (b"POST /webhook HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 411),
+        (b"POST /webhook HTTP/1.1\r\nHost: x\r\n\r\n", 411),
+        (b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
         (b"GET /healthz HTTP/1.1\r\n" + b"X-Pad: " + b"a" * 20000 + b"\r\n\r\n", 431),
         (b"GET /healthz HTTP/1.1\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", 431),
     ],
@@ -630,7 +630,7 @@ def test_slow_clients_are_cut_off() -> None:
             # a head that never ends
             assert status(await raw(env, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")) == 408
             # a body shorter than announced
-            head = b"POST /webhook HTTP/1.1\r\nContent-Length: 100\r\n\r\n{"
+            head = b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
             assert status(await raw(env, head)) == 408
             # the server still answers others
             assert (await env.client.get(env.url + "/healthz")).status_code == 200
@@ -643,7 +643,7 @@ def test_expect_100_continue_and_early_refusal() -> None:
         async with serving(limits=Limits(max_body=1024)) as env:
             refused = await raw(
                 env,
-                b"POST /webhook HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n",
+                b"POST /webhook HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n",
                 close_write=True,
             )
             assert status(refused) == 413 and b"100 Continue" not in refused
@@ -651,7 +651,7 @@ def test_expect_100_continue_and_early_refusal() -> None:
             host, port = env.server.address
             reader, writer = await asyncio.open_connection(host, port)
             writer.write(
-                b"POST /webhook HTTP/1.1\r\nExpect: 100-continue\r\nX-Hub-Signature-256: "
+                b"POST /webhook HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nX-Hub-Signature-256: "
                 + sign(body).encode()
                 + b"\r\nContent-Length: "
                 + str(len(body)).encode()
@@ -673,11 +673,11 @@ def test_connection_cap() -> None:
         async with serving(limits=Limits(max_connections=2, head_timeout=5)) as env:
             host, port = env.server.address
             idle = [await asyncio.open_connection(host, port) for _ in range(2)]
-            await wait_until(lambda: len(env.server._connections) == 2, "two connections held")
-            assert status(await raw(env, b"GET /healthz HTTP/1.1\r\n\r\n")) == 503
+            await wait_until(lambda: env.server.connections == 2, "two connections held")
+            assert status(await raw(env, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")) == 503
             for _, writer in idle:
                 writer.close()
-            await wait_until(lambda: not env.server._connections, "the held connections released")
+            await wait_until(lambda: not env.server.connections, "the held connections released")
             assert (await env.client.get(env.url + "/healthz")).status_code == 200
 
     run(test)

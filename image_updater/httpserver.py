@@ -42,7 +42,7 @@ from typing import Any, Protocol
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from image_updater.errors import ConfigError
+from image_updater.errors import ConfigError, _ClientGone, _HttpError
 from image_updater.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from image_updater.metrics import Metrics, WebhookResult
 from image_updater.webhooks import MalformedWebhook, PushEvent, authenticate, parse_push_events
@@ -132,16 +132,6 @@ class _Response:
     # the webhook metric's result when the status alone does not say it (an authenticated body that does
     # not parse is "malformed", other 400s are "bad_request")
     result: WebhookResult | None = None
-
-
-class _BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class _Disconnected(Exception):
-    """The client went away before sending its whole body."""
 
 
 def parse_listen(listen: str) -> tuple[str | None, int]:
@@ -382,9 +372,9 @@ class HttpServer:
         try:
             request = self._request(scope, peer)
             response = await self._dispatch(request, receive)
-        except _BadRequest as exc:
+        except _HttpError as exc:
             response = _text(exc.status, str(exc))
-        except _Disconnected:
+        except _ClientGone:
             if is_webhook:
                 self.metrics.webhook("timeout")
             return
@@ -402,22 +392,22 @@ class HttpServer:
     def _request(self, scope: MutableMapping[str, Any], peer: str) -> _Request:
         version: str = scope["http_version"]
         if not version.startswith("1."):
-            raise _BadRequest(505, "only HTTP/1.x is supported")
+            raise _HttpError(505, "only HTTP/1.x is supported")
         raw_path: bytes = scope["raw_path"]
         if not raw_path.startswith(b"/") or any(b < 0x21 or b > 0x7E for b in raw_path):
-            raise _BadRequest(400, "the request target must be an absolute path")
+            raise _HttpError(400, "the request target must be an absolute path")
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         if len(raw_headers) > _MAX_HEADERS:
-            raise _BadRequest(431, "too many header fields")
+            raise _HttpError(431, "too many header fields")
         headers: dict[str, str] = {}
         for name_bytes, value_bytes in raw_headers:
             try:
                 key, value = name_bytes.decode("ascii").lower(), value_bytes.decode("ascii")
             except UnicodeDecodeError:
-                raise _BadRequest(400, "non-ASCII bytes in the request head") from None
+                raise _HttpError(400, "non-ASCII bytes in the request head") from None
             if key in headers:
                 if key in _SINGLE_HEADERS:
-                    raise _BadRequest(400, f"duplicate {key} header")
+                    raise _HttpError(400, f"duplicate {key} header")
                 headers[key] += ", " + value
             else:
                 headers[key] = value
@@ -515,7 +505,7 @@ class HttpServer:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise _Disconnected
+                raise _ClientGone
             chunk: bytes = message.get("body", b"")
             size += len(chunk)
             if size > self.limits.max_body:

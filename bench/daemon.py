@@ -443,9 +443,11 @@ def main() -> int:
         out = out.with_name("daemon-startup.json")  # a small set-up: not comparable with the full run
     print()
     if startup:
-        print(f"start-up, median of {startup['starts']}: /healthz {startup['median_seconds_to_healthz']} s, "
-              f"/readyz {startup['median_seconds_to_readyz']} s, RSS {startup['median_rss_at_ready_mib']} MiB, "
-              f"peak {startup['median_peak_rss_mib']} MiB")
+        print(
+            f"start-up, median of {startup['starts']}: /healthz {startup['median_seconds_to_healthz']} s, "
+            f"/readyz {startup['median_seconds_to_readyz']} s, RSS {startup['median_rss_at_ready_mib']} MiB, "
+            f"peak {startup['median_peak_rss_mib']} MiB"
+        )
     if args.only == "startup":
         out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"written: {out.relative_to(ROOT)}")

@@ -12,7 +12,9 @@ What uvicorn does not bound, this module does: a deadline for the request head (
 408 and closes: uvicorn has no head timeout), one for the body (408), the size of the head (h11's
 incomplete-event cap, 400 from uvicorn, then our own 431 for more than 100 fields), the body (413 on a
 declared larger ``Content-Length`` without reading a byte; chunked uploads are refused with 411, as before),
-the concurrent connections (503), and a per-client token bucket on ``/webhook`` (429 with ``Retry-After``).
+the concurrent connections (503), a client that does not read its answer (dropped ``write_timeout`` after
+the answer was queued: asyncio's ``close`` would wait for it forever), and a per-client token bucket on
+``/webhook`` (429 with ``Retry-After``).
 Every answer is ``Connection: close``: one request per connection, so nothing idles on keep-alive.
 
 ``/webhook`` exists only when a shared secret is configured (404 otherwise, never open). An unauthenticated
@@ -193,7 +195,9 @@ def _protocol_class(limits: Limits, on_webhook_refused: Callable[[int], None]) -
 
     class _Protocol(H11Protocol):
         _head_timer: asyncio.TimerHandle | None = None
+        _abort_timer: asyncio.TimerHandle | None = None
         _seen_request = False
+        _lost = False
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
@@ -205,7 +209,26 @@ def _protocol_class(limits: Limits, on_webhook_refused: Callable[[int], None]) -
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_head_timer()
+            self._lost = True
+            if self._abort_timer is not None:
+                self._abort_timer.cancel()
             super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._abort_later()  # every answer is Connection: close
+
+        def _abort_later(self) -> None:
+            """asyncio's close() waits for the write buffer to drain, however long a client does not read:
+            after ``write_timeout``, drop the connection and what it still buffers."""
+            if self._abort_timer is None and not self._lost:
+                self._abort_timer = self.loop.call_later(limits.write_timeout, self._abort)
+
+        def _abort(self) -> None:
+            if not self._lost:
+                log.info("%s: answer not read within %g s, connection dropped",
+                         self.client[0] if self.client else "?", limits.write_timeout)
+                self.transport.abort()
 
         def data_received(self, data: bytes) -> None:
             if not self._seen_request and len(self._head) <= limits.max_head:
@@ -251,6 +274,7 @@ def _protocol_class(limits: Limits, on_webhook_refused: Callable[[int], None]) -
             if not self._seen_request:  # once the app has the request, the app counts its answer
                 self._count_refusal(400)
             super().send_400_response(msg)
+            self._abort_later()
 
         def _count_refusal(self, status: int) -> None:
             if _names_webhook(bytes(self._head)):
@@ -268,6 +292,7 @@ def _protocol_class(limits: Limits, on_webhook_refused: Callable[[int], None]) -
                 % (status, _PHRASES[status].encode(), len(body), body)
             )
             self.transport.close()
+            self._abort_later()
 
     return _Protocol
 

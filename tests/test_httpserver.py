@@ -791,6 +791,29 @@ def test_pages_serve_get_and_head_of_other_paths() -> None:
     run(test)
 
 
+def test_a_client_that_does_not_read_its_answer_is_dropped_after_the_write_timeout() -> None:
+    big = b"x" * (64 << 20)  # far more than the socket buffers hold
+
+    async def pages(
+        method: str, target: str, headers: Mapping[str, str]
+    ) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        return (200, [], big) if target == "/big" else None
+
+    async def test() -> None:
+        async with serving(pages=pages, limits=Limits(write_timeout=0.5)) as env:
+            host, port = env.server.address
+            _, writer = await asyncio.open_connection(host, port)
+            writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            await wait_until(lambda: env.server.connections == 1, "the reader connected")
+            # never reading: the server gives up on the answer and closes the connection
+            await wait_until(lambda: env.server.connections == 0, "the stalled answer dropped")
+            assert (await env.client.get(env.url + "/healthz")).status_code == 200
+            writer.close()
+
+    run(test)
+
+
 def test_listen_addresses() -> None:
     assert parse_listen("127.0.0.1:8080") == ("127.0.0.1", 8080)
     assert parse_listen("[::1]:9000") == ("::1", 9000)

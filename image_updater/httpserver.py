@@ -68,6 +68,7 @@ _SINGLE_HEADERS = frozenset({
 _MAX_HEADERS = 100
 # a LF without CR, a CR without LF, a NUL, or a line starting with whitespace (obs-fold)
 _BAD_HEAD = re.compile(rb"(?<!\r)\n|\r(?!\n)|\x00|\r\n[ \t]")
+_EOF = "image_updater.eof"  # set in the scope's state when the client closed its side before the body ended
 _OWN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/webhook"})
 # The result label of an answer to /webhook, when the handler did not name a more precise one.
 _RESULTS: dict[int, WebhookResult] = {
@@ -244,12 +245,7 @@ def _protocol_class(limits: Limits, on_webhook_refused: Callable[[int], None]) -
             super().data_received(data)
 
         def handle_events(self) -> None:
-            try:
-                super().handle_events()
-            except UnicodeDecodeError:  # uvicorn decodes the path as ASCII, unguarded
-                self._cancel_head_timer()
-                self.send_400_response("non-ASCII bytes in the request target")
-                return
+            super().handle_events()  # (h11 refuses a non-ASCII target before uvicorn decodes it)
             # uvicorn types ``cycle`` as always set; it is None until the first request head is complete
             if getattr(self, "cycle", None) is not None:
                 self._seen_request = True
@@ -267,8 +263,14 @@ def _protocol_class(limits: Limits, on_webhook_refused: Callable[[int], None]) -
             self._refuse(408, b"request head not received in time")
 
         def eof_received(self) -> bool:  # type: ignore[override]  # asyncio.Protocol allows bool
-            # a client that half-closes after its request still gets the answer; before one, we close
-            return self._seen_request
+            # A client that half-closes still gets its answer. When its body is incomplete, it never will
+            # be: tell the handler (waiting for more body, or about to answer without reading it).
+            if not self._seen_request:
+                return False
+            if self.cycle.more_body:
+                self.scope["state"][_EOF] = True
+                self.cycle.message_event.set()
+            return True
 
         def send_400_response(self, msg: str) -> None:  # what h11 cannot parse
             if not self._seen_request:  # once the app has the request, the app counts its answer
@@ -396,12 +398,12 @@ class HttpServer:
         peer = str(client[0]) if client else "?"
         try:
             request = self._request(scope, peer)
-            response = await self._dispatch(request, receive)
+            response = await self._dispatch(request, receive, scope)
         except _HttpError as exc:
             response = _text(exc.status, str(exc))
-        except _ClientGone:
+        except _ClientGone:  # nobody left to answer
             if is_webhook:
-                self.metrics.webhook("timeout")
+                self.metrics.webhook("bad_request")
             return
         except Exception:
             # a bug must not cost the client its answer (nor the metric its count)
@@ -421,25 +423,23 @@ class HttpServer:
         raw_path: bytes = scope["raw_path"]
         if not raw_path.startswith(b"/") or any(b < 0x21 or b > 0x7E for b in raw_path):
             raise _HttpError(400, "the request target must be an absolute path")
-        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
-        if len(raw_headers) > _MAX_HEADERS:
-            raise _HttpError(431, "too many header fields")
+        # the protocol refused more than _MAX_HEADERS fields and duplicate _SINGLE_HEADERS already
         headers: dict[str, str] = {}
-        for name_bytes, value_bytes in raw_headers:
-            try:
-                key, value = name_bytes.decode("ascii").lower(), value_bytes.decode("ascii")
+        for name_bytes, value_bytes in scope["headers"]:
+            try:  # h11 lets bytes 0x80-0xff through in values
+                key, value = name_bytes.decode("ascii"), value_bytes.decode("ascii")
             except UnicodeDecodeError:
                 raise _HttpError(400, "non-ASCII bytes in the request head") from None
             if key in headers:
-                if key in _SINGLE_HEADERS:
-                    raise _HttpError(400, f"duplicate {key} header")
                 headers[key] += ", " + value
             else:
                 headers[key] = value
         query: bytes = scope["query_string"]
         return _Request(scope["method"], raw_path.decode("ascii"), query.decode("ascii"), headers, peer)
 
-    async def _dispatch(self, request: _Request, receive: Callable[[], Awaitable[Any]]) -> _Response:
+    async def _dispatch(
+        self, request: _Request, receive: Callable[[], Awaitable[Any]], scope: Mapping[str, Any]
+    ) -> _Response:
         if self.connections > self.limits.max_connections:
             return _text(503, "too many connections", headers={"Retry-After": "1"})
         if request.path == "/webhook":
@@ -452,7 +452,7 @@ class HttpServer:
                             self._buckets.throttle.burst, self._buckets.throttle.per_seconds)
                 return _text(429, "too many webhooks from this address",
                              headers={"Retry-After": str(max(1, math.ceil(wait)))})
-            return await self._webhook(request, receive, self._secret)
+            return await self._webhook(request, receive, scope, self._secret)
         routes = {"/healthz": self._healthz, "/readyz": self._readyz, "/metrics": self._metrics}
         handler = routes.get(request.path)
         if handler is not None:
@@ -485,7 +485,7 @@ class HttpServer:
         return _Response(200, self.metrics.render(), METRICS_CONTENT_TYPE)
 
     async def _webhook(
-        self, request: _Request, receive: Callable[[], Awaitable[Any]], secret: str
+        self, request: _Request, receive: Callable[[], Awaitable[Any]], scope: Mapping[str, Any], secret: str
     ) -> _Response:
         headers = request.headers
         if "transfer-encoding" in headers:
@@ -498,13 +498,10 @@ class HttpServer:
             log.warning("webhook from %s refused: body of %s bytes exceeds %d", request.peer, length_text,
                         self.limits.max_body)
             return _text(413, f"body larger than {self.limits.max_body} bytes")
-        try:
-            body = await asyncio.wait_for(self._read_body(receive), self.limits.body_timeout)
+        try:  # h11 holds the client to its Content-Length, so the body is within max_body
+            body = await asyncio.wait_for(self._read_body(receive, scope), self.limits.body_timeout)
         except TimeoutError:
             return _text(408, "request body not received in time")
-        if body is None:  # h11 holds the client to its Content-Length; this is a second fence
-            log.warning("webhook from %s refused: body exceeds %d bytes", request.peer, self.limits.max_body)
-            return _text(413, f"body larger than {self.limits.max_body} bytes")
         if not authenticate(secret, body, headers, request.query):
             log.warning("webhook from %s refused: missing or wrong signature or token", request.peer)
             return _text(401, "unauthorized", headers={"WWW-Authenticate": 'Bearer realm="image-updater"'})
@@ -523,19 +520,15 @@ class HttpServer:
         payload = {"events": [e.to_dict() for e in events], "sources": triggered}
         return _json(202 if triggered else 200, payload)
 
-    async def _read_body(self, receive: Callable[[], Awaitable[Any]]) -> bytes | None:
-        """The whole body, or None once it grows past ``max_body`` (the rest is never read)."""
+    async def _read_body(self, receive: Callable[[], Awaitable[Any]], scope: Mapping[str, Any]) -> bytes:
         chunks: list[bytes] = []
-        size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise _ClientGone
-            chunk: bytes = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limits.max_body:
-                return None
-            chunks.append(chunk)
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False) and scope.get("state", {}).get(_EOF):
+                raise _HttpError(400, "the client closed the connection before sending the whole body")
             if not message.get("more_body", False):
                 return b"".join(chunks)
 

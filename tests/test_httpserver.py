@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import socket
+import struct
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
@@ -593,6 +594,7 @@ def status(response: bytes) -> int:
         (b"GET /healthz HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400),
         (b"GET /healthz HTTP/1.1\r\nHost: x\nEvil: y\r\n\r\n", 400),
         (b"GET /h\xc3\xa9 HTTP/1.1\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Name: caf\xc3\xa9\r\n\r\n", 400),
         (b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}", 400),
         (b"POST /webhook HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 411),
         (b"POST /webhook HTTP/1.1\r\nHost: x\r\n\r\n", 411),
@@ -610,6 +612,7 @@ def status(response: bytes) -> int:
         "obs-fold",
         "bare-lf",
         "non-ascii",
+        "non-ascii-value",
         "duplicate-length",
         "chunked",
         "no-length",
@@ -639,6 +642,33 @@ def test_slow_clients_are_cut_off() -> None:
             assert status(await raw(env, head)) == 408
             # the server still answers others
             assert (await env.client.get(env.url + "/healthz")).status_code == 200
+
+    run(test)
+
+
+def test_a_client_that_closes_mid_body_is_answered_or_dropped_counted_and_changes_nothing() -> None:
+    async def test() -> None:
+        async with serving() as env:
+            host, port = env.server.address
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"ev")
+            await writer.drain()
+            await wait_until(lambda: env.server.connections == 1, "the request in")
+            writer.write_eof()  # a half-close: the body can never complete; the client can still read
+            assert status(await asyncio.wait_for(reader.read(), 15)) == 400
+            writer.close()
+            # one that vanishes (a reset) gets nothing, and is counted the same
+            _, writer = await asyncio.open_connection(host, port)
+            writer.write(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"ev")
+            await writer.drain()
+            await wait_until(lambda: env.server.connections == 1, "the request in")
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            await wait_until(lambda: webhook_results(env) == {"bad_request": 2}, "both counted")
+            await wait_until(lambda: env.server.connections == 0, "the connections closed")
+            await env.settle()
+            assert env.passes == {"web": 1, "api": 1}
 
     run(test)
 

@@ -203,6 +203,9 @@ def _protocol_class(limits: Limits, on_webhook_refused: Callable[[int], None]) -
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._head = bytearray()  # the request head as received, for the checks h11 does not make
+            # uvicorn's per-request messages (a head h11 refuses, a failing handler) into the package's
+            # log handler and format, not Python's last-resort handler on stderr
+            self.logger = log.getChild("protocol")
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)

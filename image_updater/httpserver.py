@@ -8,22 +8,26 @@ measured on the daemon's own imports (httpx, which already loads h11, the schedu
 (Starlette on top would add nothing we need: the routes are five). The project's budget for the change was
 +10 MB and +0.1 s of start-up; only uvicorn fits it.
 
-What uvicorn does not bound, this module does: a deadline for the request head (a protocol subclass answers
-408 and closes: uvicorn has no head timeout), one for the body (408), the size of the head (h11's
-incomplete-event cap, 400 from uvicorn, then our own 431 for more than 100 fields), the body (413 on a
-declared larger ``Content-Length`` without reading a byte; chunked uploads are refused with 411, as before),
-the concurrent connections (503), a client that does not read its answer (dropped ``write_timeout`` after
-the answer was queued: asyncio's ``close`` would wait for it forever), and a per-client token bucket on
-``/webhook`` (429 with ``Retry-After``).
-Every answer is ``Connection: close``: one request per connection, so nothing idles on keep-alive.
+What uvicorn does not bound, a subclass of its h11 protocol does, before h11 sees the request head: a
+deadline for the head (408 and close: uvicorn has none), its size (431 over ``max_head``; h11's own cap is
+the same figure), more than 100 fields (431), and what h11 tolerates where request smuggling starts (400:
+bare LF or CR, NUL, folded lines, duplicate framing or authentication headers - h11 merges equal
+``Content-Length`` copies). It also drops a connection whose answer is not read within ``write_timeout``
+(asyncio's ``close`` would wait for the buffer forever) and tells the handler when a client closes its side
+mid-body (uvicorn ignores EOF). The ASGI side answers 505 to other HTTP versions, 400 to a target that is
+not an absolute path, 413 on a declared larger ``Content-Length`` without reading a byte (with
+``Expect: 100-continue`` before the client sends it: uvicorn sends 100 only when the body is read), 411 to
+chunked uploads or no length (as before), 408 to a slow body, 503 over the connection cap, and 429 with
+``Retry-After`` over the per-client token bucket on ``/webhook``. Every answer is ``Connection: close``: one
+request per connection, so nothing idles on keep-alive.
 
 ``/webhook`` exists only when a shared secret is configured (404 otherwise, never open). An unauthenticated
 request gets 401, a malformed one 400; neither changes anything. The secret check happens before the body
 is parsed, so the parser only ever sees bodies from someone holding the secret; it still bounds what it
-parses (``image_updater.webhooks``: size and nesting depth). Every answer this module gives to ``/webhook``
-is counted once in ``image_updater_webhook_requests_total``; what uvicorn refuses on its own before the
-request reaches us (a head h11 cannot parse: 400) and our head-timeout 408 are counted only when the
-request line was seen to name ``/webhook`` (the 408) or not at all (uvicorn's 400).
+parses (``image_updater.webhooks``: size and nesting depth). Every answer to a request whose request line
+names ``/webhook`` is counted once in ``image_updater_webhook_requests_total``, whichever side gave it
+(uvicorn's own 400 for a head h11 cannot parse included); a client that resets the connection mid-body is
+counted as ``bad_request`` without an answer.
 """
 
 from __future__ import annotations
@@ -69,7 +73,6 @@ _MAX_HEADERS = 100
 # a LF without CR, a CR without LF, a NUL, or a line starting with whitespace (obs-fold)
 _BAD_HEAD = re.compile(rb"(?<!\r)\n|\r(?!\n)|\x00|\r\n[ \t]")
 _EOF = "image_updater.eof"  # set in the scope's state when the client closed its side before the body ended
-_OWN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/webhook"})
 # The result label of an answer to /webhook, when the handler did not name a more precise one.
 _RESULTS: dict[int, WebhookResult] = {
     200: "ignored", 202: "accepted", 400: "bad_request", 401: "unauthorized", 404: "disabled",

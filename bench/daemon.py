@@ -11,6 +11,10 @@ the daemon as a child process (``python -m image_updater run``), exactly as user
 2. Latency: a fresh daemon, interval 1 h, warm cache; ``--samples`` times: push a newer tag of one image,
    POST a signed distribution notification to /webhook, and time until the bare repository's branch moves.
    Samples are spaced beyond the webhook rate limit (5 s per source). Target: median <= 2 s on loopback.
+3. Start-up: ``--starts`` fresh daemons (interval 1 h), each timed from process start to the first
+   ``/healthz`` 200 (the HTTP server is up) and to the first ``/readyz`` 200 (the first pass finished), with
+   its RSS at that moment and its peak (VmHWM); medians reported. Run it alone, on a small set-up, to compare
+   HTTP stacks: ``--only startup --images 20 --files 200``.
 
 Usage: .venv/bin/python bench/daemon.py [--images 1000] [--files 10000] [--passes 100] [--samples 10]
 Prints a table and writes bench/results/daemon.json.
@@ -235,6 +239,50 @@ def memory_phase(config: Path, port: int, log: Path, passes: int) -> dict[str, A
     }
 
 
+def startup_phase(config: Path, port: int, log: Path, starts: int) -> dict[str, Any]:
+    to_health: list[float] = []
+    to_ready: list[float] = []
+    rss: list[int] = []
+    hwm: list[int] = []
+    load = [os.getloadavg()[0]]
+    for k in range(starts):
+        t0 = time.monotonic()
+        daemon = Daemon(config, port, log.with_name(f"{log.stem}-{k}.log"))
+        healthy: float | None = None
+        deadline = t0 + 600
+        while time.monotonic() < deadline:
+            if daemon.proc.poll() is not None:
+                raise SystemExit(f"daemon exited with {daemon.proc.returncode}; see {daemon.log.name}")
+            try:
+                if healthy is None and daemon.client.get(daemon.url + "/healthz").status_code == 200:
+                    healthy = time.monotonic() - t0
+                if daemon.client.get(daemon.url + "/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.01)
+        else:
+            raise SystemExit("daemon not ready in time")
+        to_ready.append(time.monotonic() - t0)
+        to_health.append(healthy if healthy is not None else to_ready[-1])
+        rss.append(status_kib(daemon.proc.pid, "VmRSS"))
+        hwm.append(status_kib(daemon.proc.pid, "VmHWM"))
+        code = daemon.stop()
+        print(f"  start {k + 1}: /healthz after {to_health[-1]:.2f} s, /readyz after {to_ready[-1]:.2f} s, "
+              f"RSS {rss[-1] / 1024:.1f} MiB (exit {code})", flush=True)
+    load.append(os.getloadavg()[0])
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average_1m_start_end": load,
+        "starts": starts,
+        "median_seconds_to_healthz": round(statistics.median(to_health), 3),
+        "median_seconds_to_readyz": round(statistics.median(to_ready), 3),
+        "median_rss_at_ready_mib": round(statistics.median(rss) / 1024, 1),
+        "median_peak_rss_mib": round(statistics.median(hwm) / 1024, 1),
+        "seconds_to_readyz": [round(x, 3) for x in to_ready],
+    }
+
+
 def ref_of(bare: Path) -> str:
     return subprocess.run(
         ["git", "rev-parse", "refs/heads/main"], cwd=bare, check=True, capture_output=True, text=True
@@ -320,9 +368,10 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=10000)
     parser.add_argument("--passes", type=int, default=100)
     parser.add_argument("--samples", type=int, default=10)
+    parser.add_argument("--starts", type=int, default=5)
     parser.add_argument(
         "--only",
-        choices=["memory", "latency"],
+        choices=["memory", "latency", "startup"],
         help="run one phase; the other keeps its figures from the existing results file",
     )
     args = parser.parse_args()
@@ -330,6 +379,7 @@ def main() -> int:
     previous = json.loads(out.read_text()) if args.only and out.exists() else {}
     memory: dict[str, Any] = previous.get("memory", {})
     latency: dict[str, Any] = previous.get("latency", {})
+    startup: dict[str, Any] = previous.get("startup", {})
 
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
         work = Path(tmp)
@@ -360,11 +410,16 @@ def main() -> int:
             config = work / "config.yaml"
             port = free_port()
             write_config(config, cache=cache, bare=bare, host=registry.host, port=port, interval="1s")
-            if args.only != "latency":
+            if args.only in (None, "startup"):
+                write_config(config, cache=cache, bare=bare, host=registry.host, port=port, interval="1h")
+                print(f"startup: {args.starts} daemons, interval 1h", flush=True)
+                startup = startup_phase(config, port, work / "daemon-startup.log", args.starts)
+            if args.only in (None, "memory"):
+                write_config(config, cache=cache, bare=bare, host=registry.host, port=port, interval="1s")
                 print(f"memory: {args.passes} passes, interval 1s", flush=True)
                 memory = memory_phase(config, port, work / "daemon-memory.log", args.passes)
             write_config(config, cache=cache, bare=bare, host=registry.host, port=port, interval="1h")
-            if args.only != "memory":
+            if args.only in (None, "latency"):
                 print(f"latency: {args.samples} webhooks, interval 1h", flush=True)
                 latency = latency_phase(
                     config, port, work / "daemon-latency.log", bare, registry, args.samples
@@ -382,8 +437,21 @@ def main() -> int:
         "files": args.files,
         "memory": memory,
         "latency": latency,
+        "startup": startup,
     }
+    if args.only == "startup":
+        out = out.with_name("daemon-startup.json")  # a small set-up: not comparable with the full run
     print()
+    if startup:
+        print(
+            f"start-up, median of {startup['starts']}: /healthz {startup['median_seconds_to_healthz']} s, "
+            f"/readyz {startup['median_seconds_to_readyz']} s, RSS {startup['median_rss_at_ready_mib']} MiB, "
+            f"peak {startup['median_peak_rss_mib']} MiB"
+        )
+    if args.only == "startup":
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"written: {out.relative_to(ROOT)}")
+        return 0
     print(f"{'measure':44} {'value':>10}  target")
     rows = [
         ("passes (mean pass duration, s)", f"{memory['passes']} ({memory['mean_pass_seconds']})", ""),

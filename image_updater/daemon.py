@@ -36,7 +36,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from image_updater.envnames import shown_env_name
 from image_updater.errors import ConfigError, ImageUpdaterError, redact
-from image_updater.httpserver import HttpServer
+from image_updater.httpserver import HttpServer, Limits, Throttle
 from image_updater.metrics import Metrics, PassOutcomeLabel
 from image_updater.plan import Result
 from image_updater.status import SourceInfo, StatusBoard
@@ -582,5 +582,8 @@ async def _serve(
             grace_period=grace_period, webhook_min_interval=webhook_min_interval, dry_run=dry_run,
             status_board=status_board_for(settings, secret),
         )
-        server = HttpServer(daemon, metrics=metrics, listen=settings.http.listen, webhook_secret=secret)
+        server = HttpServer(
+            daemon, metrics=metrics, listen=settings.http.listen, webhook_secret=secret,
+            limits=Limits(throttle=Throttle()),  # 10 webhooks per client address per 10 s
+        )
         await run_until_stopped(daemon, server, exit_timer=exit_timer)

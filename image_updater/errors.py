@@ -24,9 +24,9 @@ Every error the package raises on purpose is an ``ImageUpdaterError``::
 
 Internal signals (one module raises and catches each; no caller sees them): ``_TooDeep``, ``_TooMany``
 (YAML budgets), ``_NoValue`` (plan), ``_Stopped`` (writeback), ``_TokenRefused`` (registry auth),
-``_TooMuchOutput`` (credential helpers), ``_HttpError`` (httpserver), ``_AddressInUse`` (the demo's
-registry). The demo's ``RegistryStartError`` and ``PushError`` are ``RuntimeError``s: they report a broken
-demo set-up, not a failed pass.
+``_TooMuchOutput`` (credential helpers), ``_HttpError`` and ``_ClientGone`` (httpserver),
+``_AddressInUse`` (the demo's registry). The demo's ``RegistryStartError`` and ``PushError`` are
+``RuntimeError``s: they report a broken demo set-up, not a failed pass.
 
 Every exception class of the package is defined here and re-exported where it is raised;
 ``tests/test_errors.py`` fails on one defined elsewhere.
@@ -216,6 +216,10 @@ class _HttpError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class _ClientGone(Exception):
+    """The HTTP client hung up before sending its whole body."""
 
 
 class _AddressInUse(Exception):

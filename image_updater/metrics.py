@@ -36,7 +36,7 @@ ERROR_KINDS: Final = ("source", "image", "file", "pass")
 
 WebhookResult = Literal[
     "accepted", "ignored", "unauthorized", "malformed", "too_large", "length_required", "timeout",
-    "bad_request", "method_not_allowed", "disabled", "unavailable", "error",
+    "bad_request", "method_not_allowed", "disabled", "unavailable", "throttled", "error",
 ]
 # Every answer to /webhook: accepted (202, passes started), ignored (200, authentic but nothing to do),
 # unauthorized (401), malformed (400: an authenticated body that is not a notification, too deep or too
@@ -46,7 +46,7 @@ WebhookResult = Literal[
 # (500: a bug in the handler).
 WEBHOOK_RESULTS: Final = (
     "accepted", "ignored", "unauthorized", "malformed", "too_large", "length_required", "timeout",
-    "bad_request", "method_not_allowed", "disabled", "unavailable", "error",
+    "bad_request", "method_not_allowed", "disabled", "unavailable", "throttled", "error",
 )
 
 # Passes range from well under a second (nothing changed, everything cached) to minutes (first clone of a

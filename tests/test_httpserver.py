@@ -5,8 +5,10 @@ and query-token authentication triggering exactly the sources that track the pus
 missing credentials (401), malformed bodies (400, also when nested too deep or holding a number too long
 to convert), oversize bodies (413), the endpoint disabled without a secret (404) - none of which starts a
 pass; every answer to /webhook counted once in the metrics under its result; strict HTTP parsing and the
-read timeouts on raw sockets; and the payload readers for distribution, Docker Hub, Harbor and GitHub
-package events, with their size and depth bounds.
+read timeouts on raw sockets; the per-client throttle of /webhook (429, Retry-After, counted as
+"throttled", keyed on the peer address, refilled, bounded in clients); the page handler the status page
+plugs in (GET and HEAD of other paths, None for 404, never the server's own endpoints); and the payload
+readers for distribution, Docker Hub, Harbor and GitHub package events, with their size and depth bounds.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import hashlib
 import hmac
 import json
 import socket
+import struct
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -30,7 +33,7 @@ from hypothesis import strategies as st
 
 from image_updater.daemon import Daemon, PassOutcome
 from image_updater.errors import ConfigError, ImageUpdaterError
-from image_updater.httpserver import HttpServer, Limits, parse_listen
+from image_updater.httpserver import HttpServer, Limits, PageHandler, Throttle, _Buckets, parse_listen
 from image_updater.metrics import Metrics
 from image_updater.plan import Result
 from image_updater.webhooks import (
@@ -90,7 +93,8 @@ async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 
 
 @asynccontextmanager
 async def serving(
-    secret: str | None = SECRET, *, block_first: bool = False, limits: Limits | None = None
+    secret: str | None = SECRET, *, block_first: bool = False, limits: Limits | None = None,
+    pages: PageHandler | None = None,
 ) -> AsyncIterator[Env]:
     passes: dict[str, int] = {}
     release = asyncio.Event()
@@ -106,7 +110,9 @@ async def serving(
     daemon = Daemon(
         ["web", "api"], interval=timedelta(hours=1), pass_fn=one_pass, metrics=metrics, webhook_min_interval=0
     )
-    server = HttpServer(daemon, metrics=metrics, listen="127.0.0.1:0", webhook_secret=secret, limits=limits)
+    server = HttpServer(
+        daemon, metrics=metrics, listen="127.0.0.1:0", webhook_secret=secret, limits=limits, pages=pages
+    )
     await server.start()
     run = asyncio.create_task(daemon.run())
     async with httpx.AsyncClient(timeout=10) as client:
@@ -425,7 +431,7 @@ def test_every_webhook_answer_is_counted_once_under_its_result() -> None:
         (post + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\n{}", 400, "bad_request"),
         (post + b"Content-Length: x\r\n\r\n", 400, "bad_request"),
         (b"POST /webhook HTTP/2.0\r\n\r\n", 505, "bad_request"),
-        (b"GET /webhook?token=x HTTP/1.1\r\n\r\n", 405, "method_not_allowed"),
+        (b"GET /webhook?token=x HTTP/1.1\r\nHost: x\r\n\r\n", 405, "method_not_allowed"),
     ]
     ignored = json.dumps(distribution("quay.io", "nobody/tracks-this")).encode()
     ignored_length = b"Content-Length: %d\r\n" % len(ignored)
@@ -588,10 +594,11 @@ def status(response: bytes) -> int:
         (b"GET /healthz HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400),
         (b"GET /healthz HTTP/1.1\r\nHost: x\nEvil: y\r\n\r\n", 400),
         (b"GET /h\xc3\xa9 HTTP/1.1\r\n\r\n", 400),
-        (b"POST /webhook HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}", 400),
-        (b"POST /webhook HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 411),
-        (b"POST /webhook HTTP/1.1\r\n\r\n", 411),
-        (b"POST /webhook HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Name: caf\xc3\xa9\r\n\r\n", 400),
+        (b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}", 400),
+        (b"POST /webhook HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 411),
+        (b"POST /webhook HTTP/1.1\r\nHost: x\r\n\r\n", 411),
+        (b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
         (b"GET /healthz HTTP/1.1\r\n" + b"X-Pad: " + b"a" * 20000 + b"\r\n\r\n", 431),
         (b"GET /healthz HTTP/1.1\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", 431),
     ],
@@ -605,6 +612,7 @@ def status(response: bytes) -> int:
         "obs-fold",
         "bare-lf",
         "non-ascii",
+        "non-ascii-value",
         "duplicate-length",
         "chunked",
         "no-length",
@@ -630,10 +638,37 @@ def test_slow_clients_are_cut_off() -> None:
             # a head that never ends
             assert status(await raw(env, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")) == 408
             # a body shorter than announced
-            head = b"POST /webhook HTTP/1.1\r\nContent-Length: 100\r\n\r\n{"
+            head = b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
             assert status(await raw(env, head)) == 408
             # the server still answers others
             assert (await env.client.get(env.url + "/healthz")).status_code == 200
+
+    run(test)
+
+
+def test_a_client_that_closes_mid_body_is_answered_or_dropped_counted_and_changes_nothing() -> None:
+    async def test() -> None:
+        async with serving() as env:
+            host, port = env.server.address
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"ev")
+            await writer.drain()
+            await wait_until(lambda: env.server.connections == 1, "the request in")
+            writer.write_eof()  # a half-close: the body can never complete; the client can still read
+            assert status(await asyncio.wait_for(reader.read(), 15)) == 400
+            writer.close()
+            # one that vanishes (a reset) gets nothing, and is counted the same
+            _, writer = await asyncio.open_connection(host, port)
+            writer.write(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"ev")
+            await writer.drain()
+            await wait_until(lambda: env.server.connections == 1, "the request in")
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            await wait_until(lambda: webhook_results(env) == {"bad_request": 2}, "both counted")
+            await wait_until(lambda: env.server.connections == 0, "the connections closed")
+            await env.settle()
+            assert env.passes == {"web": 1, "api": 1}
 
     run(test)
 
@@ -643,7 +678,7 @@ def test_expect_100_continue_and_early_refusal() -> None:
         async with serving(limits=Limits(max_body=1024)) as env:
             refused = await raw(
                 env,
-                b"POST /webhook HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n",
+                b"POST /webhook HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n",
                 close_write=True,
             )
             assert status(refused) == 413 and b"100 Continue" not in refused
@@ -651,7 +686,7 @@ def test_expect_100_continue_and_early_refusal() -> None:
             host, port = env.server.address
             reader, writer = await asyncio.open_connection(host, port)
             writer.write(
-                b"POST /webhook HTTP/1.1\r\nExpect: 100-continue\r\nX-Hub-Signature-256: "
+                b"POST /webhook HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nX-Hub-Signature-256: "
                 + sign(body).encode()
                 + b"\r\nContent-Length: "
                 + str(len(body)).encode()
@@ -673,12 +708,138 @@ def test_connection_cap() -> None:
         async with serving(limits=Limits(max_connections=2, head_timeout=5)) as env:
             host, port = env.server.address
             idle = [await asyncio.open_connection(host, port) for _ in range(2)]
-            await wait_until(lambda: len(env.server._connections) == 2, "two connections held")
-            assert status(await raw(env, b"GET /healthz HTTP/1.1\r\n\r\n")) == 503
+            await wait_until(lambda: env.server.connections == 2, "two connections held")
+            assert status(await raw(env, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")) == 503
             for _, writer in idle:
                 writer.close()
-            await wait_until(lambda: not env.server._connections, "the held connections released")
+            await wait_until(lambda: not env.server.connections, "the held connections released")
             assert (await env.client.get(env.url + "/healthz")).status_code == 200
+
+    run(test)
+
+
+# -- per-client throttling of /webhook ----------------------------------------------------------------------
+
+
+def test_webhooks_are_throttled_per_client_address() -> None:
+    async def test() -> None:
+        async with serving(limits=Limits(throttle=Throttle(burst=3, per_seconds=3600))) as env:
+            body = json.dumps(DOCKER_HUB).encode()
+            for _ in range(3):  # the burst: answered as usual
+                r = await env.client.post(env.url + "/webhook", content=body)
+                assert r.status_code == 401
+            over = await env.client.post(env.url + "/webhook", content=body,
+                                         headers={"X-Hub-Signature-256": sign(body)})
+            assert over.status_code == 429  # even a valid one: nothing is read or triggered
+            assert 1 <= int(over.headers["retry-after"]) <= 1200  # a token comes back every 1200 s
+            assert webhook_results(env) == {"unauthorized": 3, "throttled": 1}
+            # the other endpoints are not throttled
+            assert (await env.client.get(env.url + "/healthz")).status_code == 200
+            # another client address (127.0.0.2 is loopback too) has its own bucket; X-Forwarded-For
+            # does not move a client into another one
+            transport = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+            async with httpx.AsyncClient(transport=transport, timeout=10) as other:
+                r = await other.post(env.url + "/webhook", content=body,
+                                     headers={"X-Hub-Signature-256": sign(body)})
+                assert r.status_code == 202
+            spoofed = await env.client.post(
+                env.url + "/webhook", content=body, headers={"X-Forwarded-For": "10.9.8.7"}
+            )
+            assert spoofed.status_code == 429
+            await env.settle()
+            assert env.passes == {"web": 2, "api": 1}
+
+    run(test)
+
+
+def test_the_throttle_refills_and_remembers_a_bounded_number_of_clients() -> None:
+    async def test() -> None:
+        async with serving(limits=Limits(throttle=Throttle(burst=1, per_seconds=0.2))) as env:
+            assert (await env.client.post(env.url + "/webhook", content=b"{}")).status_code == 401
+            # bounded polling: the bucket refills within 0.2 s; only a hang reaches the deadline
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            statuses: list[int] = []
+            while not statuses or statuses[-1] == 429:
+                assert loop.time() < deadline, statuses[-5:]
+                statuses.append((await env.client.post(env.url + "/webhook", content=b"{}")).status_code)
+            assert statuses[-1] == 401
+
+    run(test)
+    buckets = _Buckets(Throttle(burst=1, per_seconds=3600, max_clients=2))
+    assert buckets.take("a") == 0 and buckets.take("b") == 0
+    assert buckets.take("a") > 0  # empty
+    assert buckets.take("c") == 0  # "b" was the least recently seen: forgotten
+    assert buckets.take("b") == 0  # a fresh bucket for it ...
+    assert buckets.take("a") == 0  # ... and "a" forgotten in turn
+
+
+# -- the page handler (the status page's extension point) ---------------------------------------------------
+
+
+def test_pages_serve_get_and_head_of_other_paths() -> None:
+    seen: list[tuple[str, str, dict[str, str]]] = []
+
+    async def pages(
+        method: str, target: str, headers: Mapping[str, str]
+    ) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        seen.append((method, target, dict(headers)))
+        if target == "/boom":
+            raise RuntimeError("a bug in the page")
+        if target.startswith("/api/v1/status"):
+            body = json.dumps({"target": target}).encode()
+            return 200, [("Content-Type", "application/json"), ("X-Page", "status")], body
+        if target == "/":
+            return 200, [("X-Page", "index")], b"<!doctype html><p>hello</p>"
+        return None
+
+    handler: PageHandler = pages  # the signature the status page implements
+
+    async def test() -> None:
+        async with serving(pages=handler) as env:
+            index = await env.client.get(env.url + "/", headers={"Authorization": "Bearer t"})
+            assert index.status_code == 200 and index.text == "<!doctype html><p>hello</p>"
+            assert index.headers["content-type"] == "text/html; charset=utf-8"  # the default
+            assert index.headers["x-page"] == "index"
+            assert seen[-1][:2] == ("GET", "/") and seen[-1][2]["authorization"] == "Bearer t"
+            api = await env.client.get(env.url + "/api/v1/status?source=web&x=%20")
+            assert api.json() == {"target": "/api/v1/status?source=web&x=%20"}
+            assert api.headers["content-type"] == "application/json"
+            head = await env.client.head(env.url + "/api/v1/status")
+            assert head.status_code == 200 and head.content == b""
+            assert head.headers["x-page"] == "status" and seen[-1][0] == "HEAD"
+            assert (await env.client.get(env.url + "/nope")).status_code == 404  # the handler said None
+            calls = len(seen)
+            assert (await env.client.post(env.url + "/")).status_code == 404  # only GET and HEAD
+            # the server's own endpoints never reach the handler
+            assert (await env.client.get(env.url + "/healthz")).text == "ok\n"
+            assert (await env.client.get(env.url + "/webhook")).status_code == 405
+            assert len(seen) == calls
+            assert (await env.client.get(env.url + "/boom")).status_code == 500
+            assert (await env.client.get(env.url + "/healthz")).status_code == 200
+
+    run(test)
+
+
+def test_a_client_that_does_not_read_its_answer_is_dropped_after_the_write_timeout() -> None:
+    big = b"x" * (64 << 20)  # far more than the socket buffers hold
+
+    async def pages(
+        method: str, target: str, headers: Mapping[str, str]
+    ) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        return (200, [], big) if target == "/big" else None
+
+    async def test() -> None:
+        async with serving(pages=pages, limits=Limits(write_timeout=0.5)) as env:
+            host, port = env.server.address
+            _, writer = await asyncio.open_connection(host, port)
+            writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            await wait_until(lambda: env.server.connections == 1, "the reader connected")
+            # never reading: the server gives up on the answer and closes the connection
+            await wait_until(lambda: env.server.connections == 0, "the stalled answer dropped")
+            assert (await env.client.get(env.url + "/healthz")).status_code == 200
+            writer.close()
 
     run(test)
 

@@ -39,7 +39,7 @@ from image_updater.errors import ConfigError, ImageUpdaterError, redact
 from image_updater.httpserver import HttpServer, Limits, Throttle
 from image_updater.metrics import Metrics, PassOutcomeLabel
 from image_updater.plan import Result
-from image_updater.status import SourceInfo, StatusBoard
+from image_updater.status import SourceInfo, StatusBoard, make_page_handler
 from image_updater.webhooks import PushEvent
 
 if TYPE_CHECKING:
@@ -577,13 +577,16 @@ async def _serve(
             )
             return outcome
 
+        board = status_board_for(settings, secret)
         daemon = Daemon(
             list(by_name), interval=settings.interval, pass_fn=one_pass, metrics=metrics,
             grace_period=grace_period, webhook_min_interval=webhook_min_interval, dry_run=dry_run,
-            status_board=status_board_for(settings, secret),
+            status_board=board,
         )
         server = HttpServer(
             daemon, metrics=metrics, listen=settings.http.listen, webhook_secret=secret,
             limits=Limits(throttle=Throttle()),  # 10 webhooks per client address per 10 s
+            # GET / (the status page), /api/v1/status and /images/<repository>
+            pages=make_page_handler(board, status_token(settings)),
         )
         await run_until_stopped(daemon, server, exit_timer=exit_timer)

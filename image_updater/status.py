@@ -15,6 +15,7 @@ credentials (``errors.redact``).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -117,6 +118,13 @@ class StatusBoard:
         # focused pass (a webhook's, over the pushed images only) adds a layer over the others' images
         self._results: dict[str, list[tuple[Result, bool]]] = {}
         self._next: dict[str, datetime] = {}
+        self._version = 0  # changes with every record and next-pass time: rendered pages are cached by it
+
+    @property
+    def version(self) -> int:
+        """A number that changes whenever what ``snapshot`` returns may have changed."""
+        with self._lock:
+            return self._version
 
     def record(self, outcome: _Outcome, started: datetime, *, focused: bool = False) -> None:
         """One finished pass of ``outcome.source`` that started at ``started``; ``focused``: the pass looked
@@ -127,6 +135,7 @@ class StatusBoard:
             error=outcome.error,
         )
         with self._lock:
+            self._version += 1
             if outcome.source not in self._sources:
                 self._sources[outcome.source] = SourceInfo(outcome.source, "", "")
             self._passes.append(entry)
@@ -145,6 +154,7 @@ class StatusBoard:
 
     def set_next_pass(self, source: str, when: datetime | None) -> None:
         with self._lock:
+            self._version += 1
             if when is None:
                 self._next.pop(source, None)
             else:
@@ -393,20 +403,40 @@ def make_page_handler(board: StatusBoard, status_token: str | None) -> PageHandl
         if status_token and not _authorized(headers, status_token):
             challenge = 'Bearer realm="image-updater", Basic realm="image-updater"'
             return _answer(401, _TEXT, b"unauthorized\n", method, [("WWW-Authenticate", challenge)])
-        snapshot = board.snapshot()
-        if route == "/api/v1/status":
-            body = json.dumps(snapshot, indent=2, ensure_ascii=False).encode() + b"\n"
-            return _answer(200, _JSON, body, method)
-        if route == "/":
-            return _answer(200, _HTML, render_status_html(snapshot).encode(), method)
-        repository = unquote(route[len("/images/"):])
-        page = render_image_html(snapshot, repository)
+        version = board.version
+        if cached_version[0] != version:
+            cache.clear()
+            cached_version[0] = version
+        page = cache.get(route)
         if page is None:
-            missing = _render("missing.html", image=repository, title="unknown image - image-updater")
-            return _answer(404, _HTML, missing.encode(), method)
-        return _answer(200, _HTML, page.encode(), method)
+            # rendering 1,000 images takes tens of milliseconds: off the event loop, once per board change
+            page = await asyncio.to_thread(_render_route, board, route)
+            if len(cache) < _MAX_CACHED_PAGES:
+                cache[route] = page
+        status, content_type, body = page
+        return _answer(status, content_type, body, method)
 
+    cache: dict[str, tuple[int, str, bytes]] = {}  # route -> the page rendered for cached_version
+    cached_version = [-1]
     return handler
+
+
+_MAX_CACHED_PAGES = 256
+
+
+def _render_route(board: StatusBoard, route: str) -> tuple[int, str, bytes]:
+    """(status, content type, body) of one of the handler's routes, from a fresh snapshot."""
+    snapshot = board.snapshot()
+    if route == "/api/v1/status":
+        return 200, _JSON, json.dumps(snapshot, indent=2, ensure_ascii=False).encode() + b"\n"
+    if route == "/":
+        return 200, _HTML, render_status_html(snapshot).encode()
+    repository = unquote(route[len("/images/"):])
+    page = render_image_html(snapshot, repository)
+    if page is None:
+        missing = _render("missing.html", image=repository, title="unknown image - image-updater")
+        return 404, _HTML, missing.encode()
+    return 200, _HTML, page.encode()
 
 
 def _answer(

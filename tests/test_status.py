@@ -254,6 +254,22 @@ def test_handler_paths_statuses_and_headers() -> None:
     assert call(handler, "GET", "/imagesx") is None
 
 
+def test_pages_are_rendered_once_per_change_of_the_board() -> None:
+    """The handler caches each rendered page until the board changes (a recorded pass, a next-pass time):
+    a page is never older than the board, and a burst of requests costs one rendering."""
+    board = board_with(Outcome("apps", planned()))
+    handler = make_page_handler(board, None)
+    first = json.loads(call(handler, "GET", "/api/v1/status")[2])
+    again = call(handler, "GET", "/api/v1/status")[2]
+    assert json.loads(again) == first and len(first["passes"]) == 1
+    board.record(Outcome("apps", planned(), error="push rejected"), T0 + timedelta(hours=1))
+    after = json.loads(call(handler, "GET", "/api/v1/status")[2])
+    assert len(after["passes"]) == 2 and after["sources"][0]["last_error"] == "push rejected"
+    board.set_next_pass("apps", T0 + timedelta(hours=2))
+    nxt = json.loads(call(handler, "GET", "/api/v1/status")[2])["sources"][0]["next_pass"]
+    assert nxt is not None and nxt.startswith("2026-01-02T05:04:05")
+
+
 def test_handler_token_auth() -> None:
     token = "status-token-0123456789"
     handler = make_page_handler(board_with(Outcome("apps", planned())), token)

@@ -34,6 +34,7 @@ FLOORS: dict[str, float] = {
     "image_updater/envnames.py": 92,  # measured 92.86
     "image_updater/findings.py": 99,  # measured 100.00
     "image_updater/durations.py": 99,  # measured 100.00
+    "image_updater/status.py": 95,  # measured 95.59
 }
 
 

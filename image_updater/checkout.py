@@ -113,10 +113,13 @@ async def plan_directory(
     now: datetime | None = None,
     progress: Progress | None = None,
     images: Collection[str] | None = None,
+    explain: bool = False,
 ) -> Planned:
     """Discover ``paths`` under ``root``, resolve every distinct (image, policy) once, and plan.
 
-    ``images`` (normalised names) limits the plan to the targets of those images.
+    ``images`` (normalised names) limits the plan to the targets of those images. ``explain``: the Result
+    also keeps the best verdicts per image (``Result.explained``, what the status page and
+    ``plan --format html`` show); it costs a ranking of each tag list, so only they ask for it.
     """
     from image_updater.registry import resolve  # the registry layer (httpx) only when a plan needs it
 
@@ -134,7 +137,7 @@ async def plan_directory(
     if progress:
         count = len({k.image for k in keys})
         progress(f"resolving {count} image{'s' if count != 1 else ''}")
-    resolutions = await resolve(client, keys, now=now, candidates=True) if keys else {}
+    resolutions = await resolve(client, keys, now=now, candidates=explain) if keys else {}
     result = build_plan(discovery, resolutions)
     log.debug("planned %s: %d targets, %d updates, %d errors", root, len(discovery.targets),
               len(result.updates), len(result.errors))

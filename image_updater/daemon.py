@@ -38,8 +38,7 @@ from image_updater.envnames import shown_env_name
 from image_updater.errors import ConfigError, ImageUpdaterError, redact
 from image_updater.httpserver import HttpServer, Limits, Throttle
 from image_updater.metrics import Metrics, PassOutcomeLabel
-from image_updater.plan import Result
-from image_updater.status import SourceInfo, StatusBoard, make_page_handler
+from image_updater.status import PassRecord, SourceInfo, StatusBoard, make_page_handler
 from image_updater.webhooks import PushEvent
 
 if TYPE_CHECKING:
@@ -68,21 +67,10 @@ EXIT_TIMEOUT_MARGIN = 15.0
 JITTER_FRACTION = 0.1
 
 
-class PassOutcome(Protocol):
-    """What a pass reports; ``image_updater.writeback.SourceOutcome`` has exactly these fields."""
+class PassOutcome(PassRecord, Protocol):
+    """What a pass reports: what the status board records, and the images the source tracks;
+    ``image_updater.writeback.SourceOutcome`` has exactly these fields."""
 
-    @property
-    def source(self) -> str: ...
-    @property
-    def result(self) -> Result: ...
-    @property
-    def commit(self) -> str | None: ...
-    @property
-    def pushed(self) -> bool: ...
-    @property
-    def error(self) -> str | None: ...
-    @property
-    def duration(self) -> float: ...
     @property
     def images(self) -> frozenset[str]: ...
 

@@ -37,6 +37,7 @@ from image_updater.printable import printable
 __all__ = [
     "PASSES_KEPT",
     "PageHandler",
+    "PassRecord",
     "SourceInfo",
     "StatusBoard",
     "make_page_handler",
@@ -51,8 +52,9 @@ Answer = tuple[int, list[tuple[str, str]], bytes]
 PageHandler = Callable[[str, str, Mapping[str, str]], Awaitable[Answer | None]]
 
 
-class _Outcome(Protocol):
-    """What one pass reports (``image_updater.writeback.SourceOutcome`` has these fields)."""
+class PassRecord(Protocol):
+    """What the board needs of one pass (``image_updater.writeback.SourceOutcome`` has these fields; the
+    daemon's ``PassOutcome`` adds the images the source tracks)."""
 
     @property
     def source(self) -> str: ...
@@ -89,7 +91,7 @@ class _Pass:
     error: str | None
 
 
-def _label(outcome: _Outcome) -> str:
+def _label(outcome: PassRecord) -> str:
     if outcome.error is not None:
         return "failed"
     if outcome.result.errors:
@@ -113,7 +115,7 @@ class StatusBoard:
         self._secrets = tuple(secrets)  # values never to show, even inside a message (tokens from env)
         self._lock = threading.Lock()
         self._passes: deque[_Pass] = deque(maxlen=PASSES_KEPT)
-        self._last: dict[str, tuple[_Outcome, _Pass]] = {}
+        self._last: dict[str, tuple[PassRecord, _Pass]] = {}
         # per source, what the last passes that planned saw: (result, pushed) layers, the newest first; a
         # focused pass (a webhook's, over the pushed images only) adds a layer over the others' images
         self._results: dict[str, list[tuple[Result, bool]]] = {}
@@ -126,7 +128,7 @@ class StatusBoard:
         with self._lock:
             return self._version
 
-    def record(self, outcome: _Outcome, started: datetime, *, focused: bool = False) -> None:
+    def record(self, outcome: PassRecord, started: datetime, *, focused: bool = False) -> None:
         """One finished pass of ``outcome.source`` that started at ``started``; ``focused``: the pass looked
         at some images only (the others keep what the earlier passes saw)."""
         entry = _Pass(

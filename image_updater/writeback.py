@@ -311,6 +311,7 @@ class _SourcePass:
         return await plan_directory(
             self.repo.path, self.source.paths, client=self.client,
             policy_dirs=list(self.settings.policy_dirs), now=self.now, images=self.images,
+            explain=True,  # the daemon's status page shows why each tag lost
         )
 
     async def write(self, planned: Planned) -> SourceOutcome:

@@ -50,6 +50,7 @@ from image_updater.writeback import make_client, run_source
 from image_updater.yamledit import Edit
 from tests.faults import Fault, FaultProxy
 from tests.fixtures.gitserver import GIT_HTTP_TOKEN
+from tests.hostile.manifests import deployment
 from tests.servers import ImagePusher, RegistryServer
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -58,23 +59,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def git(*args: str, cwd: Path) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
-
-
-def deployment(name: str, image: str, policy: str) -> str:
-    return textwrap.dedent(f"""\
-        apiVersion: apps/v1
-        kind: Deployment
-        metadata:
-          name: {name}
-          annotations:
-            image-updater.io/policy.{name}: "{policy}"
-        spec:
-          template:
-            spec:
-              containers:
-                - name: {name}
-                  image: {image}
-        """)
 
 
 def plan_and_apply(root: Path, client: RegistryClient) -> Any:

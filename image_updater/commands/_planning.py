@@ -84,8 +84,11 @@ def check_directory(path: str) -> Path:
     return root
 
 
-def plan_path(root: Path, settings: Settings, progress: Progress | None = None) -> Planned:
-    """Plan ``root`` with the registries, credentials, cache and policy_dirs of ``settings``."""
+def plan_path(
+    root: Path, settings: Settings, progress: Progress | None = None, *, explain: bool = False
+) -> Planned:
+    """Plan ``root`` with the registries, credentials, cache and policy_dirs of ``settings``; ``explain``:
+    keep the verdicts per image too (``plan --format html``)."""
     import asyncio
 
     from image_updater.checkout import plan_directory
@@ -94,7 +97,7 @@ def plan_path(root: Path, settings: Settings, progress: Progress | None = None) 
     async def go() -> Planned:
         async with make_client(settings) as client:
             return await plan_directory(root, client=client, policy_dirs=list(settings.policy_dirs),
-                                        progress=progress)
+                                        progress=progress, explain=explain)
 
     return asyncio.run(go())
 

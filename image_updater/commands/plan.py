@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     root = check_directory(args.path)
     with progress_indicator() as progress:
-        planned = plan_path(root, settings, progress)
+        planned = plan_path(root, settings, progress, explain=args.format == "html")
     result = planned.result
     log_errors(result, args.format)
     texts = edited_texts(planned) if args.format == "diff" else None

@@ -23,11 +23,9 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ import httpx
 
 from tests.servers import ImagePusher, RegistryServer
 from tests.servers.gitserver import make_bare_repo
+from tests.test_daemon_e2e import free_port, get, metric, wait_for
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -60,46 +59,12 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    """One sample of a Prometheus text exposition (0 when absent)."""
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0])) if "{" in line else {}
-        if found == labels:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
-    """Bounded polling: ``condition`` checked until it holds or ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            tail = log.read_text()[-4000:] if log is not None and log.exists() else ""
-            raise AssertionError(f"{what} did not happen within {timeout:.0f} s\n{tail}")
-        time.sleep(0.05)  # the poll period, not a guess at how long anything takes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def vm_hwm_mib(pid: int) -> float:
     """Peak resident set size of a running process (VmHWM), in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise AssertionError(f"no VmHWM for process {pid}")
-
-
-def _get(url: str) -> httpx.Response | None:
-    try:
-        return httpx.get(url, timeout=10)
-    except httpx.TransportError:
-        return None
 
 
 def _distribution_event(host: str, tag: str) -> bytes:
@@ -135,7 +100,7 @@ def deep_signed_webhooks(tmp: Path, *, depth: int = 200_000) -> dict[str, float]
                     [sys.executable, "-m", "image_updater", "run", "-c", str(config)],
                     stdout=subprocess.DEVNULL, stderr=log_file, env={**os.environ, "WEBHOOK_SECRET": secret},
                 )
-            wait_for(lambda: (r := _get(url + "/readyz")) is not None and r.status_code == 200, 120,
+            wait_for(lambda: (r := get(url + "/readyz")) is not None and r.status_code == 200, 120,
                      "the start-up pass", log)
 
             nested = b"[" * depth + b"]" * depth
@@ -159,9 +124,9 @@ def deep_signed_webhooks(tmp: Path, *, depth: int = 200_000) -> dict[str, float]
                 slowest = max(slowest, time.monotonic() - started)
                 assert response.status_code == 400, (response.status_code, response.text[:300])
                 assert "error" in response.json()
-                health = _get(url + "/healthz")
+                health = get(url + "/healthz")
                 assert health is not None and health.status_code == 200, "/healthz after a hostile body"
-            text = (_get(url + "/metrics") or httpx.Response(599)).text
+            text = (get(url + "/metrics") or httpx.Response(599)).text
             malformed = metric(text, "image_updater_webhook_requests_total", result="malformed")
             assert malformed == len(hostile), text
             assert metric(text, "image_updater_webhook_requests_total", result="error") == 0

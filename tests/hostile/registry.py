@@ -33,6 +33,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from tests.hostile.manifests import deployment
+
 __all__ = [
     "HostileServer",
     "Reply",
@@ -152,23 +154,6 @@ def _not_found() -> Reply:
     return _json({"errors": [{"code": "NAME_UNKNOWN"}]}, status=404)
 
 
-def _deployment(name: str, image: str, policy: str) -> str:
-    return textwrap.dedent(f"""\
-        apiVersion: apps/v1
-        kind: Deployment
-        metadata:
-          name: {name}
-          annotations:
-            image-updater.io/policy.{name}: "{policy}"
-        spec:
-          template:
-            spec:
-              containers:
-                - name: {name}
-                  image: {image}
-        """)
-
-
 def _client(*options: Any, tmp: Path, **kwargs: Any) -> Any:
     from image_updater.registry import RegistryClient
 
@@ -202,8 +187,8 @@ def dripping_registry(tmp: Path, *, timeout: float = 3.0, drip: float = 2.0) -> 
         with ImagePusher(real.url) as pusher:
             pusher.push("team/healthy", "1.0.0", created=datetime(2024, 1, 1, tzinfo=UTC))
             pusher.push("team/healthy", "1.1.0", created=datetime(2024, 1, 2, tzinfo=UTC))
-        (root / "drip.yaml").write_text(_deployment("drip", f"{hostile.host}/team/drip:1.0.0", "semver:*"))
-        healthy = _deployment("healthy", f"{real.host}/team/healthy:1.0.0", "semver:*")
+        (root / "drip.yaml").write_text(deployment("drip", f"{hostile.host}/team/drip:1.0.0", "semver:*"))
+        healthy = deployment("healthy", f"{real.host}/team/healthy:1.0.0", "semver:*")
         (root / "healthy.yaml").write_text(healthy)
         client = _client(
             RegistryOptions(prefix=hostile.host, insecure=True, timeout=timeout),
@@ -512,7 +497,7 @@ def credential_helper_leak(tmp: Path) -> dict[str, float]:
     with HostileServer(route) as server, _path_with(bin_dir):
         config = tmp / "docker-config.json"
         config.write_text(json.dumps({"credHelpers": {server.host: "leaky"}}))
-        (root / "app.yaml").write_text(_deployment("app", f"{server.host}/team/app:1.0", "semver:*"))
+        (root / "app.yaml").write_text(deployment("app", f"{server.host}/team/app:1.0", "semver:*"))
         client = _client(RegistryOptions(prefix=server.host, insecure=True, timeout=5), tmp=tmp,
                          docker_config=config)
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.faults.gitfaults import arm_push_race, human_commits, install_push_race
+from tests.hostile.manifests import deployment
 from tests.servers import ImagePusher, RegistryServer
 from tests.servers.gitserver import make_bare_repo
 
@@ -61,23 +62,6 @@ class ScenarioUnavailable(Exception):
 
 
 # ------------------------------------------------------------------------------------------- helpers
-
-
-def deployment(name: str, image: str, policy: str = "semver:^1.0") -> str:
-    return textwrap.dedent(f"""\
-        apiVersion: apps/v1
-        kind: Deployment
-        metadata:
-          name: {name}
-          annotations:
-            image-updater.io/policy.{name}: "{policy}"
-        spec:
-          template:
-            spec:
-              containers:
-                - name: {name}
-                  image: {image}
-        """)
 
 
 def _git(*args: str | Path, cwd: Path, env: Mapping[str, str] | None = None) -> str:

@@ -754,8 +754,9 @@ class GitRepo:
         """``remote`` has ``head``'s tree on ``head``'s parent: pushing ``head`` would change nothing."""
         return self._same_update(remote, head)
 
-    def push_update_branch(self, branch: str, expected: str | None) -> None:
+    def push_update_branch(self, branch: str, expected: str | None) -> bool:
         """Push HEAD to the update ``branch``, replacing exactly ``expected`` (None: it must not exist).
+        True when the remote changed (False: it already held this very commit).
 
         ``--force-with-lease=refs/heads/<branch>:<expected>``: if anyone moved the branch since it was
         read, ``PushRejected``. The source's branch (the base) is refused whatever the arguments.
@@ -782,7 +783,10 @@ class GitRepo:
                 )
             raise GitError(self._git.failure("push", status, err or out))
         self._git.run(self._path, "update-ref", f"refs/remotes/origin/{branch}", head)
+        if any(line.startswith("=\t") for line in out.splitlines()):
+            return False  # up to date: another pass pushed the identical commit
         log.debug("pushed %s to %s", head[:12], branch, extra={"source": self._git.name})
+        return True
 
     def _same_update(self, remote: str, head: str) -> bool:
         """The remote push branch has our tree on our parent: pushing again would change nothing."""

@@ -127,7 +127,7 @@ class UpdateGroup:
 
     branch: str
     image: str | None  # the image name of a ``group_by: image`` group
-    result: Result  # the group's updates; errors and skips of the whole pass only in a source group
+    result: Result  # the group's updates only: the body stays the same while the branch does
 
     @property
     def updates(self) -> tuple[Change, ...]:
@@ -146,7 +146,7 @@ def group_updates(result: Result, *, source: str, group_by: GroupBy, template: s
     if group_by == "source":
         tags = sorted({c.new_tag for c in result.updates})
         branch = render_branch(template, source=source, new_tag=tags[-1])
-        return [UpdateGroup(branch=branch, image=None, result=result)]
+        return [UpdateGroup(branch=branch, image=None, result=Result(updates=result.updates))]
     by_image: dict[str, list[Change]] = {}
     for change in result.updates:
         by_image.setdefault(change.image, []).append(change)

@@ -267,7 +267,8 @@ def _build_branch(
         return BranchResult(group, "failed", remote, note="the edits changed no file", applied=applied)
     if remote is not None and repo.holds_same_change(remote, sha):
         return BranchResult(group, "unchanged", remote, applied=applied)
-    repo.push_update_branch(group.branch, remote)  # PushRejected when the lease fails
+    if not repo.push_update_branch(group.branch, remote):  # PushRejected when the lease fails
+        return BranchResult(group, "unchanged", sha, applied=applied)
     return BranchResult(group, "pushed", sha, applied=applied)
 
 
@@ -372,6 +373,11 @@ async def _forge_side(
     errors: list[str] = []
     for index, branch in enumerate(ready):
         group = branch.group
+        mine = existing.get(group.branch)
+        if branch.state == "foreign" and mine is not None:
+            # a person works on that branch: its pull request is theirs to word now
+            links.append(PullRequestLink(mine.number, mine.url, group.branch, "unchanged"))
+            continue
         try:
             spec = PullRequestSpec(
                 head=group.branch, base=source.branch,
@@ -379,7 +385,7 @@ async def _forge_side(
                 body=render_body(group, source=source.name, template=pr.body_template, marker=forge.marker),
                 labels=tuple(pr.labels), reviewers=tuple(pr.reviewers), draft=pr.draft,
             )  # fmt: skip
-            found, action = await forge.ensure(spec, existing.get(group.branch))
+            found, action = await forge.ensure(spec, mine)
         except ConfigError as exc:
             links.append(PullRequestLink(0, "", group.branch, "pending"))
             errors.append(f"source {source.name}: pull request for {group.branch}: {exc}")

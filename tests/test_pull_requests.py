@@ -361,3 +361,25 @@ def test_an_unset_forge_token_fails_the_source_before_any_push(
     out = asyncio.run(go())
     assert out.error is not None and "FORGE_TOKEN" in out.error and "unset" in out.error
     assert ref_updates(remote) == [] and out.pull_requests == ()
+
+
+def test_the_status_board_shows_the_pull_requests_of_a_pass() -> None:
+    from image_updater.plan import Result
+    from image_updater.pullrequests import PullRequestLink
+    from image_updater.status import SourceInfo, StatusBoard, render_status_html
+    from image_updater.writeback import SourceOutcome
+
+    links = (PullRequestLink(7, "https://forge.example/acme/repo/pull/7", "image-updater/demo/web", "created"),
+             PullRequestLink(0, "", "image-updater/demo/api", "pending"))
+    outcome = SourceOutcome(source="demo", result=Result(), commit="a" * 40, pushed=True, error=None,
+                            duration=0.5, images=frozenset(), pull_requests=links)
+    board = StatusBoard([SourceInfo("demo", "https://git.example/acme/repo.git", "main")])
+    board.record(outcome, datetime(2024, 1, 2, tzinfo=UTC))
+    snap = board.snapshot()
+    last = snap["sources"][0]["last_pass"]
+    assert last["pull_request"] == {"number": 7, "url": "https://forge.example/acme/repo/pull/7",
+                                    "branch": "image-updater/demo/web", "action": "created"}
+    assert [p["action"] for p in last["pull_requests"]] == ["created", "pending"]
+    html = render_status_html(snap)
+    assert '<a href="https://forge.example/acme/repo/pull/7">PR #7</a> created' in html
+    assert "PR pending (<code>image-updater/demo/api</code>)" in html

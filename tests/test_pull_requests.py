@@ -367,9 +367,9 @@ def test_the_status_board_shows_the_pull_requests_of_a_pass() -> None:
     from image_updater.plan import Result
     from image_updater.pullrequests import PullRequestLink
     from image_updater.status import SourceInfo, StatusBoard, render_status_html
-    from image_updater.writeback import SourceOutcome
 
-    links = (PullRequestLink(7, "https://forge.example/acme/repo/pull/7", "image-updater/demo/web", "created"),
+    url = "https://forge.example/acme/repo/pull/7"
+    links = (PullRequestLink(7, url, "image-updater/demo/web", "created"),
              PullRequestLink(0, "", "image-updater/demo/api", "pending"))
     outcome = SourceOutcome(source="demo", result=Result(), commit="a" * 40, pushed=True, error=None,
                             duration=0.5, images=frozenset(), pull_requests=links)

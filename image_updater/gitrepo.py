@@ -750,6 +750,57 @@ class GitRepo:
                 commits.append(CommitInfo(sha, author, (cname, cemail), message))
         return commits
 
+    @property
+    def base_head(self) -> str:
+        """The commit ``origin/<source branch>`` points at."""
+        return self._rev(f"refs/remotes/origin/{self._branch}")
+
+    def describe_commits(self, shas: Sequence[str]) -> dict[str, tuple[tuple[str, ...], CommitInfo]]:
+        """Each commit's parents and identity (one ``git log --no-walk`` for all of them)."""
+        if not shas:
+            return {}
+        out = self._git.run(
+            self._path, "log", "--no-walk=unsorted", "--no-color",
+            "--format=%H%x1f%P%x1f%an <%ae>%x1f%cn%x1f%ce%x1f%B%x1e", *sorted(set(shas)), "--",
+        )[1]  # fmt: skip
+        found: dict[str, tuple[tuple[str, ...], CommitInfo]] = {}
+        for record in out.split("\x1e"):
+            fields = record.strip("\n").split("\x1f")
+            if len(fields) == 6:
+                sha, parents, author, cname, cemail, message = fields
+                found[sha] = (tuple(parents.split()), CommitInfo(sha, author, (cname, cemail), message))
+        return found
+
+    def changed_blobs(self, shas: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Per commit, the files it changes against its first parent and their new blob ids (``""`` for a
+        deletion): one ``git diff-tree --stdin`` for all the commits."""
+        if not shas:
+            return {}
+        listing = "".join(f"{sha}\n" for sha in shas).encode()
+        with tempfile.TemporaryFile() as stdin:
+            stdin.write(listing)
+            stdin.seek(0)
+            out = self._git.run(
+                self._path, "diff-tree", "--stdin", "-r", "--raw", "--no-renames", "-z", istream=stdin
+            )[1]
+        changed: dict[str, dict[str, str]] = {sha: {} for sha in shas}
+        current: dict[str, str] | None = None
+        fields = out.split("\0")
+        i = 0
+        while i < len(fields):
+            field = fields[i].strip("\n")
+            if field in changed:
+                current = changed[field]
+                i += 1
+            elif field.startswith(":") and current is not None and i + 1 < len(fields):
+                meta = field.split()
+                new_blob = "" if meta[-1].startswith("D") else meta[3]
+                current[fields[i + 1]] = new_blob
+                i += 2
+            else:
+                i += 1
+        return changed
+
     def holds_same_change(self, remote: str, head: str) -> bool:
         """``remote`` has ``head``'s tree on ``head``'s parent: pushing ``head`` would change nothing."""
         return self._same_update(remote, head)

@@ -33,8 +33,10 @@ nowhere else.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
+import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -272,6 +274,74 @@ def _build_branch(
     return BranchResult(group, "pushed", sha, applied=applied)
 
 
+def _blob_id(content: bytes, length: int) -> str:
+    """Git's object id of a blob holding ``content`` (SHA-1, or SHA-256 for 64-digit ids)."""
+    digest = hashlib.sha256 if length == 64 else hashlib.sha1
+    return digest(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+def _expected_texts(planned: Planned, group: UpdateGroup) -> dict[str, bytes] | None:
+    """The group's files as its commit should hold them (None: cannot tell without writing them)."""
+    from image_updater.errors import YamlEditError
+    from image_updater.yamledit import Edit, apply_edits
+
+    by_file: dict[str, list[Change]] = {}
+    for change in group.updates:
+        by_file.setdefault(change.file, []).append(change)
+    texts: dict[str, bytes] = {}
+    for file, changes in by_file.items():
+        text = planned.texts.get(file)
+        if text is None:
+            return None
+        edits = [Edit(c.start, c.end, c.new, original=text[c.start : c.end]) for c in changes]
+        try:
+            texts[file] = apply_edits(text, edits, filename=file).encode("utf-8")
+        except (YamlEditError, ValueError):
+            return None
+    return texts
+
+
+def current_branches(
+    repo: GitRepo,
+    planned: Planned,
+    groups: Sequence[UpdateGroup],
+    settings: Settings,
+    source: SourceSettings,
+    heads: Mapping[str, str],
+    base: str,
+) -> set[str]:
+    """The groups' branches that already hold exactly their change on ``base``, found without a checkout:
+    one commit of ours on the base head whose changed files are, blob for blob, what the group writes.
+
+    Two git processes for all the branches (``describe_commits``, ``changed_blobs``), so that a pass with
+    nothing new costs little however many branches there are. Anything
+    uncertain (a file not planned, an edit that cannot be computed) leaves the branch to the full path.
+    """
+    from image_updater.prplan import is_ours
+
+    candidates = [g for g in groups if g.branch in heads]
+    shas = [heads[g.branch] for g in candidates]
+    described = repo.describe_commits(shas)
+    identity = settings.commit.committer
+    on_base = []
+    for group in candidates:
+        parents, info = described.get(heads[group.branch], ((), None))
+        if parents == (base,) and info is not None and is_ours(
+            info.message, info.committer, source=source.name, identity=identity
+        ):
+            on_base.append(group)
+    blobs = repo.changed_blobs([heads[g.branch] for g in on_base])
+    current: set[str] = set()
+    for group in on_base:
+        sha = heads[group.branch]
+        expected = _expected_texts(planned, group)
+        if expected is None or set(blobs.get(sha, {})) != set(expected):
+            continue
+        if all(blobs[sha][f] == _blob_id(content, len(sha)) for f, content in expected.items()):
+            current.add(group.branch)
+    return current
+
+
 async def _sync_branch(
     repo: GitRepo, planned: Planned, group: UpdateGroup, settings: Settings, source: SourceSettings,
     remote: str | None, attempts: int,
@@ -301,6 +371,7 @@ async def run_pull_requests(
     *,
     forge_factory: ForgeFactory,
     attempts: int = BRANCH_ATTEMPTS,
+    stop: threading.Event | None = None,
 ) -> PullRequestOutcome:
     """Pull-request mode for ``source`` on its synced working copy, with ``planned`` made on the base.
 
@@ -322,8 +393,25 @@ async def run_pull_requests(
         heads = await asyncio.to_thread(repo.remote_heads, [g.branch for g in groups])
     except ImageUpdaterError as exc:
         return PullRequestOutcome(replace(result, updates=()), (), (), (f"source {source.name}: {exc}",))
+    try:
+        base = await asyncio.to_thread(lambda: repo.base_head)
+        current = await asyncio.to_thread(
+            current_branches, repo, planned, groups, settings, source, heads, base
+        )
+    except ImageUpdaterError as exc:
+        log.debug("the quick check of the update branches failed, building each: %s", exc,
+                  extra={"source": source.name})
+        current = set()
     branches: list[BranchResult] = []
     for group in groups:
+        if group.branch in current:
+            branches.append(BranchResult(group, "unchanged", heads[group.branch],
+                                         applied=Result(updates=group.updates)))
+            continue
+        if stop is not None and stop.is_set():
+            errors.append(f"source {source.name}: stopping; {group.branch} and the branches after it "
+                          "were not written this pass")
+            break
         try:
             branches.append(
                 await _sync_branch(repo, planned, group, settings, source, heads.get(group.branch), attempts)

@@ -338,14 +338,16 @@ class _SourcePass:
         environ = os.environ if self.environ is None else self.environ
         if self.forge_factory is not None:
             done = await run_pull_requests(
-                self.repo, planned, self.settings, self.source, forge_factory=self.forge_factory
+                self.repo, planned, self.settings, self.source, forge_factory=self.forge_factory,
+                stop=self.stop,
             )
         else:
             import httpx
 
             async with httpx.AsyncClient(timeout=30.0, follow_redirects=False) as http:
+                factory = forge_session(environ, http)
                 done = await run_pull_requests(
-                    self.repo, planned, self.settings, self.source, forge_factory=forge_session(environ, http)
+                    self.repo, planned, self.settings, self.source, forge_factory=factory, stop=self.stop
                 )
         self.result = done.result
         _log_changes(self.name, self.result, applied=True)

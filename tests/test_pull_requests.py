@@ -89,7 +89,7 @@ def branch_updates(bare: Path, branch: str) -> list[tuple[str, str, str]]:
 
 
 def test_group_by_source_opens_one_pr_then_nothing_when_nothing_changed(
-    tmp_path: Path, seeded: Any, remote: Path
+    tmp_path: Path, seeded: Any, remote: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = write_config(tmp_path, seeded.host, str(remote))
     main_before = rev(remote, "main")
@@ -113,6 +113,11 @@ def test_group_by_source_opens_one_pr_then_nothing_when_nothing_changed(
     assert FORGE_TOKEN not in repr(first) and forge.tokens == [FORGE_TOKEN]
 
     updates_before, writes_before, requests_before = ref_updates(remote), forge.writes, forge.requests
+
+    def no_rebuild(self: GitRepo, branch: str) -> str:
+        raise AssertionError(f"{branch} is current: the quick check must see it without a checkout")
+
+    monkeypatch.setattr(GitRepo, "start_update_branch", no_rebuild)
     second = run_pass(config, forge)
     assert second.ok
     assert ref_updates(remote) == updates_before  # zero pushes

@@ -388,3 +388,46 @@ def test_the_status_board_shows_the_pull_requests_of_a_pass() -> None:
     html = render_status_html(snap)
     assert '<a href="https://forge.example/acme/repo/pull/7">PR #7</a> created' in html
     assert "PR pending (<code>image-updater/demo/api</code>)" in html
+
+
+def test_over_https_one_token_pushes_the_branch_and_reaches_the_forge_never_the_output(
+    tmp_path: Path, seeded: Any, bare_repo: Any, git_http_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from image_updater.pullrequests import forge_target_parts
+    from image_updater.writeback import make_client, run_source
+    from tests.fixtures.gitserver import GIT_HTTP_TOKEN
+
+    caplog.set_level("DEBUG")
+    files = {"apps/deployment.yaml": DEPLOYMENT.format(host=seeded.host)}
+    bare = bare_repo(files, parent=git_http_server.root)
+    install_update_hook(bare)
+    config = tmp_path / "https.yaml"
+    config.write_text(
+        f"cache_dir: {tmp_path / 'cache'}\n"
+        f"sources: [{{name: demo, url: '{git_http_server.url_for(bare)}', auth: {{token_env: GIT_TOKEN}}, "
+        "pull_request: {provider: gitlab}}]\n"
+        f"registries: [{{prefix: '{seeded.host}', insecure: true}}]\n"
+    )
+    settings = load_settings(config, env={})
+    environ = {"GIT_TOKEN": GIT_HTTP_TOKEN}
+    forge = MemoryForge()
+    seen: list[str] = []
+
+    async def factory(source: Any, base: str) -> MemoryForge:
+        seen.append(forge_target_parts(source, environ)[3])
+        return forge
+
+    async def go() -> Any:
+        async with make_client(settings) as client:
+            return await run_source(settings, settings.sources[0], client=client, forge_factory=factory,
+                                    environ=environ)
+
+    out = asyncio.run(go())
+    assert out.ok, (out.error, out.result.errors)
+    assert seen == [GIT_HTTP_TOKEN]  # the source's auth.token_env is the forge token by default
+    assert "web:1.2.0" in show(bare, "apps/deployment.yaml", SOURCE_BRANCH)
+    assert main_updates(bare) == []
+    [pr] = forge.open()
+    for text in (caplog.text, repr(out), pr.body, pr.title,
+                 git("log", "--format=%B", SOURCE_BRANCH, cwd=bare)):
+        assert GIT_HTTP_TOKEN not in text

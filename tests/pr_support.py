@@ -90,16 +90,19 @@ class MemoryForge:
         self.requests = 0
         self.writes = 0
         self.listings = 0
-        self.fail_with: str | None = None
+        self.fail_with: str | None = None  # every call fails
+        self.fail_writes: str | None = None  # the listing works, writes fail
         self.tokens: list[str] = []
 
-    def _call(self) -> None:
+    def _call(self, write: bool = True) -> None:
         self.requests += 1
         if self.fail_with is not None:
             raise ImageUpdaterError(self.fail_with)
+        if write and self.fail_writes is not None:
+            raise ImageUpdaterError(self.fail_writes)
 
     async def open_pull_requests(self, base: str) -> Mapping[str, PullRequestView]:
-        self._call()
+        self._call(write=False)
         self.listings += 1
         return {p.head: replace(p) for p in self.prs.values() if p.state == "open" and p.base == base}
 

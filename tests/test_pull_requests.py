@@ -431,3 +431,21 @@ def test_over_https_one_token_pushes_the_branch_and_reaches_the_forge_never_the_
     for text in (caplog.text, repr(out), pr.body, pr.title,
                  git("log", "--format=%B", SOURCE_BRANCH, cwd=bare)):
         assert GIT_HTTP_TOKEN not in text
+
+
+def test_a_failing_write_leaves_every_branch_pushed_and_pending_with_the_forge_message(
+    tmp_path: Path, seeded: Any, remote: Path
+) -> None:
+    config = write_config(tmp_path, seeded.host, str(remote),
+                          pull_request="{provider: github, token_env: FORGE_TOKEN, group_by: image}")
+    forge = MemoryForge()
+    forge.fail_writes = "github: HTTP 422 Validation Failed: reviewers must be collaborators"
+    out = run_pass(config, forge)
+    assert out.error is not None
+    assert "HTTP 422 Validation Failed: reviewers must be collaborators" in out.error
+    assert [link.action for link in out.pull_requests] == ["pending", "pending"]
+    assert forge.writes == 0 and forge.requests == 2  # one listing, then the first write failed: no more
+    assert len([r for r in ref_updates(remote) if r[0].startswith("refs/heads/image-updater/")]) == 2
+    forge.fail_writes = None
+    again = run_pass(config, forge)
+    assert again.ok and [link.action for link in again.pull_requests] == ["created", "created"]

@@ -8,9 +8,9 @@ ref update. Three passes (``writeback.run_source`` with ``pull_request: {group_b
 2. nothing changed: the target is at most one listing request per source, zero forge writes, zero pushes;
 3. one image gets 1.2.0: one push, one pull request updated in place.
 
-The forge is ``tests/pr_support.MemoryForge`` (in process; it keeps the contract of
-``image_updater.forges``: one listing per pass, writes only when title or body differ), so the figures are
-the git side and the number of forge requests, not a forge's network latency.
+The forge is the fake GitHub of ``tests/servers/forge.py`` on 127.0.0.1 (page size 100, as GitHub's
+largest), spoken to by the pass's own ``image_updater.forges`` client over HTTP; its request log gives the
+listing and write counts.
 
 Prints a table, writes ``bench/results/pull_requests.json``.
 
@@ -40,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from image_updater.settings import load_settings  # noqa: E402
 from image_updater.writeback import make_client, run_source  # noqa: E402
-from tests.pr_support import ENVIRON, MemoryForge, install_update_hook, ref_updates  # noqa: E402
+from tests.pr_support import ENVIRON, FORGE_TOKEN, install_update_hook, ref_updates  # noqa: E402
+from tests.servers.forge import FakeForge  # noqa: E402
 from tests.servers.gitserver import make_bare_repo  # noqa: E402
 from tests.servers.push import ImagePusher  # noqa: E402
 from tests.servers.registry_server import RegistryServer  # noqa: E402
@@ -64,15 +65,14 @@ spec:
 """
 
 
-def one_pass(config: Path, forge: MemoryForge, bare: Path) -> dict[str, Any]:
+def one_pass(config: Path, forge: FakeForge, bare: Path) -> dict[str, Any]:
     settings = load_settings(config, env={})
-    requests, writes, listings = forge.requests, forge.writes, forge.listings
+    seen = len(forge.log)
     pushes = len(ref_updates(bare))
 
     async def go() -> Any:
         async with make_client(settings) as client:
-            return await run_source(settings, settings.sources[0], client=client,
-                                    forge_factory=forge.factory(), environ=dict(ENVIRON))
+            return await run_source(settings, settings.sources[0], client=client, environ=dict(ENVIRON))
 
     started = time.perf_counter()
     outcome = asyncio.run(go())
@@ -83,8 +83,9 @@ def one_pass(config: Path, forge: MemoryForge, bare: Path) -> dict[str, Any]:
     for link in outcome.pull_requests:
         actions[link.action] = actions.get(link.action, 0) + 1
     return {
-        "total_s": round(total, 3), "forge_requests": forge.requests - requests,
-        "forge_listings": forge.listings - listings, "forge_writes": forge.writes - writes,
+        "total_s": round(total, 3), "forge_requests": len(forge.log) - seen,
+        "forge_listings": sum(1 for e in forge.log[seen:] if e.method == "GET" and e.path.endswith("/pulls")),
+        "forge_writes": sum(1 for e in forge.log[seen:] if e.write),
         "pushes": len(ref_updates(bare)) - pushes, "actions": actions,
     }
 
@@ -96,7 +97,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="bench-prs-") as tmp, RegistryServer() as registry:
+    with tempfile.TemporaryDirectory(prefix="bench-prs-") as tmp, RegistryServer() as registry, \
+            FakeForge(token=FORGE_TOKEN, page_size=100) as forge:
+        forge.add_repo("github", "acme/gitops")
         work = Path(tmp)
         with ImagePusher(registry.url) as pusher:
             for i in range(args.images):
@@ -110,10 +113,10 @@ def main() -> None:
             config.write_text(
                 f"cache_dir: {work / 'cache'}\n"
                 f"sources: [{{name: bench, url: '{bare}', pull_request: "
-                "{provider: github, token_env: FORGE_TOKEN, group_by: image}}]\n"
+                f"{{provider: github, api_url: '{forge.api_url('github')}', repository: acme/gitops, "
+                "token_env: FORGE_TOKEN, group_by: image}}]\n"
                 f"registries: [{{prefix: '{registry.host}', insecure: true}}]\n"
             )
-            forge = MemoryForge()
             opening = one_pass(config, forge, bare)
             idle = one_pass(config, forge, bare)
             pusher.push("bench/app-0", "1.2.0", created=T0 + timedelta(days=2))

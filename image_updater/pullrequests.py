@@ -39,10 +39,23 @@ import random
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+import httpx
 
 from image_updater.errors import ConfigError, ImageUpdaterError, PushRejected
 from image_updater.findings import ErrorEntry, Skipped
+from image_updater.forges import (
+    PR_MARKER,
+    Forge,
+    ForgeTarget,
+    PullRequest,
+    PullRequestDraft,
+    default_api_url,
+    ensure_pull_request,
+    make_forge,
+    repository_from_url,
+)
 from image_updater.plan import Change, Result
 
 if TYPE_CHECKING:
@@ -160,33 +173,34 @@ class PullRequestOutcome:
 class _ForgesAdapter:
     """``ForgeSession`` over ``image_updater.forges`` (the REST clients)."""
 
-    def __init__(self, forge: Any, module: Any) -> None:  # the forges package's own types
+    def __init__(self, forge: Forge) -> None:
         self._forge = forge
-        self._module = module
 
     @property
     def requests(self) -> int:
-        return int(self._forge.requests)
+        return self._forge.requests
 
     @property
     def marker(self) -> str:
-        return str(self._module.PR_MARKER)
+        return PR_MARKER
 
     async def open_pull_requests(self, base: str) -> Mapping[str, PullRequestView]:
-        found: Mapping[str, PullRequestView] = await self._forge.open_pull_requests(base)
-        return found
+        return await self._forge.open_pull_requests(base)
 
     async def ensure(
         self, spec: PullRequestSpec, existing: PullRequestView | None
     ) -> tuple[PullRequestView, str]:
-        draft = self._module.PullRequestDraft(
-            head=spec.head, base=spec.base, title=spec.title, body=spec.body, labels=list(spec.labels),
-            reviewers=list(spec.reviewers), draft=spec.draft,
+        draft = PullRequestDraft(
+            head=spec.head, base=spec.base, title=spec.title, body=spec.body, labels=spec.labels,
+            reviewers=spec.reviewers, draft=spec.draft,
         )
-        pr, action = await self._module.ensure_pull_request(self._forge, draft, existing)
-        return pr, str(action)
+        known = existing if isinstance(existing, PullRequest) else None
+        pr, action = await ensure_pull_request(self._forge, draft, known)
+        return pr, action
 
     async def close(self, pr: PullRequestView, comment: str) -> None:
+        if not isinstance(pr, PullRequest):
+            raise TypeError("close takes a pull request the forge listed")
         await self._forge.close(pr, comment=comment)
 
 
@@ -205,18 +219,18 @@ def forge_target_parts(source: SourceSettings, environ: Mapping[str, str]) -> tu
     return pr.provider, pr.api_url or "", pr.repository or "", token
 
 
-def forge_session(environ: Mapping[str, str], http: object) -> ForgeFactory:
-    """The production factory: ``image_updater.forges.make_forge`` on ``http`` (an ``httpx.AsyncClient``)."""
+def forge_session(environ: Mapping[str, str], http: httpx.AsyncClient, *,
+                  time_budget: float = 60.0) -> ForgeFactory:
+    """The production factory: ``image_updater.forges.make_forge`` on ``http``; ``time_budget`` bounds
+    each source's forge requests (retries and rate-limit waits included) in one pass."""
 
     async def make(source: SourceSettings, base: str) -> ForgeSession:
-        import importlib
-
-        module = importlib.import_module("image_updater.forges")
         provider, api_url, repository, token = forge_target_parts(source, environ)
-        api_url = api_url or module.default_api_url(provider, source.url)
-        repository = repository or module.repository_from_url(provider, source.url)
-        target = module.ForgeTarget(provider=provider, api_url=api_url, repository=repository, token=token)
-        return _ForgesAdapter(module.make_forge(target, http, time_budget=60.0), module)
+        api_url = api_url or default_api_url(provider, source.url)
+        repository = repository or repository_from_url(provider, source.url)
+        target = ForgeTarget(provider=provider,  # type: ignore[arg-type]  # settings validated it
+                             api_url=api_url, repository=repository, token=token)
+        return _ForgesAdapter(make_forge(target, http, time_budget=time_budget))
 
     return make
 

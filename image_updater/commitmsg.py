@@ -26,7 +26,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from image_updater.errors import ConfigError
 from image_updater.plan import Change, Result
 
-__all__ = ["DEFAULT_TEMPLATE", "SKIP_CI", "check_template", "render_commit_message", "summarize"]
+__all__ = [
+    "DEFAULT_TEMPLATE", "SKIP_CI", "check_template", "render_commit_message", "summarize", "template_context",
+]
 
 SKIP_CI = "[skip ci]"
 
@@ -68,6 +70,17 @@ def summarize(changes: Sequence[Change]) -> str:
     return f"Update {images} image{'s' if images != 1 else ''} in {files} file{'s' if files != 1 else ''}"
 
 
+def template_context(result: Result, *, source: str) -> dict[str, Any]:
+    """The variables a commit message template sees (pull-request templates see these too)."""
+    changes = list(result.updates)
+    return {
+        "changes": [_change_vars(c) for c in changes],
+        "summary": summarize(changes),
+        "files": sorted({c.file for c in changes}),
+        "source": source,
+    }
+
+
 def _where(exc: TemplateError) -> str:
     line = getattr(exc, "lineno", None)
     return f" (line {line})" if isinstance(exc, TemplateSyntaxError) and line else ""
@@ -95,13 +108,7 @@ def render_commit_message(
     Raises ``ConfigError`` naming the problem when the template does not compile, fails while rendering
     (undefined variable, sandbox violation) or renders an empty message.
     """
-    changes = list(result.updates)
-    context: dict[str, Any] = {
-        "changes": [_change_vars(c) for c in changes],
-        "summary": summarize(changes),
-        "files": sorted({c.file for c in changes}),
-        "source": source,
-    }
+    context = template_context(result, source=source)
     compiled = _compile(DEFAULT_TEMPLATE if template is None else template)
     try:
         rendered = compiled.render(context)

@@ -19,14 +19,16 @@ Every error the package raises on purpose is an ``ImageUpdaterError``::
      ├── YamlEditError                a target behind an alias, a failed write
      │    └── YamlParseError          a file that does not parse or is refused; names the file and the line
      ├── MalformedWebhook             a webhook body that is not JSON, too deep or of no known shape
+ ├── ForgeError                   a forge's REST API (GitHub, GitLab, Gitea) refused or failed a request
      └── GitError                     clone, fetch, commit or push failed
           └── PushRejected            the remote moved on; fetch, re-plan and retry
 
 Internal signals (one module raises and catches each; no caller sees them): ``_TooDeep``, ``_TooMany``
 (YAML budgets), ``_NoValue`` (plan), ``_Stopped`` (writeback), ``_TokenRefused`` (registry auth),
 ``_TooMuchOutput`` (credential helpers), ``_HttpError`` and ``_ClientGone`` (httpserver),
-``_AddressInUse`` (the demo's registry). The demo's ``RegistryStartError`` and ``PushError`` are
-``RuntimeError``s: they report a broken demo set-up, not a failed pass.
+``_AddressInUse`` (the demo's registry), ``_ForgeRetry`` (a forge answer worth retrying; forges).
+The demo's ``RegistryStartError`` and ``PushError`` are ``RuntimeError``s: they report a broken demo
+set-up, not a failed pass.
 
 Every exception class of the package is defined here and re-exported where it is raised;
 ``tests/test_errors.py`` fails on one defined elsewhere.
@@ -60,6 +62,7 @@ import re
 
 __all__ = [
     "ConfigError",
+    "ForgeError",
     "GitError",
     "ImageUpdaterError",
     "InvalidDuration",
@@ -181,6 +184,17 @@ class MalformedWebhook(ImageUpdaterError, ValueError):
 # Exceptions one module raises and catches itself to end a loop or a parse early; never seen by a caller.
 
 
+class ForgeError(ImageUpdaterError):
+    """A forge API call failed: ``provider``, the HTTP ``status`` (None: no answer) and the forge's own
+    ``message`` (from its error body; never the token)."""
+
+    def __init__(self, provider: str, status: int | None, message: str) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.status = status
+        self.message = message
+
+
 class _TooDeep(Exception):
     def __init__(self, line: int | None) -> None:
         super().__init__(line)
@@ -199,6 +213,16 @@ class _NoValue(ValueError):
 
 class _Stopped(Exception):
     """A stop was requested before the push; the pass is abandoned cleanly."""
+
+
+class _ForgeRetry(Exception):
+    """A forge answer worth retrying (5xx, 429, rate limit, no connection): the error to report when the
+    budget runs out, and the forge's own wait in seconds when it said one."""
+
+    def __init__(self, error: ForgeError, after: float | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.after = after
 
 
 class _TokenRefused(Exception):

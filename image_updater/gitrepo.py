@@ -55,6 +55,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import BinaryIO, Self
@@ -68,6 +69,7 @@ from image_updater.settings import AuthSettings, SourceSettings, source_transpor
 __all__ = [
     "DEFAULT_TIMEOUT",
     "LOCK_TIMEOUT",
+    "CommitInfo",
     "GitRepo",
     "WorkingCopyLock",
     "check_cache_dir",
@@ -284,6 +286,16 @@ class _Git:
         return f"git {op} failed for {self.describe()}: {detail}"
 
 
+@dataclass(frozen=True, slots=True)
+class CommitInfo:
+    """One commit as an update branch's ownership check reads it."""
+
+    sha: str
+    author: str  # "Name <email>"
+    committer: tuple[str, str]  # (name, email)
+    message: str
+
+
 class GitRepo:
     """A working copy of one source. Build it with ``GitRepo.sync`` (managed clone) or ``GitRepo.open``."""
 
@@ -294,6 +306,7 @@ class GitRepo:
         self._managed = managed
         # push_branch -> the remote value it had when rebuilt ("" = absent): the force-with-lease pin
         self._leases: dict[str, str] = {}
+        self._base_protected = False
 
     # -- construction -------------------------------------------------------------------------------
 
@@ -634,6 +647,11 @@ class GitRepo:
         pushed again.
         """
         branch = branch or self._branch
+        if branch == self._branch and self._base_protected:
+            raise GitError(
+                f"{self._git.describe()}: refusing to push to {branch!r}: pull-request mode never writes to "
+                "the base branch"
+            )
         head = self.head
         if force_with_lease:
             if branch == self._branch:
@@ -670,6 +688,154 @@ class GitRepo:
         self._git.run(self._path, "update-ref", f"refs/remotes/origin/{branch}", head)
         if force_with_lease:
             self._leases[branch] = head
+        log.debug("pushed %s to %s", head[:12], branch, extra={"source": self._git.name})
+        return True
+
+    # -- update branches (pull-request mode) ---------------------------------------------------------
+
+    def protect_base(self) -> None:
+        """From now on refuse every push to the source's branch: pull-request mode never writes to it."""
+        self._base_protected = True
+
+    def remote_heads(self, branches: Sequence[str]) -> dict[str, str]:
+        """The remote's head of each of ``branches`` that exists (one ``ls-remote``), fetched, so that their
+        commits can be read; branches absent on the remote have no ``refs/remotes/origin/`` ref afterwards."""
+        if not branches:
+            return {}
+        wanted = sorted(set(branches))
+        _, out, _ = self._git.run(
+            self._path, "ls-remote", "--heads", "origin", *(f"refs/heads/{b}" for b in wanted), network=True
+        )
+        heads: dict[str, str] = {}
+        for line in out.splitlines():
+            sha, _, ref = line.partition("\t")
+            name = ref.strip().removeprefix("refs/heads/")
+            if name in wanted:
+                heads[name] = sha.strip()
+        missing = [b for b in heads if self._rev_or_none(f"{heads[b]}^{{commit}}") is None]
+        if missing:
+            self._git.run(
+                self._path, "fetch", "--quiet", "--no-tags", "origin",
+                *(f"+refs/heads/{b}:refs/remotes/origin/{b}" for b in missing),
+                network=True, what="fetch",
+            )  # fmt: skip
+        for name in wanted:
+            if name in heads:
+                self._git.run(self._path, "update-ref", f"refs/remotes/origin/{name}", heads[name])
+            else:
+                self._git.run(self._path, "update-ref", "-d", f"refs/remotes/origin/{name}", check=False)
+        return heads
+
+    def start_update_branch(self, branch: str) -> str:
+        """Check ``branch`` out afresh at ``origin/<source branch>`` (clean tree); the base commit."""
+        self._require_managed("start_update_branch")
+        if branch == self._branch:
+            raise GitError(f"{self._git.describe()}: the update branch must differ from {self._branch!r}")
+        base = f"refs/remotes/origin/{self._branch}"
+        self._checkout(branch, base)
+        return self._rev(base)
+
+    def commits_beyond_base(self, rev: str) -> list[CommitInfo]:
+        """The commits reachable from ``rev`` but not from ``origin/<source branch>``, newest first."""
+        base = f"refs/remotes/origin/{self._branch}"
+        out = self._git.run(
+            self._path, "log", "--no-color", "--format=%H%x1f%an <%ae>%x1f%cn%x1f%ce%x1f%B%x1e",
+            f"{base}..{rev}", "--",
+        )[1]  # fmt: skip
+        commits = []
+        for record in out.split("\x1e"):
+            fields = record.strip("\n").split("\x1f")
+            if len(fields) == 5:
+                sha, author, cname, cemail, message = fields
+                commits.append(CommitInfo(sha, author, (cname, cemail), message))
+        return commits
+
+    @property
+    def base_head(self) -> str:
+        """The commit ``origin/<source branch>`` points at."""
+        return self._rev(f"refs/remotes/origin/{self._branch}")
+
+    def describe_commits(self, shas: Sequence[str]) -> dict[str, tuple[tuple[str, ...], CommitInfo]]:
+        """Each commit's parents and identity (one ``git log --no-walk`` for all of them)."""
+        if not shas:
+            return {}
+        out = self._git.run(
+            self._path, "log", "--no-walk=unsorted", "--no-color",
+            "--format=%H%x1f%P%x1f%an <%ae>%x1f%cn%x1f%ce%x1f%B%x1e", *sorted(set(shas)), "--",
+        )[1]  # fmt: skip
+        found: dict[str, tuple[tuple[str, ...], CommitInfo]] = {}
+        for record in out.split("\x1e"):
+            fields = record.strip("\n").split("\x1f")
+            if len(fields) == 6:
+                sha, parents, author, cname, cemail, message = fields
+                found[sha] = (tuple(parents.split()), CommitInfo(sha, author, (cname, cemail), message))
+        return found
+
+    def changed_blobs(self, shas: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Per commit, the files it changes against its first parent and their new blob ids (``""`` for a
+        deletion): one ``git diff-tree --stdin`` for all the commits."""
+        if not shas:
+            return {}
+        listing = "".join(f"{sha}\n" for sha in shas).encode()
+        with tempfile.TemporaryFile() as stdin:
+            stdin.write(listing)
+            stdin.seek(0)
+            out = self._git.run(
+                self._path, "diff-tree", "--stdin", "-r", "--raw", "--no-renames", "-z", istream=stdin
+            )[1]
+        changed: dict[str, dict[str, str]] = {sha: {} for sha in shas}
+        current: dict[str, str] | None = None
+        fields = out.split("\0")
+        i = 0
+        while i < len(fields):
+            field = fields[i].strip("\n")
+            if field in changed:
+                current = changed[field]
+                i += 1
+            elif field.startswith(":") and current is not None and i + 1 < len(fields):
+                meta = field.split()
+                new_blob = "" if meta[-1].startswith("D") else meta[3]
+                current[fields[i + 1]] = new_blob
+                i += 2
+            else:
+                i += 1
+        return changed
+
+    def holds_same_change(self, remote: str, head: str) -> bool:
+        """``remote`` has ``head``'s tree on ``head``'s parent: pushing ``head`` would change nothing."""
+        return self._same_update(remote, head)
+
+    def push_update_branch(self, branch: str, expected: str | None) -> bool:
+        """Push HEAD to the update ``branch``, replacing exactly ``expected`` (None: it must not exist).
+        True when the remote changed (False: it already held this very commit).
+
+        ``--force-with-lease=refs/heads/<branch>:<expected>``: if anyone moved the branch since it was
+        read, ``PushRejected``. The source's branch (the base) is refused whatever the arguments.
+        """
+        if branch == self._branch:
+            raise GitError(
+                f"{self._git.describe()}: refusing to push to {branch!r}: it is the base branch of the "
+                "pull requests and is never written in pull-request mode"
+            )
+        head = self.head
+        status, out, err = self._git.run(
+            self._path,
+            "push", "--porcelain", "--no-verify", f"--force-with-lease=refs/heads/{branch}:{expected or ''}",
+            "origin", f"HEAD:refs/heads/{branch}",
+            network=True, check=False,
+        )  # fmt: skip
+        if status != 0:
+            report = f"{out}\n{err}"
+            rejected = [line for line in out.splitlines() if line.startswith("!")]
+            if rejected and (_REJECTED.search(report) or _REMOTE_RACE.search(report)):
+                raise PushRejected(
+                    self._git.failure("push", status, "\n".join(rejected) or err)
+                    + f" (someone else updated {branch} since it was read)"
+                )
+            raise GitError(self._git.failure("push", status, err or out))
+        self._git.run(self._path, "update-ref", f"refs/remotes/origin/{branch}", head)
+        if any(line.startswith("=\t") for line in out.splitlines()):
+            return False  # up to date: another pass pushed the identical commit
         log.debug("pushed %s to %s", head[:12], branch, extra={"source": self._git.name})
         return True
 

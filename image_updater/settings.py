@@ -38,6 +38,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "CommitSettings",
     "HttpSettings",
     "LogSettings",
+    "PullRequestSettings",
     "RegistrySettings",
     "Settings",
     "SourceSettings",
@@ -195,6 +197,78 @@ class AuthSettings(_Strict):
         return value
 
 
+class PullRequestSettings(_Strict):
+    """Pull-request mode: updates go to update branches with one pull request each, never to ``branch``."""
+
+    provider: Literal["github", "gitlab", "gitea"]
+    """The forge: github, gitlab or gitea (gitea also serves Forgejo)."""
+
+    api_url: str | None = None
+    """The forge's API root; default: public GitHub or GitLab (self-hosted and Gitea: set it)."""
+
+    repository: str | None = None
+    """``owner/repo`` (GitLab: the full ``group/sub/project`` path); default: from the source's url."""
+
+    token_env: EnvName | None = None
+    """Environment variable holding the forge token; default: the source's ``auth.token_env``."""
+
+    group_by: Literal["source", "image"] = "source"
+    """One branch and pull request per source (all its images together) or one per image."""
+
+    branch: str | None = None
+    """Update branch template ({source}, {image}, {new_tag}); default image-updater/{source}[/{image}]."""
+
+    title_template: str | None = None
+    """Jinja2 template of the title (sandboxed: changes, summary, files, source, branch, image, report)."""
+
+    body_template: str | None = None
+    """Jinja2 template of the body; default: the Markdown report and a short how-to."""
+
+    labels: list[str] = Field(default_factory=list)
+    """Labels to put on new pull requests."""
+
+    reviewers: list[str] = Field(default_factory=list)
+    """Users asked to review new pull requests."""
+
+    draft: bool = False
+    """Open pull requests as drafts."""
+
+    @property
+    def branch_template(self) -> str:
+        """The update-branch template in force (the configured one or the default for ``group_by``)."""
+        from image_updater.prplan import default_branch
+
+        return self.branch or default_branch(self.group_by)
+
+    @field_validator("title_template", "body_template")
+    @classmethod
+    def _template(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            from image_updater.prplan import check_pr_template
+
+            try:
+                check_pr_template(value, str(info.field_name))
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _branch_template(self) -> PullRequestSettings:
+        from image_updater.prplan import branch_template_problem
+
+        problem = branch_template_problem(self.branch_template, self.group_by)
+        if problem is not None:
+            raise _problems(("branch", problem))
+        return self
+
+
 class SourceSettings(_Strict):
     """One git repository to keep up to date."""
 
@@ -215,6 +289,16 @@ class SourceSettings(_Strict):
 
     auth: AuthSettings = Field(default_factory=AuthSettings)
     """Credentials for git: an HTTPS token from the environment or an SSH key with known_hosts."""
+
+    pull_request: PullRequestSettings | None = None
+    """Open a pull request per pass (or per image) on update branches instead of pushing to ``branch``."""
+
+    @property
+    def pr_token_env(self) -> str | None:
+        """Where the forge token is: ``pull_request.token_env``, else ``auth.token_env``."""
+        if self.pull_request is None:
+            return None
+        return self.pull_request.token_env or self.auth.token_env
 
     @property
     def transport(self) -> Transport:
@@ -285,6 +369,16 @@ class SourceSettings(_Strict):
         if self.push_branch is not None and self.push_branch == self.branch:
             problems.append(
                 ("push_branch", "must differ from branch (leave it unset to push to branch itself)")
+            )
+        if self.push_branch is not None and self.pull_request is not None:
+            problems.append(
+                ("push_branch", "cannot be combined with pull_request: pull-request mode pushes to its own "
+                 "update branches (pull_request.branch); drop push_branch")
+            )
+        if self.pull_request is not None and self.pr_token_env is None:
+            problems.append(
+                ("pull_request.token_env", "required: name the variable holding the forge token (or set "
+                 "auth.token_env when the same token pushes over HTTPS)")
             )
         if problems:
             raise _problems(*problems)

@@ -89,6 +89,18 @@ class _Pass:
     updates: int
     errors: int
     error: str | None
+    # pull-request mode: {"number", "url", "branch", "action"} per update branch
+    pull_requests: tuple[dict[str, Any], ...] = ()
+
+
+def _links(outcome: PassRecord) -> tuple[dict[str, Any], ...]:
+    """``outcome.pull_requests`` (``writeback.SourceOutcome``; other records may lack it) as plain dicts."""
+    links: Any = getattr(outcome, "pull_requests", ())
+    return tuple(
+        {"number": int(link.number), "url": str(link.url), "branch": str(link.branch),
+         "action": str(link.action)}
+        for link in links
+    )
 
 
 def _label(outcome: PassRecord) -> str:
@@ -134,7 +146,7 @@ class StatusBoard:
         entry = _Pass(
             source=outcome.source, started=started, duration=float(outcome.duration), result=_label(outcome),
             commit=outcome.commit, updates=len(outcome.result.updates), errors=len(outcome.result.errors),
-            error=outcome.error,
+            error=outcome.error, pull_requests=_links(outcome),
         )
         with self._lock:
             self._version += 1
@@ -200,8 +212,10 @@ class StatusBoard:
     def _pass_dict(self, entry: _Pass) -> dict[str, Any]:
         return {
             "source": entry.source, "started": _iso(entry.started), "duration_s": round(entry.duration, 3),
-            "result": entry.result, "commit": entry.commit, "pull_request": None, "updates": entry.updates,
-            "errors": entry.errors, "error": self._redact(entry.error),
+            "result": entry.result, "commit": entry.commit,
+            "pull_request": dict(entry.pull_requests[0]) if entry.pull_requests else None,
+            "pull_requests": [dict(link) for link in entry.pull_requests],
+            "updates": entry.updates, "errors": entry.errors, "error": self._redact(entry.error),
         }
 
 

@@ -17,7 +17,9 @@ Safety rules (DESIGN "Git write-back"):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -38,6 +40,7 @@ from image_updater.plan import Result
 if TYPE_CHECKING:
     from image_updater.checkout import Planned
     from image_updater.gitrepo import GitRepo, WorkingCopyLock
+    from image_updater.pullrequests import ForgeFactory, PullRequestLink
     from image_updater.registry import RegistryClient
     from image_updater.settings import Settings, SourceSettings
 
@@ -69,6 +72,8 @@ class SourceOutcome:
     error: str | None  # a source-level failure (git sync, commit or push); None when fine
     duration: float  # seconds
     images: frozenset[str]  # normalised image names this source tracks (webhooks map pushes to sources)
+    # pull-request mode: each update branch's pull request (created, updated, unchanged, closed, pending)
+    pull_requests: tuple[PullRequestLink, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -155,6 +160,7 @@ async def run_source(
     environ: dict[str, str] | None = None,
     images: Collection[str] | None = None,
     lock_timeout: float | None = None,
+    forge_factory: ForgeFactory | None = None,
 ) -> SourceOutcome:
     """One pass for one source. Never raises for git, registry or file problems: they are in the outcome.
 
@@ -162,6 +168,8 @@ async def run_source(
     The source's working copy is locked for the whole pass (``gitrepo.WorkingCopyLock``): a working copy
     another process is using is waited for up to ``lock_timeout`` seconds (default
     ``gitrepo.LOCK_TIMEOUT``), then the pass fails as busy. An unusable cache dir fails the pass too.
+    With ``pull_request`` configured the updates go to update branches and pull requests
+    (``pullrequests``); ``forge_factory`` replaces the forge client (default: ``image_updater.forges``).
     """
     from image_updater.gitrepo import LOCK_TIMEOUT, WorkingCopyLock, check_cache_dir, workdir_for
 
@@ -175,7 +183,7 @@ async def run_source(
     try:
         return await _run_source_locked(
             settings, source, client=client, dry_run=dry_run, stop=stop, now=now,
-            push_attempts=push_attempts, environ=environ, images=images,
+            push_attempts=push_attempts, environ=environ, images=images, forge_factory=forge_factory,
         )
     finally:
         lock.release()
@@ -205,6 +213,7 @@ async def _run_source_locked(
     push_attempts: int,
     environ: dict[str, str] | None,
     images: Collection[str] | None,
+    forge_factory: ForgeFactory | None = None,
 ) -> SourceOutcome:
     from image_updater.gitrepo import GitRepo
 
@@ -215,7 +224,7 @@ async def _run_source_locked(
         return _outcome(source.name, started, error=str(exc))
     source_pass = _SourcePass(
         settings, source, repo, client=client, dry_run=dry_run, stop=stop, now=now, images=images,
-        started=started,
+        started=started, environ=environ, forge_factory=forge_factory,
     )
     return await source_pass.run(push_attempts)
 
@@ -237,6 +246,8 @@ class _SourcePass:
     now: datetime | None
     images: Collection[str] | None
     started: float
+    environ: dict[str, str] | None = None
+    forge_factory: ForgeFactory | None = None
     tracked: frozenset[str] = frozenset()
     result: Result = field(default_factory=Result)
 
@@ -245,11 +256,12 @@ class _SourcePass:
         return self.source.name
 
     def outcome(
-        self, commit: str | None = None, pushed: bool = False, error: str | None = None
+        self, commit: str | None = None, pushed: bool = False, error: str | None = None,
+        pull_requests: tuple[PullRequestLink, ...] = (),
     ) -> SourceOutcome:
         return _outcome(
             self.name, self.started, result=self.result, tracked=self.tracked, commit=commit, pushed=pushed,
-            error=error,
+            error=error, pull_requests=pull_requests,
         )
 
     def failed(self, message: str) -> SourceOutcome:
@@ -295,6 +307,11 @@ class _SourcePass:
             return self.outcome(error=f"source {self.name}: {exc}")
         self.tracked = _images(planned)
         self.result = planned.result
+        if self.source.pull_request is not None and not self.dry_run:
+            # every pass, updates or not: an open pull request the base has caught up with gets closed
+            if self.stop is not None and self.stop.is_set():
+                return self.outcome(error=f"source {self.name}: stopping; pass abandoned before writing")
+            return await self.pull_requests(planned)
         if self.dry_run or not planned.result.updates:
             _log_changes(self.name, self.result, applied=False)
             return self.outcome()
@@ -312,6 +329,34 @@ class _SourcePass:
             self.repo.path, self.source.paths, client=self.client,
             policy_dirs=list(self.settings.policy_dirs), now=self.now, images=self.images,
             explain=True,  # the daemon's status page shows why each tag lost
+        )
+
+    async def pull_requests(self, planned: Planned) -> SourceOutcome:
+        """Pull-request mode: update branches on the base and a pull request each; the base is not written."""
+        from image_updater.pullrequests import forge_session, run_pull_requests
+
+        environ = os.environ if self.environ is None else self.environ
+        if self.forge_factory is not None:
+            done = await run_pull_requests(
+                self.repo, planned, self.settings, self.source, forge_factory=self.forge_factory,
+                stop=self.stop,
+            )
+        else:
+            import httpx
+
+            async with httpx.AsyncClient(timeout=30.0, follow_redirects=False) as http:
+                factory = forge_session(environ, http)
+                done = await run_pull_requests(
+                    self.repo, planned, self.settings, self.source, forge_factory=factory, stop=self.stop
+                )
+        self.result = done.result
+        _log_changes(self.name, self.result, applied=True)
+        error = "; ".join(done.errors) or None
+        pushed = done.pushed
+        if pushed:
+            log.info("pushed %d update branch(es)", len(pushed), extra={"source": self.name})
+        return self.outcome(
+            commit=pushed[0] if pushed else None, pushed=bool(pushed), error=error, pull_requests=done.links
         )
 
     async def write(self, planned: Planned) -> SourceOutcome:
@@ -352,13 +397,14 @@ def _outcome(
     commit: str | None = None,
     pushed: bool = False,
     error: str | None = None,
+    pull_requests: tuple[PullRequestLink, ...] = (),
 ) -> SourceOutcome:
     """The outcome of a source's pass that began at ``started``; a source-level error is logged here."""
     if error:
         log.error("%s", error, extra={"source": name})
     return SourceOutcome(
         source=name, result=Result() if result is None else result, commit=commit, pushed=pushed, error=error,
-        duration=time.monotonic() - started, images=tracked,
+        duration=time.monotonic() - started, images=tracked, pull_requests=pull_requests,
     )
 
 
@@ -407,6 +453,10 @@ def run_once_cli(settings: Settings, dry_run: bool, fmt: str = "table") -> int:
     check_cache_dir(settings.cache_dir)  # an unusable cache dir is a config error (exit 2)
     outcomes = asyncio.run(run_pass(settings, dry_run=dry_run))
     failed = False
+    if fmt == "json":
+        sys.stdout.write(json.dumps({"sources": [_outcome_json(o) for o in outcomes]}, indent=2) + "\n")
+        sys.stdout.flush()
+        return 1 if any(not o.ok for o in outcomes) else 0
     for out in outcomes:
         header = f"== {out.source}"
         if out.commit:
@@ -414,6 +464,9 @@ def run_once_cli(settings: Settings, dry_run: bool, fmt: str = "table") -> int:
         elif dry_run:
             header += ": dry run, nothing written"
         sys.stdout.write(header + "\n")
+        for link in out.pull_requests:
+            shown = f"#{link.number} {link.url}" if link.number else "(not opened yet)"
+            sys.stdout.write(f"   pull request {shown}: {link.action} ({link.branch})\n")
         result = out.result
         if out.error:
             result = replace(result, errors=(*result.errors, ErrorEntry(None, None, None, out.error)))
@@ -422,3 +475,14 @@ def run_once_cli(settings: Settings, dry_run: bool, fmt: str = "table") -> int:
         failed = failed or not out.ok
     sys.stdout.flush()
     return 1 if failed else 0
+
+
+def _outcome_json(out: SourceOutcome) -> dict[str, object]:
+    """One source of ``run --once --format json``: the plan's JSON keys plus what was written."""
+    result = out.result
+    if out.error:
+        result = replace(result, errors=(*result.errors, ErrorEntry(None, None, None, out.error)))
+    return {
+        "source": out.source, "commit": out.commit, "pushed": out.pushed, **result.to_dict(),
+        "pull_requests": [link.to_dict() for link in out.pull_requests],
+    }

@@ -35,6 +35,7 @@ FLOORS: dict[str, float] = {
     "image_updater/findings.py": 99,  # measured 100.00
     "image_updater/durations.py": 99,  # measured 100.00
     "image_updater/status.py": 95,  # measured 95.59
+    "image_updater/prplan.py": 94,  # measured 95 (tests/test_prplan.py, tests/test_pull_requests.py)
 }
 
 

@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.registry",
     "tests.fixtures.gitserver",
+    "tests.fixtures.forge",
 ]

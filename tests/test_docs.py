@@ -48,6 +48,7 @@ from image_updater.settings import (
     CommitSettings,
     HttpSettings,
     LogSettings,
+    PullRequestSettings,
     RegistrySettings,
     Settings,
     SourceSettings,
@@ -333,6 +334,7 @@ def test_every_flag_the_docs_mention_exists() -> None:
 
 TABLES: dict[str, type[BaseModel]] = {
     "Top level": Settings, "`sources`": SourceSettings, "`sources[].auth`": AuthSettings,
+    "`sources[].pull_request`": PullRequestSettings,
     "`commit`": CommitSettings, "`registries`": RegistrySettings, "`http`": HttpSettings,
     "`log`": LogSettings,
 }

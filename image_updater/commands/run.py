@@ -16,6 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--once", action="store_true", help="one pass over every source, then exit")
     parser.add_argument(
+        "--format", choices=["table", "json", "markdown"], default="table",
+        help="with --once: how to print each source's report (json: one object, pull requests included)",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true",
         help="plan and log the updates but never commit or push",
     )
@@ -36,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.once:
         from image_updater.writeback import run_once_cli
 
-        return run_once_cli(settings, args.dry_run)
+        return run_once_cli(settings, args.dry_run, args.format)
     if args.grace_period < 0:
         from image_updater.errors import ConfigError
 

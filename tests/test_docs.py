@@ -46,10 +46,12 @@ from image_updater.errors import ConfigError
 from image_updater.settings import (
     AuthSettings,
     CommitSettings,
+    ConcurrencySettings,
     HttpSettings,
     LogSettings,
     RegistrySettings,
     Settings,
+    ShardingSettings,
     SourceSettings,
     load_settings,
 )
@@ -334,7 +336,7 @@ def test_every_flag_the_docs_mention_exists() -> None:
 TABLES: dict[str, type[BaseModel]] = {
     "Top level": Settings, "`sources`": SourceSettings, "`sources[].auth`": AuthSettings,
     "`commit`": CommitSettings, "`registries`": RegistrySettings, "`http`": HttpSettings,
-    "`log`": LogSettings,
+    "`log`": LogSettings, "`sharding`": ShardingSettings, "`concurrency`": ConcurrencySettings,
 }
 
 

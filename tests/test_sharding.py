@@ -82,7 +82,7 @@ def test_first_pass_offsets_spread_over_the_interval() -> None:
 
 
 def _settings(**sharding: object) -> Settings:
-    return Settings(sharding=sharding)
+    return Settings.model_validate({"sharding": sharding})
 
 
 def test_resolve_shard_order_number_then_env_then_hostname() -> None:
@@ -118,7 +118,7 @@ def test_resolve_shard_errors_name_the_problem() -> None:
 )
 def test_bad_sharding_settings_are_refused(sharding: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        Settings(sharding=sharding)
+        Settings.model_validate({"sharding": sharding})
 
 
 def test_peers_are_normalised() -> None:

@@ -246,6 +246,15 @@ class RegistryClient:
             cached = self.cache.tags(image)
             if cached is not None and self._clock() - cached[1] < self._tags_max_age:
                 return cached[0]
+        # sources resolving the same image at the same moment share one tags/list (a webhook's pass its own:
+        # one started before the push might not list the pushed tag)
+        key = ("tags", image, "fresh" if _FRESH_TAGS.get() else "")
+        result = list(await self._single_flight(key, lambda: self._fetch_tags(image, repository, context)))
+        if self._pass_tags is not None:
+            self._pass_tags[image] = list(result)
+        return result
+
+    async def _fetch_tags(self, image: str, repository: str, context: str) -> list[str]:
         endpoint = self._session.endpoint(image, context)
         target: str | None = f"/v2/{repository}/tags/list?n=1000"
         seen: set[str] = set()
@@ -283,8 +292,6 @@ class RegistryClient:
                 target = str(following)
         result = list(tags)
         self.cache.put_tags(image, result, self._clock())
-        if self._pass_tags is not None:
-            self._pass_tags[image] = list(result)
         return result
 
     async def manifest_digest(self, image: str, reference: str) -> str:

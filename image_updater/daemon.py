@@ -168,6 +168,7 @@ class Daemon:
         # at most this many passes at once (git and registry work); 0: no bound
         self._slots = asyncio.Semaphore(concurrency) if concurrency > 0 else None
         self.concurrency = concurrency
+        self._spread = False  # first passes spread over the interval (set by run)
 
     # -- state seen by the HTTP endpoints ------------------------------------------------------------
 
@@ -181,8 +182,9 @@ class Daemon:
 
     def ready(self) -> bool:
         """At least one pass has finished (whatever its outcome) and the daemon is not shutting down; a
-        shard that owns no source is ready as soon as it runs."""
-        if not self._states:
+        shard that owns no source, or whose first passes are spread over the interval (the first may be
+        minutes away), is ready as soon as it runs."""
+        if not self._states or self._spread:
             return self.alive()
         return self._passes_finished > 0 and not self.stop_event.is_set()
 
@@ -395,7 +397,7 @@ class Daemon:
         interval = self.interval.total_seconds()
         scheduler = AsyncIOScheduler(timezone=UTC)
         now = datetime.now(UTC)
-        spread = self.concurrency > 0 and len(self._states) > self.concurrency
+        spread = self._spread = self.concurrency > 0 and len(self._states) > self.concurrency
         for name in self._states:
             first = now + timedelta(seconds=first_pass_offset(name, interval)) if spread else now
             scheduler.add_job(

@@ -96,6 +96,7 @@ class _SourceState:
     rerun: bool = False  # a webhook arrived during the running pass: run once more right after it
     images: frozenset[str] | None = None  # from the last pass that synced; None: not known yet
     last_webhook_start: float = -math.inf  # monotonic time the last webhook-triggered pass started
+    last_full_start: float = -math.inf  # monotonic time the last full pass started
     last_outcome: PassOutcome | None = None
     want_full: bool = False  # the next webhook-triggered pass must look at every image
     want_images: set[str] = field(default_factory=set)  # ...or only at these (pushed) images
@@ -168,7 +169,8 @@ class Daemon:
         # at most this many passes at once (git and registry work); 0: no bound
         self._slots = asyncio.Semaphore(concurrency) if concurrency > 0 else None
         self.concurrency = concurrency
-        self._spread = False  # first passes spread over the interval (set by run)
+        self._spread = False  # scheduled ticks spread over the interval (set by run)
+        self._startup: list[asyncio.Task[None]] = []
 
     # -- state seen by the HTTP endpoints ------------------------------------------------------------
 
@@ -182,9 +184,8 @@ class Daemon:
 
     def ready(self) -> bool:
         """At least one pass has finished (whatever its outcome) and the daemon is not shutting down; a
-        shard that owns no source, or whose first passes are spread over the interval (the first may be
-        minutes away), is ready as soon as it runs."""
-        if not self._states or self._spread:
+        shard that owns no source is ready as soon as it runs."""
+        if not self._states:
             return self.alive()
         return self._passes_finished > 0 and not self.stop_event.is_set()
 
@@ -264,6 +265,11 @@ class Daemon:
         if state.busy:
             log.debug("pass still running; scheduled tick coalesced", extra={"source": name})
             return
+        if self._spread and time.monotonic() - state.last_full_start < self.interval.total_seconds() / 2:
+            # the first tick at the source's spread offset, soon after its start-up pass: nothing is due yet
+            log.debug("full pass ran %.0fs ago; tick skipped", time.monotonic() - state.last_full_start,
+                      extra={"source": name})
+            return
         state.want_full = True  # a scheduled pass is a full pass
         state.task = asyncio.get_running_loop().create_task(
             self._source_loop(state, webhook=False), name=f"pass:{name}"
@@ -300,6 +306,8 @@ class Daemon:
     async def _one_pass(self, state: _SourceState) -> None:
         name = state.name
         focus = state.take_focus()
+        if focus is None:
+            state.last_full_start = time.monotonic()
         state.running = True
         self.metrics.passes_running.labels(source=name).set(1)
         started = time.monotonic()
@@ -399,6 +407,9 @@ class Daemon:
         now = datetime.now(UTC)
         spread = self._spread = self.concurrency > 0 and len(self._states) > self.concurrency
         for name in self._states:
+            # spread: every source ticks at its own fixed offset within the interval (hashed from its name),
+            # so hundreds of sources do not all come due in the same second of every interval; the start-up
+            # passes still run at once below, queued behind the concurrency bound
             first = now + timedelta(seconds=first_pass_offset(name, interval)) if spread else now
             scheduler.add_job(
                 self._scheduled, "interval", args=[name], id=name, name=f"pass {name}",
@@ -407,6 +418,9 @@ class Daemon:
             )
         self._scheduler = scheduler
         scheduler.start()
+        if spread:
+            loop = asyncio.get_running_loop()
+            self._startup = [loop.create_task(self._scheduled(name)) for name in self._states]
         for name in self._states:
             self._note_next_pass(name)
         log.info(
@@ -415,7 +429,7 @@ class Daemon:
             " (dry run: nothing is committed)" if self.dry_run else "",
         )
         if spread:
-            log.info("first passes spread over the interval; at most %d at once", self.concurrency)
+            log.info("at most %d passes at once; scheduled passes spread over the interval", self.concurrency)
         try:
             await self._stopping.wait()
         finally:

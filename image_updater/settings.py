@@ -496,7 +496,7 @@ class ConcurrencySettings(_Strict):
 
     passes: int = Field(default=4, ge=1, le=256)
     """Passes (git fetch/commit/push and the registry questions they ask) running at once in one replica;
-    with more sources than this, first passes are spread over the interval instead of all starting at once."""
+    with more sources than this, scheduled passes are spread over the interval (a fixed offset per source)."""
 
 
 class LogSettings(_Strict):

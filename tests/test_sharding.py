@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
@@ -154,3 +155,44 @@ def test_a_shard_that_owns_nothing_is_a_valid_daemon_but_an_unsharded_one_is_not
     assert not idle.ready()  # not running yet
     with pytest.raises(ConfigError, match="no sources"):
         Daemon([], interval=timedelta(minutes=1), pass_fn=_no_pass)  # type: ignore[arg-type]
+
+
+def test_many_sources_start_at_once_within_the_concurrency_bound_and_tick_at_spread_offsets() -> None:
+    import asyncio
+    from datetime import timedelta
+
+    from tests.test_daemon import Recorder, run_while, wait_until
+
+    names = tuple(f"src-{i}" for i in range(12))
+    recorder = Recorder()
+    total = {"now": 0, "max": 0}
+
+    async def work(name: str, n: int, stop: object) -> object:
+        from tests.test_daemon import Outcome
+
+        total["now"] += 1
+        total["max"] = max(total["max"], total["now"])
+        try:
+            await asyncio.sleep(0.02)
+        finally:
+            total["now"] -= 1
+        return Outcome(name)
+
+    recorder.behaviour = work  # type: ignore[assignment]
+    daemon = Daemon(list(names), interval=timedelta(hours=1), pass_fn=recorder, concurrency=3)
+
+    async def body() -> None:
+        await wait_until(lambda: all(recorder.count(n) == 1 for n in names))
+        assert daemon._scheduler is not None
+        offsets = sorted(
+            (job.next_run_time - datetime.now(UTC)).total_seconds() for job in daemon._scheduler.get_jobs()
+        )
+        assert offsets[0] > 0 and offsets[-1] < 3600 * 1.1
+        assert offsets[-1] - offsets[0] > 600  # not all due in the same second
+        # a tick soon after the start-up pass is skipped: nothing is due yet
+        await daemon._scheduled(names[0])
+        assert recorder.count(names[0]) == 1
+
+    asyncio.run(run_while(daemon, body))
+    assert total["max"] == 3  # bounded, and the bound was reached: the passes did overlap
+    assert all(recorder.count(n) == 1 for n in names)

@@ -68,9 +68,6 @@ DEFAULT_WEBHOOK_MIN_INTERVAL = 5.0
 # After the grace period, how long the process may still take to exit before the last-resort timer ends it.
 EXIT_TIMEOUT_MARGIN = 15.0
 JITTER_FRACTION = 0.1
-# More sources than this in one replica: their first passes are spread over the interval (each source at a
-# fixed offset hashed from its name) instead of all starting at once; at most this many passes run at once.
-DEFAULT_CONCURRENCY = 4
 SHARD_ORDINAL_ENV = "IMAGE_UPDATER_SHARD_ORDINAL"
 
 
@@ -304,6 +301,16 @@ class Daemon:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _one_pass(self, state: _SourceState) -> None:
+        # waiting for a slot is not part of the pass: not "in progress", not in its duration, and what
+        # webhooks ask for meanwhile joins it (the focus is taken once the slot is ours)
+        if self._slots is None:
+            await self._one_pass_now(state)
+        else:
+            async with self._slots:
+                if not self.stop_event.is_set():  # shutdown began while this pass waited: it never starts
+                    await self._one_pass_now(state)
+
+    async def _one_pass_now(self, state: _SourceState) -> None:
         name = state.name
         focus = state.take_focus()
         if focus is None:
@@ -313,11 +320,7 @@ class Daemon:
         started = time.monotonic()
         started_at = datetime.now(UTC)
         try:
-            if self._slots is None:
-                outcome = await self._pass_fn(name, self.stop_event, focus)
-            else:
-                async with self._slots:
-                    outcome = await self._pass_fn(name, self.stop_event, focus)
+            outcome = await self._pass_fn(name, self.stop_event, focus)
         except asyncio.CancelledError:
             log.warning("pass abandoned at shutdown", extra={"source": name})
             self.metrics.pass_finished(name, "abandoned", time.monotonic() - started)

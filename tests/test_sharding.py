@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -196,3 +198,32 @@ def test_many_sources_start_at_once_within_the_concurrency_bound_and_tick_at_spr
     asyncio.run(run_while(daemon, body))
     assert total["max"] == 3  # bounded, and the bound was reached: the passes did overlap
     assert all(recorder.count(n) == 1 for n in names)
+
+
+def test_one_tag_list_per_image_across_sources_and_webhook_passes_ask_afresh(
+    registry: Any, pusher: Any, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from tests.test_registry_client import Requests, client_for
+
+    pusher.push_many("team/shared", ["1.0.0", "1.1.0"])
+    image = f"{registry.host}/team/shared"
+    requests = Requests()
+
+    async def scenario() -> tuple[list[list[str]], list[str], list[str]]:
+        async with client_for(tmp_path, on_request=requests, tags_max_age=3600) as client:
+            # 20 sources resolving the same image at the same moment: one request
+            together = await asyncio.gather(*(client.list_tags(image) for _ in range(20)))
+            later = await client.list_tags(image)  # within the interval: the kept list
+            pusher.push_many("team/shared", ["1.2.0"])
+            stale = await client.list_tags(image)
+            with client.fresh_tags():  # a webhook-triggered pass
+                fresh = await client.list_tags(image)
+            return [*together, later, stale], stale, fresh
+
+    lists, stale, fresh = asyncio.run(scenario())
+    assert all(sorted(x) == ["1.0.0", "1.1.0"] for x in lists)
+    assert sorted(stale) == ["1.0.0", "1.1.0"]
+    assert sorted(fresh) == ["1.0.0", "1.1.0", "1.2.0"]
+    assert requests.count == 2  # the 22 scheduled look-ups cost one request, the webhook's one more

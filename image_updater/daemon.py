@@ -25,9 +25,10 @@ import logging
 import math
 import os
 import signal
+import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
@@ -38,6 +39,7 @@ from image_updater.envnames import shown_env_name
 from image_updater.errors import ConfigError, ImageUpdaterError, redact
 from image_updater.httpserver import HttpServer, Limits, Throttle
 from image_updater.metrics import Metrics, PassOutcomeLabel
+from image_updater.sharding import first_pass_offset, owned, parse_ordinal
 from image_updater.status import PassRecord, SourceInfo, StatusBoard, make_page_handler
 from image_updater.webhooks import PushEvent
 
@@ -51,6 +53,7 @@ __all__ = [
     "ExitTimer",
     "PassFunction",
     "PassOutcome",
+    "resolve_shard",
     "run_until_stopped",
     "serve",
     "status_board_for",
@@ -65,6 +68,7 @@ DEFAULT_WEBHOOK_MIN_INTERVAL = 5.0
 # After the grace period, how long the process may still take to exit before the last-resort timer ends it.
 EXIT_TIMEOUT_MARGIN = 15.0
 JITTER_FRACTION = 0.1
+SHARD_ORDINAL_ENV = "IMAGE_UPDATER_SHARD_ORDINAL"
 
 
 class PassOutcome(PassRecord, Protocol):
@@ -89,6 +93,7 @@ class _SourceState:
     rerun: bool = False  # a webhook arrived during the running pass: run once more right after it
     images: frozenset[str] | None = None  # from the last pass that synced; None: not known yet
     last_webhook_start: float = -math.inf  # monotonic time the last webhook-triggered pass started
+    last_full_start: float = -math.inf  # monotonic time the last full pass started
     last_outcome: PassOutcome | None = None
     want_full: bool = False  # the next webhook-triggered pass must look at every image
     want_images: set[str] = field(default_factory=set)  # ...or only at these (pushed) images
@@ -128,8 +133,12 @@ class Daemon:
         webhook_min_interval: float = DEFAULT_WEBHOOK_MIN_INTERVAL,
         dry_run: bool = False,
         status_board: StatusBoard | None = None,
+        shard: tuple[int, int] | None = None,
+        concurrency: int = 0,
     ) -> None:
-        if not sources:
+        # a shard may own no source (more replicas than sources, or an unlucky draw): it is then idle and
+        # ready, and still forwards webhooks
+        if not sources and shard is None:
             raise ConfigError("no sources configured: the daemon has nothing to do")
         if len(set(sources)) != len(sources):
             raise ConfigError("source names must be unique")
@@ -150,6 +159,15 @@ class Daemon:
         self._passes_finished = 0
         # what the status page and /api/v1/status show: every pass outcome is recorded here
         self.status_board = status_board or StatusBoard(SourceInfo(name, "", "") for name in sources)
+        self.shard = shard
+        if shard is not None:
+            self.status_board.set_shard(shard[0], shard[1], sources)
+            self.metrics.set_shard(shard[0], shard[1], len(sources))
+        # at most this many passes at once (git and registry work); 0: no bound
+        self._slots = asyncio.Semaphore(concurrency) if concurrency > 0 else None
+        self.concurrency = concurrency
+        self._spread = False  # scheduled ticks spread over the interval (set by run)
+        self._startup: list[asyncio.Task[None]] = []
 
     # -- state seen by the HTTP endpoints ------------------------------------------------------------
 
@@ -162,7 +180,10 @@ class Daemon:
         return self._scheduler is not None and self._scheduler.running and not self.stop_event.is_set()
 
     def ready(self) -> bool:
-        """At least one pass has finished (whatever its outcome) and the daemon is not shutting down."""
+        """At least one pass has finished (whatever its outcome) and the daemon is not shutting down; a
+        shard that owns no source is ready as soon as it runs."""
+        if not self._states:
+            return self.alive()
         return self._passes_finished > 0 and not self.stop_event.is_set()
 
     @property
@@ -241,6 +262,11 @@ class Daemon:
         if state.busy:
             log.debug("pass still running; scheduled tick coalesced", extra={"source": name})
             return
+        if self._spread and time.monotonic() - state.last_full_start < self.interval.total_seconds() / 2:
+            # the first tick at the source's spread offset, soon after its start-up pass: nothing is due yet
+            log.debug("full pass ran %.0fs ago; tick skipped", time.monotonic() - state.last_full_start,
+                      extra={"source": name})
+            return
         state.want_full = True  # a scheduled pass is a full pass
         state.task = asyncio.get_running_loop().create_task(
             self._source_loop(state, webhook=False), name=f"pass:{name}"
@@ -275,8 +301,20 @@ class Daemon:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _one_pass(self, state: _SourceState) -> None:
+        # waiting for a slot is not part of the pass: not "in progress", not in its duration, and what
+        # webhooks ask for meanwhile joins it (the focus is taken once the slot is ours)
+        if self._slots is None:
+            await self._one_pass_now(state)
+        else:
+            async with self._slots:
+                if not self.stop_event.is_set():  # shutdown began while this pass waited: it never starts
+                    await self._one_pass_now(state)
+
+    async def _one_pass_now(self, state: _SourceState) -> None:
         name = state.name
         focus = state.take_focus()
+        if focus is None:
+            state.last_full_start = time.monotonic()
         state.running = True
         self.metrics.passes_running.labels(source=name).set(1)
         started = time.monotonic()
@@ -370,20 +408,31 @@ class Daemon:
         interval = self.interval.total_seconds()
         scheduler = AsyncIOScheduler(timezone=UTC)
         now = datetime.now(UTC)
+        spread = self._spread = self.concurrency > 0 and len(self._states) > self.concurrency
         for name in self._states:
+            # spread: every source ticks at its own fixed offset within the interval (hashed from its name),
+            # so hundreds of sources do not all come due in the same second of every interval; the start-up
+            # passes still run at once below, queued behind the concurrency bound
+            first = now + timedelta(seconds=first_pass_offset(name, interval)) if spread else now
             scheduler.add_job(
                 self._scheduled, "interval", args=[name], id=name, name=f"pass {name}",
                 seconds=interval, jitter=interval * JITTER_FRACTION,
-                max_instances=1, coalesce=True, misfire_grace_time=None, next_run_time=now,
+                max_instances=1, coalesce=True, misfire_grace_time=None, next_run_time=first,
             )
         self._scheduler = scheduler
         scheduler.start()
+        if spread:
+            loop = asyncio.get_running_loop()
+            self._startup = [loop.create_task(self._scheduled(name)) for name in self._states]
         for name in self._states:
             self._note_next_pass(name)
         log.info(
-            "daemon started: %d source(s), interval %s%s", len(self._states), _human(self.interval),
+            "daemon started: %d source(s), interval %s%s%s", len(self._states), _human(self.interval),
+            f", shard {self.shard[0]} of {self.shard[1]}" if self.shard is not None else "",
             " (dry run: nothing is committed)" if self.dry_run else "",
         )
+        if spread:
+            log.info("at most %d passes at once; scheduled passes spread over the interval", self.concurrency)
         try:
             await self._stopping.wait()
         finally:
@@ -438,6 +487,41 @@ def _route_apscheduler_logs() -> None:
 
 
 # -- the process entry point ---------------------------------------------------------------------------
+
+
+def resolve_shard(
+    settings: Settings, environ: Mapping[str, str] | None = None, hostname: str | None = None
+) -> tuple[int, int]:
+    """(ordinal, replicas) of this replica: ``sharding.ordinal`` when a number, else the
+    ``IMAGE_UPDATER_SHARD_ORDINAL`` variable, else the hostname's trailing ``-N`` (a StatefulSet's pod name).
+    """
+    sharding = settings.sharding
+    replicas = sharding.replicas
+    env = os.environ if environ is None else environ
+    if isinstance(sharding.ordinal, int):
+        ordinal, origin = sharding.ordinal, "sharding.ordinal"
+    elif (text := env.get(SHARD_ORDINAL_ENV, "").strip()):
+        if not text.isdigit():
+            raise ConfigError(f"{SHARD_ORDINAL_ENV} must be a number >= 0, not {text[:40]!r}")
+        ordinal, origin = int(text), SHARD_ORDINAL_ENV
+    else:
+        host = socket.gethostname() if hostname is None else hostname
+        found = parse_ordinal(host)
+        if found is None:
+            if replicas == 1:
+                return 0, 1
+            raise ConfigError(
+                f"sharding.replicas is {replicas} but this replica's ordinal is unknown: set "
+                f"sharding.ordinal or {SHARD_ORDINAL_ENV}, or run as a StatefulSet pod (hostname ending "
+                f"in -N; "
+                f"this one is {host[:80]!r})"
+            )
+        ordinal, origin = found, f"hostname {host[:80]!r}"
+    if ordinal >= replicas:
+        raise ConfigError(
+            f"shard ordinal {ordinal} (from {origin}) must be below sharding.replicas ({replicas})"
+        )
+    return ordinal, replicas
 
 
 def status_token(settings: Settings) -> str | None:
@@ -543,38 +627,63 @@ def serve(
 ) -> int:
     """Run the daemon with its HTTP server until SIGTERM or SIGINT; returns the exit code (0)."""
     secret = webhook_secret(settings)
+    shard = resolve_shard(settings)
     exit_timer = ExitTimer(grace_period + EXIT_TIMEOUT_MARGIN)
-    asyncio.run(_serve(settings, secret, dry_run, grace_period, webhook_min_interval, exit_timer))
+    asyncio.run(_serve(settings, secret, dry_run, grace_period, webhook_min_interval, exit_timer, shard))
     # The exit timer stays armed on purpose until the interpreter is gone (see ExitTimer).
     return 0
 
 
 async def _serve(
     settings: Settings, secret: str | None, dry_run: bool, grace_period: float, webhook_min_interval: float,
-    exit_timer: ExitTimer,
+    exit_timer: ExitTimer, shard: tuple[int, int] = (0, 1),
 ) -> None:
+    from image_updater.peers import Forwarder
     from image_updater.writeback import make_client, run_source
 
     metrics = Metrics()
+    ordinal, replicas = shard
     by_name = {source.name: source for source in settings.sources}
-    async with make_client(settings, on_request=metrics.registry_request) as client:
+    mine = owned(by_name, ordinal, replicas)
+    if replicas > 1:
+        log.info("shard %d of %d: %d of %d source(s) are this replica's", ordinal, replicas, len(mine),
+                 len(by_name))
+    # One tag list per image per interval across every source of this replica: scheduled passes reuse a
+    # list asked for less than an interval ago (by any source); webhook-triggered passes ask afresh.
+    tags_max_age = settings.interval.total_seconds() * (1 - JITTER_FRACTION)
+    async with make_client(
+        settings, on_request=metrics.registry_request, tags_max_age=tags_max_age
+    ) as client:
 
         async def one_pass(name: str, stop: threading.Event, images: frozenset[str] | None) -> PassOutcome:
-            outcome: PassOutcome = await run_source(
-                settings, by_name[name], client=client, dry_run=dry_run, stop=stop, images=images
-            )
+            with client.fresh_tags() if images is not None else contextlib.nullcontext():
+                outcome: PassOutcome = await run_source(
+                    settings, by_name[name], client=client, dry_run=dry_run, stop=stop, images=images
+                )
             return outcome
 
         board = status_board_for(settings, secret)
         daemon = Daemon(
-            list(by_name), interval=settings.interval, pass_fn=one_pass, metrics=metrics,
+            mine, interval=settings.interval, pass_fn=one_pass, metrics=metrics,
             grace_period=grace_period, webhook_min_interval=webhook_min_interval, dry_run=dry_run,
-            status_board=board,
+            status_board=board, shard=shard if replicas > 1 else None,
+            concurrency=settings.concurrency.passes,
         )
+        peers = [url for k, url in enumerate(settings.sharding.peers) if k != ordinal]
+        forwarder = None
+        if peers and secret:
+            forwarder = Forwarder(
+                peers, secret, on_result=lambda result: metrics.webhook_forwards.labels(result=result).inc()
+            )
         server = HttpServer(
             daemon, metrics=metrics, listen=settings.http.listen, webhook_secret=secret,
             limits=Limits(throttle=Throttle()),  # 10 webhooks per client address per 10 s
             # GET / (the status page), /api/v1/status and /images/<repository>
             pages=make_page_handler(board, status_token(settings)),
+            forward=forwarder.forward if forwarder is not None else None,
         )
-        await run_until_stopped(daemon, server, exit_timer=exit_timer)
+        try:
+            await run_until_stopped(daemon, server, exit_timer=exit_timer)
+        finally:
+            if forwarder is not None:
+                await forwarder.aclose()

@@ -51,6 +51,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from image_updater.errors import ConfigError, _ClientGone, _HttpError
 from image_updater.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from image_updater.metrics import Metrics, WebhookResult
+from image_updater.sharding import FORWARDED_HEADER
 from image_updater.webhooks import MalformedWebhook, PushEvent, authenticate, parse_push_events
 
 __all__ = ["Backend", "HttpServer", "Limits", "PageHandler", "Throttle", "parse_listen"]
@@ -333,8 +334,11 @@ class HttpServer:
     def __init__(
         self, backend: Backend, *, metrics: Metrics, listen: str = "127.0.0.1:8080",
         webhook_secret: str | None = None, limits: Limits | None = None, pages: PageHandler | None = None,
+        forward: Callable[[bytes, Mapping[str, str]], None] | None = None,
     ) -> None:
         self.backend = backend
+        # sharding: hands an authenticated push notification that no peer forwarded to the other replicas
+        self.forward = forward
         self.metrics = metrics
         self.listen = listen
         self.limits = limits or Limits()
@@ -518,6 +522,8 @@ class HttpServer:
             return _json(400, {"error": str(exc)}, result="malformed")
         if not self.backend.alive():
             return _json(503, {"error": "shutting down"}, headers={"Retry-After": "30"})
+        if events and self.forward is not None and FORWARDED_HEADER.lower() not in headers:
+            self.forward(body, headers)  # returns at once; the peers act on the sources they own
         sources = self.backend.sources_for(events) if events else []
         reason = "webhook: " + ", ".join(sorted({f"{e.name}:{e.tag}" for e in events}))[:300]
         triggered = self.backend.trigger(sources, reason=reason, events=events) if sources else []

@@ -103,11 +103,33 @@ class Metrics:
             "image_updater_webhook_requests_total", "Requests to /webhook, by result.", ["result"],
             registry=r,
         )
+        self.shard_info = Gauge(
+            "image_updater_shard_info",
+            "Always 1; which shard (ordinal of replicas) this replica is. Join on instance to label others.",
+            ["ordinal", "replicas"], registry=r,
+        )
+        self.shard_sources = Gauge(
+            "image_updater_shard_sources", "Configured sources this replica owns (and schedules).",
+            registry=r,
+        )
+        self.webhook_forwards = Counter(
+            "image_updater_webhook_forwards_total",
+            "Webhooks forwarded to the other replicas, by result (ok, refused, error).", ["result"],
+            registry=r,
+        )
+        for forward_result in ("ok", "refused", "error"):
+            self.webhook_forwards.labels(result=forward_result)
         # Pre-create the fixed label sets so that rate() and absent() work from the first scrape on.
         for kind in ERROR_KINDS:
             self.errors.labels(kind=kind)
         for result in WEBHOOK_RESULTS:
             self.webhooks.labels(result=result)
+
+    def set_shard(self, ordinal: int, replicas: int, owned: int) -> None:
+        """Which shard this replica is and how many sources it owns."""
+        self.shard_info.clear()
+        self.shard_info.labels(ordinal=str(ordinal), replicas=str(replicas)).set(1)
+        self.shard_sources.set(owned)
 
     def add_source(self, source: str) -> None:
         """Create the per-source series with zero values, so dashboards show every configured source."""

@@ -53,11 +53,13 @@ from image_updater.errors import ConfigError
 __all__ = [
     "AuthSettings",
     "CommitSettings",
+    "ConcurrencySettings",
     "HttpSettings",
     "LogSettings",
     "PullRequestSettings",
     "RegistrySettings",
     "Settings",
+    "ShardingSettings",
     "SourceSettings",
     "StatusAuthSettings",
     "Transport",
@@ -540,6 +542,57 @@ class HttpSettings(_Strict):
         return value.strip()
 
 
+class ShardingSettings(_Strict):
+    """Sources sharded over the replicas of a StatefulSet: each source belongs to exactly one replica."""
+
+    replicas: int = Field(default=1, ge=1, le=1000)
+    """How many replicas share the sources (rendezvous hashing of the source names over ordinals 0..N-1)."""
+
+    ordinal: Literal["auto"] | int = "auto"
+    """This replica's ordinal; ``auto``: ``IMAGE_UPDATER_SHARD_ORDINAL``, else the hostname's trailing
+    ``-N``."""
+
+    peers: list[str] = Field(default_factory=list)
+    """Base URL of every replica, ``peers[k]`` for ordinal k (e.g. the StatefulSet's headless Service
+    names); a received webhook is forwarded once to every other peer. Empty: no forwarding."""
+
+    @field_validator("ordinal")
+    @classmethod
+    def _ordinal(cls, value: Literal["auto"] | int) -> Literal["auto"] | int:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("must be auto or a number >= 0")
+        return value
+
+    @field_validator("peers")
+    @classmethod
+    def _peers(cls, value: list[str]) -> list[str]:
+        cleaned = []
+        for i, url in enumerate(value):
+            url = url.strip().rstrip("/")
+            if not re.fullmatch(r"https?://[^\s/@?#]+(/[^\s?#]*)?", url):
+                raise ValueError(f"peers[{i}]: must be an http:// or https:// base URL without credentials")
+            cleaned.append(url)
+        return cleaned
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ShardingSettings:
+        if isinstance(self.ordinal, int) and self.ordinal >= self.replicas:
+            raise ValueError(f"ordinal {self.ordinal} must be below replicas ({self.replicas})")
+        if self.peers and len(self.peers) != self.replicas:
+            raise ValueError(
+                f"peers lists {len(self.peers)} URL(s) but replicas is {self.replicas}: give one per replica"
+            )
+        return self
+
+
+class ConcurrencySettings(_Strict):
+    """How much work one daemon process does at once."""
+
+    passes: int = Field(default=4, ge=1, le=256)
+    """Passes (git fetch/commit/push and the registry questions they ask) running at once in one replica;
+    with more sources than this, scheduled passes are spread over the interval (a fixed offset per source)."""
+
+
 class LogSettings(_Strict):
     """Log output on stderr."""
 
@@ -622,6 +675,12 @@ class Settings(BaseSettings):
 
     log: LogSettings = Field(default_factory=LogSettings)
     """Log level and format."""
+
+    sharding: ShardingSettings = Field(default_factory=ShardingSettings)
+    """Sources sharded over several replicas (a StatefulSet); one replica by default."""
+
+    concurrency: ConcurrencySettings = Field(default_factory=ConcurrencySettings)
+    """Bounds on the work done at once (passes in parallel)."""
 
     @field_validator("interval")
     @classmethod

@@ -133,6 +133,7 @@ class StatusBoard:
         self._results: dict[str, list[tuple[Result, bool]]] = {}
         self._next: dict[str, datetime] = {}
         self._version = 0  # changes with every record and next-pass time: rendered pages are cached by it
+        self._shard: tuple[int, int, frozenset[str]] | None = None  # (ordinal, replicas, owned sources)
 
     @property
     def version(self) -> int:
@@ -166,6 +167,12 @@ class StatusBoard:
                             layers.append((rest, pushed))
                 self._results[outcome.source] = layers
 
+    def set_shard(self, ordinal: int, replicas: int, owned: Iterable[str]) -> None:
+        """This replica is shard ``ordinal`` of ``replicas`` and owns ``owned`` (others: shown only)."""
+        with self._lock:
+            self._version += 1
+            self._shard = (ordinal, replicas, frozenset(owned))
+
     def set_next_pass(self, source: str, when: datetime | None) -> None:
         with self._lock:
             self._version += 1
@@ -185,6 +192,7 @@ class StatusBoard:
             passes = list(self._passes)
             upcoming = dict(self._next)
             results = dict(self._results)
+            shard = self._shard
         out_sources = []
         for info in sources:
             outcome, entry = last.get(info.name, (None, None))
@@ -192,7 +200,7 @@ class StatusBoard:
                 "name": info.name,
                 "url": self._redact(info.url),
                 "branch": info.branch,
-                "owned": True,
+                "owned": shard is None or info.name in shard[2],
                 "last_pass": self._pass_dict(entry) if entry is not None else None,
                 "next_pass": _iso(upcoming.get(info.name)),
                 "last_error": self._redact(outcome.error) if outcome is not None else None,
@@ -202,7 +210,10 @@ class StatusBoard:
             self._redact,
         )
         return {
-            "shard": None,
+            "shard": None if shard is None else {
+                "ordinal": shard[0], "replicas": shard[1],
+                "sources": [info.name for info in sources if info.name in shard[2]],
+            },
             "sources": out_sources,
             "images": view["images"],
             "errors": view["errors"],

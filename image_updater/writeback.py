@@ -82,14 +82,19 @@ class SourceOutcome:
 
 @asynccontextmanager
 async def make_client(
-    settings: Settings, *, on_request: Callable[[str, int | str], None] | None = None
+    settings: Settings, *, on_request: Callable[[str, int | str], None] | None = None,
+    tags_max_age: float = 0.0,
 ) -> AsyncIterator[RegistryClient]:
-    """The registry client for ``settings``: configured registries, persistent metadata cache in cache_dir."""
+    """The registry client for ``settings``: configured registries, persistent metadata cache in cache_dir.
+
+    ``tags_max_age``: seconds a tag list is reused across sources and passes (the daemon: its interval)."""
     from image_updater.registry import MetadataCache, RegistryClient, options_from_settings
 
     with MetadataCache.in_dir(settings.cache_dir) as cache:
         options = options_from_settings(settings)
-        async with RegistryClient(options, cache=cache, on_request=on_request) as client:
+        async with RegistryClient(
+            options, cache=cache, on_request=on_request, tags_max_age=tags_max_age
+        ) as client:
             yield client
 
 

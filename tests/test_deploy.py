@@ -378,3 +378,68 @@ def test_dockerfile_is_multi_stage_non_root_with_git_and_ssh() -> None:
     for path in copied:
         assert (ROOT / path).exists()
         assert f"!{path}" in ignore or f"!{path}/" in ignore
+
+
+# -- the sharded overlay: a StatefulSet of 3 -------------------------------------------------------------
+
+SHARDED = K8S / "overlays" / "sharded"
+
+
+def sharded() -> list[dict[str, Any]]:
+    if shutil.which("kubectl") is None:  # the JSON patch turning the Deployment into a StatefulSet needs it
+        pytest.skip("kubectl is not installed: the sharded overlay cannot be built")
+    return kustomize(SHARDED)
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_sharded_overlay_validates_against_the_kubernetes_schema(version: str) -> None:
+    docs = sharded()
+    assert {d["kind"] for d in docs} >= {"StatefulSet", "Service", "PodDisruptionBudget", "ConfigMap"}
+    for doc in docs:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_sharded_overlay_runs_three_replicas_that_agree_with_the_config(tmp_path: Path) -> None:
+    from image_updater.daemon import resolve_shard
+    from image_updater.sharding import owner
+
+    docs = sharded()
+    assert by_kind(docs, "Deployment") == []
+    sts = one(docs, "StatefulSet")
+    spec = sts["spec"]
+    assert spec["replicas"] == 3 and spec["podManagementPolicy"] == "Parallel"
+    namespace = sts["metadata"]["namespace"]
+    headless = next(s for s in by_kind(docs, "Service") if s["metadata"]["name"] == spec["serviceName"])
+    assert headless["spec"]["clusterIP"] == "None"
+    labels = spec["template"]["metadata"]["labels"]
+    assert headless["spec"]["selector"].items() <= labels.items()
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    field = env["IMAGE_UPDATER_SHARD_ORDINAL"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert field == "metadata.labels['apps.kubernetes.io/pod-index']"
+    # the cache: one claim per pod, not a volume every pod would share
+    assert "cache" not in {v["name"] for v in pod["volumes"]}
+    assert [c["metadata"]["name"] for c in spec["volumeClaimTemplates"]] == ["cache"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+
+    text, config = _config(docs)
+    assert mounts["cache"] == config["cache_dir"]
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    settings = load_settings(path, env={**SECRETS_ENV})
+    assert settings.sharding.replicas == spec["replicas"]
+    port = container["ports"][0]["containerPort"]
+    name = sts["metadata"]["name"]
+    assert settings.sharding.peers == [
+        f"http://{name}-{k}.{headless['metadata']['name']}.{namespace}.svc:{port}" for k in range(3)
+    ]
+    # each pod finds its ordinal by the label or, on clusters before 1.28, by its hostname
+    for k in range(3):
+        assert resolve_shard(settings, {"IMAGE_UPDATER_SHARD_ORDINAL": str(k)}, "ignored") == (k, 3)
+        assert resolve_shard(settings, {"IMAGE_UPDATER_SHARD_ORDINAL": ""}, f"{name}-{k}") == (k, 3)
+    assert {owner(s.name, 3) for s in settings.sources} <= {0, 1, 2}

@@ -46,11 +46,13 @@ from image_updater.errors import ConfigError
 from image_updater.settings import (
     AuthSettings,
     CommitSettings,
+    ConcurrencySettings,
     HttpSettings,
     LogSettings,
     PullRequestSettings,
     RegistrySettings,
     Settings,
+    ShardingSettings,
     SourceSettings,
     load_settings,
 )
@@ -336,7 +338,7 @@ TABLES: dict[str, type[BaseModel]] = {
     "Top level": Settings, "`sources`": SourceSettings, "`sources[].auth`": AuthSettings,
     "`sources[].pull_request`": PullRequestSettings,
     "`commit`": CommitSettings, "`registries`": RegistrySettings, "`http`": HttpSettings,
-    "`log`": LogSettings,
+    "`log`": LogSettings, "`sharding`": ShardingSettings, "`concurrency`": ConcurrencySettings,
 }
 
 

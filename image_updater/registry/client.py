@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _MAX_PAGES = 1000
+# set by fresh_tags() in the task of a webhook-triggered pass: bypass the tags_max_age reuse
+_FRESH_TAGS: contextvars.ContextVar[bool] = contextvars.ContextVar("image_updater_fresh_tags", default=False)
 _TTL_SPREAD = 0.25  # tag -> digest deadlines are stretched by up to this share, spreading revalidations
 _SHA256 = re.compile(r"sha256:[0-9a-f]{64}\Z")
 _SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
@@ -211,6 +214,16 @@ class RegistryClient:
     # -- public API ------------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
+    def fresh_tags(self) -> Iterator[None]:
+        """Within this block (in this task only) tag lists are asked for even when ``tags_max_age`` would
+        reuse a cached one: a webhook-triggered pass must see the tag that was just pushed."""
+        token = _FRESH_TAGS.set(True)
+        try:
+            yield
+        finally:
+            _FRESH_TAGS.reset(token)
+
+    @contextlib.contextmanager
     def one_pass(self) -> Iterator[None]:
         """Within this block each image's tag list is asked for once, however many sources (and retries
         after a rejected push) resolve it: one pass, one answer per image. Blocks may nest."""
@@ -229,10 +242,19 @@ class RegistryClient:
             return list(self._pass_tags[image])
         registry, repository = split_image(image)
         context = context_of(registry, repository)
-        if self._tags_max_age > 0:
+        if self._tags_max_age > 0 and not _FRESH_TAGS.get():
             cached = self.cache.tags(image)
             if cached is not None and self._clock() - cached[1] < self._tags_max_age:
                 return cached[0]
+        # sources resolving the same image at the same moment share one tags/list (a webhook's pass its own:
+        # one started before the push might not list the pushed tag)
+        key = ("tags", image, "fresh" if _FRESH_TAGS.get() else "")
+        result = list(await self._single_flight(key, lambda: self._fetch_tags(image, repository, context)))
+        if self._pass_tags is not None:
+            self._pass_tags[image] = list(result)
+        return result
+
+    async def _fetch_tags(self, image: str, repository: str, context: str) -> list[str]:
         endpoint = self._session.endpoint(image, context)
         target: str | None = f"/v2/{repository}/tags/list?n=1000"
         seen: set[str] = set()
@@ -270,8 +292,6 @@ class RegistryClient:
                 target = str(following)
         result = list(tags)
         self.cache.put_tags(image, result, self._clock())
-        if self._pass_tags is not None:
-            self._pass_tags[image] = list(result)
         return result
 
     async def manifest_digest(self, image: str, reference: str) -> str:

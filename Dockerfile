@@ -13,13 +13,21 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ONLY_BINARY=:all:
 WORKDIR /src
+# exact versions with hashes (requirements/*.lock, refreshed by scripts/lock.sh): the dependencies into the
+# venv, the build backend into a venv of its own that builds our wheel
+COPY requirements/runtime.lock requirements/build.lock ./requirements/
+RUN python -m venv /opt/image-updater \
+ && /opt/image-updater/bin/pip install --require-hashes --no-deps -r requirements/runtime.lock \
+ && python -m venv /opt/build \
+ && /opt/build/bin/pip install --require-hashes --no-deps -r requirements/build.lock
 COPY pyproject.toml README.md ./
 COPY image_updater ./image_updater
 # the example repository is packaged into the wheel (`image-updater demo`)
 COPY examples/gitops-repo ./examples/gitops-repo
 # pip and setuptools build the venv, then leave it: the runtime needs neither (about 25 MB with bytecode)
-RUN python -m venv /opt/image-updater \
- && /opt/image-updater/bin/pip install --no-binary=image-updater . \
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/dist . \
+ && /opt/image-updater/bin/pip install --no-deps /tmp/dist/image_updater-*.whl \
+ && /opt/image-updater/bin/pip check \
  && /opt/image-updater/bin/python -m pip uninstall --yes --quiet pip setuptools \
  && rm -f /opt/image-updater/bin/pip* /opt/image-updater/bin/Activate.ps1 \
  && find /opt/image-updater -name __pycache__ -prune -exec rm -rf {} + \

@@ -23,10 +23,12 @@ COMPILE=("$TOOLS/bin/uv" pip compile --quiet --universal --python-version 3.11 -
 # the test lock starts from the runtime pins, so that both locks agree on every shared package
 "${COMPILE[@]}" -o requirements/test.lock --extra test --group pyproject.toml:lint \
   --constraint requirements/runtime.lock pyproject.toml
-# hatchling's requirements, from pyproject.toml's [build-system], at the test lock's versions where shared
-# (setup.sh installs both into one venv)
+# hatchling's requirements, from pyproject.toml's [build-system], and editables (what hatchling asks for to
+# build the editable install of setup.sh, whose force-include it needs), at the test lock's versions where
+# shared (setup.sh installs both into one venv)
 build_in="$(mktemp)"
 trap 'rm -f "$build_in"' EXIT
 python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' \
   >"$build_in"
+echo editables >>"$build_in"
 "${COMPILE[@]}" -o requirements/build.lock --constraint requirements/test.lock "$build_in"

@@ -5,6 +5,8 @@
 #   demo: Debian packages docker-registry, git (python3-venv when venv is missing); the project without extras
 #   test: also apache2-utils, openssh-server, openssh-client, chromium (the status page's browser tests); the project with its test extras and the
 #         pinned `lint` dependency group (ruff, mypy, import-linter: pyproject.toml [dependency-groups])
+# The Python packages come from the locks, exact versions with hashes: requirements/runtime.lock (demo) or
+# test.lock (test), with build.lock (hatchling); scripts/lock.sh refreshes them.
 # Idempotent: prints nothing when everything is there. Otherwise one line per step on stderr; the installers'
 # output goes to .setup.log, whose end is shown only when a step fails (then the script exits non-zero).
 # openssh-server is installed without starting or enabling a system sshd: the tests start their own.

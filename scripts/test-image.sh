@@ -33,6 +33,8 @@ cleanup() {
   local status=$?
   if [ -n "$fixture_pid" ]; then kill "$fixture_pid" 2>/dev/null || true; wait "$fixture_pid" 2>/dev/null || true; fi
   if [ -n "$container" ]; then "${BUILDAH[@]}" rm "$container" >/dev/null 2>&1 || true; fi
+  # the previous run's image, untagged by this build (vfs keeps full copies: ~300 MB each)
+  "${BUILDAH[@]}" rmi --prune >/dev/null 2>&1 || true
   rm -rf "$TMP"
   exit "$status"
 }

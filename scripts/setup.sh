@@ -5,6 +5,8 @@
 #   demo: Debian packages docker-registry, git (python3-venv when venv is missing); the project without extras
 #   test: also apache2-utils, openssh-server, openssh-client, chromium (the status page's browser tests); the project with its test extras and the
 #         pinned `lint` dependency group (ruff, mypy, import-linter: pyproject.toml [dependency-groups])
+# The Python packages come from the locks, exact versions with hashes: requirements/runtime.lock (demo) or
+# test.lock (test), with build.lock (hatchling); scripts/lock.sh refreshes them.
 # Idempotent: prints nothing when everything is there. Otherwise one line per step on stderr; the installers'
 # output goes to .setup.log, whose end is shown only when a step fails (then the script exits non-zero).
 # openssh-server is installed without starting or enabling a system sshd: the tests start their own.
@@ -105,22 +107,24 @@ fi
 # The stamp names what is installed: the project alone (demo) or with its test extras (test), for this
 # pyproject.toml. The test stamp satisfies the demo; the demo's makes test.sh install the test extras.
 VENV="$ROOT/.venv"
-HASH="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+HASH="$(cat "$ROOT/pyproject.toml" "$ROOT"/requirements/*.lock | sha256sum | cut -c1-16)"
 _setup_venv() {
-  local extras="$1" stamp="$2"; shift 2
+  local lock="$1" stamp="$2"
   if [ ! -x "$VENV/bin/python" ]; then "$PY" -m venv "$VENV" || return 1; fi
-  # pip 25.1 or newer reads dependency groups (--group)
-  "$VENV/bin/python" -m pip install --upgrade pip &&
-    "$VENV/bin/python" -m pip install -e "$ROOT$extras" "$@" &&
+  # exact versions with hashes (requirements/*.lock, refreshed by scripts/lock.sh), then the project itself
+  # built by the locked hatchling
+  "$VENV/bin/python" -m pip install --require-hashes --no-deps -r "$ROOT/requirements/$lock" \
+      -r "$ROOT/requirements/build.lock" &&
+    "$VENV/bin/python" -m pip install --no-deps --no-build-isolation -e "$ROOT" &&
     rm -f "$VENV"/.installed-* &&
     touch "$stamp"
 }
 if [ "$SETUP_FOR" = test ]; then
   if [ ! -e "$VENV/.installed-test-$HASH" ]; then
     setup_step "installing image-updater, its test dependencies and the pinned linters into .venv" \
-      _setup_venv "[test]" "$VENV/.installed-test-$HASH" --group "$ROOT/pyproject.toml:lint"
+      _setup_venv test.lock "$VENV/.installed-test-$HASH"
   fi
 elif [ ! -e "$VENV/.installed-test-$HASH" ] && [ ! -e "$VENV/.installed-demo-$HASH" ]; then
-  setup_step "installing image-updater into .venv" _setup_venv "" "$VENV/.installed-demo-$HASH"
+  setup_step "installing image-updater into .venv" _setup_venv runtime.lock "$VENV/.installed-demo-$HASH"
 fi
 export PATH="$VENV/bin:$PATH"

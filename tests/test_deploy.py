@@ -368,7 +368,11 @@ def test_dockerfile_is_multi_stage_non_root_with_git_and_ssh() -> None:
     # what the build stage copies exists and is not excluded by .dockerignore
     build = instructions[: [i for i, (k, _) in enumerate(instructions) if k == "FROM"][1]]
     copied = [p for k, a in build if k == "COPY" for p in a.split()[:-1]]
-    assert copied[:3] == ["pyproject.toml", "README.md", "image_updater"]
+    # the locks first (a layer of the dependencies that survives changes of the code), then the project
+    assert copied[:2] == ["requirements/runtime.lock", "requirements/build.lock"]
+    assert copied[2:5] == ["pyproject.toml", "README.md", "image_updater"]
+    build_runs = " ".join(a for k, a in build if k == "RUN")
+    assert "--require-hashes --no-deps -r requirements/runtime.lock" in build_runs
     # everything the wheel build force-includes must be in the build context too
     import tomllib
 

@@ -34,6 +34,7 @@ __all__ = [
     "discover_directory",
     "edited_texts",
     "plan_directory",
+    "plan_discovery",
     "read_policy_dirs",
 ]
 
@@ -121,13 +122,28 @@ async def plan_directory(
     also keeps the best verdicts per image (``Result.explained``, what the status page and
     ``plan --format html`` show); it costs a ranking of each tag list, so only they ask for it.
     """
-    from image_updater.registry import resolve  # the registry layer (httpx) only when a plan needs it
-
     if progress:
         progress("discovering")
     # a worker thread: reading and parsing a large tree takes seconds, and the daemon's event loop must keep
     # answering /healthz, /metrics and webhooks meanwhile
     discovery, texts = await asyncio.to_thread(discover_directory, root, paths, policy_dirs=policy_dirs)
+    return await plan_discovery(root, discovery, texts, client=client, now=now, progress=progress,
+                                images=images, explain=explain)
+
+
+async def plan_discovery(
+    root: Path,
+    discovery: Discovery,
+    texts: Mapping[str, str],
+    *,
+    client: RegistryClient,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+    images: Collection[str] | None = None,
+    explain: bool = False,
+) -> Planned:
+    """``plan_directory`` after discovery (``discovery`` and ``texts`` as ``discover_directory`` returns
+    them); the registry layer is imported only when there is something to resolve."""
     if images is not None:
         wanted = set(images)
         targets = tuple(t for t in discovery.targets if t.image.name in wanted)
@@ -137,7 +153,11 @@ async def plan_directory(
     if progress:
         count = len({k.image for k in keys})
         progress(f"resolving {count} image{'s' if count != 1 else ''}")
-    resolutions = await resolve(client, keys, now=now, candidates=explain) if keys else {}
+    resolutions = {}
+    if keys:
+        from image_updater.registry import resolve  # the registry layer (httpx) only when a plan needs it
+
+        resolutions = await resolve(client, keys, now=now, candidates=explain)
     result = build_plan(discovery, resolutions)
     log.debug("planned %s: %d targets, %d updates, %d errors", root, len(discovery.targets),
               len(result.updates), len(result.errors))

@@ -21,7 +21,7 @@ from image_updater.discover import Discovery, discover_files
 from image_updater.errors import YamlEditError
 from image_updater.findings import ErrorEntry
 from image_updater.plan import Change, Result, build_plan
-from image_updater.worktree import edit_file, is_yaml_name, iter_yaml_files, read_text
+from image_updater.worktree import edit_file, is_yaml_name, iter_yaml_files, read_text, sync_directory
 from image_updater.yamledit import Edit, apply_edits, apply_verified, parse_yaml
 
 if TYPE_CHECKING:
@@ -223,13 +223,16 @@ def _original(text: str, change: Change) -> str | None:
     return None
 
 
-def apply_result(root: Path, planned: Planned | Result) -> Result:
+def apply_result(root: Path, planned: Planned | Result, *, durable: bool = True) -> Result:
     """Write every update of a plan into the files under ``root``, one verified atomic write per file.
 
     A file that fails (changed since planning, does not re-parse as expected, cannot be written) is reported
     as an ``ErrorEntry`` and its changes are dropped from ``updates``; every other file still proceeds. When
     only some of a file's edits are refused, those alone are reported (one entry each) and dropped, and the
     file is written with the others.
+    ``durable=False`` (the daemon's working copies in the cache directory, which a commit and push follow):
+    no fsync per file, one ``sync_directory`` of ``root`` at the end of the pass; a user's checkout keeps
+    two fsyncs per file (``write_atomic``).
     Returns the Result as applied.
     """
     result = planned.result if isinstance(planned, Planned) else planned
@@ -251,13 +254,13 @@ def apply_result(root: Path, planned: Planned | Result) -> Result:
                 edits = [Edit(c.start, c.end, c.new, original=o)
                          for c, o in zip(changes, originals, strict=True)]
             try:
-                edit_file(path, edits, root=root)
+                edit_file(path, edits, root=root, durable=durable)
             except YamlEditError:
                 split = _separate(read_text(path), file, edits)
                 if split is None:
                     raise
                 good, bad = split
-                edit_file(path, [edits[i] for i in good], root=root)
+                edit_file(path, [edits[i] for i in good], root=root, durable=durable)
                 for index, why in sorted(bad.items()):
                     change = changes[index]
                     errors.append(ErrorEntry(file=file, line=change.line, image=change.image,
@@ -270,4 +273,6 @@ def apply_result(root: Path, planned: Planned | Result) -> Result:
                                              f"{_reason(exc, file, path)}"))
             continue
         kept.extend(changes)
+    if not durable and kept:
+        sync_directory(root)
     return dataclasses.replace(result, updates=tuple(kept), errors=_sort_errors(errors))

@@ -175,7 +175,21 @@ def child_main(args: argparse.Namespace) -> None:
     else:
         result = asyncio.run(glob_passes(args.host, args.glob_repos, Path(args.cache), args.passes))
     result["self_maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result["vmhwm_kb"] = vmhwm_kb()
+    # httpcore 1.0.x imports sniffio whenever it sets up a lock; were it missing, every miss would scan all of
+    # sys.path (+30 % CPU per request): the regression check of issue 16
+    result["sniffio_loaded"] = "sniffio" in sys.modules
     print(json.dumps(result))
+
+
+def vmhwm_kb() -> int:
+    """This process's own peak RSS. Not ``ru_maxrss``: Linux carries the forking parent's high-water mark
+    over into the child across ``exec``, so a child of the seeding driver reported the driver's RSS."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def spawn(mode: str, args: argparse.Namespace, host: str, **extra: Any) -> dict[str, Any]:
@@ -191,7 +205,11 @@ def spawn(mode: str, args: argparse.Namespace, host: str, **extra: Any) -> dict[
     if process.returncode != 0:
         raise SystemExit(f"child {mode} failed with {process.returncode}")
     result: dict[str, Any] = json.loads(output)
-    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    result["peak_rss_mb"] = round(result["vmhwm_kb"] / 1024, 1)
+    result["wait4_maxrss_mb"] = round(usage.ru_maxrss / 1024, 1)  # inflated by the parent's, kept to compare
+    if not result["sniffio_loaded"]:
+        raise SystemExit("sniffio is not importable: httpcore pays a failed import (a sys.path scan) per "
+                         "lock; reinstall with the project's dependencies")
     return result
 
 

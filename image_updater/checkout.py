@@ -21,7 +21,7 @@ from image_updater.discover import Discovery, discover_files
 from image_updater.errors import YamlEditError
 from image_updater.findings import ErrorEntry
 from image_updater.plan import Change, Result, build_plan
-from image_updater.worktree import edit_file, is_yaml_name, iter_yaml_files, read_text
+from image_updater.worktree import edit_file, is_yaml_name, iter_yaml_files, read_text, sync_directory
 from image_updater.yamledit import Edit, apply_edits, apply_verified, parse_yaml
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ __all__ = [
     "discover_directory",
     "edited_texts",
     "plan_directory",
+    "plan_discovery",
     "read_policy_dirs",
 ]
 
@@ -121,13 +122,28 @@ async def plan_directory(
     also keeps the best verdicts per image (``Result.explained``, what the status page and
     ``plan --format html`` show); it costs a ranking of each tag list, so only they ask for it.
     """
-    from image_updater.registry import resolve  # the registry layer (httpx) only when a plan needs it
-
     if progress:
         progress("discovering")
     # a worker thread: reading and parsing a large tree takes seconds, and the daemon's event loop must keep
     # answering /healthz, /metrics and webhooks meanwhile
     discovery, texts = await asyncio.to_thread(discover_directory, root, paths, policy_dirs=policy_dirs)
+    return await plan_discovery(root, discovery, texts, client=client, now=now, progress=progress,
+                                images=images, explain=explain)
+
+
+async def plan_discovery(
+    root: Path,
+    discovery: Discovery,
+    texts: Mapping[str, str],
+    *,
+    client: RegistryClient,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+    images: Collection[str] | None = None,
+    explain: bool = False,
+) -> Planned:
+    """``plan_directory`` after discovery (``discovery`` and ``texts`` as ``discover_directory`` returns
+    them); the registry layer is imported only when there is something to resolve."""
     if images is not None:
         wanted = set(images)
         targets = tuple(t for t in discovery.targets if t.image.name in wanted)
@@ -137,7 +153,11 @@ async def plan_directory(
     if progress:
         count = len({k.image for k in keys})
         progress(f"resolving {count} image{'s' if count != 1 else ''}")
-    resolutions = await resolve(client, keys, now=now, candidates=explain) if keys else {}
+    resolutions = {}
+    if keys:
+        from image_updater.registry import resolve  # the registry layer (httpx) only when a plan needs it
+
+        resolutions = await resolve(client, keys, now=now, candidates=explain)
     result = build_plan(discovery, resolutions)
     log.debug("planned %s: %d targets, %d updates, %d errors", root, len(discovery.targets),
               len(result.updates), len(result.errors))
@@ -203,13 +223,16 @@ def _original(text: str, change: Change) -> str | None:
     return None
 
 
-def apply_result(root: Path, planned: Planned | Result) -> Result:
+def apply_result(root: Path, planned: Planned | Result, *, durable: bool = True) -> Result:
     """Write every update of a plan into the files under ``root``, one verified atomic write per file.
 
     A file that fails (changed since planning, does not re-parse as expected, cannot be written) is reported
     as an ``ErrorEntry`` and its changes are dropped from ``updates``; every other file still proceeds. When
     only some of a file's edits are refused, those alone are reported (one entry each) and dropped, and the
     file is written with the others.
+    ``durable=False`` (the daemon's working copies in the cache directory, which a commit and push follow):
+    no fsync per file, one ``sync_directory`` of ``root`` at the end of the pass; a user's checkout keeps
+    two fsyncs per file (``write_atomic``).
     Returns the Result as applied.
     """
     result = planned.result if isinstance(planned, Planned) else planned
@@ -231,13 +254,13 @@ def apply_result(root: Path, planned: Planned | Result) -> Result:
                 edits = [Edit(c.start, c.end, c.new, original=o)
                          for c, o in zip(changes, originals, strict=True)]
             try:
-                edit_file(path, edits, root=root)
+                edit_file(path, edits, root=root, durable=durable)
             except YamlEditError:
                 split = _separate(read_text(path), file, edits)
                 if split is None:
                     raise
                 good, bad = split
-                edit_file(path, [edits[i] for i in good], root=root)
+                edit_file(path, [edits[i] for i in good], root=root, durable=durable)
                 for index, why in sorted(bad.items()):
                     change = changes[index]
                     errors.append(ErrorEntry(file=file, line=change.line, image=change.image,
@@ -250,4 +273,6 @@ def apply_result(root: Path, planned: Planned | Result) -> Result:
                                              f"{_reason(exc, file, path)}"))
             continue
         kept.extend(changes)
+    if not durable and kept:
+        sync_directory(root)
     return dataclasses.replace(result, updates=tuple(kept), errors=_sort_errors(errors))

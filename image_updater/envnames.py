@@ -17,8 +17,21 @@ import itertools
 import math
 import re
 from collections import Counter
+from collections.abc import Mapping
 
-__all__ = ["env_name_problem", "looks_like_secret", "shown_env_name"]
+__all__ = ["CONFIG_ENV", "ENV_PREFIX", "env_name_problem", "looks_like_secret", "settings_from_environment",
+           "shown_env_name"]
+
+# The settings' variables (image_updater.settings); here so that a command can tell whether the environment
+# configures anything without importing pydantic.
+ENV_PREFIX = "IMAGE_UPDATER_"
+CONFIG_ENV = "IMAGE_UPDATER_CONFIG"
+
+
+def settings_from_environment(environ: Mapping[str, str]) -> bool:
+    """Does any variable of ``environ`` configure image-updater (``IMAGE_UPDATER_*``, any case)?"""
+    prefix = ENV_PREFIX.lower()
+    return any(name.lower().startswith(prefix) for name in environ)
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CONVENTIONAL = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")

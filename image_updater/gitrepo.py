@@ -418,6 +418,12 @@ class GitRepo:
         return self._git.url
 
     @property
+    def managed(self) -> bool:
+        """A working copy of ours in the cache directory (disposable: ``refresh`` rebuilds it), not a checkout
+        that belongs to someone (``GitRepo.open``)."""
+        return self._managed
+
+    @property
     def head(self) -> str:
         """Full hash of the checked-out commit."""
         return self._rev("HEAD")

@@ -47,7 +47,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from image_updater.durations import InvalidDuration, parse_duration
-from image_updater.envnames import env_name_problem
+from image_updater.envnames import CONFIG_ENV, ENV_PREFIX, env_name_problem
 from image_updater.errors import ConfigError
 
 __all__ = [
@@ -66,9 +66,6 @@ __all__ = [
     "load_settings",
     "source_transport",
 ]
-
-ENV_PREFIX = "IMAGE_UPDATER_"
-CONFIG_ENV = "IMAGE_UPDATER_CONFIG"
 
 Transport = Literal["https", "http", "ssh", "git", "file", "local"]
 

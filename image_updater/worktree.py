@@ -63,6 +63,7 @@ __all__ = [
     "iter_yaml_files",
     "read_text",
     "resolve_paths",
+    "sync_directory",
     "write_atomic",
 ]
 
@@ -372,13 +373,18 @@ def _resolve_inside(path: Path, root: Path | None) -> Path:
     return real
 
 
-def write_atomic(path: Path, text: str, *, root: Path | None = None) -> None:
+def write_atomic(path: Path, text: str, *, root: Path | None = None, durable: bool = True) -> None:
     """Replace the file at ``path`` with ``text`` (UTF-8, no newline translation) atomically.
 
     A temporary file in the same directory is written, fsynced, given the original file's mode and
     renamed over the target, so readers see the old or the new content, never a mix. A symlinked
     ``path`` is followed and its target replaced (the link survives), but only when every symlink on the
     way stays inside ``root``. Raises ``YamlEditError``; no temporary file is left behind on error.
+
+    ``durable=False`` skips both fsyncs (the file's and its directory's): still atomic for readers, but a
+    power loss may lose the write. Only for the disposable working copies in the cache directory, whose
+    commit (git's objects) and push are what must last; their caller syncs once per pass
+    (``sync_directory``). A user's own checkout keeps the default.
     """
     real = _resolve_inside(path, root)
     try:
@@ -398,16 +404,24 @@ def write_atomic(path: Path, text: str, *, root: Path | None = None) -> None:
             handle.write(data)
             handle.flush()
             os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(temp_name, real)
         temp_name = None
-        _fsync_directory(real.parent)
+        if durable:
+            _fsync_directory(real.parent)
     except OSError as exc:
         raise YamlEditError(f"{path}: cannot write: {exc.strerror or exc}") from exc
     finally:
         if temp_name is not None:
             with contextlib.suppress(OSError):
                 os.unlink(temp_name)
+
+
+def sync_directory(directory: Path) -> None:
+    """One fsync of ``directory`` after a pass of ``write_atomic(..., durable=False)``: on journalling
+    filesystems (ext4, xfs) it commits the journal, and with it the pass's renames; best effort."""
+    _fsync_directory(directory)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -420,10 +434,11 @@ def _fsync_directory(directory: Path) -> None:
             os.close(descriptor)
 
 
-def edit_file(path: Path, edits: Sequence[Edit], *, root: Path | None) -> None:
+def edit_file(path: Path, edits: Sequence[Edit], *, root: Path | None, durable: bool = True) -> None:
     """Read, edit, verify (``apply_verified``) and atomically write one file; nothing written on error.
 
-    The file name in messages is relative to ``root`` when the file lies under it.
+    The file name in messages is relative to ``root`` when the file lies under it. ``durable``: see
+    ``write_atomic``.
     """
     if not edits:
         return
@@ -436,4 +451,4 @@ def edit_file(path: Path, edits: Sequence[Edit], *, root: Path | None) -> None:
     parsed = parse_yaml(text, filename=filename)
     new_text = apply_verified(parsed, edits, filename=filename)
     if new_text != text:
-        write_atomic(path, new_text, root=root)
+        write_atomic(path, new_text, root=root, durable=durable)

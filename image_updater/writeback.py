@@ -368,7 +368,10 @@ class _SourcePass:
         """Apply ``planned`` to the files, commit and push; ``PushRejected`` when the remote moved on."""
         from image_updater.checkout import apply_result
 
-        self.result = await asyncio.to_thread(apply_result, self.repo.path, planned)
+        # a working copy of ours is disposable (the commit's objects and the push are what must last): one
+        # directory fsync per pass instead of two per file; someone's own checkout keeps full durability
+        self.result = await asyncio.to_thread(apply_result, self.repo.path, planned,
+                                              durable=not self.repo.managed)
         try:
             sha, pushed = await asyncio.to_thread(
                 commit_and_push, self.repo, self.result, self.settings, source=self.name, push=True,

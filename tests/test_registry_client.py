@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import socket
+import ssl
 from collections import Counter
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
@@ -264,6 +265,38 @@ def test_tls_with_test_ca_and_failure_without_it(
         error = run(with_options(*options)).error
         assert error is not None and "TLS certificate" in error and "ca_file" in error
         assert server.host in error and "secure/app" in error
+
+
+def test_the_system_trust_store_is_loaded_at_the_first_handshake_only(
+    registry_factory: RegistryFactory, registry: RegistryServer, pusher: ImagePusher, tls_ca: TLSFiles,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loads: list[object] = []
+    real = ssl.SSLContext.load_default_certs
+
+    def counting(self: ssl.SSLContext, *args: Any) -> None:
+        loads.append(self)
+        real(self, *args)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_default_certs", counting)
+    # SSL_CERT_FILE is the system store's override (as for Docker and Flux): the test CA is trusted through it
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_ca.ca_file))
+    server = registry_factory(tls=tls_ca)
+    with ImagePusher(server.url, ca_file=str(tls_ca.ca_file)) as tls_pusher:
+        tls_pusher.push("secure/app", "1.0.0")
+    pusher.push("team/app", "1.0.0")
+
+    async def plain_then_tls() -> tuple[Resolution, int, Resolution]:
+        async with client_for(tmp_path, RegistryOptions(prefix=registry.host, insecure=True)) as client:
+            plain = await resolve_one(client, key(f"{registry.host}/team/app", "semver:*"))
+            before_tls = len(loads)  # a plain-HTTP registry never needed the trust store
+            secure = await resolve_one(client, key(f"{server.host}/secure/app", "semver:*"))
+            return plain, before_tls, secure
+
+    plain, before_tls, secure = run(plain_then_tls())
+    assert plain.tag == "1.0.0" and secure.tag == "1.0.0", (plain.error, secure.error)
+    assert before_tls == 0
+    assert len(loads) == 1  # once, however many handshakes
 
 
 def test_insecure_and_loopback_plain_http_and_api_url(

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from image_updater.plan import Result
     from image_updater.settings import Settings
 
-__all__ = ["check_directory", "log_errors", "plan_path", "progress_indicator"]
+__all__ = ["check_directory", "configured_settings", "log_errors", "plan_path", "progress_indicator"]
 
 log = logging.getLogger(__name__)
 
@@ -84,22 +84,51 @@ def check_directory(path: str) -> Path:
     return root
 
 
+def configured_settings(config: str | None) -> Settings | None:
+    """The settings of ``config`` and the environment, or ``None`` when neither configures anything (no
+    ``-c``, no ``IMAGE_UPDATER_*`` variable): the defaults, which ``plan_path`` then loads only if a
+    registry is to be asked. An empty tree is planned without importing pydantic or httpx."""
+    import os
+
+    from image_updater.envnames import settings_from_environment
+
+    if config is None and not settings_from_environment(os.environ):
+        return None
+    from image_updater.settings import load_settings
+
+    return load_settings(config)
+
+
 def plan_path(
-    root: Path, settings: Settings, progress: Progress | None = None, *, explain: bool = False
+    root: Path, settings: Settings | None, progress: Progress | None = None, *, explain: bool = False
 ) -> Planned:
-    """Plan ``root`` with the registries, credentials, cache and policy_dirs of ``settings``; ``explain``:
-    keep the verdicts per image too (``plan --format html``)."""
+    """Plan ``root`` with the registries, credentials, cache and policy_dirs of ``settings`` (``None``: the
+    defaults, see ``configured_settings``); ``explain``: keep the verdicts per image too
+    (``plan --format html``)."""
     import asyncio
 
-    from image_updater.checkout import plan_directory
+    from image_updater.checkout import Planned, discover_directory, plan_discovery
+
+    if progress:
+        progress("discovering")
+    policy_dirs = list(settings.policy_dirs) if settings is not None else []
+    discovery, texts = discover_directory(root, policy_dirs=policy_dirs)
+    if not discovery.resolve_keys:
+        from image_updater.plan import build_plan
+
+        return Planned(root=root, discovery=discovery, result=build_plan(discovery, {}), texts=texts)
+    if settings is None:
+        from image_updater.settings import load_settings
+
+        settings = load_settings(None)
     from image_updater.writeback import make_client
 
-    async def go() -> Planned:
+    async def go(settings: Settings) -> Planned:
         async with make_client(settings) as client:
-            return await plan_directory(root, client=client, policy_dirs=list(settings.policy_dirs),
-                                        progress=progress, explain=explain)
+            return await plan_discovery(root, discovery, texts, client=client, progress=progress,
+                                        explain=explain)
 
-    return asyncio.run(go())
+    return asyncio.run(go(settings))
 
 
 def log_errors(result: Result, fmt: str) -> None:

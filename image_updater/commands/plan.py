@@ -14,7 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from image_updater.commands._planning import check_directory, log_errors, plan_path, progress_indicator
+from image_updater.commands._planning import (
+    check_directory,
+    configured_settings,
+    log_errors,
+    plan_path,
+    progress_indicator,
+)
 
 __all__ = ["add_arguments", "run"]
 
@@ -33,9 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from image_updater.checkout import edited_texts
     from image_updater.report import render
-    from image_updater.settings import load_settings
-
-    settings = load_settings(args.config)
+    settings = configured_settings(args.config)
     root = check_directory(args.path)
     with progress_indicator() as progress:
         planned = plan_path(root, settings, progress, explain=args.format == "html")

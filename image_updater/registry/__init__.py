@@ -6,6 +6,14 @@ pass's ``ResolveKey`` questions with as few requests as the policies allow. The 
 (``auth``, ``credentials``, ``transport``, ``manifests``) are implementation details.
 """
 
+import sys
+
+# httpx's __init__ imports its own command line client (httpx._main: click, rich, pygments; ~50 ms) whenever
+# click and rich happen to be installed, and falls back to a stub on ImportError. A ``None`` entry in
+# sys.modules makes that import fail at once; image-updater never runs httpx's CLI.
+if "httpx" not in sys.modules:
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
 from image_updater.registry.cache import MetadataCache
 from image_updater.registry.client import RegistryClient
 from image_updater.registry.options import RegistryOptions, options_for, options_from_settings

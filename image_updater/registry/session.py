@@ -16,9 +16,11 @@ import contextlib
 import logging
 import os
 import ssl
+import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -66,17 +68,52 @@ class _StopOverBudget(stop_base):
         return (retry_state.upcoming_sleep or 0.0) > self.budget.remaining()
 
 
+class _SystemTrustContext(ssl.SSLContext):
+    """``ssl.create_default_context()`` whose trust store is loaded at the first TLS handshake, not when the
+    client is built: loading the system's certificates costs 20 ms to 0.15 s (a loaded machine), which a
+    pass that only speaks plain HTTP (a loopback or ``insecure`` registry) never needs to pay."""
+
+    _loaded = False
+    _lock = threading.Lock()
+
+    def _load(self) -> None:
+        with self._lock:  # once per handshake: cheap beside the handshake itself
+            if self._loaded:
+                return
+            before = self.cert_store_stats().get("x509_ca", 0)  # a registry's own ca_file, if any
+            self.load_default_certs(ssl.Purpose.SERVER_AUTH)
+            if self.cert_store_stats().get("x509_ca", 0) == before:
+                # the system store is empty (a minimal container without ca-certificates): certifi's bundle
+                with contextlib.suppress(ImportError, OSError, ssl.SSLError):
+                    import certifi
+
+                    self.load_verify_locations(cafile=certifi.where())
+            self._loaded = True
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        self._load()
+        return super().wrap_bio(*args, **kwargs)
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        self._load()
+        return super().wrap_socket(*args, **kwargs)
+
+    def get_ca_certs(self, *args: Any, **kwargs: Any) -> Any:
+        self._load()
+        return super().get_ca_certs(*args, **kwargs)
+
+
 def system_trust_context() -> ssl.SSLContext:
     """A verifying TLS context over the operating system's trust store (``SSL_CERT_FILE``/``SSL_CERT_DIR``
     honoured), so that a corporate CA installed the usual way is trusted, as Docker and Flux users expect.
     Only where the system store is empty (a minimal container without ca-certificates) certifi's bundle
-    stands in."""
-    context = ssl.create_default_context()
-    if not context.cert_store_stats().get("x509_ca"):
-        with contextlib.suppress(ImportError, OSError, ssl.SSLError):
-            import certifi
-
-            context.load_verify_locations(cafile=certifi.where())
+    stands in. The store is loaded at the first handshake (``_SystemTrustContext``)."""
+    # what ssl.create_default_context() sets, less load_default_certs
+    context = _SystemTrustContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.check_hostname = True
+    if sys.version_info >= (3, 13):  # pragma: no cover - as create_default_context() does there
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
     return context
 
 

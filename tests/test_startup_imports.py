@@ -1,0 +1,88 @@
+"""What ``image-updater plan`` imports, checked in a fresh interpreter (issue 16: start-up of ``plan``).
+
+A tree without targets asks no registry, so neither pydantic-settings nor httpx may be loaded for it when
+nothing configures image-updater; a config file or an ``IMAGE_UPDATER_*`` variable still loads and validates
+the settings, and a tree with targets still goes through the registry layer. Behaviour only: no timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PROBE = """
+import json, sys
+from image_updater.cli import main
+code = main(sys.argv[1:])
+heavy = sorted(m for m in ("pydantic", "pydantic_settings", "httpx", "httpcore", "image_updater.registry",
+                           "image_updater.settings", "httpx._main", "click", "rich") if sys.modules.get(m))
+print(json.dumps({"code": code, "heavy": heavy}))
+"""
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  annotations:
+    image-updater.io/policy: semver:^1
+spec:
+  template:
+    spec:
+      containers:
+        - name: web
+          image: 127.0.0.1:9/acme/web:1.0.0
+"""
+
+
+def probe(*args: str, env: dict[str, str] | None = None, cwd: Path) -> dict[str, object]:
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("IMAGE_UPDATER_")}
+    clean.update(env or {})
+    clean["HOME"] = str(cwd)  # the default cache_dir, should a registry be asked
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=clean,
+                          cwd=cwd, timeout=60, check=False)
+    assert done.stdout, done.stderr
+    result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+    result["stderr"] = done.stderr
+    return result
+
+
+def test_plan_of_an_empty_tree_imports_no_settings_and_no_http(tmp_path: Path) -> None:
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+    result = probe("plan", "--format", "json", str(tmp_path / "tree"), cwd=tmp_path)
+    assert result["code"] == 0, result["stderr"]
+    assert result["heavy"] == []
+
+
+def test_the_environment_still_configures_and_is_validated(tmp_path: Path) -> None:
+    (tmp_path / "tree").mkdir()
+    result = probe("plan", str(tmp_path / "tree"), env={"IMAGE_UPDATER_INTERVAL": "0s"}, cwd=tmp_path)
+    assert result["code"] == 2
+    assert "interval" in str(result["stderr"])
+    result = probe("plan", str(tmp_path / "tree"), env={"IMAGE_UPDATER_LOG__LEVEL": "debug"}, cwd=tmp_path)
+    assert result["code"] == 0, result["stderr"]
+    assert "image_updater.settings" in list(result["heavy"])  # type: ignore[call-overload]
+
+
+def test_a_config_file_is_read_and_validated(tmp_path: Path) -> None:
+    (tmp_path / "tree").mkdir()
+    config = tmp_path / "config.yaml"
+    config.write_text("policy_dirs: [/nonexistent/policies]\n")
+    result = probe("plan", "-c", str(config), "--format", "json", str(tmp_path / "tree"), cwd=tmp_path)
+    assert result["code"] == 1  # the policy_dirs entry is reported as an error entry
+    assert "policy_dirs entry is not a directory" in str(result["stderr"])
+
+
+def test_a_tree_with_targets_asks_the_registry_without_httpx_cli(tmp_path: Path) -> None:
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "web.yaml").write_text(DEPLOYMENT)
+    # port 9 (discard) on loopback: nothing listens, the image's entry is an error
+    result = probe("plan", "--format", "json", str(tmp_path / "tree"), cwd=tmp_path)
+    assert result["code"] == 1
+    heavy = list(result["heavy"])  # type: ignore[call-overload]
+    assert "httpx" in heavy and "image_updater.registry" in heavy and "image_updater.settings" in heavy
+    assert "httpx._main" not in heavy and "click" not in heavy and "rich" not in heavy

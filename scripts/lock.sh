@@ -32,3 +32,5 @@ python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", 
   >"$build_in"
 echo editables >>"$build_in"
 "${COMPILE[@]}" -o requirements/build.lock --constraint requirements/test.lock "$build_in"
+# the temporary input's name would change the lock at every refresh
+sed -i 's|# via -r /tmp/[^ ]*|# via pyproject.toml [build-system]|' requirements/build.lock

@@ -587,9 +587,9 @@ def test_cache_disk_full_while_writing_the_files(
     settings = setup.settings()
     real_apply = checkout.apply_result
 
-    def fill_then_apply(root: Path, planned: Any) -> Any:
+    def fill_then_apply(root: Path, planned: Any, **options: Any) -> Any:
         disk.fill()
-        return real_apply(root, planned)
+        return real_apply(root, planned, **options)
 
     monkeypatch.setattr(checkout, "apply_result", fill_then_apply)
 

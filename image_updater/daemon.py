@@ -543,6 +543,10 @@ def serve(
 ) -> int:
     """Run the daemon with its HTTP server until SIGTERM or SIGINT; returns the exit code (0)."""
     secret = webhook_secret(settings)
+    if not dry_run:
+        from image_updater.signing import signer_for
+
+        signer_for(settings.commit.signing, settings.cache_dir)  # a bad signing key: ConfigError at start
     exit_timer = ExitTimer(grace_period + EXIT_TIMEOUT_MARGIN)
     asyncio.run(_serve(settings, secret, dry_run, grace_period, webhook_min_interval, exit_timer))
     # The exit timer stays armed on purpose until the interpreter is gone (see ExitTimer).

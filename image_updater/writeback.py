@@ -123,6 +123,7 @@ def commit_and_push(
     on, ``GitError`` for other git failures.
     """
     from image_updater.commitmsg import render_commit_message
+    from image_updater.signing import signer_for
 
     if not result.updates:
         return None, False
@@ -133,7 +134,8 @@ def commit_and_push(
     author = (commit_cfg.author_name, commit_cfg.author_email)
     committer = (commit_cfg.committer_name or author[0], commit_cfg.committer_email or author[1])
     files = sorted({change.file for change in result.updates})
-    sha = repo.commit(files, message, author=author, committer=committer)
+    signer = signer_for(commit_cfg.signing, settings.cache_dir)  # prepared at start: cached
+    sha = repo.commit(files, message, author=author, committer=committer, signer=signer)
     if sha is None or not push:
         return sha, False
     if stop is not None and stop.is_set():
@@ -405,6 +407,10 @@ def run_once_cli(settings: Settings, dry_run: bool, fmt: str = "table") -> int:
     if not settings.sources:
         raise ConfigError("no sources configured: add at least one entry under 'sources'")
     check_cache_dir(settings.cache_dir)  # an unusable cache dir is a config error (exit 2)
+    if not dry_run:
+        from image_updater.signing import signer_for
+
+        signer_for(settings.commit.signing, settings.cache_dir)  # a bad signing key: ConfigError (exit 2)
     outcomes = asyncio.run(run_pass(settings, dry_run=dry_run))
     failed = False
     for out in outcomes:

@@ -71,8 +71,10 @@ def _commit(root: Path, result: Result, settings: Settings, *, push: bool, branc
     """Commit (and push) the applied ``result``; True when that failed (the reason is logged)."""
     from image_updater.errors import GitError
     from image_updater.gitrepo import GitRepo
+    from image_updater.signing import signer_for
     from image_updater.writeback import commit_and_push
 
+    signer_for(settings.commit.signing, settings.cache_dir)  # a bad signing key: ConfigError (exit 2)
     try:
         repo = GitRepo.open(root, branch=branch)
         # file paths in the result are relative to PATH; the commit needs them relative to the work tree

@@ -64,6 +64,7 @@ DEFAULT_GRACE_PERIOD = 30.0
 DEFAULT_WEBHOOK_MIN_INTERVAL = 5.0
 # After the grace period, how long the process may still take to exit before the last-resort timer ends it.
 EXIT_TIMEOUT_MARGIN = 15.0
+NOTIFY_DRAIN = 5.0  # seconds a stopping daemon waits for in-flight notifications, then drops them
 JITTER_FRACTION = 0.1
 
 
@@ -547,6 +548,9 @@ def serve(
         from image_updater.signing import signer_for
 
         signer_for(settings.commit.signing, settings.cache_dir)  # a bad signing key: ConfigError at start
+    from image_updater.notify import channels_of
+
+    channels_of(settings)  # an unset notification url_env / secret_env: ConfigError at start
     exit_timer = ExitTimer(grace_period + EXIT_TIMEOUT_MARGIN)
     asyncio.run(_serve(settings, secret, dry_run, grace_period, webhook_min_interval, exit_timer))
     # The exit timer stays armed on purpose until the interpreter is gone (see ExitTimer).
@@ -557,16 +561,20 @@ async def _serve(
     settings: Settings, secret: str | None, dry_run: bool, grace_period: float, webhook_min_interval: float,
     exit_timer: ExitTimer,
 ) -> None:
-    from image_updater.writeback import make_client, run_source
+    from image_updater.notify import Notifier, channels_of
+    from image_updater.writeback import make_client, run_source, summary_of
 
     metrics = Metrics()
     by_name = {source.name: source for source in settings.sources}
+    notifier = Notifier(channels_of(settings), on_result=metrics.notification)
     async with make_client(settings, on_request=metrics.registry_request) as client:
 
         async def one_pass(name: str, stop: threading.Event, images: frozenset[str] | None) -> PassOutcome:
             outcome: PassOutcome = await run_source(
                 settings, by_name[name], client=client, dry_run=dry_run, stop=stop, images=images
             )
+            if not dry_run:
+                notifier.submit(summary_of(outcome))  # background sends: the next pass never waits
             return outcome
 
         board = status_board_for(settings, secret)
@@ -581,4 +589,7 @@ async def _serve(
             # GET / (the status page), /api/v1/status and /images/<repository>
             pages=make_page_handler(board, status_token(settings)),
         )
-        await run_until_stopped(daemon, server, exit_timer=exit_timer)
+        try:
+            await run_until_stopped(daemon, server, exit_timer=exit_timer)
+        finally:
+            await notifier.aclose(NOTIFY_DRAIN)

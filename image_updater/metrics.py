@@ -103,6 +103,10 @@ class Metrics:
             "image_updater_webhook_requests_total", "Requests to /webhook, by result.", ["result"],
             registry=r,
         )
+        self.notifications = Counter(
+            "image_updater_notifications_total", "Notifications after passes, by channel type and result.",
+            ["type", "result"], registry=r,
+        )
         # Pre-create the fixed label sets so that rate() and absent() work from the first scrape on.
         for kind in ERROR_KINDS:
             self.errors.labels(kind=kind)
@@ -140,6 +144,10 @@ class Metrics:
 
     def webhook(self, result: WebhookResult) -> None:
         self.webhooks.labels(result=result).inc()
+
+    def notification(self, channel_type: str, result: str) -> None:
+        """Count one notification: ``result`` is ``sent`` or ``failed`` (after its retries)."""
+        self.notifications.labels(type=channel_type, result=result).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

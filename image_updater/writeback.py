@@ -38,6 +38,7 @@ from image_updater.plan import Result
 if TYPE_CHECKING:
     from image_updater.checkout import Planned
     from image_updater.gitrepo import GitRepo, WorkingCopyLock
+    from image_updater.notify import PassSummary
     from image_updater.registry import RegistryClient
     from image_updater.settings import Settings, SourceSettings
 
@@ -73,6 +74,39 @@ class SourceOutcome:
     @property
     def ok(self) -> bool:
         return self.error is None and not self.result.errors
+
+
+def summary_of(outcome: SourceOutcome) -> PassSummary:
+    """What a notification says about ``outcome`` (``notify.PassSummary``), with its JSON report."""
+    from image_updater.notify import PassSummary
+
+    result = outcome.result
+    if outcome.error:
+        result = replace(result, errors=(*result.errors, ErrorEntry(None, None, None, outcome.error)))
+    return PassSummary(
+        source=outcome.source,
+        commit=outcome.commit,
+        pushed=outcome.pushed,
+        changes=outcome.result.updates if outcome.pushed else (),
+        error_count=len(result.errors),
+        pull_request_urls=(),  # TODO(merge): from outcome.pull_requests
+        report=result.to_dict(),
+    )
+
+
+NOTIFY_BOUND = 30.0  # seconds ``run --once`` waits for its notifications at the end
+
+
+async def _pass_and_notify(settings: Settings, dry_run: bool) -> list[SourceOutcome]:
+    from image_updater.notify import Notifier, channels_of
+
+    notifier = Notifier(channels_of(settings)) if settings.notifications and not dry_run else None
+    outcomes = await run_pass(settings, dry_run=dry_run)
+    if notifier is not None:
+        for out in outcomes:
+            notifier.submit(summary_of(out))
+        await notifier.aclose(NOTIFY_BOUND)
+    return outcomes
 
 
 @asynccontextmanager
@@ -411,7 +445,11 @@ def run_once_cli(settings: Settings, dry_run: bool, fmt: str = "table") -> int:
         from image_updater.signing import signer_for
 
         signer_for(settings.commit.signing, settings.cache_dir)  # a bad signing key: ConfigError (exit 2)
-    outcomes = asyncio.run(run_pass(settings, dry_run=dry_run))
+    if settings.notifications and not dry_run:
+        from image_updater.notify import channels_of
+
+        channels_of(settings)  # an unset url_env / secret_env: ConfigError (exit 2) before the pass
+    outcomes = asyncio.run(_pass_and_notify(settings, dry_run))
     failed = False
     for out in outcomes:
         header = f"== {out.source}"

@@ -570,12 +570,13 @@ async def _serve(
     async with make_client(settings, on_request=metrics.registry_request) as client:
 
         async def one_pass(name: str, stop: threading.Event, images: frozenset[str] | None) -> PassOutcome:
-            outcome: PassOutcome = await run_source(
+            outcome = await run_source(
                 settings, by_name[name], client=client, dry_run=dry_run, stop=stop, images=images
             )
             if not dry_run:
                 notifier.submit(summary_of(outcome))  # background sends: the next pass never waits
-            return outcome
+            passed: PassOutcome = outcome
+            return passed
 
         board = status_board_for(settings, secret)
         daemon = Daemon(

@@ -29,11 +29,12 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 
 from image_updater.envnames import shown_env_name
 from image_updater.errors import ConfigError
+from image_updater.errors import _RetryableNotification as _Retryable
 from image_updater.plan import Change
 from image_updater.settings import NotificationSettings, Settings
 
@@ -260,10 +261,35 @@ def request_for(channel: Channel, summary: PassSummary) -> tuple[bytes, dict[str
 # -- sending ----------------------------------------------------------------------------------------------
 
 
-class _Retryable(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
+class _HideUrls(logging.Filter):
+    """httpx logs every request's full URL at INFO: a chat webhook URL is a credential, so hide it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.urls and isinstance(record.args, tuple):
+            args = tuple(self._hide(arg) for arg in record.args)
+            if args != record.args:
+                record.args = args
+        return True
+
+    def _hide(self, arg: object) -> object:
+        text = str(arg)
+        for url in self.urls:
+            if url in text:
+                return text.replace(url, _shown(url))
+        return arg
+
+
+def _shown(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}/***"
+
+
+_hide_urls = _HideUrls()
+logging.getLogger("httpx").addFilter(_hide_urls)
 
 
 class Notifier:
@@ -280,6 +306,7 @@ class Notifier:
         backoff: float = 0.5,
     ) -> None:
         self.channels = tuple(channels)
+        _hide_urls.urls.update(channel.url for channel in self.channels)
         self._on_result = on_result
         self._total = total_timeout
         self._request_timeout = request_timeout
@@ -334,7 +361,7 @@ class Notifier:
             async with asyncio.timeout(self._total):
                 async for attempt in AsyncRetrying(
                     stop=stop_after_attempt(self._attempts),
-                    wait=wait_exponential_jitter(initial=self._backoff, max=8.0),
+                    wait=wait_random_exponential(multiplier=self._backoff, max=8.0),
                     retry=retry_if_exception_type((_Retryable, httpx.TransportError)),
                     reraise=True,
                 ):

@@ -26,7 +26,8 @@ Internal signals (one module raises and catches each; no caller sees them): ``_T
 (YAML budgets), ``_NoValue`` (plan), ``_Stopped`` (writeback), ``_TokenRefused`` (registry auth),
 ``_TooMuchOutput`` (credential helpers), ``_HttpError`` and ``_ClientGone`` (httpserver),
 ``_AddressInUse`` (the demo's registry), ``_RetryableNotification`` (notify). The demo's
-``RegistryStartError`` and ``PushError`` are ``RuntimeError``s: they report a broken demo set-up, not a failed pass.
+``RegistryStartError`` and ``PushError`` are ``RuntimeError``s: they report a broken demo set-up, not a
+failed pass.
 
 Every exception class of the package is defined here and re-exported where it is raised;
 ``tests/test_errors.py`` fails on one defined elsewhere.

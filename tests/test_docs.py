@@ -48,8 +48,10 @@ from image_updater.settings import (
     CommitSettings,
     HttpSettings,
     LogSettings,
+    NotificationSettings,
     RegistrySettings,
     Settings,
+    SigningSettings,
     SourceSettings,
     load_settings,
 )
@@ -334,7 +336,7 @@ def test_every_flag_the_docs_mention_exists() -> None:
 TABLES: dict[str, type[BaseModel]] = {
     "Top level": Settings, "`sources`": SourceSettings, "`sources[].auth`": AuthSettings,
     "`commit`": CommitSettings, "`registries`": RegistrySettings, "`http`": HttpSettings,
-    "`log`": LogSettings,
+    "`log`": LogSettings, "`commit.signing`": SigningSettings, "`notifications`": NotificationSettings,
 }
 
 
@@ -365,6 +367,8 @@ def _config_blocks() -> list[Block]:
         documents = list(YAML(typ="safe", pure=True).load_all(block.text))
         data = documents[0] if len(documents) == 1 else None
         if isinstance(data, dict) and data and set(data) <= set(Settings.model_fields):
+            if isinstance(data.get("notifications"), dict):  # distribution's config.yml, not ours
+                continue
             found.append(block)
     return found
 

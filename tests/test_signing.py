@@ -283,3 +283,43 @@ def test_run_once_with_a_bad_key_exits_2_before_any_pass(
     assert out.returncode == 2, out.stdout + out.stderr
     assert "commit.signing.key_env" in out.stderr and "garbage-canary-91" not in out.stdout + out.stderr
     assert git("rev-parse", "main", cwd=bare) == before
+
+
+def test_apply_commit_signs_too_and_a_bad_key_exits_2(
+    tmp_path: Path, registry: Any, pusher: Any, bare_repo: Any, ssh_key: tuple[Path, str]
+) -> None:
+    from tests.test_apply_commit import setup
+
+    key, public = ssh_key
+    bare, clone, config = setup(tmp_path, registry, pusher, bare_repo)
+    text = config.read_text().replace(
+        "commit: {author_name: CI Bot, author_email: ci@example.com, skip_ci: true}",
+        "commit: {author_name: CI Bot, author_email: ci@example.com, signing: {format: ssh, key_env: CI_KEY}}",
+    )
+    config.write_text(text)
+    bad = run_cli("apply", str(clone), "--push", "-c", str(config), env={"CI_KEY": "garbage-canary-42"})
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert "commit.signing.key_env" in bad.stderr and "garbage-canary-42" not in bad.stdout + bad.stderr
+    assert git("status", "--porcelain", cwd=clone) == ""  # refused before any file was edited
+    out = run_cli("apply", str(clone), "--push", "-c", str(config), env={"CI_KEY": key.read_text()})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1.0.7" in out.stdout, out.stdout + out.stderr
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f"ci@example.com {public}\n")
+    proc = subprocess.run(
+        [
+            "git",
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            f"gpg.ssh.allowedSignersFile={allowed}",
+            "verify-commit",
+            "main",
+        ],
+        cwd=bare,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert 'Good "git" signature for ci@example.com' in proc.stderr

@@ -53,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     root = check_directory(args.path)
+    if args.commit or args.push:
+        from image_updater.signing import signer_for
+
+        # a bad signing key: ConfigError (exit 2) before any file is edited
+        signer_for(settings.commit.signing, settings.cache_dir)
     with progress_indicator() as progress:
         planned = plan_path(root, settings, progress)
         if progress:
@@ -71,10 +76,8 @@ def _commit(root: Path, result: Result, settings: Settings, *, push: bool, branc
     """Commit (and push) the applied ``result``; True when that failed (the reason is logged)."""
     from image_updater.errors import GitError
     from image_updater.gitrepo import GitRepo
-    from image_updater.signing import signer_for
     from image_updater.writeback import commit_and_push
 
-    signer_for(settings.commit.signing, settings.cache_dir)  # a bad signing key: ConfigError (exit 2)
     try:
         repo = GitRepo.open(root, branch=branch)
         # file paths in the result are relative to PATH; the commit needs them relative to the work tree

@@ -294,7 +294,8 @@ def test_apply_commit_signs_too_and_a_bad_key_exits_2(
     bare, clone, config = setup(tmp_path, registry, pusher, bare_repo)
     text = config.read_text().replace(
         "commit: {author_name: CI Bot, author_email: ci@example.com, skip_ci: true}",
-        "commit: {author_name: CI Bot, author_email: ci@example.com, signing: {format: ssh, key_env: CI_KEY}}",
+        "commit: {author_name: CI Bot, author_email: ci@example.com,"
+        " signing: {format: ssh, key_env: CI_KEY}}",
     )
     config.write_text(text)
     bad = run_cli("apply", str(clone), "--push", "-c", str(config), env={"CI_KEY": "garbage-canary-42"})

@@ -567,6 +567,8 @@ async def _serve(
     metrics = Metrics()
     by_name = {source.name: source for source in settings.sources}
     notifier = Notifier(channels_of(settings), on_result=metrics.notification)
+    for channel in notifier.channels:
+        metrics.add_notification_type(channel.type)
     async with make_client(settings, on_request=metrics.registry_request) as client:
 
         async def one_pass(name: str, stop: threading.Event, images: frozenset[str] | None) -> PassOutcome:

@@ -145,6 +145,11 @@ class Metrics:
     def webhook(self, result: WebhookResult) -> None:
         self.webhooks.labels(result=result).inc()
 
+    def add_notification_type(self, channel_type: str) -> None:
+        """Create a configured channel type's series with zero values."""
+        for result in ("sent", "failed"):
+            self.notifications.labels(type=channel_type, result=result)
+
     def notification(self, channel_type: str, result: str) -> None:
         """Count one notification: ``result`` is ``sent`` or ``failed`` (after its retries)."""
         self.notifications.labels(type=channel_type, result=result).inc()

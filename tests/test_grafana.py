@@ -223,6 +223,7 @@ def exported() -> dict[str, frozenset[str]]:
     metrics.pass_finished("apps", "success", 1.5, updates_committed=2, images=3, success_at=1.0)
     metrics.error("image")
     metrics.webhook("accepted")
+    metrics.notification("slack", "sent")
     samples: dict[str, set[str]] = {}
     for family in metrics.registry.collect():
         assert family.samples, f"{family.name} has no sample: exercise it in exported()"

@@ -329,3 +329,26 @@ def test_a_hanging_receiver_does_not_delay_the_next_daemon_pass(
     log = daemon.log.read_text()
     assert "dropped 2 notification(s)" in log
     assert "url-canary" not in log
+
+
+def test_summary_of_a_pushed_and_of_a_failed_outcome() -> None:
+    from image_updater.findings import ErrorEntry
+    from image_updater.plan import Result
+    from image_updater.writeback import SourceOutcome, summary_of
+
+    pushed = SourceOutcome(
+        source="demo", result=Result(updates=(change(),), errors=(ErrorEntry("a.yaml", 3, "x/y", "bad tag"),)),
+        commit="abc123", pushed=True, error=None, duration=1.0, images=frozenset(),
+    )  # fmt: skip
+    s = summary_of(pushed)
+    assert (s.source, s.commit, s.pushed, s.error_count) == ("demo", "abc123", True, 1)
+    assert s.changes == (change(),) and s.events == {"update", "error"}
+    assert s.report["updates"][0]["new_tag"] == "1.2.0" and s.pull_request_urls == ()
+    failed = SourceOutcome(
+        source="demo", result=Result(updates=(change(),)), commit=None, pushed=False,
+        error="git push failed for source 'demo': rejected", duration=1.0, images=frozenset(),
+    )  # fmt: skip
+    s = summary_of(failed)
+    assert s.events == {"error"} and s.changes == () and s.error_count == 1
+    assert s.report["errors"][-1]["message"] == "git push failed for source 'demo': rejected"
+    assert "pass failed" in slack_payload(s)["text"]

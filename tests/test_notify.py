@@ -336,8 +336,9 @@ def test_summary_of_a_pushed_and_of_a_failed_outcome() -> None:
     from image_updater.plan import Result
     from image_updater.writeback import SourceOutcome, summary_of
 
+    bad = ErrorEntry("a.yaml", 3, "x/y", "bad tag")
     pushed = SourceOutcome(
-        source="demo", result=Result(updates=(change(),), errors=(ErrorEntry("a.yaml", 3, "x/y", "bad tag"),)),
+        source="demo", result=Result(updates=(change(),), errors=(bad,)),
         commit="abc123", pushed=True, error=None, duration=1.0, images=frozenset(),
     )  # fmt: skip
     s = summary_of(pushed)

@@ -67,6 +67,7 @@ DEFAULT_GRACE_PERIOD = 30.0
 DEFAULT_WEBHOOK_MIN_INTERVAL = 5.0
 # After the grace period, how long the process may still take to exit before the last-resort timer ends it.
 EXIT_TIMEOUT_MARGIN = 15.0
+NOTIFY_DRAIN = 5.0  # seconds a stopping daemon waits for in-flight notifications, then drops them
 JITTER_FRACTION = 0.1
 SHARD_ORDINAL_ENV = "IMAGE_UPDATER_SHARD_ORDINAL"
 
@@ -628,6 +629,13 @@ def serve(
     """Run the daemon with its HTTP server until SIGTERM or SIGINT; returns the exit code (0)."""
     secret = webhook_secret(settings)
     shard = resolve_shard(settings)
+    if not dry_run:
+        from image_updater.signing import signer_for
+
+        signer_for(settings.commit.signing, settings.cache_dir)  # a bad signing key: ConfigError at start
+    from image_updater.notify import channels_of
+
+    channels_of(settings)  # an unset notification url_env / secret_env: ConfigError at start
     exit_timer = ExitTimer(grace_period + EXIT_TIMEOUT_MARGIN)
     asyncio.run(_serve(settings, secret, dry_run, grace_period, webhook_min_interval, exit_timer, shard))
     # The exit timer stays armed on purpose until the interpreter is gone (see ExitTimer).
@@ -638,8 +646,9 @@ async def _serve(
     settings: Settings, secret: str | None, dry_run: bool, grace_period: float, webhook_min_interval: float,
     exit_timer: ExitTimer, shard: tuple[int, int] = (0, 1),
 ) -> None:
+    from image_updater.notify import Notifier, channels_of
     from image_updater.peers import Forwarder
-    from image_updater.writeback import make_client, run_source
+    from image_updater.writeback import make_client, run_source, summary_of
 
     metrics = Metrics()
     ordinal, replicas = shard
@@ -648,6 +657,9 @@ async def _serve(
     if replicas > 1:
         log.info("shard %d of %d: %d of %d source(s) are this replica's", ordinal, replicas, len(mine),
                  len(by_name))
+    notifier = Notifier(channels_of(settings), on_result=metrics.notification)
+    for channel in notifier.channels:
+        metrics.add_notification_type(channel.type)
     # One tag list per image per interval across every source of this replica: scheduled passes reuse a
     # list asked for less than an interval ago (by any source); webhook-triggered passes ask afresh.
     tags_max_age = settings.interval.total_seconds() * (1 - JITTER_FRACTION)
@@ -657,10 +669,13 @@ async def _serve(
 
         async def one_pass(name: str, stop: threading.Event, images: frozenset[str] | None) -> PassOutcome:
             with client.fresh_tags() if images is not None else contextlib.nullcontext():
-                outcome: PassOutcome = await run_source(
+                outcome = await run_source(
                     settings, by_name[name], client=client, dry_run=dry_run, stop=stop, images=images
                 )
-            return outcome
+            if not dry_run:
+                notifier.submit(summary_of(outcome))  # background sends: the next pass never waits
+            passed: PassOutcome = outcome
+            return passed
 
         board = status_board_for(settings, secret)
         daemon = Daemon(
@@ -687,3 +702,4 @@ async def _serve(
         finally:
             if forwarder is not None:
                 await forwarder.aclose()
+            await notifier.aclose(NOTIFY_DRAIN)

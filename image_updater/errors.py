@@ -26,9 +26,9 @@ Every error the package raises on purpose is an ``ImageUpdaterError``::
 Internal signals (one module raises and catches each; no caller sees them): ``_TooDeep``, ``_TooMany``
 (YAML budgets), ``_NoValue`` (plan), ``_Stopped`` (writeback), ``_TokenRefused`` (registry auth),
 ``_TooMuchOutput`` (credential helpers), ``_HttpError`` and ``_ClientGone`` (httpserver),
-``_AddressInUse`` (the demo's registry), ``_ForgeRetry`` (a forge answer worth retrying; forges).
-The demo's ``RegistryStartError`` and ``PushError`` are ``RuntimeError``s: they report a broken demo
-set-up, not a failed pass.
+``_AddressInUse`` (the demo's registry), ``_ForgeRetry`` (a forge answer worth retrying; forges),
+``_RetryableNotification`` (notify). The demo's ``RegistryStartError`` and ``PushError`` are
+``RuntimeError``s: they report a broken demo set-up, not a failed pass.
 
 Every exception class of the package is defined here and re-exported where it is raised;
 ``tests/test_errors.py`` fails on one defined elsewhere.
@@ -248,6 +248,14 @@ class _ClientGone(Exception):
 
 class _AddressInUse(Exception):
     pass
+
+
+class _RetryableNotification(Exception):
+    """A notification receiver answered 5xx or 429: worth another attempt (image_updater.notify)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
 
 
 

@@ -58,13 +58,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import BinaryIO, Self
+from typing import TYPE_CHECKING, BinaryIO, Self
 
 import git
 
 from image_updater.envnames import shown_env_name
 from image_updater.errors import ConfigError, GitError, PushRejected, redact
 from image_updater.settings import AuthSettings, SourceSettings, source_transport
+
+if TYPE_CHECKING:
+    from image_updater.signing import Signer
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -568,10 +571,12 @@ class GitRepo:
         *,
         author: tuple[str, str],
         committer: tuple[str, str] | None = None,
+        signer: Signer | None = None,
     ) -> str | None:
         """Commit exactly ``paths`` (repository-relative); the new HEAD, or None when they are unchanged.
 
-        Nothing else is staged or committed, whatever else changed in the working tree.
+        Nothing else is staged or committed, whatever else changed in the working tree. ``signer``
+        (``signing.signer_for``) signs the commit with git's own signing, configured on the command line.
         """
         specs = self._pathspecs(paths)
         if not specs:
@@ -601,10 +606,18 @@ class GitRepo:
                 "GIT_COMMITTER_NAME": committer[0],
                 "GIT_COMMITTER_EMAIL": committer[1],
             }
+            sign_config: list[str] = []
+            sign: list[str] = []
+            if signer is not None:
+                sign_config = signer.commit_args()
+                sign = [f"--gpg-sign={signer.key}"]
+                identity.update(signer.env)
             self._git.run(
                 self._path,
-                "commit", "--quiet", "--no-verify", "--cleanup=whitespace", f"--file={msg_file}", *only,
-                env=identity,
+                *sign_config,
+                "commit", "--quiet", "--no-verify", "--cleanup=whitespace", f"--file={msg_file}",
+                *sign, *only,
+                env=identity, what="commit",
             )  # fmt: skip
         except OSError as exc:
             raise GitError(f"git commit failed for {self._git.describe()}: {exc.strerror or exc}") from exc

@@ -119,6 +119,10 @@ class Metrics:
         )
         for forward_result in ("ok", "refused", "error"):
             self.webhook_forwards.labels(result=forward_result)
+        self.notifications = Counter(
+            "image_updater_notifications_total", "Notifications after passes, by channel type and result.",
+            ["type", "result"], registry=r,
+        )
         # Pre-create the fixed label sets so that rate() and absent() work from the first scrape on.
         for kind in ERROR_KINDS:
             self.errors.labels(kind=kind)
@@ -162,6 +166,15 @@ class Metrics:
 
     def webhook(self, result: WebhookResult) -> None:
         self.webhooks.labels(result=result).inc()
+
+    def add_notification_type(self, channel_type: str) -> None:
+        """Create a configured channel type's series with zero values."""
+        for result in ("sent", "failed"):
+            self.notifications.labels(type=channel_type, result=result)
+
+    def notification(self, channel_type: str, result: str) -> None:
+        """Count one notification: ``result`` is ``sent`` or ``failed`` (after its retries)."""
+        self.notifications.labels(type=channel_type, result=result).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -386,6 +386,55 @@ class SourceSettings(_Strict):
         return self
 
 
+class SigningSettings(_Strict):
+    """How update commits are signed: git's own OpenPGP or SSH signing, with a key in a private place."""
+
+    format: Literal["openpgp", "ssh"]
+    """``openpgp`` (gpg, in a private GNUPGHOME under the cache dir) or ``ssh`` (ssh-keygen -Y sign)."""
+
+    key_file: ExpandedPath | None = None
+    """File holding the (ASCII-armored OpenPGP or OpenSSH) private key; exactly one of key_file / key_env."""
+
+    key_env: EnvName | None = None
+    """Environment variable holding the private key itself; exactly one of key_file / key_env."""
+
+    passphrase_env: EnvName | None = None
+    """Environment variable holding the key's passphrase, if it has one."""
+
+    @model_validator(mode="after")
+    def _one_key(self) -> SigningSettings:
+        if (self.key_file is None) == (self.key_env is None):
+            raise _problems(("key_file", "exactly one of key_file and key_env must be set"))
+        return self
+
+
+NotifyEvent = Literal["update", "error"]
+
+
+class NotificationSettings(_Strict):
+    """One channel told about passes that changed something or failed."""
+
+    type: Literal["webhook", "slack", "teams", "discord"]
+    """``webhook`` (the pass's JSON report, HMAC-signed) or a chat's incoming webhook."""
+
+    url_env: EnvName
+    """Environment variable holding the URL to POST to (the URL itself is a secret for chat webhooks)."""
+
+    events: list[NotifyEvent] = Field(default_factory=lambda: list(get_args(NotifyEvent)))
+    """Which passes are sent: ``update`` (a commit pushed) and/or ``error`` (an error reported)."""
+
+    secret_env: EnvName | None = None
+    """Environment variable holding the HMAC-SHA256 key of ``X-Image-Updater-Signature`` (webhook only)."""
+
+    @model_validator(mode="after")
+    def _secret_only_webhook(self) -> NotificationSettings:
+        if self.secret_env is not None and self.type != "webhook":
+            raise _problems(("secret_env", "only the webhook type signs its body"))
+        if not self.events:
+            raise _problems(("events", "must name at least one of update, error"))
+        return self
+
+
 class CommitSettings(_Strict):
     """Identity and message of the commits image-updater makes."""
 
@@ -406,6 +455,9 @@ class CommitSettings(_Strict):
 
     skip_ci: bool = False
     """Append ``[skip ci]`` to the commit subject."""
+
+    signing: SigningSettings | None = None
+    """Sign every update commit (OpenPGP or SSH); none = unsigned."""
 
     @property
     def author(self) -> tuple[str, str]:
@@ -679,6 +731,8 @@ class Settings(BaseSettings):
 
     concurrency: ConcurrencySettings = Field(default_factory=ConcurrencySettings)
     """Bounds on the work done at once (passes in parallel)."""
+    notifications: list[NotificationSettings] = Field(default_factory=list)
+    """Webhook / Slack / Teams / Discord messages after passes that changed something or failed."""
 
     @field_validator("interval")
     @classmethod

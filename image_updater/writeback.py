@@ -40,6 +40,7 @@ from image_updater.plan import Result
 if TYPE_CHECKING:
     from image_updater.checkout import Planned
     from image_updater.gitrepo import GitRepo, WorkingCopyLock
+    from image_updater.notify import PassSummary
     from image_updater.pullrequests import ForgeFactory, PullRequestLink
     from image_updater.registry import RegistryClient
     from image_updater.settings import Settings, SourceSettings
@@ -78,6 +79,39 @@ class SourceOutcome:
     @property
     def ok(self) -> bool:
         return self.error is None and not self.result.errors
+
+
+def summary_of(outcome: SourceOutcome) -> PassSummary:
+    """What a notification says about ``outcome`` (``notify.PassSummary``), with its JSON report."""
+    from image_updater.notify import PassSummary
+
+    result = outcome.result
+    if outcome.error:
+        result = replace(result, errors=(*result.errors, ErrorEntry(None, None, None, outcome.error)))
+    return PassSummary(
+        source=outcome.source,
+        commit=outcome.commit,
+        pushed=outcome.pushed,
+        changes=outcome.result.updates if outcome.pushed else (),
+        error_count=len(result.errors),
+        pull_request_urls=tuple(link.url for link in outcome.pull_requests if link.url),
+        report={**result.to_dict(), "pull_requests": [link.to_dict() for link in outcome.pull_requests]},
+    )
+
+
+NOTIFY_BOUND = 30.0  # seconds ``run --once`` waits for its notifications at the end
+
+
+async def _pass_and_notify(settings: Settings, dry_run: bool) -> list[SourceOutcome]:
+    from image_updater.notify import Notifier, channels_of
+
+    notifier = Notifier(channels_of(settings)) if settings.notifications and not dry_run else None
+    outcomes = await run_pass(settings, dry_run=dry_run)
+    if notifier is not None:
+        for out in outcomes:
+            notifier.submit(summary_of(out))
+        await notifier.aclose(NOTIFY_BOUND)
+    return outcomes
 
 
 @asynccontextmanager
@@ -133,6 +167,7 @@ def commit_and_push(
     on, ``GitError`` for other git failures.
     """
     from image_updater.commitmsg import render_commit_message
+    from image_updater.signing import signer_for
 
     if not result.updates:
         return None, False
@@ -143,7 +178,8 @@ def commit_and_push(
     author = (commit_cfg.author_name, commit_cfg.author_email)
     committer = (commit_cfg.committer_name or author[0], commit_cfg.committer_email or author[1])
     files = sorted({change.file for change in result.updates})
-    sha = repo.commit(files, message, author=author, committer=committer)
+    signer = signer_for(commit_cfg.signing, settings.cache_dir)  # prepared at start: cached
+    sha = repo.commit(files, message, author=author, committer=committer, signer=signer)
     if sha is None or not push:
         return sha, False
     if stop is not None and stop.is_set():
@@ -459,7 +495,15 @@ def run_once_cli(settings: Settings, dry_run: bool, fmt: str = "table") -> int:
     if not settings.sources:
         raise ConfigError("no sources configured: add at least one entry under 'sources'")
     check_cache_dir(settings.cache_dir)  # an unusable cache dir is a config error (exit 2)
-    outcomes = asyncio.run(run_pass(settings, dry_run=dry_run))
+    if not dry_run:
+        from image_updater.signing import signer_for
+
+        signer_for(settings.commit.signing, settings.cache_dir)  # a bad signing key: ConfigError (exit 2)
+    if settings.notifications and not dry_run:
+        from image_updater.notify import channels_of
+
+        channels_of(settings)  # an unset url_env / secret_env: ConfigError (exit 2) before the pass
+    outcomes = asyncio.run(_pass_and_notify(settings, dry_run))
     failed = False
     if fmt == "json":
         sys.stdout.write(json.dumps({"sources": [_outcome_json(o) for o in outcomes]}, indent=2) + "\n")

@@ -49,10 +49,12 @@ from image_updater.settings import (
     ConcurrencySettings,
     HttpSettings,
     LogSettings,
+    NotificationSettings,
     PullRequestSettings,
     RegistrySettings,
     Settings,
     ShardingSettings,
+    SigningSettings,
     SourceSettings,
     load_settings,
 )
@@ -339,6 +341,7 @@ TABLES: dict[str, type[BaseModel]] = {
     "`sources[].pull_request`": PullRequestSettings,
     "`commit`": CommitSettings, "`registries`": RegistrySettings, "`http`": HttpSettings,
     "`log`": LogSettings, "`sharding`": ShardingSettings, "`concurrency`": ConcurrencySettings,
+    "`commit.signing`": SigningSettings, "`notifications`": NotificationSettings,
 }
 
 
@@ -369,6 +372,8 @@ def _config_blocks() -> list[Block]:
         documents = list(YAML(typ="safe", pure=True).load_all(block.text))
         data = documents[0] if len(documents) == 1 else None
         if isinstance(data, dict) and data and set(data) <= set(Settings.model_fields):
+            if isinstance(data.get("notifications"), dict):  # distribution's config.yml, not ours
+                continue
             found.append(block)
     return found
 

@@ -224,6 +224,7 @@ def exported() -> dict[str, frozenset[str]]:
     metrics.error("image")
     metrics.webhook("accepted")
     metrics.set_shard(0, 1, 1)
+    metrics.notification("slack", "sent")
     samples: dict[str, set[str]] = {}
     for family in metrics.registry.collect():
         assert family.samples, f"{family.name} has no sample: exercise it in exported()"

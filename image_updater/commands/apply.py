@@ -53,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     root = check_directory(args.path)
+    if args.commit or args.push:
+        from image_updater.signing import signer_for
+
+        # a bad signing key: ConfigError (exit 2) before any file is edited
+        signer_for(settings.commit.signing, settings.cache_dir)
     with progress_indicator() as progress:
         planned = plan_path(root, settings, progress)
         if progress:

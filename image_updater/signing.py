@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -197,6 +198,7 @@ def _prepare_openpgp(material: bytes, passphrase: str | None, home: Path, where:
     gnupg = home / "gnupg"
     gnupg.mkdir(mode=0o700, exist_ok=True)
     os.chmod(gnupg, 0o700)
+    gnupg = _socket_safe(gnupg, where)
     wrapper = home / "gpg-wrapper"
     _write(wrapper, _GPG_WRAPPER.encode(), 0o700)
     base = {"GNUPGHOME": str(gnupg), "IMAGE_UPDATER_GPG": gpg}
@@ -246,6 +248,32 @@ def _prepare_openpgp(material: bytes, passphrase: str | None, home: Path, where:
         env=tuple(sorted(sign_env.items())),
         public_key=public,
     )
+
+
+# gpg-agent's sockets live in GNUPGHOME (S.gpg-agent.browser is the longest name): a Unix socket path has at
+# most 107 bytes, and without /run/user/<uid> gpg has nowhere else to put them
+_SOCKET_ROOM = 107 - len("/S.gpg-agent.browser")
+
+
+def _socket_safe(gnupg: Path, where: str) -> Path:
+    """``gnupg``, or a short private link to it when its sockets' paths would be too long for gpg-agent."""
+    if len(os.fsencode(gnupg)) <= _SOCKET_ROOM:
+        return gnupg
+    import hashlib
+
+    links = Path(tempfile.gettempdir()) / f"image-updater-gnupg-{os.getuid()}"
+    try:
+        links.mkdir(mode=0o700, exist_ok=True)
+        info = links.lstat()
+        if info.st_uid != os.getuid() or not stat.S_ISDIR(info.st_mode) or info.st_mode & 0o077:
+            raise ConfigError(f"{where}: {links} is not a private directory of this user")
+        link = links / hashlib.sha256(os.fsencode(gnupg)).hexdigest()[:16]
+        if not (link.is_symlink() and Path(os.readlink(link)) == gnupg):
+            link.unlink(missing_ok=True)
+            link.symlink_to(gnupg, target_is_directory=True)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot make a short path for the GnuPG home: {exc.strerror}") from None
+    return link
 
 
 def _secret_fingerprints(listing: str) -> list[str]:

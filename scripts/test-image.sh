@@ -11,7 +11,10 @@
 # Run as root (buildah --isolation chroot, vfs storage). Stops what it started; exits non-zero on a failure.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [ "$(id -u)" != 0 ]; then echo "test-image: run as root (buildah --isolation chroot)" >&2; exit 2; fi
+if [ "$(id -u)" != 0 ]; then  # buildah --isolation chroot and vfs storage need root
+  if command -v sudo >/dev/null; then exec sudo --preserve-env=CI,XDG_CACHE_HOME bash "$0" "$@"; fi
+  echo "test-image: run as root (buildah --isolation chroot), or install sudo" >&2; exit 2
+fi
 # the demo's packages (docker-registry, git) and .venv with image-updater: the host side of the test
 # shellcheck source=setup.sh
 source "$ROOT/scripts/setup.sh" demo

@@ -2,31 +2,37 @@
 
 Precedence when several origins claim one scalar: a locked, ignored or switched-off workload wins over
 everything (the field is reported as skipped); then a setter marker (it sits on the very scalar), then a
-workload annotation, then a policy file's targets. Two policy files giving one scalar different policies
+workload annotation, then a policy file's targets, then a migration source (Argo CD Image Updater
+annotations: they name files, not scalars, so every more specific origin wins). Two policy files giving one scalar different policies
 is an error naming both. A container a workload's annotations leave without a policy is reported as
 skipped unless another origin gives it one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
+from image_updater.errors import InvalidReference
 from image_updater.findings import ErrorEntry, Origin, Skipped
 from image_updater.policies import Policy
-from image_updater.references import ImageReference
+from image_updater.references import ImageReference, parse_reference
 from image_updater.yamledit import ParsedFile, YamlParseError, parse_yaml, scalar_span
 
+from ._aiu import AIU_PREFIX, AiuApp, AiuImage, AiuSource, normalise_repo_url, read_application, target_file
 from ._annotations import WorkloadPolicies, read_annotations, workload_policies
 from ._fields import (
     EMPTY_TAG,
     ContainerImage,
+    Field,
     Slot,
     container_slot,
     flux_helm_release_slots,
     helm_value_slots,
+    _dotted,
     kustomize_slots,
     pod_containers,
 )
@@ -40,7 +46,7 @@ __all__ = ["KUSTOMIZATION_FILES", "FileInput", "discover_files", "may_hold_targe
 FileInput = Mapping[str, str] | Iterable[tuple[str, str]]
 KUSTOMIZATION_FILES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
 
-_P_WEAK_SKIP, _P_POLICY_FILE, _P_ANNOTATION, _P_MARKER, _P_BLOCK = 0, 1, 2, 3, 100
+_P_WEAK_SKIP, _P_MIGRATION, _P_POLICY_FILE, _P_ANNOTATION, _P_MARKER, _P_BLOCK = 0, 1, 2, 3, 4, 100
 _FLUX_V1 = re.compile(
     r"(?:fluxcd\.io|flux\.weave\.works)/(?:automated|locked|ignore|tag\.)"
     r"|(?:filter|repository|tag|registry)\.fluxcd\.io/"
@@ -146,8 +152,10 @@ class _FileScan:
     """Finds the targets of one parsed file."""
 
     def __init__(self, file: str, parsed: ParsedFile, index: PolicyIndex,
-                 rules: list[tuple[PolicyDef, TargetRule]]) -> None:
+                 rules: list[tuple[PolicyDef, TargetRule]],
+                 aiu: Sequence[tuple[AiuApp, AiuSource]] = ()) -> None:
         self.file = file
+        self.aiu = aiu
         self.parsed = parsed
         self.text = parsed.text
         self.index = index
@@ -172,6 +180,8 @@ class _FileScan:
         container_of: dict[int, str | None] = {}
         for obj in objects:
             self._object(obj, claims, container_of)
+            if self.aiu and not obj.definition:
+                self._aiu_claims(obj, claims)
         if MARKER_KEY in self.text:
             self._markers(doc, objects, claims, container_of)
         self._settle(claims)
@@ -306,6 +316,60 @@ class _FileScan:
                         slot, policy, "policy-file", _P_POLICY_FILE, obj, definition.source, shape
                     ))
 
+    def _aiu_claims(self, obj: _Object, claims: list[_Claim]) -> None:
+        """Argo CD Image Updater: the images of the Applications whose write-back target is this file."""
+        for app, _source in self.aiu:
+            source = app.source_line
+            for aiu in app.images:
+                if aiu.policy is None:
+                    continue
+                if app.write_back == "kustomization" and obj.kustomization:
+                    wanted = _parse_name(aiu.kustomize_name) if aiu.kustomize_name else aiu.image
+                    for entry_slot, entry, _name in kustomize_slots(get(obj.node, "images")):
+                        entry_name = _parse_name(scalar(get(entry, "name")))
+                        if entry_slot is None or wanted is None or entry_name is None:
+                            continue
+                        if not entry_name.same_repository(wanted):
+                            continue
+                        if entry_slot.main is None and entry_slot.digest is None:
+                            self.skipped.append(Skipped(
+                                file=self.file, line=node_line(entry), image=entry_slot.image.written_name,
+                                reason=f"kustomize images entry has no newTag to update ({app.label})",
+                            ))
+                            continue
+                        image = dataclasses.replace(aiu.image, tag=entry_slot.image.tag,
+                                                    digest=entry_slot.image.digest)
+                        slot = dataclasses.replace(entry_slot, image=image, container=aiu.alias or None)
+                        claims.extend(self._slot_claims(slot, aiu.policy, "aiu-annotation", _P_MIGRATION, obj,
+                                                        source, "kustomize"))
+                elif app.write_back == "helmvalues" and obj.kind is None:
+                    self._aiu_helm_claims(app, aiu, obj, claims)
+
+    def _aiu_helm_claims(self, app: AiuApp, aiu: AiuImage, obj: _Object, claims: list[_Claim]) -> None:
+        assert aiu.policy is not None
+        key = aiu.helm_spec or aiu.helm_tag or "image.tag"
+        node = _dotted(obj.node, key)
+        value = scalar(node)
+        if not isinstance(node, ScalarNode) or value is None:
+            self.skipped.append(Skipped(
+                file=self.file, line=node_line(obj.node), image=aiu.image.written_name,
+                reason=f"{app.label}: the values have no scalar {key} to write the image into",
+            ))
+            return
+        if aiu.helm_spec:
+            current = _parse_name(value)
+            if current is None:
+                self.error(node_line(node), aiu.image.written_name, f"{key}: {value!r} is not an image reference")
+                return
+            image = dataclasses.replace(aiu.image, tag=current.tag, digest=current.digest)
+            field = Field(node, "reference", value, aiu.image.written_name)
+        else:
+            image = dataclasses.replace(aiu.image, tag=value or None)
+            field = Field(node, "tag", value)
+        slot = Slot(image, aiu.alias or None, field, where=node)
+        claims.extend(self._slot_claims(slot, aiu.policy, "aiu-annotation", _P_MIGRATION, obj, app.source_line,
+                                        "helm-values"))
+
     def _markers(
         self, doc: Node, objects: list[_Object], claims: list[_Claim], container_of: dict[int, str | None]
     ) -> None:
@@ -393,6 +457,60 @@ def _needs_digest(claim: _Claim) -> bool:
     )
 
 
+def _parse_name(text: str | None) -> ImageReference | None:
+    if not text:
+        return None
+    try:
+        return parse_reference(text)
+    except InvalidReference:
+        return None
+
+
+def _aiu_apps(
+    cache: Mapping[str, ParsedFile | None], paths: frozenset[str], repo_url: str | None,
+    errors: list[ErrorEntry], skipped: list[Skipped],
+) -> dict[str, list[tuple[AiuApp, AiuSource]]]:
+    """Argo CD Image Updater Applications in the tree -> the files they write back to."""
+    own = normalise_repo_url(repo_url) if repo_url else None
+    bindings: dict[str, list[tuple[AiuApp, AiuSource]]] = {}
+    for file, parsed in cache.items():
+        if parsed is None:
+            continue
+        for doc in parsed.documents:
+            for obj in _objects(doc, file):
+                app = read_application(file, obj.node)
+                if app is None:
+                    continue
+                for line, message in app.errors:
+                    errors.append(ErrorEntry(file=file, line=line, image=None, message=f"{app.label}: {message}"))
+                if app.write_back == "override":
+                    skipped.append(Skipped(
+                        file=file, line=app.line, image=None,
+                        reason=f"{app.label}: no git write-back-target (kustomization or helmvalues); writing "
+                               f"AIU's .argocd-source-{app.name}.yaml override file is not supported yet",
+                    ))
+                    continue
+                for source in app.sources:
+                    if own is None:
+                        skipped.append(Skipped(file=file, line=app.line, image=None, reason=(
+                            f"{app.label}: the repository's own URL is unknown, so source {source.repo_url} "
+                            "cannot be matched")))
+                        continue
+                    if normalise_repo_url(source.repo_url) != own:
+                        skipped.append(Skipped(file=file, line=app.line, image=None, reason=(
+                            f"{app.label}: source {source.repo_url} is another repository")))
+                        continue
+                    target = target_file(app, source, paths)
+                    if target is None:
+                        errors.append(ErrorEntry(file=file, line=app.line, image=None, message=(
+                            f"{app.label}: write-back-target {app.write_back}"
+                            f"{':' + app.target_path if app.target_path else ''} for source path "
+                            f"{source.path or '.'!r}: no such file in the tree")))
+                        continue
+                    bindings.setdefault(target, []).append((app, source))
+    return bindings
+
+
 def _parse(file: str, text: str, errors: list[ErrorEntry]) -> ParsedFile | None:
     try:
         return parse_yaml(text, filename=file)
@@ -403,11 +521,14 @@ def _parse(file: str, text: str, errors: list[ErrorEntry]) -> ParsedFile | None:
         return None
 
 
-def discover_files(files: FileInput, *, extra_policy_files: FileInput = ()) -> Discovery:
+def discover_files(
+    files: FileInput, *, extra_policy_files: FileInput = (), repo_url: str | None = None
+) -> Discovery:
     """Find every target in ``files`` (repo-relative POSIX path -> text).
 
     ``extra_policy_files`` (display path -> text), such as the config's ``policy_dirs``, contribute policy
-    definitions only; their ``spec.targets`` apply to ``files``.
+    definitions only; their ``spec.targets`` apply to ``files``. ``repo_url`` is the URL of the repository
+    ``files`` come from: Argo CD Applications whose source is that repository are followed.
     """
     entries = _entries(files)
     extras = _entries(extra_policy_files)
@@ -417,7 +538,7 @@ def discover_files(files: FileInput, *, extra_policy_files: FileInput = ()) -> D
     parsed_count = 0
     for is_extra, pairs in ((True, extras), (False, entries)):
         for file, text in pairs:
-            if not any(hint in text for hint in _POLICY_HINTS):
+            if not any(hint in text for hint in _POLICY_HINTS) and (is_extra or AIU_PREFIX not in text):
                 continue
             parsed = _parse(file, text, errors)
             parsed_count += 1
@@ -439,10 +560,13 @@ def discover_files(files: FileInput, *, extra_policy_files: FileInput = ()) -> D
 
     targets: list[Target] = []
     skipped: list[Skipped] = []
+    aiu = _aiu_apps({f: cache[f] for f, t in entries if f in cache and AIU_PREFIX in t},
+                    frozenset(f for f, _t in entries), repo_url, errors, skipped)
     with_rules = index.has_targets
     for file, text in entries:
         rules = index.rules_for(file) if with_rules else []
-        if not may_hold_targets(file, text, bool(rules) or index.broken_policy_reaches(file)):
+        bound = aiu.get(file, ())
+        if not bound and not may_hold_targets(file, text, bool(rules) or index.broken_policy_reaches(file)):
             continue
         if file in cache:
             parsed = cache[file]
@@ -451,7 +575,7 @@ def discover_files(files: FileInput, *, extra_policy_files: FileInput = ()) -> D
             parsed_count += 1
         if parsed is None:
             continue
-        scan = _FileScan(file, parsed, index, rules)
+        scan = _FileScan(file, parsed, index, rules, bound)
         scan.run()
         targets.extend(scan.targets)
         skipped.extend(scan.skipped)

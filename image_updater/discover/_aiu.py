@@ -142,6 +142,21 @@ def _split_image(text: str) -> tuple[str, str, str]:
     return alias.strip(), name.strip(), constraint.strip()
 
 
+_WILDCARD_PRE = re.compile(r"(?<![<>=~^!\w.])v?(\d+)(?:\.(\d+))?\.[xX*](?:\.[xX*])?-([0-9A-Za-z.-]+)")
+
+
+def _masterminds_wildcards(constraint: str) -> str:
+    """``2.x-0`` (a wildcard with a prerelease, which Masterminds reads as ``>=2.0.0-0 <3.0.0``) in our
+    range form; everything else is left to our range parser, which shares Masterminds' meaning."""
+    def rewrite(match: re.Match[str]) -> str:
+        major, minor, pre = int(match.group(1)), match.group(2), match.group(3)
+        if minor is None:
+            return f">={major}.0.0-{pre} <{major + 1}.0.0"
+        return f">={major}.{minor}.0-{pre} <{major}.{int(minor) + 1}.0"
+
+    return _WILDCARD_PRE.sub(rewrite, constraint.strip())
+
+
 def translate_policy(
     strategy: str, constraint: str, allow: str | None, ignore: str | None, platforms: str | None
 ) -> Policy:
@@ -162,7 +177,7 @@ def translate_policy(
     if platforms and platforms.strip():
         modifiers["platforms"] = ",".join(p.strip() for p in platforms.split(",") if p.strip())
     if kind == "semver":
-        text = f"semver:{constraint or '*'}"
+        text = f"semver:{_masterminds_wildcards(constraint) or '*'}"
     elif kind == "digest":
         if not constraint:
             raise InvalidPolicy("update-strategy digest needs the tag to track in image-list (image:tag)")
@@ -204,7 +219,8 @@ def read_application(file: str, node: Node) -> AiuApp | None:
     if listed is None:
         return None
     values = {k[len(AIU_PREFIX):]: a.value for k, a in annotations.items() if k.startswith(AIU_PREFIX)}
-    lines = {k[len(AIU_PREFIX):]: node_line(a.node) for k, a in annotations.items() if k.startswith(AIU_PREFIX)}
+    lines = {k[len(AIU_PREFIX):]: node_line(a.node) for k, a in annotations.items()
+             if k.startswith(AIU_PREFIX)}
     errors: list[tuple[int, str]] = []
     metadata = get(node, "metadata")
     name = scalar(get(metadata, "name")) or ""

@@ -3,8 +3,8 @@
 Precedence when several origins claim one scalar: a locked, ignored or switched-off workload wins over
 everything (the field is reported as skipped); then a setter marker (it sits on the very scalar), then a
 workload annotation, then a policy file's targets, then a migration source (Argo CD Image Updater
-annotations: they name files, not scalars, so every more specific origin wins). Two policy files giving one scalar different policies
-is an error naming both. A container a workload's annotations leave without a policy is reported as
+annotations: they name files, not scalars, so every more specific origin wins). Two policy files giving one
+scalar different policies is an error naming both. A container a workload's annotations leave without a policy is reported as
 skipped unless another origin gives it one.
 """
 
@@ -29,10 +29,10 @@ from ._fields import (
     ContainerImage,
     Field,
     Slot,
+    _dotted,
     container_slot,
     flux_helm_release_slots,
     helm_value_slots,
-    _dotted,
     kustomize_slots,
     pod_containers,
 )
@@ -359,7 +359,8 @@ class _FileScan:
         if aiu.helm_spec:
             current = _parse_name(value)
             if current is None:
-                self.error(node_line(node), aiu.image.written_name, f"{key}: {value!r} is not an image reference")
+                self.error(node_line(node), aiu.image.written_name,
+                           f"{key}: {value!r} is not an image reference")
                 return
             image = dataclasses.replace(aiu.image, tag=current.tag, digest=current.digest)
             field = Field(node, "reference", value, aiu.image.written_name)
@@ -367,8 +368,8 @@ class _FileScan:
             image = dataclasses.replace(aiu.image, tag=value or None)
             field = Field(node, "tag", value)
         slot = Slot(image, aiu.alias or None, field, where=node)
-        claims.extend(self._slot_claims(slot, aiu.policy, "aiu-annotation", _P_MIGRATION, obj, app.source_line,
-                                        "helm-values"))
+        claims.extend(self._slot_claims(slot, aiu.policy, "aiu-annotation", _P_MIGRATION, obj,
+                                        app.source_line, "helm-values"))
 
     def _markers(
         self, doc: Node, objects: list[_Object], claims: list[_Claim], container_of: dict[int, str | None]
@@ -482,12 +483,13 @@ def _aiu_apps(
                 if app is None:
                     continue
                 for line, message in app.errors:
-                    errors.append(ErrorEntry(file=file, line=line, image=None, message=f"{app.label}: {message}"))
+                    errors.append(ErrorEntry(file=file, line=line, image=None,
+                                             message=f"{app.label}: {message}"))
                 if app.write_back == "override":
                     skipped.append(Skipped(
                         file=file, line=app.line, image=None,
-                        reason=f"{app.label}: no git write-back-target (kustomization or helmvalues); writing "
-                               f"AIU's .argocd-source-{app.name}.yaml override file is not supported yet",
+                        reason=f"{app.label}: no git write-back-target (kustomization or helmvalues); "
+                               f"writing AIU's .argocd-source-{app.name}.yaml override file is not supported yet",
                     ))
                     continue
                 for source in app.sources:

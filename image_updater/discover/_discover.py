@@ -4,8 +4,8 @@ Precedence when several origins claim one scalar: a locked, ignored or switched-
 everything (the field is reported as skipped); then a setter marker (it sits on the very scalar), then a
 workload annotation, then a policy file's targets, then a migration source (Argo CD Image Updater
 annotations: they name files, not scalars, so every more specific origin wins). Two policy files giving one
-scalar different policies is an error naming both. A container a workload's annotations leave without a policy is reported as
-skipped unless another origin gives it one.
+scalar different policies is an error naming both. A container a workload's annotations leave without a
+policy is reported as skipped unless another origin gives it one.
 """
 
 from __future__ import annotations
@@ -489,7 +489,8 @@ def _aiu_apps(
                     skipped.append(Skipped(
                         file=file, line=app.line, image=None,
                         reason=f"{app.label}: no git write-back-target (kustomization or helmvalues); "
-                               f"writing AIU's .argocd-source-{app.name}.yaml override file is not supported yet",
+                               f"writing AIU's .argocd-source-{app.name}.yaml override file is not "
+                               "supported yet",
                     ))
                     continue
                 for source in app.sources:

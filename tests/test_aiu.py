@@ -240,3 +240,30 @@ def test_allow_ignore_and_platforms_become_modifiers() -> None:
         translate_policy("semver", "", "glob:v1*", None, None)
     with pytest.raises(InvalidPolicy, match="digest needs the tag"):
         translate_policy("digest", "", None, None, None)
+
+
+def test_aiu_1x_image_updaters_select_applications_by_name_and_labels(
+    registry: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with ImagePusher(registry.url) as pusher:
+        pusher.push_many("acme/web", ["1.0.0", "1.0.9", "1.1.0-rc1", "1.2.0", "1.3.0-rc1", "2.0.0"])
+        pusher.push_many("acme/api", {"build-1": T0, "build-3": T0 + 2 * DAY, "nightly-9": T0 + 5 * DAY})
+        pusher.push_many("acme/ui", ["alpha", "beta", "gamma", "zz-top"])
+    root = checkout(GOLDEN / "aiu-1x" / "original", tmp_path / "repo", registry.host)
+
+    assert main(["plan", str(root), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    got = [(u["file"], u["line"], u["new_tag"], u["policy"], u["origin"]) for u in data["updates"]]
+    assert got == [
+        ("apps/billing/values.yaml", 3, "gamma", "alphabetical:asc", "aiu-imageupdater"),
+        ("apps/legacy/kustomization.yaml", 3, "1.2.0", "semver:1.x", "aiu-imageupdater"),
+        ("apps/shop-api/kustomization.yaml", 3, "build-3", "newest", "aiu-imageupdater"),
+        ("apps/shop-web/kustomization.yaml", 3, "1.0.9", "semver:~1.0", "aiu-imageupdater"),
+    ]
+    assert data["errors"] == []
+
+    assert main(["apply", str(root)]) == 0
+    capsys.readouterr()
+    expected = {name: text.replace(PLACEHOLDER.encode(), registry.host.encode())
+                for name, text in tree(GOLDEN / "aiu-1x" / "expected").items()}
+    assert tree(root) == expected

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from image_updater.errors import InvalidPolicy, InvalidReference
+from image_updater.findings import Origin
 from image_updater.policies import DEFAULT_EXCLUDE, Policy, parse_policy
 from image_updater.references import ImageReference, parse_reference
 
@@ -44,10 +45,14 @@ __all__ = [
     "AiuApp",
     "AiuImage",
     "AiuSource",
+    "is_application",
     "normalise_repo_url",
     "read_application",
+    "sources",
+    "split_image",
     "target_file",
     "translate_policy",
+    "write_back",
 ]
 
 AIU_PREFIX = "argocd-image-updater.argoproj.io/"
@@ -96,6 +101,8 @@ class AiuApp:
     method: str  # "git" or "argocd"
     branch: str | None  # the git-branch annotation, as written
     errors: tuple[tuple[int, str], ...] = field(default=())
+    origin: Origin = "aiu-annotation"
+    defined_at: str | None = None  # "file:line" of the ImageUpdater that selected it (1.x)
 
     @property
     def label(self) -> str:
@@ -103,7 +110,7 @@ class AiuApp:
 
     @property
     def source_line(self) -> str:
-        return f"{self.file}:{self.line}"
+        return self.defined_at or f"{self.file}:{self.line}"
 
 
 def normalise_repo_url(url: str) -> str:
@@ -127,7 +134,7 @@ def normalise_repo_url(url: str) -> str:
     return f"{host.lower()}/{path}"
 
 
-def _split_image(text: str) -> tuple[str, str, str]:
+def split_image(text: str) -> tuple[str, str, str]:
     """``[alias=]image[:constraint]`` -> (alias, image, constraint)."""
     alias, sep, rest = text.partition("=")
     if not sep:
@@ -187,7 +194,7 @@ def translate_policy(
     return parse_policy(text, modifiers)
 
 
-def _sources(spec: Node | None) -> tuple[AiuSource, ...]:
+def sources(spec: Node | None) -> tuple[AiuSource, ...]:
     out: list[AiuSource] = []
     nodes: list[Node] = []
     single = get(spec, "source")
@@ -206,13 +213,33 @@ def _sources(spec: Node | None) -> tuple[AiuSource, ...]:
     return tuple(out)
 
 
+def is_application(node: Node) -> bool:
+    return isinstance(node, MappingNode) and scalar(get(node, "kind")) == "Application" and (
+        scalar(get(node, "apiVersion")) or "").startswith("argoproj.io/")
+
+
+def write_back(
+    method_text: str, target_text: str, line: int, errors: list[tuple[int, str]]
+) -> tuple[WriteBack, str | None, str]:
+    """``write-back-method`` and ``write-back-target`` -> (kind, path after the colon, method)."""
+    method = method_text.split(":", 1)[0]
+    if method not in ("git", "argocd"):
+        errors.append((line, f"write-back-method {method_text!r}: expected git[:credentials] or argocd"))
+    if not target_text or method != "git":
+        return "override", None, method
+    kind, _, rest = target_text.partition(":")
+    if kind == "kustomization":
+        return "kustomization", rest.strip() or None, method
+    if kind == "helmvalues":
+        return "helmvalues", rest.strip() or None, method
+    errors.append((line, f"write-back-target {target_text!r}: expected kustomization[:path] or "
+                         "helmvalues[:path]"))
+    return "override", None, method
+
+
 def read_application(file: str, node: Node) -> AiuApp | None:
     """The AIU view of an ``argoproj.io`` ``Application``; ``None`` when it carries no AIU image list."""
-    if not isinstance(node, MappingNode):
-        return None
-    if scalar(get(node, "kind")) != "Application" or not (scalar(get(node, "apiVersion")) or "").startswith(
-        "argoproj.io/"
-    ):
+    if not is_application(node):
         return None
     annotations = read_annotations(node)
     listed = annotations.get(AIU_PREFIX + "image-list")
@@ -229,7 +256,7 @@ def read_application(file: str, node: Node) -> AiuApp | None:
     for raw in listed.value.split(","):
         if not raw.strip():
             continue
-        alias, image_name, constraint = _split_image(raw)
+        alias, image_name, constraint = split_image(raw)
         key = alias or image_name
         try:
             ref = parse_reference(image_name)
@@ -256,25 +283,12 @@ def read_application(file: str, node: Node) -> AiuApp | None:
             helm_spec=setting("helm.image-spec"), kustomize_name=setting("kustomize.image-name"),
         ))
     method_text = (values.get("write-back-method") or "argocd").strip()
-    method = method_text.split(":", 1)[0]
-    if method not in ("git", "argocd"):
-        errors.append((lines.get("write-back-method", node_line(node)),
-                       f"write-back-method {method_text!r}: expected git[:credentials] or argocd"))
     target_text = (values.get("write-back-target") or "").strip()
-    write_back: WriteBack = "override"
-    target_path: str | None = None
-    if target_text and method == "git":
-        kind, _, rest = target_text.partition(":")
-        if kind in ("kustomization", "helmvalues"):
-            write_back = "kustomization" if kind == "kustomization" else "helmvalues"
-            target_path = rest.strip() or None
-        else:
-            errors.append((lines.get("write-back-target", node_line(node)),
-                           f"write-back-target {target_text!r}: expected kustomization[:path] or "
-                           "helmvalues[:path]"))
+    where = lines.get("write-back-target", lines.get("write-back-method", node_line(node)))
+    kind, target_path, method = write_back(method_text, target_text, where, errors)
     return AiuApp(
-        file=file, line=node_line(node), name=name, namespace=namespace, sources=_sources(get(node, "spec")),
-        images=tuple(images), write_back=write_back, target_path=target_path, method=method,
+        file=file, line=node_line(node), name=name, namespace=namespace, sources=sources(get(node, "spec")),
+        images=tuple(images), write_back=kind, target_path=target_path, method=method,
         branch=values.get("git-branch"), errors=tuple(errors),
     )
 

@@ -22,7 +22,16 @@ from image_updater.policies import Policy
 from image_updater.references import ImageReference, parse_reference
 from image_updater.yamledit import ParsedFile, YamlParseError, parse_yaml, scalar_span
 
-from ._aiu import AIU_PREFIX, AiuApp, AiuImage, AiuSource, normalise_repo_url, read_application, target_file
+from ._aiu import (
+    AiuApp,
+    AiuImage,
+    AiuSource,
+    is_application,
+    normalise_repo_url,
+    read_application,
+    target_file,
+)
+from ._aiu_crd import is_image_updater, select_applications
 from ._annotations import WorkloadPolicies, read_annotations, workload_policies
 from ._fields import (
     EMPTY_TAG,
@@ -52,6 +61,7 @@ _FLUX_V1 = re.compile(
     r"|(?:filter|repository|tag|registry)\.fluxcd\.io/"
 )
 _T = TypeVar("_T")
+_ARGO_HINT = "argoproj.io/"  # Argo CD Applications and AIU ImageUpdater objects
 _POLICY_HINTS = ("ImagePolicy", "ImageRepository", "image-updater.io/v")
 
 
@@ -340,7 +350,7 @@ class _FileScan:
                         image = dataclasses.replace(aiu.image, tag=entry_slot.image.tag,
                                                     digest=entry_slot.image.digest)
                         slot = dataclasses.replace(entry_slot, image=image, container=aiu.alias or None)
-                        claims.extend(self._slot_claims(slot, aiu.policy, "aiu-annotation", _P_MIGRATION, obj,
+                        claims.extend(self._slot_claims(slot, aiu.policy, app.origin, _P_MIGRATION, obj,
                                                         source, "kustomize"))
                 elif app.write_back == "helmvalues" and obj.kind is None:
                     self._aiu_helm_claims(app, aiu, obj, claims)
@@ -368,7 +378,7 @@ class _FileScan:
             image = dataclasses.replace(aiu.image, tag=value or None)
             field = Field(node, "tag", value)
         slot = Slot(image, aiu.alias or None, field, where=node)
-        claims.extend(self._slot_claims(slot, aiu.policy, "aiu-annotation", _P_MIGRATION, obj,
+        claims.extend(self._slot_claims(slot, aiu.policy, app.origin, _P_MIGRATION, obj,
                                         app.source_line, "helm-values"))
 
     def _markers(
@@ -471,46 +481,63 @@ def _aiu_apps(
     cache: Mapping[str, ParsedFile | None], paths: frozenset[str], repo_url: str | None,
     errors: list[ErrorEntry], skipped: list[Skipped],
 ) -> dict[str, list[tuple[AiuApp, AiuSource]]]:
-    """Argo CD Image Updater Applications in the tree -> the files they write back to."""
+    """Argo CD Image Updater Applications in the tree (0.x annotations, 1.x ImageUpdater objects) -> the
+    files they write back to."""
     own = normalise_repo_url(repo_url) if repo_url else None
     bindings: dict[str, list[tuple[AiuApp, AiuSource]]] = {}
+    applications: list[tuple[str, Node]] = []
+    updaters: list[tuple[str, Node]] = []
     for file, parsed in cache.items():
-        if parsed is None:
-            continue
-        for doc in parsed.documents:
+        for doc in parsed.documents if parsed is not None else []:
             for obj in _objects(doc, file):
-                app = read_application(file, obj.node)
-                if app is None:
-                    continue
-                for line, message in app.errors:
-                    errors.append(ErrorEntry(file=file, line=line, image=None,
-                                             message=f"{app.label}: {message}"))
-                if app.write_back == "override":
-                    skipped.append(Skipped(
-                        file=file, line=app.line, image=None,
-                        reason=f"{app.label}: no git write-back-target (kustomization or helmvalues); "
-                               f"writing AIU's .argocd-source-{app.name}.yaml override file is not "
-                               "supported yet",
-                    ))
-                    continue
-                for source in app.sources:
-                    if own is None:
-                        skipped.append(Skipped(file=file, line=app.line, image=None, reason=(
-                            f"{app.label}: the repository's own URL is unknown, so source {source.repo_url} "
-                            "cannot be matched")))
-                        continue
-                    if normalise_repo_url(source.repo_url) != own:
-                        skipped.append(Skipped(file=file, line=app.line, image=None, reason=(
-                            f"{app.label}: source {source.repo_url} is another repository")))
-                        continue
-                    target = target_file(app, source, paths)
-                    if target is None:
-                        errors.append(ErrorEntry(file=file, line=app.line, image=None, message=(
-                            f"{app.label}: write-back-target {app.write_back}"
-                            f"{':' + app.target_path if app.target_path else ''} for source path "
-                            f"{source.path or '.'!r}: no such file in the tree")))
-                        continue
-                    bindings.setdefault(target, []).append((app, source))
+                if is_application(obj.node):
+                    applications.append((file, obj.node))
+                elif is_image_updater(obj.node):
+                    updaters.append((file, obj.node))
+    apps: list[AiuApp] = []
+    for file, updater in updaters:
+        chosen, problems = select_applications(file, updater, applications)
+        apps.extend(chosen)
+        errors.extend(ErrorEntry(file=file, line=line, image=None, message=message)
+                      for line, message in problems)
+    # an Application an ImageUpdater selects is configured by it alone (its annotations only through
+    # useAnnotations), as in AIU 1.x
+    selected = {(a.file, a.line) for a in apps}
+    for file, node in applications:
+        annotated = read_application(file, node) if (file, node_line(node)) not in selected else None
+        if annotated is not None:
+            apps.append(annotated)
+    for app in apps:
+        file = app.file
+        for line, message in app.errors:
+            errors.append(ErrorEntry(file=file, line=line, image=None,
+                                     message=f"{app.label}: {message}"))
+        if app.write_back == "override":
+            skipped.append(Skipped(
+                file=file, line=app.line, image=None,
+                reason=f"{app.label}: no git write-back-target (kustomization or helmvalues); "
+                       f"writing AIU's .argocd-source-{app.name}.yaml override file is not "
+                       "supported yet",
+            ))
+            continue
+        for source in app.sources:
+            if own is None:
+                skipped.append(Skipped(file=file, line=app.line, image=None, reason=(
+                    f"{app.label}: the repository's own URL is unknown, so source {source.repo_url} "
+                    "cannot be matched")))
+                continue
+            if normalise_repo_url(source.repo_url) != own:
+                skipped.append(Skipped(file=file, line=app.line, image=None, reason=(
+                    f"{app.label}: source {source.repo_url} is another repository")))
+                continue
+            target = target_file(app, source, paths)
+            if target is None:
+                errors.append(ErrorEntry(file=file, line=app.line, image=None, message=(
+                    f"{app.label}: write-back-target {app.write_back}"
+                    f"{':' + app.target_path if app.target_path else ''} for source path "
+                    f"{source.path or '.'!r}: no such file in the tree")))
+                continue
+            bindings.setdefault(target, []).append((app, source))
     return bindings
 
 
@@ -541,7 +568,7 @@ def discover_files(
     parsed_count = 0
     for is_extra, pairs in ((True, extras), (False, entries)):
         for file, text in pairs:
-            if not any(hint in text for hint in _POLICY_HINTS) and (is_extra or AIU_PREFIX not in text):
+            if not any(hint in text for hint in _POLICY_HINTS) and (is_extra or _ARGO_HINT not in text):
                 continue
             parsed = _parse(file, text, errors)
             parsed_count += 1
@@ -563,7 +590,7 @@ def discover_files(
 
     targets: list[Target] = []
     skipped: list[Skipped] = []
-    aiu = _aiu_apps({f: cache[f] for f, t in entries if f in cache and AIU_PREFIX in t},
+    aiu = _aiu_apps({f: cache[f] for f, t in entries if f in cache and _ARGO_HINT in t},
                     frozenset(f for f, _t in entries), repo_url, errors, skipped)
     with_rules = index.has_targets
     for file, text in entries:

@@ -267,3 +267,15 @@ def test_aiu_1x_image_updaters_select_applications_by_name_and_labels(
     expected = {name: text.replace(PLACEHOLDER.encode(), registry.host.encode())
                 for name, text in tree(GOLDEN / "aiu-1x" / "expected").items()}
     assert tree(root) == expected
+
+
+def test_application_wide_settings_apply_to_images_without_their_own() -> None:
+    extra = GIT_TARGET + (
+        "    argocd-image-updater.argoproj.io/update-strategy: alphabetical\n"
+        "    argocd-image-updater.argoproj.io/ignore-tags: old-*\n"
+    )
+    found = discover_files({"argo/app.yaml": APP.format(namespace="argocd", extra=extra),
+                            "apps/web/kustomization.yaml": KUSTOMIZATION.format(marker="")}, repo_url=ORIGIN)
+    [target] = found.targets
+    assert str(target.policy) == "alphabetical:asc"
+    assert target.policy.exclude[-1] == "old-*"

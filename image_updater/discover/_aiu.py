@@ -64,6 +64,7 @@ _STRATEGIES = {
     "name": "alphabetical",  # AIU's old name for alphabetical
     "digest": "digest",
 }
+_APP_WIDE = frozenset({"update-strategy", "allow-tags", "ignore-tags", "platforms", "force-update"})
 WriteBack = Literal["kustomization", "helmvalues", "override"]
 
 
@@ -266,7 +267,9 @@ def read_application(file: str, node: Node) -> AiuApp | None:
         ref = dataclasses.replace(ref, tag=None, digest=None)
 
         def setting(name: str, alias_key: str = key) -> str | None:
-            return values.get(f"{alias_key}.{name}")
+            # per image first, then AIU's application-wide form (the same key without an alias)
+            own = values.get(f"{alias_key}.{name}")
+            return own if own is not None or name not in _APP_WIDE else values.get(name)
 
         strategy = setting("update-strategy") or ""
         policy: Policy | None = None

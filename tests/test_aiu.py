@@ -61,7 +61,7 @@ def test_aiu_0x_tree_gets_aius_updates_byte_exactly(
     registry: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with ImagePusher(registry.url) as pusher:
-        pusher.push_many("acme/web", ["1.0.0", "1.2.0", "1.3.0-rc1", "2.0.0"])
+        pusher.push_many("acme/web", ["1.0.0", "1.0.9", "1.2.0", "1.3.0-rc1", "2.0.0"])
         pusher.push_many("acme/api", {"build-1": T0, "build-3": T0 + 2 * DAY, "nightly-9": T0 + 5 * DAY,
                                       "broken": T0 + 6 * DAY})
         pusher.push_many("acme/ui", ["alpha", "beta", "gamma", "zz-top"])
@@ -75,7 +75,8 @@ def test_aiu_0x_tree_gets_aius_updates_byte_exactly(
     updates = {(u["file"], u["line"]): u for u in data["updates"]}
     assert {u["origin"] for u in data["updates"]} == {"aiu-annotation"}
     assert sorted(updates) == [
-        ("apps/api/values.yaml", 4), ("apps/multi/base/kustomization.yaml", 5),
+        ("apps/api/values.yaml", 4), ("apps/chart/.argocd-source-team-a_chart.yaml", 7),
+        ("apps/legacyweb/.argocd-source-legacyweb.yaml", 3), ("apps/multi/base/kustomization.yaml", 5),
         ("apps/multi/base/kustomization.yaml", 6), ("apps/pinned/kustomization.yaml", 3),
         ("apps/ui/values-prod.yaml", 2), ("apps/web/kustomization.yaml", 7),
     ]
@@ -166,8 +167,8 @@ def test_an_application_without_a_git_write_back_target_is_reported_not_guessed(
                                repo_url=ORIGIN)
         assert found.targets == ()
         assert [s.reason for s in found.skipped] == [
-            "Application argocd/web: no git write-back-target (kustomization or helmvalues); writing AIU's "
-            ".argocd-source-web.yaml override file is not supported yet"
+            "Application argocd/web: no git write-back-target (kustomization or helmvalues); creating AIU's "
+            "override file apps/web/.argocd-source-web.yaml is not supported yet"
         ]
 
 
@@ -279,3 +280,15 @@ def test_application_wide_settings_apply_to_images_without_their_own() -> None:
     [target] = found.targets
     assert str(target.policy) == "alphabetical:asc"
     assert target.policy.exclude[-1] == "old-*"
+
+
+def test_an_override_entry_that_renames_the_image_is_reported() -> None:
+    override = "kustomize:\n  images:\n  - r.example/acme/web=r.example/mirror/web:1.0.0\n"
+    found = discover_files({"argo/app.yaml": APP.format(namespace="apps", extra=""),
+                            "apps/web/.argocd-source-apps_web.yaml": override}, repo_url=ORIGIN)
+    assert found.targets == ()
+    assert [(s.file, s.line, s.reason) for s in found.skipped] == [(
+        "apps/web/.argocd-source-apps_web.yaml", 3,
+        "Application apps/web: the override entry 'r.example/acme/web=r.example/mirror/web:1.0.0' renames "
+        "the image; editing the part after '=' is not supported yet",
+    )]

@@ -47,6 +47,7 @@ __all__ = [
     "AiuSource",
     "is_application",
     "normalise_repo_url",
+    "override_file",
     "read_application",
     "sources",
     "split_image",
@@ -56,6 +57,7 @@ __all__ = [
 ]
 
 AIU_PREFIX = "argocd-image-updater.argoproj.io/"
+ARGOCD_NAMESPACE = "argocd"
 _STRATEGIES = {
     "semver": "semver",
     "newest-build": "newest",
@@ -314,3 +316,11 @@ def target_file(app: AiuApp, source: AiuSource, existing: frozenset[str]) -> str
         candidate = resolve(app.target_path or "values.yaml")
         return candidate if candidate in existing else None
     return None
+
+
+def override_file(app: AiuApp, source: AiuSource, argocd_namespace: str = ARGOCD_NAMESPACE) -> str:
+    """AIU's default write-back target: ``<path>/.argocd-source-<app>.yaml``, with ``<namespace>_`` before
+    the name when the Application lives outside the Argo CD namespace (apps in any namespace)."""
+    prefix = f"{app.namespace}_" if app.namespace and app.namespace != argocd_namespace else ""
+    name = f".argocd-source-{prefix}{app.name}.yaml"
+    return posixpath.join(source.path, name) if source.path else name

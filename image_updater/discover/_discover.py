@@ -28,6 +28,7 @@ from ._aiu import (
     AiuSource,
     is_application,
     normalise_repo_url,
+    override_file,
     read_application,
     target_file,
 )
@@ -47,7 +48,7 @@ from ._fields import (
 )
 from ._markers import MARKER_KEY, find_markers
 from ._model import Discovery, Part, Shape, Target
-from ._nodes import LineIndex, MappingNode, Node, ScalarNode, SequenceNode, get, node_line, scalar
+from ._nodes import LineIndex, MappingNode, Node, ScalarNode, SequenceNode, get, get_path, node_line, scalar
 from ._policies import FLUX_IMAGE_API, PolicyDef, PolicyIndex, TargetRule
 
 __all__ = ["KUSTOMIZATION_FILES", "FileInput", "discover_files", "may_hold_targets"]
@@ -354,6 +355,50 @@ class _FileScan:
                                                         source, "kustomize"))
                 elif app.write_back == "helmvalues" and obj.kind is None:
                     self._aiu_helm_claims(app, aiu, obj, claims)
+                elif app.write_back == "override" and obj.kind is None:
+                    self._aiu_override_claims(app, aiu, obj, claims)
+
+    def _aiu_override_claims(self, app: AiuApp, aiu: AiuImage, obj: _Object, claims: list[_Claim]) -> None:
+        """An existing ``.argocd-source-<app>.yaml``: its Helm parameter or kustomize image, edited in
+        place."""
+        assert aiu.policy is not None
+        key = aiu.helm_spec or aiu.helm_tag or "image.tag"
+        parameters = get_path(obj.node, "helm", "parameters")
+        for item in parameters.value if isinstance(parameters, SequenceNode) else []:
+            node = get(item, "value")
+            value = scalar(node)
+            if scalar(get(item, "name")) != key or not isinstance(node, ScalarNode) or value is None:
+                continue
+            if aiu.helm_spec:
+                current = _parse_name(value)
+                if current is None:
+                    continue
+                image = dataclasses.replace(aiu.image, tag=current.tag, digest=current.digest)
+                field = Field(node, "reference", value, aiu.image.written_name)
+            else:
+                image = dataclasses.replace(aiu.image, tag=value or None)
+                field = Field(node, "tag", value)
+            claims.extend(self._slot_claims(Slot(image, aiu.alias or None, field, where=node), aiu.policy,
+                                            app.origin, _P_MIGRATION, obj, app.source_line, "helm-values"))
+        wanted = _parse_name(aiu.kustomize_name) if aiu.kustomize_name else aiu.image
+        images = get_path(obj.node, "kustomize", "images")
+        for item in images.value if isinstance(images, SequenceNode) and wanted is not None else []:
+            value = scalar(item)
+            if not isinstance(item, ScalarNode) or not value:
+                continue
+            name, renamed, _new = value.partition("=")
+            written = _parse_name(name)
+            if written is None or wanted is None or not written.same_repository(wanted):
+                continue
+            if renamed:
+                self.skipped.append(Skipped(file=self.file, line=node_line(item), image=name, reason=(
+                    f"{app.label}: the override entry {value!r} renames the image; editing the part "
+                    "after '=' is not supported yet")))
+                continue
+            image = dataclasses.replace(aiu.image, tag=written.tag, digest=written.digest)
+            field = Field(item, "reference", value, written.written_name)
+            claims.extend(self._slot_claims(Slot(image, aiu.alias or None, field, where=item), aiu.policy,
+                                            app.origin, _P_MIGRATION, obj, app.source_line, "kustomize"))
 
     def _aiu_helm_claims(self, app: AiuApp, aiu: AiuImage, obj: _Object, claims: list[_Claim]) -> None:
         assert aiu.policy is not None
@@ -512,14 +557,6 @@ def _aiu_apps(
         for line, message in app.errors:
             errors.append(ErrorEntry(file=file, line=line, image=None,
                                      message=f"{app.label}: {message}"))
-        if app.write_back == "override":
-            skipped.append(Skipped(
-                file=file, line=app.line, image=None,
-                reason=f"{app.label}: no git write-back-target (kustomization or helmvalues); "
-                       f"writing AIU's .argocd-source-{app.name}.yaml override file is not "
-                       "supported yet",
-            ))
-            continue
         for source in app.sources:
             if own is None:
                 skipped.append(Skipped(file=file, line=app.line, image=None, reason=(
@@ -529,6 +566,17 @@ def _aiu_apps(
             if normalise_repo_url(source.repo_url) != own:
                 skipped.append(Skipped(file=file, line=app.line, image=None, reason=(
                     f"{app.label}: source {source.repo_url} is another repository")))
+                continue
+            if app.write_back == "override":
+                override = override_file(app, source)
+                if override not in paths:
+                    skipped.append(Skipped(
+                        file=file, line=app.line, image=None,
+                        reason=f"{app.label}: no git write-back-target (kustomization or helmvalues); "
+                               f"creating AIU's override file {override} is not supported yet",
+                    ))
+                    continue
+                bindings.setdefault(override, []).append((app, source))
                 continue
             target = target_file(app, source, paths)
             if target is None:

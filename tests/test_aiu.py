@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -292,3 +294,32 @@ def test_an_override_entry_that_renames_the_image_is_reported() -> None:
         "Application apps/web: the override entry 'r.example/acme/web=r.example/mirror/web:1.0.0' renames "
         "the image; editing the part after '=' is not supported yet",
     )]
+
+
+def test_run_once_commits_aius_updates_to_a_source_whose_url_the_applications_name(
+    registry: RegistryServer, tmp_path: Path, bare_repo: Any
+) -> None:
+    with ImagePusher(registry.url) as pusher:
+        pusher.push_many("acme/web", ["1.0.0", "1.0.9", "1.2.0", "2.0.0"])
+        pusher.push_many("acme/api", {"build-1": T0, "build-3": T0 + 2 * DAY})
+        pusher.push_many("acme/ui", ["alpha", "gamma", "zz-top"])
+    url = str(tmp_path / "remote" / "repo.git")  # the daemon's working copy has this as its origin
+
+    def load(side: str) -> dict[str, str]:
+        return {name: text.decode().replace(PLACEHOLDER, registry.host).replace(ORIGIN, url)
+                for name, text in tree(GOLDEN / "aiu-1x" / side).items()}
+
+    bare = bare_repo(load("original"), parent=tmp_path / "remote")
+    assert str(bare) == url
+    config = tmp_path / "config.yaml"
+    config.write_text("\n".join([
+        f"cache_dir: {tmp_path / 'cache'}", "sources:", "  - name: deploy", f"    url: {url}",
+        "    branch: main", "commit:", "  author_name: Image Bot", "  author_email: bot@example.com",
+        "registries:", f"  - prefix: {registry.host}", "    insecure: true",
+    ]) + "\n")
+    done = subprocess.run([sys.executable, "-m", "image_updater", "run", "--once", "-c", str(config)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name, text in load("expected").items():
+        assert git(bare, "show", f"main:{name}") == text, name
+    assert len(git(bare, "log", "--format=%s", "main").splitlines()) == 2

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
-from image_updater.errors import InvalidReference
+from image_updater.errors import InvalidPolicy, InvalidReference
 from image_updater.findings import ErrorEntry, Origin, Skipped
 from image_updater.policies import Policy
 from image_updater.references import ImageReference, parse_reference
@@ -46,6 +46,7 @@ from ._fields import (
     kustomize_slots,
     pod_containers,
 )
+from ._keel import KeelSettings, keel_values, keel_workload, translate
 from ._markers import MARKER_KEY, find_markers
 from ._model import Discovery, Part, Shape, Target
 from ._nodes import LineIndex, MappingNode, Node, ScalarNode, SequenceNode, get, get_path, node_line, scalar
@@ -79,6 +80,8 @@ def _basename(path: str) -> str:
 def may_hold_targets(path: str, text: str, has_rules: bool) -> bool:
     """The cheap text prefilter: can this file hold a target at all? (No false negatives.)"""
     if "image-updater.io/" in text or MARKER_KEY in text:
+        return True
+    if "keel.sh/" in text or "keel.observer/" in text or "keel:" in text:
         return True
     if ("fluxcd.io/" in text or "flux.weave.works/" in text) and _FLUX_V1.search(text):
         return True
@@ -213,6 +216,8 @@ class _FileScan:
             for bad_node, message in obj.policies.errors:
                 self.error(node_line(bad_node), None, message)
         self._annotation_claims(obj, claims)
+        if not obj.definition:
+            self._keel_claims(obj, claims)
         if self.rules and not obj.definition:
             self._policy_file_claims(obj, values, claims)
 
@@ -247,6 +252,74 @@ class _FileScan:
             source = f"{self.file}:{self._annotation_line(obj, decision.source)}"
             claims.extend(self._slot_claims(slot, decision.policy, "annotation", _P_ANNOTATION, obj, source,
                                             shape))
+
+    def _keel_claims(self, obj: _Object, claims: list[_Claim]) -> None:
+        """Keel: ``keel.sh/policy`` on a workload, or the ``keel:`` block of a Helm values file."""
+        if obj.containers:
+            settings = keel_workload(obj.node)
+            if settings is None:
+                return
+            for container in obj.containers:
+                if container.node is None or (container.init and not settings.init_containers):
+                    continue
+                slot = container_slot(container.node, container.name)
+                if isinstance(slot, str):
+                    self.error(node_line(container.node), None, f"container {container.name}: {slot}")
+                    continue
+                self._keel_slot(obj, settings, slot, "container", claims)
+            return
+        if obj.kind is not None:
+            return
+        settings, images, problems = keel_values(obj.node)
+        for line, message in problems:
+            self.error(line, None, message)
+        if settings is None:
+            return
+        for entry in images:
+            repo_node = _dotted(obj.node, entry.repository)
+            repository = scalar(repo_node)
+            if not isinstance(repo_node, ScalarNode) or not repository:
+                self.error(entry.line, None, f"keel.images: {entry.repository} is not a string in this file")
+                continue
+            if entry.tag is None:
+                # the repository value carries the tag: ``image: repo:tag``
+                ref = _parse_name(repository)
+                if ref is None:
+                    self.error(node_line(repo_node), repository, "not an image reference")
+                    continue
+                slot = Slot(ref, None, Field(repo_node, "reference", repository, ref.written_name),
+                            where=repo_node)
+            else:
+                tag_node = _dotted(obj.node, entry.tag)
+                tag = scalar(tag_node)
+                ref = _parse_name(repository)
+                if ref is None:
+                    self.error(node_line(repo_node), repository, "not an image reference")
+                    continue
+                if not isinstance(tag_node, ScalarNode) or tag is None:
+                    self.error(entry.line, ref.written_name, f"keel.images: {entry.tag} is not a string "
+                                                             "in this file")
+                    continue
+                digest_field = None
+                if entry.digest is not None:
+                    digest_node = _dotted(obj.node, entry.digest)
+                    if isinstance(digest_node, ScalarNode) and scalar(digest_node) is not None:
+                        digest_field = Field(digest_node, "digest", scalar(digest_node) or "")
+                ref = dataclasses.replace(ref, tag=tag or None)
+                slot = Slot(ref, None, Field(tag_node, "tag", tag), digest_field, where=tag_node)
+            self._keel_slot(obj, settings, slot, "helm-values", claims)
+
+    def _keel_slot(self, obj: _Object, settings: KeelSettings, slot: Slot, shape: Shape,
+                   claims: list[_Claim]) -> None:
+        try:
+            policy = translate(settings, slot.image.tag)
+        except InvalidPolicy as exc:
+            self.error(settings.line, slot.image.written_name, str(exc))
+            return
+        if policy is None:
+            return
+        claims.extend(self._slot_claims(slot, policy, "keel", _P_MIGRATION, obj,
+                                        f"{self.file}:{settings.line}", shape))
 
     def _annotation_line(self, obj: _Object, key: str | None) -> int:
         annotations = read_annotations(obj.node)

@@ -49,13 +49,27 @@ from ._fields import (
 from ._keel import KeelSettings, keel_values, keel_workload, translate
 from ._markers import MARKER_KEY, find_markers
 from ._model import Discovery, Part, Shape, Target
-from ._nodes import LineIndex, MappingNode, Node, ScalarNode, SequenceNode, get, get_path, node_line, scalar
+from ._nodes import (
+    LineIndex,
+    MappingNode,
+    Node,
+    ScalarNode,
+    SequenceNode,
+    get,
+    get_path,
+    items,
+    node_line,
+    scalar,
+)
 from ._policies import FLUX_IMAGE_API, PolicyDef, PolicyIndex, TargetRule
 
 __all__ = ["KUSTOMIZATION_FILES", "FileInput", "discover_files", "may_hold_targets"]
 
 FileInput = Mapping[str, str] | Iterable[tuple[str, str]]
 KUSTOMIZATION_FILES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
+# Docker Compose files and their overrides (``docker-compose.prod.yml``, ``compose.override.yaml``)
+_COMPOSE_FILE = re.compile(r"^(?:docker-)?compose(?:\.[^/]+)?\.ya?ml$")
+COMPOSE_KIND = "compose"  # the ``kinds`` entry of a policy file's target that selects compose services
 
 _P_WEAK_SKIP, _P_MIGRATION, _P_POLICY_FILE, _P_ANNOTATION, _P_MARKER, _P_BLOCK = 0, 1, 2, 3, 4, 100
 _FLUX_V1 = re.compile(
@@ -101,6 +115,7 @@ class _Object:
     kustomization: bool = False
     definition: bool = False  # a policy definition (ours or Flux's): its spec.image is never a target
     containers: list[ContainerImage] = field(default_factory=list)
+    compose: bool = False  # a Docker Compose file's document: its services are the containers
     helm_slots: dict[str, Slot] = field(default_factory=dict)
     policies: WorkloadPolicies | None = None
 
@@ -154,10 +169,12 @@ def _objects(doc: Node, file: str) -> list[_Object]:
         if kustomization and not obj_kind:
             obj_kind = "Kustomization"
         definition = api.startswith(("image-updater.io/", FLUX_IMAGE_API))
+        compose = (not obj_kind and _COMPOSE_FILE.match(_basename(file)) is not None
+                   and isinstance(get(node, "services"), MappingNode))
         out.append(_Object(
             node, obj_kind, api, _resource(obj_kind, node),
             int(node.start_mark.index), int(node.end_mark.index), kustomization=kustomization,
-            definition=definition,
+            definition=definition, compose=compose,
         ))
     return out
 
@@ -202,7 +219,7 @@ class _FileScan:
 
     def _object(self, obj: _Object, claims: list[_Claim], container_of: dict[int, str | None]) -> None:
         node = obj.node
-        obj.containers = pod_containers(node)
+        obj.containers = compose_services(node) if obj.compose else pod_containers(node)
         for container in obj.containers:
             if container.node is not None:
                 container_of[id(container.node)] = container.name
@@ -359,7 +376,7 @@ class _FileScan:
         for definition, rule in self.rules:
             image, policy = definition.image, definition.policy
             assert image is not None and policy is not None
-            if not rule.matches_kind(obj.kind):
+            if not rule.matches_kind(COMPOSE_KIND if obj.compose else obj.kind):
                 continue
             candidates: list[tuple[Slot, Shape]] = []
             if obj.kustomization:
@@ -575,6 +592,16 @@ class _FileScan:
             policy=claim.policy, origin=claim.origin, write_name=claim.write_name,
             policy_source=claim.source, with_digest=with_digest, shape=claim.shape,
         ))
+
+
+def compose_services(node: Node) -> list[ContainerImage]:
+    """``services.<name>.image`` of a Docker Compose file: one container per service, named as the service."""
+    out: list[ContainerImage] = []
+    for name, _key, service in items(get(node, "services")):
+        image = get(service, "image")
+        if image is not None:
+            out.append(ContainerImage(name, image, False))
+    return out
 
 
 def _needs_digest(claim: _Claim) -> bool:

@@ -46,8 +46,9 @@ from ._fields import (
     kustomize_slots,
     pod_containers,
 )
+from ._fleet import FleetIndex, is_fleet_file
 from ._keel import KeelSettings, keel_values, keel_workload, translate
-from ._markers import MARKER_KEY, find_markers
+from ._markers import FLEET_MARKER_KEY, MARKER_KEY, Lookup, find_markers
 from ._model import Discovery, Part, Shape, Target
 from ._nodes import (
     LineIndex,
@@ -94,6 +95,8 @@ def _basename(path: str) -> str:
 def may_hold_targets(path: str, text: str, has_rules: bool) -> bool:
     """The cheap text prefilter: can this file hold a target at all? (No false negatives.)"""
     if "image-updater.io/" in text or MARKER_KEY in text:
+        return True
+    if FLEET_MARKER_KEY in text:
         return True
     if "keel.sh/" in text or "keel.observer/" in text or "keel:" in text:
         return True
@@ -184,8 +187,9 @@ class _FileScan:
 
     def __init__(self, file: str, parsed: ParsedFile, index: PolicyIndex,
                  rules: list[tuple[PolicyDef, TargetRule]],
-                 aiu: Sequence[tuple[AiuApp, AiuSource]] = ()) -> None:
+                 aiu: Sequence[tuple[AiuApp, AiuSource]] = (), fleet: Lookup | None = None) -> None:
         self.file = file
+        self.fleet = fleet
         self.aiu = aiu
         self.parsed = parsed
         self.text = parsed.text
@@ -215,6 +219,8 @@ class _FileScan:
                 self._aiu_claims(obj, claims)
         if MARKER_KEY in self.text:
             self._markers(doc, objects, claims, container_of)
+        if FLEET_MARKER_KEY in self.text:
+            self._markers(doc, objects, claims, container_of, fleet=True)
         self._settle(claims)
 
     def _object(self, obj: _Object, claims: list[_Claim], container_of: dict[int, str | None]) -> None:
@@ -517,9 +523,15 @@ class _FileScan:
                                         app.source_line, "helm-values"))
 
     def _markers(
-        self, doc: Node, objects: list[_Object], claims: list[_Claim], container_of: dict[int, str | None]
+        self, doc: Node, objects: list[_Object], claims: list[_Claim], container_of: dict[int, str | None],
+        fleet: bool = False,
     ) -> None:
-        hits, problems = find_markers(self.text, doc, self.index)
+        if fleet:
+            # Rancher Fleet: the image scans of this file's bundle (nearest fleet.yaml), origin fleet
+            lookup: PolicyIndex | Lookup = self.fleet if self.fleet is not None else _NoFleet()
+            hits, problems = find_markers(self.text, doc, lookup, FLEET_MARKER_KEY)
+        else:
+            hits, problems = find_markers(self.text, doc, self.index)
         for problem in problems:
             self.error(self.lines.line(problem.offset), None, problem.message)
         for hit in hits:
@@ -529,7 +541,8 @@ class _FileScan:
             assert policy is not None
             claims.append(_Claim(
                 hit.node, _P_MARKER, obj, container_of.get(id(hit.node)), hit.image, hit.value, hit.part,
-                hit.write_name, policy, "marker", hit.definition.source, hit.group, shape="marker",
+                hit.write_name, policy, "fleet" if fleet else "marker", hit.definition.source, hit.group,
+                shape="marker",
             ))
 
     # -- settle the claims of one document -----------------------------------------------------------
@@ -592,6 +605,12 @@ class _FileScan:
             policy=claim.policy, origin=claim.origin, write_name=claim.write_name,
             policy_source=claim.source, with_digest=with_digest, shape=claim.shape,
         ))
+
+
+class _NoFleet:
+    def lookup(self, namespace: str | None, name: str) -> tuple[PolicyDef | None, str | None]:
+        return None, (f"no image scan {name}: the nearest fleet.yaml at or above this file "
+                      "defines no imageScans")
 
 
 def compose_services(node: Node) -> list[ContainerImage]:
@@ -736,6 +755,19 @@ def discover_files(
         index.broken_reach_unknown = True
     errors.extend(index.errors)
 
+    fleet = FleetIndex()
+    for file, text in entries:
+        if is_fleet_file(file):
+            fleet.bundle(file)
+        if is_fleet_file(file) and "imageScans" in text:
+            if file not in cache:
+                cache[file] = _parse(file, text, errors)
+                parsed_count += 1
+            fleet_file = cache[file]
+            for doc in fleet_file.documents if fleet_file is not None else []:
+                fleet.add(file, doc)
+    errors.extend(ErrorEntry(file=f, line=line, image=None, message=m) for f, line, m in fleet.errors)
+
     targets: list[Target] = []
     skipped: list[Skipped] = []
     aiu = _aiu_apps({f: cache[f] for f, t in entries if f in cache and _ARGO_HINT in t},
@@ -753,7 +785,7 @@ def discover_files(
             parsed_count += 1
         if parsed is None:
             continue
-        scan = _FileScan(file, parsed, index, rules, bound)
+        scan = _FileScan(file, parsed, index, rules, bound, fleet.bundle_of(file))
         scan.run()
         targets.extend(scan.targets)
         skipped.extend(scan.skipped)

@@ -1,9 +1,10 @@
 """The discovery pass over (path, text) pairs: policy definitions first, then targets file by file.
 
 Precedence when several origins claim one scalar: a locked, ignored or switched-off workload wins over
-everything (the field is reported as skipped); then a setter marker (it sits on the very scalar), then a
-workload annotation, then a policy file's targets, then a migration source (Argo CD Image Updater
-annotations: they name files, not scalars, so every more specific origin wins). Two policy files giving one
+everything (the field is reported as skipped); then a setter marker (``$imagepolicy``, or Fleet's
+``$imagescan``: it sits on the very scalar), then a workload annotation, then a policy file's targets, then a
+migration source (Keel's ``keel.sh/policy`` and Helm ``keel:`` block, Argo CD Image Updater annotations: the
+old tool's settings, which every native origin overrides). Two policy files giving one
 scalar different policies is an error naming both. A container a workload's annotations leave without a
 policy is reported as skipped unless another origin gives it one.
 """

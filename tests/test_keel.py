@@ -3,8 +3,12 @@ discovery: annotations before labels, init containers, the Helm ``keel:`` block,
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from image_updater.cli import main
 from image_updater.discover import discover_files
 from image_updater.discover._keel import KeelSettings, translate
 from image_updater.errors import InvalidPolicy
@@ -143,3 +147,18 @@ def test_helm_values_block_with_a_missing_path_is_reported() -> None:
     assert [(e.file, e.line, e.message) for e in found.errors] == [
         ("values.yaml", 6, "keel.images: image.tag is not a string in this file")
     ]
+
+
+def test_validate_names_the_origin_and_shows_the_translated_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "app.yaml").write_text(workload("  annotations:\n    keel.sh/policy: \"glob:build-*\"\n",
+                                                "registry.example/app:build-1"))
+    assert main(["validate", "-v", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "alphabetical:asc [filter=^build\\-.*$, flavour=any] (keel at app.yaml:6; Deployment/app" in out
+    assert main(["validate", "--format", "json", str(tmp_path)]) == 0
+    found = json.loads(capsys.readouterr().out)
+    targets = [e for e in found["found"] if e.get("origin") == "keel"]
+    assert [(t["policy"], t["translated"]) for t in targets] == [
+        ("alphabetical:asc", "alphabetical:asc [filter=^build\\-.*$, flavour=any]")]

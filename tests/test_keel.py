@@ -162,3 +162,24 @@ def test_validate_names_the_origin_and_shows_the_translated_policy(
     targets = [e for e in found["found"] if e.get("origin") == "keel"]
     assert [(t["policy"], t["translated"]) for t in targets] == [
         ("alphabetical:asc", "alphabetical:asc [filter=^build\\-.*$, flavour=any]")]
+
+
+def test_keel_block_in_a_flux_helm_release_values() -> None:
+    release = """apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: web
+spec:
+  values:
+    image:
+      repository: registry.example/app
+      tag: 1.0.0
+    keel:
+      policy: patch
+      images:
+        - repository: image.repository
+          tag: image.tag
+"""
+    found = discover_files({"release.yaml": release})
+    assert [(t.line, t.part, t.origin, str(t.policy), t.resource) for t in found.targets] == [
+        (9, "tag", "keel", "semver:>=1.0.0 <1.1.0", "HelmRelease/web")]

@@ -292,15 +292,17 @@ class _FileScan:
                     continue
                 self._keel_slot(obj, settings, slot, "container", claims)
             return
-        if obj.kind is not None:
+        # a plain values file, or a Flux HelmRelease's spec.values (the release's values, as Keel reads them)
+        root = get_path(obj.node, "spec", "values") if obj.kind == "HelmRelease" else obj.node
+        if (obj.kind is not None and obj.kind != "HelmRelease") or root is None:
             return
-        settings, images, problems = keel_values(obj.node)
+        settings, images, problems = keel_values(root)
         for line, message in problems:
             self.error(line, None, message)
         if settings is None:
             return
         for entry in images:
-            repo_node = _dotted(obj.node, entry.repository)
+            repo_node = _dotted(root, entry.repository)
             repository = scalar(repo_node)
             if not isinstance(repo_node, ScalarNode) or not repository:
                 self.error(entry.line, None, f"keel.images: {entry.repository} is not a string in this file")
@@ -314,7 +316,7 @@ class _FileScan:
                 slot = Slot(ref, None, Field(repo_node, "reference", repository, ref.written_name),
                             where=repo_node)
             else:
-                tag_node = _dotted(obj.node, entry.tag)
+                tag_node = _dotted(root, entry.tag)
                 tag = scalar(tag_node)
                 ref = _parse_name(repository)
                 if ref is None:
@@ -326,7 +328,7 @@ class _FileScan:
                     continue
                 digest_field = None
                 if entry.digest is not None:
-                    digest_node = _dotted(obj.node, entry.digest)
+                    digest_node = _dotted(root, entry.digest)
                     if isinstance(digest_node, ScalarNode) and scalar(digest_node) is not None:
                         digest_field = Field(digest_node, "digest", scalar(digest_node) or "")
                 ref = dataclasses.replace(ref, tag=tag or None)

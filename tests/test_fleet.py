@@ -33,7 +33,8 @@ spec:
 def test_scans_become_policies_bound_by_markers() -> None:
     found = discover_files({"app/fleet.yaml": FLEET, "app/pod.yaml": DEPLOY})
     assert found.errors == ()
-    assert [(t.line, t.origin, str(t.policy), t.policy.pin_digest, t.policy_source) for t in found.targets] == [
+    rows = [(t.line, t.origin, str(t.policy), t.policy.pin_digest, t.policy_source) for t in found.targets]
+    assert rows == [
         (8, "fleet", "semver:^1.0.0", False, "app/fleet.yaml:2"),
         (10, "fleet", "alphabetical:asc", False, "app/fleet.yaml:7"),
         (12, "fleet", "semver:^1.0.0", True, "app/fleet.yaml:2"),
@@ -59,7 +60,8 @@ def test_bad_entries_are_errors_naming_the_fleet_yaml_line() -> None:
   - tagName: ignored-without-image
 """
     found = discover_files({"fleet.yaml": fleet})
-    assert [(e.file, e.line) for e in found.errors] == [("fleet.yaml", 2), ("fleet.yaml", 4), ("fleet.yaml", 7)]
+    where = [(e.file, e.line) for e in found.errors]
+    assert where == [("fleet.yaml", 2), ("fleet.yaml", 4), ("fleet.yaml", 7)]
     messages = [e.message for e in found.errors]
     assert "tagName is required" in messages[0]
     assert messages[1].startswith("imageScans web: invalid policy")

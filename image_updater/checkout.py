@@ -91,14 +91,23 @@ def read_policy_dirs(policy_dirs: Sequence[Path], errors: list[ErrorEntry]) -> l
 
 
 def discover_directory(
-    root: Path, paths: Sequence[str] = (".",), *, policy_dirs: Sequence[Path] = ()
+    root: Path,
+    paths: Sequence[str] = (".",),
+    *,
+    policy_dirs: Sequence[Path] = (),
+    repo_url: str | None = None,
 ) -> tuple[Discovery, dict[str, str]]:
     """Walk ``paths`` under ``root`` and discover; returns the discovery and the texts of the files that hold
-    a target. ``ConfigError`` when a path leaves the tree."""
+    a target. ``ConfigError`` when a path leaves the tree. ``repo_url`` (default: the ``origin`` remote of
+    ``root``'s working copy) is what Argo CD Applications' ``repoURL`` must equal to be followed."""
     errors: list[ErrorEntry] = []
     files = dict(iter_yaml_files(root, paths, errors=errors))
     extra = read_policy_dirs(policy_dirs, errors)
-    discovery = discover_files(files, extra_policy_files=extra)
+    if repo_url is None and any("argocd-image-updater.argoproj.io/" in text for text in files.values()):
+        from image_updater.gitrepo import origin_url  # GitPython only when a tree has Applications to follow
+
+        repo_url = origin_url(root)
+    discovery = discover_files(files, extra_policy_files=extra, repo_url=repo_url)
     if errors:
         discovery = dataclasses.replace(discovery, errors=_sort_errors([*discovery.errors, *errors]))
     texts = {t.file: files[t.file] for t in discovery.targets}

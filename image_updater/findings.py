@@ -14,7 +14,7 @@ from image_updater.policies import Policy
 
 __all__ = ["ErrorEntry", "Origin", "ResolveKey", "Skipped"]
 
-Origin = Literal["annotation", "marker", "policy-file"]
+Origin = Literal["annotation", "marker", "policy-file", "aiu-annotation", "aiu-imageupdater", "keel", "fleet"]
 """Where a target's policy came from (DESIGN "Where policies come from")."""
 
 

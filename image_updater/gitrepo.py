@@ -77,6 +77,7 @@ __all__ = [
     "WorkingCopyLock",
     "check_cache_dir",
     "lock_path_for",
+    "origin_url",
     "workdir_for",
 ]
 
@@ -870,6 +871,19 @@ class GitRepo:
 def _describe(name: str, url: str, secrets: Sequence[str] = ()) -> str:
     shown = redact(url, *secrets)
     return shown if name == url else f"source {redact(name, *secrets)!r} ({shown})"
+
+
+def origin_url(path: str | os.PathLike[str], *, timeout: float = 30.0) -> str | None:
+    """The ``origin`` remote URL of the working copy holding ``path``; ``None`` outside one or without it.
+
+    Discovery matches Argo CD Applications' ``repoURL`` against it (``plan DIR``, ``apply DIR``, a source's
+    working copy, whose origin is the source URL)."""
+    probe = _Git(name=str(path), url=str(path), env=_base_env(), secrets=(), timeout=timeout)
+    try:
+        status, out, _ = probe.run(Path(path), "config", "--get", "remote.origin.url", check=False)
+    except (GitError, OSError):
+        return None
+    return (out.strip() or None) if status == 0 else None
 
 
 def _base_env() -> dict[str, str]:

@@ -57,9 +57,24 @@ def _target(t: Target) -> dict[str, Any]:
     }
 
 
+def _translated(t: Target) -> str:
+    """A migrated tool's setting as our policy, modifiers included (``validate -v`` text)."""
+    p = t.policy
+    shown = [f"{k}={v}" for k, v in (("filter", p.filter), ("extract", p.extract), ("flavour", p.flavour))
+             if v is not None]
+    if p.prerelease is not None:
+        shown.append(f"prerelease={'true' if p.prerelease else 'false'}")
+    if p.pin_digest:
+        shown.append("pin_digest=true")
+    return f"{p} [{', '.join(shown)}]" if shown else str(p)
+
+
 def found(discovery: Discovery) -> list[dict[str, Any]]:
     """Every automation source found, in file and line order: policy definitions and updated fields."""
     entries = [_definition(d) for d in discovery.definitions] + [_target(t) for t in discovery.targets]
+    for entry, t in zip(entries[len(discovery.definitions):], discovery.targets, strict=True):
+        if t.origin in ("keel", "fleet"):
+            entry["translated"] = _translated(t)
     return sorted(entries, key=lambda e: (e["file"], e["line"], e["kind"]))
 
 
@@ -76,7 +91,8 @@ def _text_line(entry: dict[str, Any]) -> str:
     value, image = entry["value"], entry["image"]
     shown = value if value.startswith(image) else f"{image} {value}"
     source = f" at {entry['policy_source']}" if entry["policy_source"] else ""
-    return f"{where}: {entry['kind']} {shown}, {entry['policy']} ({entry['origin']}{source}" + (
+    policy = entry.get("translated", entry["policy"])
+    return f"{where}: {entry['kind']} {shown}, {policy} ({entry['origin']}{source}" + (
         f"; {about})" if about else ")")
 
 

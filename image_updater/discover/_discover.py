@@ -1,51 +1,85 @@
 """The discovery pass over (path, text) pairs: policy definitions first, then targets file by file.
 
 Precedence when several origins claim one scalar: a locked, ignored or switched-off workload wins over
-everything (the field is reported as skipped); then a setter marker (it sits on the very scalar), then a
-workload annotation, then a policy file's targets. Two policy files giving one scalar different policies
-is an error naming both. A container a workload's annotations leave without a policy is reported as
-skipped unless another origin gives it one.
+everything (the field is reported as skipped); then a setter marker (``$imagepolicy``, or Fleet's
+``$imagescan``: it sits on the very scalar), then a workload annotation, then a policy file's targets, then a
+migration source (Keel's ``keel.sh/policy`` and Helm ``keel:`` block, Argo CD Image Updater annotations: the
+old tool's settings, which every native origin overrides). Two policy files giving one
+scalar different policies is an error naming both. A container a workload's annotations leave without a
+policy is reported as skipped unless another origin gives it one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
+from image_updater.errors import InvalidPolicy, InvalidReference
 from image_updater.findings import ErrorEntry, Origin, Skipped
 from image_updater.policies import Policy
-from image_updater.references import ImageReference
+from image_updater.references import ImageReference, parse_reference
 from image_updater.yamledit import ParsedFile, YamlParseError, parse_yaml, scalar_span
 
+from ._aiu import (
+    AiuApp,
+    AiuImage,
+    AiuSource,
+    is_application,
+    normalise_repo_url,
+    override_file,
+    read_application,
+    target_file,
+)
+from ._aiu_crd import is_image_updater, select_applications
 from ._annotations import WorkloadPolicies, read_annotations, workload_policies
 from ._fields import (
     EMPTY_TAG,
     ContainerImage,
+    Field,
     Slot,
+    _dotted,
     container_slot,
     flux_helm_release_slots,
     helm_value_slots,
     kustomize_slots,
     pod_containers,
 )
-from ._markers import MARKER_KEY, find_markers
+from ._fleet import FleetIndex, is_fleet_file
+from ._keel import KeelSettings, keel_values, keel_workload, translate
+from ._markers import FLEET_MARKER_KEY, MARKER_KEY, Lookup, find_markers
 from ._model import Discovery, Part, Shape, Target
-from ._nodes import LineIndex, MappingNode, Node, ScalarNode, SequenceNode, get, node_line, scalar
+from ._nodes import (
+    LineIndex,
+    MappingNode,
+    Node,
+    ScalarNode,
+    SequenceNode,
+    get,
+    get_path,
+    items,
+    node_line,
+    scalar,
+)
 from ._policies import FLUX_IMAGE_API, PolicyDef, PolicyIndex, TargetRule
 
 __all__ = ["KUSTOMIZATION_FILES", "FileInput", "discover_files", "may_hold_targets"]
 
 FileInput = Mapping[str, str] | Iterable[tuple[str, str]]
 KUSTOMIZATION_FILES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
+# Docker Compose files and their overrides (``docker-compose.prod.yml``, ``compose.override.yaml``)
+_COMPOSE_FILE = re.compile(r"^(?:docker-)?compose(?:\.[^/]+)?\.ya?ml$")
+COMPOSE_KIND = "compose"  # the ``kinds`` entry of a policy file's target that selects compose services
 
-_P_WEAK_SKIP, _P_POLICY_FILE, _P_ANNOTATION, _P_MARKER, _P_BLOCK = 0, 1, 2, 3, 100
+_P_WEAK_SKIP, _P_MIGRATION, _P_POLICY_FILE, _P_ANNOTATION, _P_MARKER, _P_BLOCK = 0, 1, 2, 3, 4, 100
 _FLUX_V1 = re.compile(
     r"(?:fluxcd\.io|flux\.weave\.works)/(?:automated|locked|ignore|tag\.)"
     r"|(?:filter|repository|tag|registry)\.fluxcd\.io/"
 )
 _T = TypeVar("_T")
+_ARGO_HINT = "argoproj.io/"  # Argo CD Applications and AIU ImageUpdater objects
 _POLICY_HINTS = ("ImagePolicy", "ImageRepository", "image-updater.io/v")
 
 
@@ -62,6 +96,10 @@ def _basename(path: str) -> str:
 def may_hold_targets(path: str, text: str, has_rules: bool) -> bool:
     """The cheap text prefilter: can this file hold a target at all? (No false negatives.)"""
     if "image-updater.io/" in text or MARKER_KEY in text:
+        return True
+    if FLEET_MARKER_KEY in text:
+        return True
+    if "keel.sh/" in text or "keel.observer/" in text or "keel:" in text:
         return True
     if ("fluxcd.io/" in text or "flux.weave.works/" in text) and _FLUX_V1.search(text):
         return True
@@ -81,6 +119,7 @@ class _Object:
     kustomization: bool = False
     definition: bool = False  # a policy definition (ours or Flux's): its spec.image is never a target
     containers: list[ContainerImage] = field(default_factory=list)
+    compose: bool = False  # a Docker Compose file's document: its services are the containers
     helm_slots: dict[str, Slot] = field(default_factory=dict)
     policies: WorkloadPolicies | None = None
 
@@ -134,10 +173,12 @@ def _objects(doc: Node, file: str) -> list[_Object]:
         if kustomization and not obj_kind:
             obj_kind = "Kustomization"
         definition = api.startswith(("image-updater.io/", FLUX_IMAGE_API))
+        compose = (not obj_kind and _COMPOSE_FILE.match(_basename(file)) is not None
+                   and isinstance(get(node, "services"), MappingNode))
         out.append(_Object(
             node, obj_kind, api, _resource(obj_kind, node),
             int(node.start_mark.index), int(node.end_mark.index), kustomization=kustomization,
-            definition=definition,
+            definition=definition, compose=compose,
         ))
     return out
 
@@ -146,8 +187,11 @@ class _FileScan:
     """Finds the targets of one parsed file."""
 
     def __init__(self, file: str, parsed: ParsedFile, index: PolicyIndex,
-                 rules: list[tuple[PolicyDef, TargetRule]]) -> None:
+                 rules: list[tuple[PolicyDef, TargetRule]],
+                 aiu: Sequence[tuple[AiuApp, AiuSource]] = (), fleet: Lookup | None = None) -> None:
         self.file = file
+        self.fleet = fleet
+        self.aiu = aiu
         self.parsed = parsed
         self.text = parsed.text
         self.index = index
@@ -172,13 +216,17 @@ class _FileScan:
         container_of: dict[int, str | None] = {}
         for obj in objects:
             self._object(obj, claims, container_of)
+            if self.aiu and not obj.definition:
+                self._aiu_claims(obj, claims)
         if MARKER_KEY in self.text:
             self._markers(doc, objects, claims, container_of)
+        if FLEET_MARKER_KEY in self.text:
+            self._markers(doc, objects, claims, container_of, fleet=True)
         self._settle(claims)
 
     def _object(self, obj: _Object, claims: list[_Claim], container_of: dict[int, str | None]) -> None:
         node = obj.node
-        obj.containers = pod_containers(node)
+        obj.containers = compose_services(node) if obj.compose else pod_containers(node)
         for container in obj.containers:
             if container.node is not None:
                 container_of[id(container.node)] = container.name
@@ -192,6 +240,8 @@ class _FileScan:
             for bad_node, message in obj.policies.errors:
                 self.error(node_line(bad_node), None, message)
         self._annotation_claims(obj, claims)
+        if not obj.definition:
+            self._keel_claims(obj, claims)
         if self.rules and not obj.definition:
             self._policy_file_claims(obj, values, claims)
 
@@ -226,6 +276,76 @@ class _FileScan:
             source = f"{self.file}:{self._annotation_line(obj, decision.source)}"
             claims.extend(self._slot_claims(slot, decision.policy, "annotation", _P_ANNOTATION, obj, source,
                                             shape))
+
+    def _keel_claims(self, obj: _Object, claims: list[_Claim]) -> None:
+        """Keel: ``keel.sh/policy`` on a workload, or the ``keel:`` block of a Helm values file."""
+        if obj.containers:
+            settings = keel_workload(obj.node)
+            if settings is None:
+                return
+            for container in obj.containers:
+                if container.node is None or (container.init and not settings.init_containers):
+                    continue
+                slot = container_slot(container.node, container.name)
+                if isinstance(slot, str):
+                    self.error(node_line(container.node), None, f"container {container.name}: {slot}")
+                    continue
+                self._keel_slot(obj, settings, slot, "container", claims)
+            return
+        # a plain values file, or a Flux HelmRelease's spec.values (the release's values, as Keel reads them)
+        root = get_path(obj.node, "spec", "values") if obj.kind == "HelmRelease" else obj.node
+        if (obj.kind is not None and obj.kind != "HelmRelease") or root is None:
+            return
+        settings, images, problems = keel_values(root)
+        for line, message in problems:
+            self.error(line, None, message)
+        if settings is None:
+            return
+        for entry in images:
+            repo_node = _dotted(root, entry.repository)
+            repository = scalar(repo_node)
+            if not isinstance(repo_node, ScalarNode) or not repository:
+                self.error(entry.line, None, f"keel.images: {entry.repository} is not a string in this file")
+                continue
+            if entry.tag is None:
+                # the repository value carries the tag: ``image: repo:tag``
+                ref = _parse_name(repository)
+                if ref is None:
+                    self.error(node_line(repo_node), repository, "not an image reference")
+                    continue
+                slot = Slot(ref, None, Field(repo_node, "reference", repository, ref.written_name),
+                            where=repo_node)
+            else:
+                tag_node = _dotted(root, entry.tag)
+                tag = scalar(tag_node)
+                ref = _parse_name(repository)
+                if ref is None:
+                    self.error(node_line(repo_node), repository, "not an image reference")
+                    continue
+                if not isinstance(tag_node, ScalarNode) or tag is None:
+                    self.error(entry.line, ref.written_name, f"keel.images: {entry.tag} is not a string "
+                                                             "in this file")
+                    continue
+                digest_field = None
+                if entry.digest is not None:
+                    digest_node = _dotted(root, entry.digest)
+                    if isinstance(digest_node, ScalarNode) and scalar(digest_node) is not None:
+                        digest_field = Field(digest_node, "digest", scalar(digest_node) or "")
+                ref = dataclasses.replace(ref, tag=tag or None)
+                slot = Slot(ref, None, Field(tag_node, "tag", tag), digest_field, where=tag_node)
+            self._keel_slot(obj, settings, slot, "helm-values", claims)
+
+    def _keel_slot(self, obj: _Object, settings: KeelSettings, slot: Slot, shape: Shape,
+                   claims: list[_Claim]) -> None:
+        try:
+            policy = translate(settings, slot.image.tag)
+        except InvalidPolicy as exc:
+            self.error(settings.line, slot.image.written_name, str(exc))
+            return
+        if policy is None:
+            return
+        claims.extend(self._slot_claims(slot, policy, "keel", _P_MIGRATION, obj,
+                                        f"{self.file}:{settings.line}", shape))
 
     def _annotation_line(self, obj: _Object, key: str | None) -> int:
         annotations = read_annotations(obj.node)
@@ -265,7 +385,7 @@ class _FileScan:
         for definition, rule in self.rules:
             image, policy = definition.image, definition.policy
             assert image is not None and policy is not None
-            if not rule.matches_kind(obj.kind):
+            if not rule.matches_kind(COMPOSE_KIND if obj.compose else obj.kind):
                 continue
             candidates: list[tuple[Slot, Shape]] = []
             if obj.kustomization:
@@ -306,10 +426,115 @@ class _FileScan:
                         slot, policy, "policy-file", _P_POLICY_FILE, obj, definition.source, shape
                     ))
 
+    def _aiu_claims(self, obj: _Object, claims: list[_Claim]) -> None:
+        """Argo CD Image Updater: the images of the Applications whose write-back target is this file."""
+        for app, _source in self.aiu:
+            source = app.source_line
+            for aiu in app.images:
+                if aiu.policy is None:
+                    continue
+                if app.write_back == "kustomization" and obj.kustomization:
+                    wanted = _parse_name(aiu.kustomize_name) if aiu.kustomize_name else aiu.image
+                    for entry_slot, entry, _name in kustomize_slots(get(obj.node, "images")):
+                        entry_name = _parse_name(scalar(get(entry, "name")))
+                        if entry_slot is None or wanted is None or entry_name is None:
+                            continue
+                        if not entry_name.same_repository(wanted):
+                            continue
+                        if entry_slot.main is None and entry_slot.digest is None:
+                            self.skipped.append(Skipped(
+                                file=self.file, line=node_line(entry), image=entry_slot.image.written_name,
+                                reason=f"kustomize images entry has no newTag to update ({app.label})",
+                            ))
+                            continue
+                        image = dataclasses.replace(aiu.image, tag=entry_slot.image.tag,
+                                                    digest=entry_slot.image.digest)
+                        slot = dataclasses.replace(entry_slot, image=image, container=aiu.alias or None)
+                        claims.extend(self._slot_claims(slot, aiu.policy, app.origin, _P_MIGRATION, obj,
+                                                        source, "kustomize"))
+                elif app.write_back == "helmvalues" and obj.kind is None:
+                    self._aiu_helm_claims(app, aiu, obj, claims)
+                elif app.write_back == "override" and obj.kind is None:
+                    self._aiu_override_claims(app, aiu, obj, claims)
+
+    def _aiu_override_claims(self, app: AiuApp, aiu: AiuImage, obj: _Object, claims: list[_Claim]) -> None:
+        """An existing ``.argocd-source-<app>.yaml``: its Helm parameter or kustomize image, edited in
+        place."""
+        assert aiu.policy is not None
+        key = aiu.helm_spec or aiu.helm_tag or "image.tag"
+        parameters = get_path(obj.node, "helm", "parameters")
+        for item in parameters.value if isinstance(parameters, SequenceNode) else []:
+            node = get(item, "value")
+            value = scalar(node)
+            if scalar(get(item, "name")) != key or not isinstance(node, ScalarNode) or value is None:
+                continue
+            if aiu.helm_spec:
+                current = _parse_name(value)
+                if current is None:
+                    continue
+                image = dataclasses.replace(aiu.image, tag=current.tag, digest=current.digest)
+                field = Field(node, "reference", value, aiu.image.written_name)
+            else:
+                image = dataclasses.replace(aiu.image, tag=value or None)
+                field = Field(node, "tag", value)
+            claims.extend(self._slot_claims(Slot(image, aiu.alias or None, field, where=node), aiu.policy,
+                                            app.origin, _P_MIGRATION, obj, app.source_line, "helm-values"))
+        wanted = _parse_name(aiu.kustomize_name) if aiu.kustomize_name else aiu.image
+        images = get_path(obj.node, "kustomize", "images")
+        for item in images.value if isinstance(images, SequenceNode) and wanted is not None else []:
+            value = scalar(item)
+            if not isinstance(item, ScalarNode) or not value:
+                continue
+            name, renamed, _new = value.partition("=")
+            written = _parse_name(name)
+            if written is None or wanted is None or not written.same_repository(wanted):
+                continue
+            if renamed:
+                self.skipped.append(Skipped(file=self.file, line=node_line(item), image=name, reason=(
+                    f"{app.label}: the override entry {value!r} renames the image; editing the part "
+                    "after '=' is not supported yet")))
+                continue
+            image = dataclasses.replace(aiu.image, tag=written.tag, digest=written.digest)
+            field = Field(item, "reference", value, written.written_name)
+            claims.extend(self._slot_claims(Slot(image, aiu.alias or None, field, where=item), aiu.policy,
+                                            app.origin, _P_MIGRATION, obj, app.source_line, "kustomize"))
+
+    def _aiu_helm_claims(self, app: AiuApp, aiu: AiuImage, obj: _Object, claims: list[_Claim]) -> None:
+        assert aiu.policy is not None
+        key = aiu.helm_spec or aiu.helm_tag or "image.tag"
+        node = _dotted(obj.node, key)
+        value = scalar(node)
+        if not isinstance(node, ScalarNode) or value is None:
+            self.skipped.append(Skipped(
+                file=self.file, line=node_line(obj.node), image=aiu.image.written_name,
+                reason=f"{app.label}: the values have no scalar {key} to write the image into",
+            ))
+            return
+        if aiu.helm_spec:
+            current = _parse_name(value)
+            if current is None:
+                self.error(node_line(node), aiu.image.written_name,
+                           f"{key}: {value!r} is not an image reference")
+                return
+            image = dataclasses.replace(aiu.image, tag=current.tag, digest=current.digest)
+            field = Field(node, "reference", value, aiu.image.written_name)
+        else:
+            image = dataclasses.replace(aiu.image, tag=value or None)
+            field = Field(node, "tag", value)
+        slot = Slot(image, aiu.alias or None, field, where=node)
+        claims.extend(self._slot_claims(slot, aiu.policy, app.origin, _P_MIGRATION, obj,
+                                        app.source_line, "helm-values"))
+
     def _markers(
-        self, doc: Node, objects: list[_Object], claims: list[_Claim], container_of: dict[int, str | None]
+        self, doc: Node, objects: list[_Object], claims: list[_Claim], container_of: dict[int, str | None],
+        fleet: bool = False,
     ) -> None:
-        hits, problems = find_markers(self.text, doc, self.index)
+        if fleet:
+            # Rancher Fleet: the image scans of this file's bundle (nearest fleet.yaml), origin fleet
+            lookup: PolicyIndex | Lookup = self.fleet if self.fleet is not None else _NoFleet()
+            hits, problems = find_markers(self.text, doc, lookup, FLEET_MARKER_KEY)
+        else:
+            hits, problems = find_markers(self.text, doc, self.index)
         for problem in problems:
             self.error(self.lines.line(problem.offset), None, problem.message)
         for hit in hits:
@@ -319,7 +544,8 @@ class _FileScan:
             assert policy is not None
             claims.append(_Claim(
                 hit.node, _P_MARKER, obj, container_of.get(id(hit.node)), hit.image, hit.value, hit.part,
-                hit.write_name, policy, "marker", hit.definition.source, hit.group, shape="marker",
+                hit.write_name, policy, "fleet" if fleet else "marker", hit.definition.source, hit.group,
+                shape="marker",
             ))
 
     # -- settle the claims of one document -----------------------------------------------------------
@@ -384,6 +610,22 @@ class _FileScan:
         ))
 
 
+class _NoFleet:
+    def lookup(self, namespace: str | None, name: str) -> tuple[PolicyDef | None, str | None]:
+        return None, (f"no image scan {name}: the nearest fleet.yaml at or above this file "
+                      "defines no imageScans")
+
+
+def compose_services(node: Node) -> list[ContainerImage]:
+    """``services.<name>.image`` of a Docker Compose file: one container per service, named as the service."""
+    out: list[ContainerImage] = []
+    for name, _key, service in items(get(node, "services")):
+        image = get(service, "image")
+        if image is not None:
+            out.append(ContainerImage(name, image, False))
+    return out
+
+
 def _needs_digest(claim: _Claim) -> bool:
     if claim.part in ("digest", "digest-hex", "tag-digest"):
         return True
@@ -391,6 +633,82 @@ def _needs_digest(claim: _Claim) -> bool:
     return claim.part == "reference" and policy is not None and (
         claim.image.digest is not None or policy.pin_digest or policy.kind == "digest"
     )
+
+
+def _parse_name(text: str | None) -> ImageReference | None:
+    if not text:
+        return None
+    try:
+        return parse_reference(text)
+    except InvalidReference:
+        return None
+
+
+def _aiu_apps(
+    cache: Mapping[str, ParsedFile | None], paths: frozenset[str], repo_url: str | None,
+    errors: list[ErrorEntry], skipped: list[Skipped],
+) -> dict[str, list[tuple[AiuApp, AiuSource]]]:
+    """Argo CD Image Updater Applications in the tree (0.x annotations, 1.x ImageUpdater objects) -> the
+    files they write back to."""
+    own = normalise_repo_url(repo_url) if repo_url else None
+    bindings: dict[str, list[tuple[AiuApp, AiuSource]]] = {}
+    applications: list[tuple[str, Node]] = []
+    updaters: list[tuple[str, Node]] = []
+    for file, parsed in cache.items():
+        for doc in parsed.documents if parsed is not None else []:
+            for obj in _objects(doc, file):
+                if is_application(obj.node):
+                    applications.append((file, obj.node))
+                elif is_image_updater(obj.node):
+                    updaters.append((file, obj.node))
+    apps: list[AiuApp] = []
+    for file, updater in updaters:
+        chosen, problems = select_applications(file, updater, applications)
+        apps.extend(chosen)
+        errors.extend(ErrorEntry(file=file, line=line, image=None, message=message)
+                      for line, message in problems)
+    # an Application an ImageUpdater selects is configured by it alone (its annotations only through
+    # useAnnotations), as in AIU 1.x
+    selected = {(a.file, a.line) for a in apps}
+    for file, node in applications:
+        annotated = read_application(file, node) if (file, node_line(node)) not in selected else None
+        if annotated is not None:
+            apps.append(annotated)
+    for app in apps:
+        file = app.file
+        for line, message in app.errors:
+            errors.append(ErrorEntry(file=file, line=line, image=None,
+                                     message=f"{app.label}: {message}"))
+        for source in app.sources:
+            if own is None:
+                skipped.append(Skipped(file=file, line=app.line, image=None, reason=(
+                    f"{app.label}: the repository's own URL is unknown, so source {source.repo_url} "
+                    "cannot be matched")))
+                continue
+            if normalise_repo_url(source.repo_url) != own:
+                skipped.append(Skipped(file=file, line=app.line, image=None, reason=(
+                    f"{app.label}: source {source.repo_url} is another repository")))
+                continue
+            if app.write_back == "override":
+                override = override_file(app, source)
+                if override not in paths:
+                    skipped.append(Skipped(
+                        file=file, line=app.line, image=None,
+                        reason=f"{app.label}: no git write-back-target (kustomization or helmvalues); "
+                               f"creating AIU's override file {override} is not supported yet",
+                    ))
+                    continue
+                bindings.setdefault(override, []).append((app, source))
+                continue
+            target = target_file(app, source, paths)
+            if target is None:
+                errors.append(ErrorEntry(file=file, line=app.line, image=None, message=(
+                    f"{app.label}: write-back-target {app.write_back}"
+                    f"{':' + app.target_path if app.target_path else ''} for source path "
+                    f"{source.path or '.'!r}: no such file in the tree")))
+                continue
+            bindings.setdefault(target, []).append((app, source))
+    return bindings
 
 
 def _parse(file: str, text: str, errors: list[ErrorEntry]) -> ParsedFile | None:
@@ -403,11 +721,14 @@ def _parse(file: str, text: str, errors: list[ErrorEntry]) -> ParsedFile | None:
         return None
 
 
-def discover_files(files: FileInput, *, extra_policy_files: FileInput = ()) -> Discovery:
+def discover_files(
+    files: FileInput, *, extra_policy_files: FileInput = (), repo_url: str | None = None
+) -> Discovery:
     """Find every target in ``files`` (repo-relative POSIX path -> text).
 
     ``extra_policy_files`` (display path -> text), such as the config's ``policy_dirs``, contribute policy
-    definitions only; their ``spec.targets`` apply to ``files``.
+    definitions only; their ``spec.targets`` apply to ``files``. ``repo_url`` is the URL of the repository
+    ``files`` come from: Argo CD Applications whose source is that repository are followed.
     """
     entries = _entries(files)
     extras = _entries(extra_policy_files)
@@ -417,7 +738,7 @@ def discover_files(files: FileInput, *, extra_policy_files: FileInput = ()) -> D
     parsed_count = 0
     for is_extra, pairs in ((True, extras), (False, entries)):
         for file, text in pairs:
-            if not any(hint in text for hint in _POLICY_HINTS):
+            if not any(hint in text for hint in _POLICY_HINTS) and (is_extra or _ARGO_HINT not in text):
                 continue
             parsed = _parse(file, text, errors)
             parsed_count += 1
@@ -437,12 +758,28 @@ def discover_files(files: FileInput, *, extra_policy_files: FileInput = ()) -> D
         index.broken_reach_unknown = True
     errors.extend(index.errors)
 
+    fleet = FleetIndex()
+    for file, text in entries:
+        if is_fleet_file(file):
+            fleet.bundle(file)
+        if is_fleet_file(file) and "imageScans" in text:
+            if file not in cache:
+                cache[file] = _parse(file, text, errors)
+                parsed_count += 1
+            fleet_file = cache[file]
+            for doc in fleet_file.documents if fleet_file is not None else []:
+                fleet.add(file, doc)
+    errors.extend(ErrorEntry(file=f, line=line, image=None, message=m) for f, line, m in fleet.errors)
+
     targets: list[Target] = []
     skipped: list[Skipped] = []
+    aiu = _aiu_apps({f: cache[f] for f, t in entries if f in cache and _ARGO_HINT in t},
+                    frozenset(f for f, _t in entries), repo_url, errors, skipped)
     with_rules = index.has_targets
     for file, text in entries:
         rules = index.rules_for(file) if with_rules else []
-        if not may_hold_targets(file, text, bool(rules) or index.broken_policy_reaches(file)):
+        bound = aiu.get(file, ())
+        if not bound and not may_hold_targets(file, text, bool(rules) or index.broken_policy_reaches(file)):
             continue
         if file in cache:
             parsed = cache[file]
@@ -451,7 +788,7 @@ def discover_files(files: FileInput, *, extra_policy_files: FileInput = ()) -> D
             parsed_count += 1
         if parsed is None:
             continue
-        scan = _FileScan(file, parsed, index, rules)
+        scan = _FileScan(file, parsed, index, rules, bound, fleet.bundle_of(file))
         scan.run()
         targets.extend(scan.targets)
         skipped.extend(scan.skipped)

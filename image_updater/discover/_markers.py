@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from image_updater.errors import InvalidReference
 from image_updater.references import ImageReference, is_valid_tag, parse_reference
@@ -22,9 +23,17 @@ from ._model import Part
 from ._nodes import MappingNode, Node, ScalarNode, SequenceNode, scalar
 from ._policies import PolicyDef, PolicyIndex
 
-__all__ = ["MARKER_KEY", "MarkerHit", "MarkerProblem", "find_markers"]
+__all__ = ["FLEET_MARKER_KEY", "MARKER_KEY", "Lookup", "MarkerHit", "MarkerProblem", "find_markers"]
 
 MARKER_KEY = "$imagepolicy"
+# Rancher Fleet's image scan setters: ``{"$imagescan": "<tagName>[:tag|:name|:digest]"}``; no namespace part,
+# and ``:digest`` holds a whole ``image:tag@sha256:...`` reference (Fleet's setters.go), looked up as the
+# name ``<tagName>:digest``
+FLEET_MARKER_KEY = "$imagescan"
+
+
+class Lookup(Protocol):
+    def lookup(self, namespace: str | None, name: str) -> tuple[PolicyDef | None, str | None]: ...
 _AFTER_SCALAR = re.compile(r"[ \t]*#")
 _COMMENT_START = re.compile(r"(?:^|(?<=[ \t]))#", re.MULTILINE)
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}\Z")
@@ -62,15 +71,15 @@ class _Comment:
     earlier: tuple[int, ...] = ()
 
 
-def _comments(text: str) -> dict[int, _Comment]:
+def _comments(text: str, key: str = MARKER_KEY) -> dict[int, _Comment]:
     """Every ``$imagepolicy`` marker comment in ``text``, keyed by the offset of its ``#``."""
     found: dict[int, _Comment] = {}
     start = 0
     while True:
-        at = text.find(MARKER_KEY, start)
+        at = text.find(key, start)
         if at < 0:
             return found
-        start = at + len(MARKER_KEY)
+        start = at + len(key)
         line_start = max(text.rfind("\n", 0, at), text.rfind("\r", 0, at)) + 1
         line_end = len(text)
         for brk in ("\n", "\r"):
@@ -80,12 +89,12 @@ def _comments(text: str) -> dict[int, _Comment]:
         hash_pos = text.rfind("#", line_start, at)
         if hash_pos < 0 or hash_pos in found:
             continue
-        comment = _parse_comment(hash_pos, text[hash_pos + 1 : line_end])
+        comment = _parse_comment(hash_pos, text[hash_pos + 1 : line_end], key)
         earlier = tuple(m.start() for m in _COMMENT_START.finditer(text, line_start, hash_pos))
         found[hash_pos] = dataclasses.replace(comment, earlier=earlier)
 
 
-def _parse_comment(hash_pos: int, body: str) -> _Comment:
+def _parse_comment(hash_pos: int, body: str, key: str = MARKER_KEY) -> _Comment:
     def bad(message: str) -> _Comment:
         return _Comment(hash_pos, None, "", None, message)
 
@@ -97,7 +106,15 @@ def _parse_comment(hash_pos: int, body: str) -> _Comment:
         data = json.loads(body[first : last + 1])
     except ValueError as exc:
         return bad(f"setter marker {body.strip()!r} is not valid JSON: {exc}")
-    value = data.get(MARKER_KEY) if isinstance(data, dict) else None
+    value = data.get(key) if isinstance(data, dict) else None
+    if key == FLEET_MARKER_KEY:
+        if not isinstance(value, str) or not value.strip():
+            return bad(f"setter marker {body.strip()!r}: {key} must be a string "
+                       "\"<tagName>[:tag|:name|:digest]\"")
+        scan, sep, scan_suffix = value.strip().rpartition(":")
+        if not sep or scan_suffix not in ("tag", "name"):
+            return _Comment(hash_pos, None, value.strip(), None, None)  # ":digest" stays in the name
+        return _Comment(hash_pos, None, scan, scan_suffix, None)
     if not isinstance(value, str):
         return bad(f"setter marker {body.strip()!r}: {MARKER_KEY} must be a string "
                    "\"<namespace>:<name>[:tag|:name|:digest]\"")
@@ -139,9 +156,11 @@ def _parse(text: str) -> ImageReference | None:
         return None
 
 
-def find_markers(text: str, root: Node, index: PolicyIndex) -> tuple[list[MarkerHit], list[MarkerProblem]]:
+def find_markers(
+    text: str, root: Node, index: PolicyIndex | Lookup, key: str = MARKER_KEY
+) -> tuple[list[MarkerHit], list[MarkerProblem]]:
     """Markers attached to scalars of one document, and every problem with a marker (in that document)."""
-    comments = _comments(text)
+    comments = _comments(text, key)
     if not comments:
         return [], []
     hits: list[MarkerHit] = []

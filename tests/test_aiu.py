@@ -1,0 +1,325 @@
+"""Argo CD Image Updater 0.x repositories (issue 12): Applications' annotations become policies bound to the
+files AIU writes back to, and ``apply`` makes the updates AIU would make, in those files, byte for byte.
+
+The golden tree tests/golden_aiu/<case>/original is committed to a real git repository whose ``origin`` is the
+URL the Applications name, planned and applied against the real registry fixture, and must then equal
+<case>/expected as a whole tree.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from image_updater.cli import main
+from image_updater.discover import discover_files
+from image_updater.discover._aiu import normalise_repo_url, translate_policy
+from image_updater.errors import InvalidPolicy
+from tests.servers import ImagePusher, RegistryServer
+
+GOLDEN = Path(__file__).parent / "golden_aiu"
+PLACEHOLDER = "registry.invalid:5000"
+ORIGIN = "https://git.example.com/acme/deploy.git"
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IMAGE_UPDATER_CONFIG", raising=False)
+    monkeypatch.setenv("IMAGE_UPDATER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and ".git" not in p.relative_to(root).parts}
+
+
+def checkout(source: Path, dest: Path, host: str) -> Path:
+    shutil.copytree(source, dest)
+    for path in dest.rglob("*"):
+        if path.is_file():
+            path.write_bytes(path.read_bytes().replace(PLACEHOLDER.encode(), host.encode()))
+    git(dest, "init", "-q", "-b", "main")
+    git(dest, "remote", "add", "origin", ORIGIN)
+    git(dest, "add", "-A")
+    git(dest, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "tree")
+    return dest
+
+
+def test_aiu_0x_tree_gets_aius_updates_byte_exactly(
+    registry: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with ImagePusher(registry.url) as pusher:
+        pusher.push_many("acme/web", ["1.0.0", "1.0.9", "1.2.0", "1.3.0-rc1", "2.0.0"])
+        pusher.push_many("acme/api", {"build-1": T0, "build-3": T0 + 2 * DAY, "nightly-9": T0 + 5 * DAY,
+                                      "broken": T0 + 6 * DAY})
+        pusher.push_many("acme/ui", ["alpha", "beta", "gamma", "zz-top"])
+        digests = pusher.push_many("acme/cache", ["stable", "edge"])
+        pusher.push_many("acme/worker", ["2.1.0", "2.1.5", "2.2.0"])
+        pusher.push_many("acme/db", ["2.0.0", "2.3.0-rc.1", "3.0.0-rc.1"])
+    root = checkout(GOLDEN / "aiu-0x" / "original", tmp_path / "repo", registry.host)
+
+    assert main(["plan", str(root), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    updates = {(u["file"], u["line"]): u for u in data["updates"]}
+    assert {u["origin"] for u in data["updates"]} == {"aiu-annotation"}
+    assert sorted(updates) == [
+        ("apps/api/values.yaml", 4), ("apps/chart/.argocd-source-team-a_chart.yaml", 7),
+        ("apps/legacyweb/.argocd-source-legacyweb.yaml", 3), ("apps/multi/base/kustomization.yaml", 5),
+        ("apps/multi/base/kustomization.yaml", 6), ("apps/pinned/kustomization.yaml", 3),
+        ("apps/ui/values-prod.yaml", 2), ("apps/web/kustomization.yaml", 7),
+    ]
+    assert updates[("apps/web/kustomization.yaml", 7)]["policy"] == "semver:1.x"
+    assert updates[("apps/api/values.yaml", 4)]["policy"] == "newest"
+    assert updates[("apps/ui/values-prod.yaml", 2)]["policy"] == "alphabetical:asc"
+    assert updates[("apps/pinned/kustomization.yaml", 3)]["policy"] == "digest:stable"
+    reasons = sorted(s["reason"] for s in data["skipped"])
+    assert reasons == [
+        "Application elsewhere: source https://git.example.com/acme/not-this-one.git is another repository",
+        "Application multi: source https://git.example.com/acme/other-config.git is another repository",
+    ]
+    assert data["errors"] == []
+
+    assert main(["apply", str(root)]) == 0
+    capsys.readouterr()
+    expected = {name: text.replace(PLACEHOLDER.encode(), registry.host.encode())
+                .replace(b"@DIGEST", b"@" + digests["stable"].encode())
+                for name, text in tree(GOLDEN / "aiu-0x" / "expected").items()}
+    assert tree(root) == expected
+
+
+APP = """apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: web
+  namespace: {namespace}
+  annotations:
+    argocd-image-updater.argoproj.io/image-list: web=r.example/acme/web:1.x
+{extra}spec:
+  source:
+    repoURL: https://git.example.com/acme/deploy.git
+    path: apps/web
+"""
+KUSTOMIZATION = """images:
+- name: r.example/acme/web
+  newTag: 1.0.0{marker}
+"""
+MARKER = ' # {"$imagepolicy": "flux-system:web"}'
+FLUX_POLICY = """apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImagePolicy
+metadata:
+  name: web
+  namespace: flux-system
+spec:
+  imageRepositoryRef:
+    name: web
+  policy:
+    semver:
+      range: ">=2.0.0"
+---
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImageRepository
+metadata:
+  name: web
+  namespace: flux-system
+spec:
+  image: r.example/acme/web
+"""
+GIT_TARGET = (
+    "    argocd-image-updater.argoproj.io/write-back-method: git\n"
+    "    argocd-image-updater.argoproj.io/write-back-target: kustomization\n"
+)
+
+
+def discover(extra: str = GIT_TARGET, marker: str = "", url: str | None = ORIGIN,
+             more: dict[str, str] | None = None) -> object:
+    files = {"argo/app.yaml": APP.format(namespace="argocd", extra=extra),
+             "apps/web/kustomization.yaml": KUSTOMIZATION.format(marker=marker), **(more or {})}
+    return discover_files(files, repo_url=url)
+
+
+def test_a_setter_marker_wins_over_an_aiu_annotation_on_the_same_scalar() -> None:
+    plain = discover_files({"argo/app.yaml": APP.format(namespace="argocd", extra=GIT_TARGET),
+                            "apps/web/kustomization.yaml": KUSTOMIZATION.format(marker="")}, repo_url=ORIGIN)
+    assert [(t.origin, str(t.policy)) for t in plain.targets] == [("aiu-annotation", "semver:1.x")]
+    both = discover_files({"argo/app.yaml": APP.format(namespace="argocd", extra=GIT_TARGET),
+                           "apps/web/kustomization.yaml": KUSTOMIZATION.format(marker=MARKER),
+                           "flux/policy.yaml": FLUX_POLICY}, repo_url=ORIGIN)
+    assert [(t.origin, str(t.policy)) for t in both.targets] == [("marker", "semver:>=2.0.0")]
+    assert both.errors == ()
+
+
+def test_an_application_without_a_git_write_back_target_is_reported_not_guessed() -> None:
+    for extra in ("", "    argocd-image-updater.argoproj.io/write-back-method: argocd\n"):
+        found = discover_files({"argo/app.yaml": APP.format(namespace="argocd", extra=extra),
+                                "apps/web/kustomization.yaml": KUSTOMIZATION.format(marker="")},
+                               repo_url=ORIGIN)
+        assert found.targets == ()
+        assert [s.reason for s in found.skipped] == [
+            "Application argocd/web: no git write-back-target (kustomization or helmvalues); creating AIU's "
+            "override file apps/web/.argocd-source-web.yaml is not supported yet"
+        ]
+
+
+def test_without_the_repository_url_applications_are_skipped_with_the_reason() -> None:
+    found = discover_files({"argo/app.yaml": APP.format(namespace="argocd", extra=GIT_TARGET),
+                            "apps/web/kustomization.yaml": KUSTOMIZATION.format(marker="")})
+    assert found.targets == ()
+    assert [s.reason for s in found.skipped] == [
+        "Application argocd/web: the repository's own URL is unknown, so source "
+        "https://git.example.com/acme/deploy.git cannot be matched"
+    ]
+
+
+def test_a_missing_write_back_target_file_is_an_error_naming_the_application() -> None:
+    found = discover_files({"argo/app.yaml": APP.format(namespace="argocd", extra=GIT_TARGET)},
+                           repo_url=ORIGIN)
+    assert [(e.file, e.line, e.message) for e in found.errors] == [
+        ("argo/app.yaml", 1, "Application argocd/web: write-back-target kustomization for source path "
+                             "'apps/web': no such file in the tree"),
+    ]
+
+
+def test_a_bad_strategy_is_an_error_on_its_annotation_line() -> None:
+    extra = GIT_TARGET + "    argocd-image-updater.argoproj.io/web.update-strategy: biggest\n"
+    found = discover_files({"argo/app.yaml": APP.format(namespace="argocd", extra=extra),
+                            "apps/web/kustomization.yaml": KUSTOMIZATION.format(marker="")}, repo_url=ORIGIN)
+    assert found.targets == ()
+    assert [(e.line, e.message.split(":")[0]) for e in found.errors] == [(10, "Application argocd/web")]
+    assert "unknown update-strategy 'biggest'" in found.errors[0].message
+
+
+@pytest.mark.parametrize(("url", "same"), [
+    ("https://git.example.com/acme/deploy.git", True),
+    ("https://git.example.com/acme/deploy", True),
+    ("https://user@Git.Example.com/acme/deploy/", True),
+    ("git@git.example.com:acme/deploy.git", True),
+    ("ssh://git@git.example.com/acme/deploy", True),
+    ("ssh://git@git.example.com:22/acme/deploy.git", True),
+    ("https://git.example.com/acme/deploy-prod.git", False),
+    ("https://git.example.org/acme/deploy.git", False),
+])
+def test_repository_urls_match_across_scheme_user_and_suffix(url: str, same: bool) -> None:
+    assert (normalise_repo_url(url) == normalise_repo_url(ORIGIN)) is same
+
+
+@pytest.mark.parametrize(("strategy", "constraint", "allow", "ignore", "expected"), [
+    ("", "", None, None, "semver:*"),
+    ("semver", "~1.2", None, None, "semver:~1.2"),
+    ("latest", "", None, None, "newest"),
+    ("newest-build", "", None, None, "newest"),
+    ("name", "", None, None, "alphabetical:asc"),
+    ("alphabetical", "", None, None, "alphabetical:asc"),
+    ("digest", "stable", None, None, "digest:stable"),
+    ("semver", "2.x-0", None, None, "semver:>=2.0.0-0 <3.0.0"),
+    ("semver", "1.4.x-rc", None, None, "semver:>=1.4.0-rc <1.5.0"),
+])
+def test_strategies_and_their_old_names_translate(
+    strategy: str, constraint: str, allow: str | None, ignore: str | None, expected: str
+) -> None:
+    assert str(translate_policy(strategy, constraint, allow, ignore, None)) == expected
+
+
+def test_allow_ignore_and_platforms_become_modifiers() -> None:
+    policy = translate_policy("semver", "", "regexp:^v1\\.", "*-debug, old", "linux/amd64, linux/arm64")
+    assert policy.filter == "^v1\\."
+    assert policy.exclude[-2:] == ("*-debug", "old")
+    assert set(policy.platforms) == {"linux/amd64", "linux/arm64"}
+    assert translate_policy("semver", "", "any", None, None).filter is None
+    with pytest.raises(InvalidPolicy, match="allow-tags"):
+        translate_policy("semver", "", "glob:v1*", None, None)
+    with pytest.raises(InvalidPolicy, match="digest needs the tag"):
+        translate_policy("digest", "", None, None, None)
+
+
+def test_aiu_1x_image_updaters_select_applications_by_name_and_labels(
+    registry: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with ImagePusher(registry.url) as pusher:
+        pusher.push_many("acme/web", ["1.0.0", "1.0.9", "1.1.0-rc1", "1.2.0", "1.3.0-rc1", "2.0.0"])
+        pusher.push_many("acme/api", {"build-1": T0, "build-3": T0 + 2 * DAY, "nightly-9": T0 + 5 * DAY})
+        pusher.push_many("acme/ui", ["alpha", "beta", "gamma", "zz-top"])
+    root = checkout(GOLDEN / "aiu-1x" / "original", tmp_path / "repo", registry.host)
+
+    assert main(["plan", str(root), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    got = [(u["file"], u["line"], u["new_tag"], u["policy"], u["origin"]) for u in data["updates"]]
+    assert got == [
+        ("apps/billing/values.yaml", 3, "gamma", "alphabetical:asc", "aiu-imageupdater"),
+        ("apps/legacy/kustomization.yaml", 3, "1.2.0", "semver:1.x", "aiu-imageupdater"),
+        ("apps/shop-api/kustomization.yaml", 3, "build-3", "newest", "aiu-imageupdater"),
+        ("apps/shop-web/kustomization.yaml", 3, "1.0.9", "semver:~1.0", "aiu-imageupdater"),
+    ]
+    assert data["errors"] == []
+
+    assert main(["apply", str(root)]) == 0
+    capsys.readouterr()
+    expected = {name: text.replace(PLACEHOLDER.encode(), registry.host.encode())
+                for name, text in tree(GOLDEN / "aiu-1x" / "expected").items()}
+    assert tree(root) == expected
+
+
+def test_application_wide_settings_apply_to_images_without_their_own() -> None:
+    extra = GIT_TARGET + (
+        "    argocd-image-updater.argoproj.io/update-strategy: alphabetical\n"
+        "    argocd-image-updater.argoproj.io/ignore-tags: old-*\n"
+    )
+    found = discover_files({"argo/app.yaml": APP.format(namespace="argocd", extra=extra),
+                            "apps/web/kustomization.yaml": KUSTOMIZATION.format(marker="")}, repo_url=ORIGIN)
+    [target] = found.targets
+    assert str(target.policy) == "alphabetical:asc"
+    assert target.policy.exclude[-1] == "old-*"
+
+
+def test_an_override_entry_that_renames_the_image_is_reported() -> None:
+    override = "kustomize:\n  images:\n  - r.example/acme/web=r.example/mirror/web:1.0.0\n"
+    found = discover_files({"argo/app.yaml": APP.format(namespace="apps", extra=""),
+                            "apps/web/.argocd-source-apps_web.yaml": override}, repo_url=ORIGIN)
+    assert found.targets == ()
+    assert [(s.file, s.line, s.reason) for s in found.skipped] == [(
+        "apps/web/.argocd-source-apps_web.yaml", 3,
+        "Application apps/web: the override entry 'r.example/acme/web=r.example/mirror/web:1.0.0' renames "
+        "the image; editing the part after '=' is not supported yet",
+    )]
+
+
+def test_run_once_commits_aius_updates_to_a_source_whose_url_the_applications_name(
+    registry: RegistryServer, tmp_path: Path, bare_repo: Any
+) -> None:
+    with ImagePusher(registry.url) as pusher:
+        pusher.push_many("acme/web", ["1.0.0", "1.0.9", "1.2.0", "2.0.0"])
+        pusher.push_many("acme/api", {"build-1": T0, "build-3": T0 + 2 * DAY})
+        pusher.push_many("acme/ui", ["alpha", "gamma", "zz-top"])
+    url = str(tmp_path / "remote" / "repo.git")  # the daemon's working copy has this as its origin
+
+    def load(side: str) -> dict[str, str]:
+        return {name: text.decode().replace(PLACEHOLDER, registry.host).replace(ORIGIN, url)
+                for name, text in tree(GOLDEN / "aiu-1x" / side).items()}
+
+    bare = bare_repo(load("original"), parent=tmp_path / "remote")
+    assert str(bare) == url
+    config = tmp_path / "config.yaml"
+    config.write_text("\n".join([
+        f"cache_dir: {tmp_path / 'cache'}", "sources:", "  - name: deploy", f"    url: {url}",
+        "    branch: main", "commit:", "  author_name: Image Bot", "  author_email: bot@example.com",
+        "registries:", f"  - prefix: {registry.host}", "    insecure: true",
+    ]) + "\n")
+    done = subprocess.run([sys.executable, "-m", "image_updater", "run", "--once", "-c", str(config)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name, text in load("expected").items():
+        assert git(bare, "show", f"main:{name}") == text, name
+    assert len(git(bare, "log", "--format=%s", "main").splitlines()) == 2

@@ -162,16 +162,14 @@ def test_a_setter_marker_wins_over_an_aiu_annotation_on_the_same_scalar() -> Non
     assert both.errors == ()
 
 
-def test_an_application_without_a_git_write_back_target_is_reported_not_guessed() -> None:
+def test_an_application_without_a_git_write_back_target_gets_a_new_override_file() -> None:
     for extra in ("", "    argocd-image-updater.argoproj.io/write-back-method: argocd\n"):
         found = discover_files({"argo/app.yaml": APP.format(namespace="argocd", extra=extra),
                                 "apps/web/kustomization.yaml": KUSTOMIZATION.format(marker="")},
                                repo_url=ORIGIN)
-        assert found.targets == ()
-        assert [s.reason for s in found.skipped] == [
-            "Application argocd/web: no git write-back-target (kustomization or helmvalues); creating AIU's "
-            "override file apps/web/.argocd-source-web.yaml is not supported yet"
-        ]
+        assert [(t.file, t.part, t.value, t.insert is not None and t.insert.parent) for t in found.targets] == [
+            ("apps/web/.argocd-source-web.yaml", "reference", "", -1)]
+        assert found.skipped == ()
 
 
 def test_without_the_repository_url_applications_are_skipped_with_the_reason() -> None:

@@ -16,17 +16,25 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
-from image_updater.errors import InvalidReference
+from image_updater.errors import InvalidReference, YamlEditError
 from image_updater.findings import ErrorEntry, Origin, Skipped
 from image_updater.policies import Policy
 from image_updater.references import ImageReference, parse_reference
-from image_updater.yamledit import ParsedFile, YamlParseError, parse_yaml, scalar_span
+from image_updater.yamledit import (
+    Insertion,
+    ParsedFile,
+    YamlParseError,
+    key_insertion,
+    parse_yaml,
+    scalar_span,
+)
 
 from ._aiu import (
     AiuApp,
     AiuImage,
     AiuSource,
     is_application,
+    new_override_targets,
     normalise_repo_url,
     override_file,
     read_application,
@@ -120,6 +128,7 @@ class _Claim:
     group: object = None
     reason: str | None = None
     shape: Shape = "container"
+    insert: tuple[int, Insertion] | None = None  # offset and layout of a value that has no scalar yet
 
 
 def _resource(kind: str | None, node: Node) -> str | None:
@@ -279,6 +288,35 @@ class _FileScan:
             out.append(_Claim(slot.where, _P_WEAK_SKIP, obj, slot.container, slot.image, reason=slot.skip))
         return out
 
+    def _newtag_claim(
+        self, entry: Node, slot: Slot, policy: Policy, origin: Origin, priority: int, obj: _Object,
+        source: str, label: str, claims: list[_Claim],
+    ) -> None:
+        """A kustomize ``images:`` entry with neither ``newTag`` nor ``digest``: ``newTag`` is inserted where
+        ``kustomize edit set image`` puts it (after ``newName``, else after ``name``)."""
+        name_node = get(entry, "name")
+        why = None
+        if get(entry, "newTag") is not None or get(entry, "digest") is not None:
+            why = "its newTag or digest is not a plain value"
+        elif not isinstance(entry, MappingNode) or not isinstance(name_node, ScalarNode):
+            why = "the entry is not a mapping with a name"
+        elif self.parsed.is_shared(entry):
+            why = "the entry is shared through a YAML anchor/alias"
+        if why is None:
+            assert isinstance(entry, MappingNode) and isinstance(name_node, ScalarNode)
+            try:
+                insert = key_insertion(self.text, entry, "newTag", ("newName", "name"))
+            except YamlEditError as exc:
+                why = str(exc)
+            else:
+                part: Part = "tag-digest" if policy.pin_digest or policy.kind == "digest" else "tag"
+                claims.append(_Claim(name_node, priority, obj, slot.container, slot.image, "", part, "",
+                                     policy, origin, source, object(), shape="kustomize", insert=insert))
+                return
+        self.skipped.append(Skipped(
+            file=self.file, line=node_line(entry), image=slot.image.written_name,
+            reason=f"kustomize images entry has no newTag to update ({label}): {why}"))
+
     def _policy_file_claims(self, obj: _Object, values: Node | None, claims: list[_Claim]) -> None:
         node = obj.node
         generic: list[Slot] | None = None
@@ -298,10 +336,8 @@ class _FileScan:
                     if entry_slot is None or not entry_slot.image.same_repository(image):
                         continue
                     if entry_slot.main is None and entry_slot.digest is None:
-                        self.skipped.append(Skipped(
-                            file=self.file, line=node_line(entry), image=entry_slot.image.written_name,
-                            reason=f"kustomize images entry has no newTag to update ({definition.label})",
-                        ))
+                        self._newtag_claim(entry, entry_slot, policy, "policy-file", _P_POLICY_FILE, obj,
+                                           definition.source, definition.label, claims)
                         continue
                     candidates.append((entry_slot, "kustomize"))
             else:
@@ -342,15 +378,13 @@ class _FileScan:
                             continue
                         if not entry_name.same_repository(wanted):
                             continue
-                        if entry_slot.main is None and entry_slot.digest is None:
-                            self.skipped.append(Skipped(
-                                file=self.file, line=node_line(entry), image=entry_slot.image.written_name,
-                                reason=f"kustomize images entry has no newTag to update ({app.label})",
-                            ))
-                            continue
                         image = dataclasses.replace(aiu.image, tag=entry_slot.image.tag,
                                                     digest=entry_slot.image.digest)
                         slot = dataclasses.replace(entry_slot, image=image, container=aiu.alias or None)
+                        if entry_slot.main is None and entry_slot.digest is None:
+                            self._newtag_claim(entry, slot, aiu.policy, app.origin, _P_MIGRATION, obj,
+                                               source, app.label, claims)
+                            continue
                         claims.extend(self._slot_claims(slot, aiu.policy, app.origin, _P_MIGRATION, obj,
                                                         source, "kustomize"))
                 elif app.write_back == "helmvalues" and obj.kind is None:
@@ -480,6 +514,16 @@ class _FileScan:
         start, end = scalar_span(node)
         line = self.lines.line(start)
         image_name = claim.image.written_name
+        if claim.insert is not None and claim.policy is not None:
+            offset, insert = claim.insert
+            self.targets.append(Target(
+                file=self.file, line=self.lines.line(offset) + insert.prefix.count("\n"), start=offset,
+                end=offset, resource=claim.obj.resource if claim.obj is not None else None,
+                container=claim.container, image=claim.image, value="", part=claim.part,
+                policy=claim.policy, origin=claim.origin, policy_source=claim.source, with_digest=with_digest,
+                shape=claim.shape, insert=insert,
+            ))
+            return
         if self.parsed.is_shared(node):
             self.error(line, image_name, f"the value {claim.value!r} is shared through a YAML anchor/alias; "
                                          "editing it would change every alias, so it is left alone")
@@ -524,7 +568,7 @@ def _parse_name(text: str | None) -> ImageReference | None:
 
 def _aiu_apps(
     cache: Mapping[str, ParsedFile | None], paths: frozenset[str], repo_url: str | None,
-    errors: list[ErrorEntry], skipped: list[Skipped],
+    errors: list[ErrorEntry], skipped: list[Skipped], created: list[Target],
 ) -> dict[str, list[tuple[AiuApp, AiuSource]]]:
     """Argo CD Image Updater Applications in the tree (0.x annotations, 1.x ImageUpdater objects) -> the
     files they write back to."""
@@ -570,11 +614,7 @@ def _aiu_apps(
             if app.write_back == "override":
                 override = override_file(app, source)
                 if override not in paths:
-                    skipped.append(Skipped(
-                        file=file, line=app.line, image=None,
-                        reason=f"{app.label}: no git write-back-target (kustomization or helmvalues); "
-                               f"creating AIU's override file {override} is not supported yet",
-                    ))
+                    _new_override(app, source, override, paths, created, skipped)
                     continue
                 bindings.setdefault(override, []).append((app, source))
                 continue
@@ -587,6 +627,31 @@ def _aiu_apps(
                 continue
             bindings.setdefault(target, []).append((app, source))
     return bindings
+
+
+def _new_override(
+    app: AiuApp, source: AiuSource, override: str, paths: frozenset[str], created: list[Target],
+    skipped: list[Skipped],
+) -> None:
+    """AIU's override file is missing: its targets write it from nothing (Helm or Kustomize is told from the
+    Application's ``helm:`` key or a ``Chart.yaml`` at the path, else a kustomization there)."""
+    def at(name: str) -> bool:
+        return (f"{source.path}/{name}" if source.path else name) in paths
+
+    helm = source.helm or at("Chart.yaml")
+    if not helm and not any(at(n) for n in ("kustomization.yaml", "kustomization.yml", "Kustomization")):
+        skipped.append(Skipped(file=app.file, line=app.line, image=None, reason=(
+            f"{app.label}: cannot tell whether {source.path or '.'!r} is a Helm chart or a kustomization, "
+            f"so the override file {override} is not created")))
+        return
+    if any(t.file == override for t in created):
+        skipped.append(Skipped(file=app.file, line=app.line, image=None, reason=(
+            f"{app.label}: another Application already writes the new {override}")))
+        return
+    targets, problems = new_override_targets(app, override, helm)
+    created.extend(targets)
+    skipped.extend(Skipped(file=app.file, line=app.line, image=image, reason=reason)
+                   for image, reason in problems)
 
 
 def _parse(file: str, text: str, errors: list[ErrorEntry]) -> ParsedFile | None:
@@ -639,7 +704,7 @@ def discover_files(
     targets: list[Target] = []
     skipped: list[Skipped] = []
     aiu = _aiu_apps({f: cache[f] for f, t in entries if f in cache and _ARGO_HINT in t},
-                    frozenset(f for f, _t in entries), repo_url, errors, skipped)
+                    frozenset(f for f, _t in entries), repo_url, errors, skipped, targets)
     with_rules = index.has_targets
     for file, text in entries:
         rules = index.rules_for(file) if with_rules else []

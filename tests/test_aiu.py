@@ -167,7 +167,8 @@ def test_an_application_without_a_git_write_back_target_gets_a_new_override_file
         found = discover_files({"argo/app.yaml": APP.format(namespace="argocd", extra=extra),
                                 "apps/web/kustomization.yaml": KUSTOMIZATION.format(marker="")},
                                repo_url=ORIGIN)
-        assert [(t.file, t.part, t.value, t.insert is not None and t.insert.parent) for t in found.targets] == [
+        made = [(t.file, t.part, t.value, t.insert is not None and t.insert.parent) for t in found.targets]
+        assert made == [
             ("apps/web/.argocd-source-web.yaml", "reference", "", -1)]
         assert found.skipped == ()
 
@@ -321,3 +322,33 @@ def test_run_once_commits_aius_updates_to_a_source_whose_url_the_applications_na
     for name, text in load("expected").items():
         assert git(bare, "show", f"main:{name}") == text, name
     assert len(git(bare, "log", "--format=%s", "main").splitlines()) == 2
+
+
+def test_missing_newtags_and_override_files_are_inserted_and_created_byte_exactly(
+    registry: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with ImagePusher(registry.url) as pusher:
+        pusher.push_many("acme/web", ["1.0.0", "1.0.9", "1.10.0", "2.0.0"])
+        pusher.push_many("acme/ui", ["1.2.3", "1.4.0"])
+    root = checkout(GOLDEN / "aiu-insert" / "original", tmp_path / "repo", registry.host)
+
+    assert main(["plan", str(root), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["errors"] == [] and data["skipped"] == []
+    assert sorted((u["file"], u["line"], u["old"], u["new"], u.get("action")) for u in data["updates"]) == [
+        ("apps/blk/kustomization.yaml", 7, "", "1.10.0", "insert"),
+        ("apps/chart/.argocd-source-chart.yaml", 7, "", "1.10.0", "create"),
+        ("apps/crlf/kustomization.yaml", 6, "", "1.10.0", "insert"),
+        ("apps/flow/kustomization.yaml", 3, "", "1.0.9", "insert"),
+        ("apps/kapp/.argocd-source-team-a_kapp.yaml", 3, "", f"{registry.host}/acme/web:1.10.0", "create"),
+        ("apps/kapp/.argocd-source-team-a_kapp.yaml", 4, "", f"{registry.host}/acme/ui:1.4.0", "create"),
+    ]
+    assert main(["apply", str(root)]) == 0
+    capsys.readouterr()
+    expected = {name: text.replace(PLACEHOLDER.encode(), registry.host.encode())
+                for name, text in tree(GOLDEN / "aiu-insert" / "expected").items()}
+    assert tree(root) == expected
+    # a second pass finds every value in place
+    assert main(["plan", str(root), "--format", "json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["updates"] == [] and len(again["unchanged"]) == 6

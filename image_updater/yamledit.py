@@ -61,6 +61,7 @@ __all__ = [
     "YamlParseError",
     "apply_edits",
     "apply_verified",
+    "item_insertion",
     "key_insertion",
     "parse_yaml",
     "plain_needs_quotes",
@@ -154,8 +155,10 @@ class Insertion:
     ``prefix``, the value rendered as a plain scalar (double-quoted when it would not read as a string, or
     in a flow collection when it holds ``:``/``?``), and ``suffix``. Verification: ``parent`` is the
     ``start_mark.index`` of the mapping that gains the key ``key`` (whose value must then read as the new
-    value, every other byte of the tree unchanged), or ``-1`` for a new file (the old text is empty): the
-    one new document must hold the value at ``path`` (keys and sequence indexes from the root).
+    value), or of the sequence that gains ``items`` items at its end (the value at ``path`` inside them,
+    the first step counting from the first of them), every other node of the tree unchanged; or ``-1`` for
+    a new file (the old text is empty): the one new document must hold the value at ``path`` (keys and
+    sequence indexes from the root).
     """
 
     parent: int
@@ -756,11 +759,14 @@ def _compare(old: ParsedFile, new: ParsedFile, edits: Sequence[Edit], filename: 
         line = node.start_mark.line + 1 if node is not None else 1
         return YamlEditError(f"{filename}:{line}: refused: after the edit {why}; the file was not written")
 
+    appended: dict[int, list[Edit]] = {}
     for edit in edits:
         insert = edit.insert
-        if insert is not None and insert.parent >= 0:
-            if insert.key is None or insert.key in keyed.setdefault(insert.parent, {}):
-                raise YamlEditError(f"{filename}: refused: an insertion names no key, or one key twice")
+        if insert is not None and insert.parent >= 0 and insert.key is None:
+            appended.setdefault(insert.parent, []).append(edit)
+        elif insert is not None and insert.parent >= 0 and insert.key is not None:
+            if insert.key in keyed.setdefault(insert.parent, {}):
+                raise YamlEditError(f"{filename}: refused: two insertions add the key {insert.key!r}")
             keyed[insert.parent][insert.key] = edit.value
     if created:
         if old.text.strip() or old.documents or len(new.documents) != 1 or len(created) != len(edits):
@@ -818,10 +824,23 @@ def _compare(old: ParsedFile, new: ParsedFile, edits: Sequence[Edit], filename: 
                 raise fail(before, f"the key {next(iter(added))!r} was not added")
             after = MappingNode(after.tag, kept, after.start_mark, after.end_mark,
                                 flow_style=after.flow_style)
+        items = appended.pop(before.start_mark.index, None) if isinstance(before, SequenceNode) else None
+        if items is not None:
+            base = len(before.value)
+            if len(after.value) != base + sum(e.insert.items for e in items if e.insert is not None):
+                raise fail(before, "the sequence did not gain exactly the inserted items")
+            for edit in items:
+                assert edit.insert is not None
+                steps = list(edit.insert.path) or [0]
+                steps[0] = int(steps[0]) + base
+                base += edit.insert.items
+                _check_inserted(_at_path(after, tuple(steps)), edit.value, fail, before)
+            after = SequenceNode(after.tag, after.value[: len(before.value)], after.start_mark,
+                                 after.end_mark, flow_style=after.flow_style)
         if bool(before.flow_style) != bool(after.flow_style) or len(before.value) != len(after.value):
             raise fail(before, "a mapping or sequence changed its shape")
         stack.extend(zip(_children(before), _children(after), strict=True))
-    if keyed:
+    if keyed or appended:
         raise YamlEditError(f"{filename}: refused: an insertion's parent is not a mapping of the file")
     missing = [span for span in wanted if span not in matched]
     if missing:
@@ -868,3 +887,65 @@ def key_insertion(
     indent = " " * int(mapping.value[0][0].start_mark.column)
     prefix = f"{newline}{indent}{key}: "
     return offset, Insertion(parent=int(mapping.start_mark.index), prefix=prefix, key=key)
+
+
+def _end_of_line(text: str, end: int, what: str) -> int:
+    """The offset of the line break (or end of text) after ``end``, past blanks and a comment."""
+    offset = end
+    while offset < len(text) and text[offset] in " \t":
+        offset += 1
+    if offset < len(text) and text[offset] == "#":
+        while offset < len(text) and text[offset] not in _LINE_BREAKS:
+            offset += 1
+    if offset < len(text) and text[offset] not in _LINE_BREAKS:
+        raise YamlEditError(f"cannot add {what}: something else follows on its line")
+    return offset
+
+
+def item_insertion(
+    text: str, sequence: SequenceNode, first: str, rest: Sequence[str] = (), after: str = "", items: int = 1
+) -> tuple[int, Insertion]:
+    """Where and how to append an item to the non-empty ``sequence`` (a node of ``text``) in its own style.
+
+    The item is written as the lines ``first`` + ``rest`` with the value after the last of them, and the text
+    ``after`` following the value (``rest`` and ``after`` hold a mapping's further lines, e.g. ``["value: "]``
+    and ``["forcestring: true"]``; ``after`` is a newline-separated tail). Block sequence: after the line of
+    the last item, at its dash column and content indentation, with the file's line break; a last item that
+    is a flow mapping makes the new one ``{k: v, ...}`` too. Flow sequence: ``, item`` after the last item.
+    ``items``: how many items the text holds (``path`` of the result counts from the first of them)."""
+    if not sequence.value:
+        raise YamlEditError("cannot append to an empty sequence")
+    last = sequence.value[-1]
+    pieces = [first, *rest]
+    tail = [line for line in after.split("\n") if line] if after else []
+    if sequence.flow_style or (isinstance(last, MappingNode) and last.flow_style):
+        if len(pieces) > 1 or tail:
+            mapped = "{" + ", ".join(pieces)
+            suffix = "".join(", " + line for line in tail) + "}"
+        else:
+            mapped, suffix = first, ""
+        if sequence.flow_style:
+            return int(last.end_mark.index), Insertion(
+                parent=int(sequence.start_mark.index), prefix=", " + mapped, suffix=suffix, flow=True,
+                items=items)
+        pieces, tail, flow = [mapped], [], True
+    else:
+        suffix, flow = "", False
+    node: Node = last
+    while isinstance(node, (MappingNode, SequenceNode)) and not node.flow_style and node.value:
+        node = node.value[-1][1] if isinstance(node, MappingNode) else node.value[-1]
+    if isinstance(node, ScalarNode) and node.style in ("|", ">"):
+        raise YamlEditError("cannot append after a block scalar")
+    offset = _end_of_line(text, int(node.end_mark.index), "an item")
+    line_start = max(text.rfind(c, 0, int(last.start_mark.index)) for c in "\n\r") + 1
+    dash = text.rfind("-", line_start, int(last.start_mark.index))
+    if dash < 0 or text[line_start:dash].strip(" "):
+        raise YamlEditError("cannot append: the last item's dash is not on its first line")
+    dash_col, content_col = dash - line_start, int(last.start_mark.column)
+    newline = "\r\n" if text.startswith("\r\n", offset) or (offset >= len(text) and "\r\n" in text) else "\n"
+    indent = newline + " " * content_col
+    prefix = newline + " " * dash_col + "-" + " " * (content_col - dash_col - 1) + indent.join(pieces)
+    if not flow:
+        suffix = "".join(indent + line for line in tail)
+    return offset, Insertion(parent=int(sequence.start_mark.index), prefix=prefix, suffix=suffix, flow=flow,
+                             items=items)

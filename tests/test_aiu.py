@@ -340,8 +340,10 @@ def test_missing_newtags_and_override_files_are_inserted_and_created_byte_exactl
         ("apps/chart/.argocd-source-chart.yaml", 7, "", "1.10.0", "create"),
         ("apps/crlf/kustomization.yaml", 6, "", "1.10.0", "insert"),
         ("apps/flow/kustomization.yaml", 3, "", "1.0.9", "insert"),
+        ("apps/hext/.argocd-source-hext.yaml", 10, "", "1.10.0", "insert"),
         ("apps/kapp/.argocd-source-team-a_kapp.yaml", 3, "", f"{registry.host}/acme/web:1.10.0", "create"),
         ("apps/kapp/.argocd-source-team-a_kapp.yaml", 4, "", f"{registry.host}/acme/ui:1.4.0", "create"),
+        ("apps/kext/.argocd-source-kext.yaml", 2, "", f"{registry.host}/acme/ui:1.4.0", "insert"),
     ]
     assert main(["apply", str(root)]) == 0
     capsys.readouterr()
@@ -351,4 +353,4 @@ def test_missing_newtags_and_override_files_are_inserted_and_created_byte_exactl
     # a second pass finds every value in place
     assert main(["plan", str(root), "--format", "json"]) == 0
     again = json.loads(capsys.readouterr().out)
-    assert again["updates"] == [] and len(again["unchanged"]) == 6
+    assert again["updates"] == [] and len(again["unchanged"]) == 8

@@ -24,8 +24,10 @@ from image_updater.yamledit import (
     Insertion,
     ParsedFile,
     YamlParseError,
+    item_insertion,
     key_insertion,
     parse_yaml,
+    render_scalar,
     scalar_span,
 )
 
@@ -398,9 +400,12 @@ class _FileScan:
         assert aiu.policy is not None
         key = aiu.helm_spec or aiu.helm_tag or "image.tag"
         parameters = get_path(obj.node, "helm", "parameters")
+        found = False
         for item in parameters.value if isinstance(parameters, SequenceNode) else []:
             node = get(item, "value")
             value = scalar(node)
+            if scalar(get(item, "name")) == key:
+                found = True
             if scalar(get(item, "name")) != key or not isinstance(node, ScalarNode) or value is None:
                 continue
             if aiu.helm_spec:
@@ -424,6 +429,7 @@ class _FileScan:
             written = _parse_name(name)
             if written is None or wanted is None or not written.same_repository(wanted):
                 continue
+            found = True
             if renamed:
                 self.skipped.append(Skipped(file=self.file, line=node_line(item), image=name, reason=(
                     f"{app.label}: the override entry {value!r} renames the image; editing the part "
@@ -433,6 +439,61 @@ class _FileScan:
             field = Field(item, "reference", value, written.written_name)
             claims.extend(self._slot_claims(Slot(image, aiu.alias or None, field, where=item), aiu.policy,
                                             app.origin, _P_MIGRATION, obj, app.source_line, "kustomize"))
+        if not found:
+            self._aiu_append(app, aiu, obj, parameters, images, claims)
+
+    def _aiu_append(
+        self, app: AiuApp, aiu: AiuImage, obj: _Object, parameters: Node | None, images: Node | None,
+        claims: list[_Claim],
+    ) -> None:
+        """An existing override file without an entry for ``aiu``: one is appended to its ``helm.parameters``
+        (``name``/``value``/``forcestring``, AIU's key order; the image name parameter too when missing) or
+        ``kustomize.images`` (``image:tag``), in the list's own style."""
+        assert aiu.policy is not None
+        name = aiu.image.written_name
+        helm = get(obj.node, "helm") is not None
+        sequence = parameters if helm else images
+        if helm == (get(obj.node, "kustomize") is not None) or not isinstance(sequence, SequenceNode):
+            self.skipped.append(Skipped(file=self.file, line=node_line(obj.node), image=name, reason=(
+                f"{app.label}: the override file has no non-empty helm.parameters or kustomize.images list "
+                "to add the image to")))
+            return
+        part: Part = "reference"
+        first, rest, after = "", [], ""
+        path: tuple[str | int, ...] = (0,)
+        named: tuple[str, str] | None = None  # the image name parameter, when it is to be added too
+        if helm and aiu.helm_spec:
+            first, rest, after = f"name: {_plain(aiu.helm_spec)}", ["value: "], "forcestring: true"
+            path = (0, "value")
+        elif helm:
+            name_key, tag_key = aiu.helm_name or "image.name", aiu.helm_tag or "image.tag"
+            part, first, rest, after = "tag", f"name: {_plain(tag_key)}", ["value: "], "forcestring: true"
+            path = (0, "value")
+            if not any(scalar(get(item, "name")) == name_key for item in sequence.value):
+                named, path = (name_key, name), (1, "value")
+        elif aiu.kustomize_name and aiu.kustomize_name != name:
+            self.skipped.append(Skipped(file=self.file, line=node_line(obj.node), image=name, reason=(
+                f"{app.label}: kustomize.image-name {aiu.kustomize_name!r} renames the image; adding such "
+                "an entry is not supported")))
+            return
+        try:
+            offset, insert = item_insertion(self.text, sequence, first, rest, after)
+            if named is not None:
+                _at, whole = item_insertion(self.text, sequence, f"name: {_plain(named[0])}",
+                                            [f"value: {_plain(named[1])}", "forcestring: true"])
+                insert = dataclasses.replace(insert, prefix=whole.prefix + whole.suffix + insert.prefix,
+                                             items=2)
+        except YamlEditError as exc:
+            self.skipped.append(Skipped(file=self.file, line=node_line(sequence), image=name,
+                                        reason=f"{app.label}: {exc}"))
+            return
+        insert = dataclasses.replace(insert, path=path)
+        anchor = sequence.value[-1]
+        while not isinstance(anchor, ScalarNode):
+            anchor = anchor.value[-1][1] if isinstance(anchor, MappingNode) else anchor.value[-1]
+        claims.append(_Claim(anchor, _P_MIGRATION, obj, aiu.alias or None, aiu.image, "", part, name,
+                             aiu.policy, app.origin, app.source_line, object(),
+                             shape="helm-values" if helm else "kustomize", insert=(offset, insert)))
 
     def _aiu_helm_claims(self, app: AiuApp, aiu: AiuImage, obj: _Object, claims: list[_Claim]) -> None:
         assert aiu.policy is not None
@@ -479,14 +540,17 @@ class _FileScan:
     # -- settle the claims of one document -----------------------------------------------------------
 
     def _settle(self, claims: list[_Claim]) -> None:
-        by_node: dict[int, list[_Claim]] = {}
+        by_node: dict[object, list[_Claim]] = {}
         for claim in claims:
             # a locked/ignored object wins over every origin inside it
             obj = claim.obj
             block = obj.policies.block if obj is not None and obj.policies is not None else None
             if block and claim.priority < _P_BLOCK:
                 claim = _Claim(claim.node, _P_BLOCK, obj, claim.container, claim.image, reason=block)
-            by_node.setdefault(id(claim.node), []).append(claim)
+            # an insertion has no node of its own: one per place (a new key) or per image (a new item)
+            where: object = id(claim.node) if claim.insert is None else (
+                claim.insert[0], claim.insert[1].key or claim.image.name)
+            by_node.setdefault(where, []).append(claim)
         chosen: list[_Claim] = []
         for group in by_node.values():
             best = max(c.priority for c in group)
@@ -546,6 +610,10 @@ class _FileScan:
             policy=claim.policy, origin=claim.origin, write_name=claim.write_name,
             policy_source=claim.source, with_digest=with_digest, shape=claim.shape,
         ))
+
+
+def _plain(value: str) -> str:
+    return render_scalar("x", value)
 
 
 def _needs_digest(claim: _Claim) -> bool:

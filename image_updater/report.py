@@ -63,6 +63,13 @@ def short(value: str) -> str:
     return _DIGEST.sub(r"\1…", value)
 
 
+def _old(change: Change) -> str:
+    """The OLD column: the value, or ``-`` for an inserted value and ``(new file)`` for a created file."""
+    if change.insert is None:
+        return short(change.old)
+    return "(new file)" if change.created else "-"
+
+
 def _where(file: str | None, line: int | None) -> str:
     if file is None:
         return "-"
@@ -85,7 +92,7 @@ def render_table(result: Result) -> str:
     if result.updates:
         rows = [("FILE:LINE", "RESOURCE", "CONTAINER", "OLD", "NEW", "POLICY")]
         rows += [(
-            _where(c.file, c.line), c.resource or "-", c.container or "-", short(c.old), short(c.new),
+            _where(c.file, c.line), c.resource or "-", c.container or "-", _old(c), short(c.new),
             f"{c.policy} ({c.origin})",
         ) for c in result.updates]
         lines += _columns(rows)
@@ -123,7 +130,8 @@ def _code(text: str | None) -> str:
 
 def _change_row(c: Change) -> str:
     return (f"| {_code(_where(c.file, c.line))} | {_md(c.resource)} | {_md(c.container)} | {_code(c.image)} "
-            f"| {_code(short(c.old))} | {_code(short(c.new))} | {_code(c.policy)} | {c.origin} |")
+            f"| {_code(_old(c)) if c.insert is None else _old(c)} | {_code(short(c.new))} "
+            f"| {_code(c.policy)} | {c.origin} |")
 
 
 def _skip_row(s: Skipped) -> str:

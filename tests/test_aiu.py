@@ -354,3 +354,39 @@ def test_missing_newtags_and_override_files_are_inserted_and_created_byte_exactl
     assert main(["plan", str(root), "--format", "json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["updates"] == [] and len(again["unchanged"]) == 8
+
+
+def test_run_once_commits_created_override_files_and_inserted_values(
+    registry: RegistryServer, tmp_path: Path, bare_repo: Any
+) -> None:
+    with ImagePusher(registry.url) as pusher:
+        pusher.push_many("acme/web", ["1.0.0", "1.0.9", "1.10.0", "2.0.0"])
+        pusher.push_many("acme/ui", ["1.2.3", "1.4.0"])
+    url = str(tmp_path / "remote" / "repo.git")
+
+    def load(side: str) -> dict[str, str]:
+        return {name: text.decode().replace(PLACEHOLDER, registry.host).replace(ORIGIN, url)
+                for name, text in tree(GOLDEN / "aiu-insert" / side).items()}
+
+    original = load("original")
+    bare = bare_repo(original, parent=tmp_path / "remote")
+    config = tmp_path / "config.yaml"
+    config.write_text("\n".join([
+        f"cache_dir: {tmp_path / 'cache'}", "sources:", "  - name: deploy", f"    url: {url}",
+        "    branch: main", "commit:", "  author_name: Image Bot", "  author_email: bot@example.com",
+        "registries:", f"  - prefix: {registry.host}", "    insecure: true",
+    ]) + "\n")
+    done = subprocess.run([sys.executable, "-m", "image_updater", "run", "--once", "-c", str(config)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    expected = load("expected")
+    created = sorted(set(expected) - set(original))
+    assert created == ["apps/chart/.argocd-source-chart.yaml", "apps/kapp/.argocd-source-team-a_kapp.yaml"]
+    listed = git(bare, "ls-tree", "-r", "--name-only", "main").split()
+    assert sorted(listed) == sorted(expected)
+    for name, text in expected.items():
+        shown = subprocess.run(["git", "show", f"main:{name}"], cwd=bare, check=True, capture_output=True)
+        assert shown.stdout == text.encode(), name
+    message = git(bare, "log", "-1", "--format=%B", "main")
+    assert f"apps/kapp/.argocd-source-team-a_kapp.yaml: {registry.host}/acme/ui - -> 1.4.0" in message
+    assert len(git(bare, "log", "--format=%s", "main").splitlines()) == 2

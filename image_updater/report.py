@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from image_updater.plan import Change, ErrorEntry, Result, Skipped
 from image_updater.printable import printable
@@ -192,15 +192,19 @@ def _diff_line(line: str) -> str:
     return "\t".join(printable(part) for part in body.split("\t")) + end
 
 
-def render_diff(texts: Mapping[str, tuple[str, str]], *, context: int = 3) -> str:
-    """A unified diff (``a/``, ``b/`` prefixes, as ``git diff``) of ``file -> (before, after)``."""
+def render_diff(
+    texts: Mapping[str, tuple[str, str]], *, context: int = 3, created: Collection[str] = ()
+) -> str:
+    """A unified diff (``a/``, ``b/`` prefixes, as ``git diff``) of ``file -> (before, after)``; the files in
+    ``created`` do not exist yet (``--- /dev/null``, as ``git diff`` shows a new file)."""
     out: list[str] = []
     for file in sorted(texts):
         before, after = texts[file]
         if before == after:
             continue
         for line in difflib.unified_diff(
-            _split(before), _split(after), fromfile=_git_path(f"a/{file}"), tofile=_git_path(f"b/{file}"),
+            _split(before), _split(after), tofile=_git_path(f"b/{file}"),
+            fromfile="/dev/null" if file in created else _git_path(f"a/{file}"),
             n=context,
         ):
             line = _diff_line(line)
@@ -220,7 +224,7 @@ def render(result: Result, fmt: str, *, texts: Mapping[str, tuple[str, str]] | N
     if fmt == "markdown":
         return render_markdown(result)
     if fmt == "diff":
-        return render_diff(texts or {})
+        return render_diff(texts or {}, created={c.file for c in result.updates if c.created})
     if fmt == "html":
         from image_updater.status import render_plan_html  # Jinja2 and the templates only when asked for
 

@@ -345,6 +345,18 @@ def test_missing_newtags_and_override_files_are_inserted_and_created_byte_exactl
         ("apps/kapp/.argocd-source-team-a_kapp.yaml", 4, "", f"{registry.host}/acme/ui:1.4.0", "create"),
         ("apps/kext/.argocd-source-kext.yaml", 2, "", f"{registry.host}/acme/ui:1.4.0", "insert"),
     ]
+    assert main(["plan", str(root), "--format", "diff"]) == 0
+    diff = capsys.readouterr().out
+    new_file = ("--- /dev/null\n+++ b/apps/kapp/.argocd-source-team-a_kapp.yaml\n"
+                "@@ -0,0 +1,4 @@\n+kustomize:\n")
+    assert new_file in diff
+    assert "--- a/apps/blk/kustomization.yaml\n" in diff and "+    newTag: 1.10.0\n" in diff
+    assert main(["plan", str(root)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    row = next(line.split() for line in table if line.startswith("apps/chart/.argocd-source-chart.yaml:7"))
+    assert row[:5] == ["apps/chart/.argocd-source-chart.yaml:7", "-", "web", "(new", "file)"]
+    row = next(line.split() for line in table if line.startswith("apps/blk/kustomization.yaml:7"))
+    assert row[:5] == ["apps/blk/kustomization.yaml:7", "Kustomization", "web", "-", "1.10.0"]
     assert main(["apply", str(root)]) == 0
     capsys.readouterr()
     expected = {name: text.replace(PLACEHOLDER.encode(), registry.host.encode())

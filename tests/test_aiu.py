@@ -402,3 +402,22 @@ def test_run_once_commits_created_override_files_and_inserted_values(
     message = git(bare, "log", "-1", "--format=%B", "main")
     assert f"apps/kapp/.argocd-source-team-a_kapp.yaml: {registry.host}/acme/ui - -> 1.4.0" in message
     assert len(git(bare, "log", "--format=%s", "main").splitlines()) == 2
+
+
+def test_no_override_file_is_created_for_a_name_that_is_not_a_kubernetes_name() -> None:
+    app = APP.format(namespace="argocd", extra="").replace("  name: web\n", "  name: ../../etc/web\n", 1)
+    found = discover_files({"argo/app.yaml": app,
+                            "apps/web/kustomization.yaml": KUSTOMIZATION.format(marker="")}, repo_url=ORIGIN)
+    assert found.targets == ()
+    assert [s.reason for s in found.skipped] == [
+        "Application argocd/../../etc/web: the name is not a Kubernetes object name, so no override file is "
+        "created"]
+
+
+def test_a_missing_override_file_for_a_path_that_is_neither_chart_nor_kustomization_is_reported() -> None:
+    found = discover_files({"argo/app.yaml": APP.format(namespace="argocd", extra=""),
+                            "apps/web/deployment.yaml": "kind: ConfigMap\n"}, repo_url=ORIGIN)
+    assert found.targets == ()
+    assert [s.reason for s in found.skipped] == [
+        "Application argocd/web: cannot tell whether 'apps/web' is a Helm chart or a kustomization, so the "
+        "override file apps/web/.argocd-source-web.yaml is not created"]

@@ -697,6 +697,9 @@ def _aiu_apps(
     return bindings
 
 
+_K8S_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?")
+
+
 def _new_override(
     app: AiuApp, source: AiuSource, override: str, paths: frozenset[str], created: list[Target],
     skipped: list[Skipped],
@@ -706,6 +709,10 @@ def _new_override(
     def at(name: str) -> bool:
         return (f"{source.path}/{name}" if source.path else name) in paths
 
+    if not all(_K8S_NAME.fullmatch(part) for part in (app.name, app.namespace or "argocd")):
+        skipped.append(Skipped(file=app.file, line=app.line, image=None, reason=(
+            f"{app.label}: the name is not a Kubernetes object name, so no override file is created")))
+        return
     helm = source.helm or at("Chart.yaml")
     if not helm and not any(at(n) for n in ("kustomization.yaml", "kustomization.yml", "Kustomization")):
         skipped.append(Skipped(file=app.file, line=app.line, image=None, reason=(

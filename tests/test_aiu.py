@@ -8,6 +8,7 @@ URL the Applications name, planned and applied against the real registry fixture
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -21,7 +22,9 @@ import pytest
 from image_updater.cli import main
 from image_updater.discover import discover_files
 from image_updater.discover._aiu import normalise_repo_url, translate_policy
-from image_updater.errors import InvalidPolicy
+from image_updater.errors import InvalidPolicy, YamlEditError
+from image_updater.plan import Resolution, build_plan
+from image_updater.yamledit import Edit, apply_verified, parse_yaml
 from tests.servers import ImagePusher, RegistryServer
 
 GOLDEN = Path(__file__).parent / "golden_aiu"
@@ -421,3 +424,25 @@ def test_a_missing_override_file_for_a_path_that_is_neither_chart_nor_kustomizat
     assert [s.reason for s in found.skipped] == [
         "Application argocd/web: cannot tell whether 'apps/web' is a Helm chart or a kustomization, so the "
         "override file apps/web/.argocd-source-web.yaml is not created"]
+
+
+def test_two_missing_images_are_appended_to_one_override_list_in_order() -> None:
+    app = APP.format(namespace="argocd", extra="").replace(
+        "web=r.example/acme/web:1.x", "web=r.example/acme/web:1.x,ui=r.example/acme/ui", 1)
+    override = "kustomize:\n  images:\n  - other:1  # kept\n"
+    found = discover_files({"argo/app.yaml": app, "apps/web/.argocd-source-web.yaml": override},
+                           repo_url=ORIGIN)
+    assert found.errors == () and found.skipped == ()
+    result = build_plan(found, {t.resolve_key: Resolution(tag="1.10") for t in found.targets})
+    assert [(c.line, c.new) for c in result.updates] == [(4, "r.example/acme/web:1.10"),
+                                                         (5, "r.example/acme/ui:1.10")]
+    edits = [Edit(c.start, c.end, c.new, insert=c.insert) for c in result.updates]
+    parsed = parse_yaml(override, filename="o.yaml")
+    assert apply_verified(parsed, edits, filename="o.yaml") == (
+        override + "  - r.example/acme/web:1.10\n  - r.example/acme/ui:1.10\n")
+    # a verification that counts: one of the two entries left out is refused
+    second = edits[1].insert
+    assert second is not None
+    commented = dataclasses.replace(edits[1], insert=dataclasses.replace(second, prefix="  # ", suffix=""))
+    with pytest.raises(YamlEditError, match="exactly the inserted items"):
+        apply_verified(parsed, [edits[0], commented], filename="o.yaml")

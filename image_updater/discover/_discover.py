@@ -185,6 +185,7 @@ class _FileScan:
         self.lines = LineIndex(parsed.text)
         self.targets: list[Target] = []
         self.skipped: list[Skipped] = []
+        self.inserted_lines: dict[int, int] = {}  # offset -> lines the insertions there add before the next
         self.errors: list[ErrorEntry] = []
 
     def error(self, line: int | None, image: str | None, message: str) -> None:
@@ -580,9 +581,12 @@ class _FileScan:
         image_name = claim.image.written_name
         if claim.insert is not None and claim.policy is not None:
             offset, insert = claim.insert
+            before = self.inserted_lines.get(offset, 0)
+            self.inserted_lines[offset] = before + (insert.prefix + insert.suffix).count("\n")
+            line = self.lines.line(offset) + before + insert.prefix.count("\n")
             self.targets.append(Target(
-                file=self.file, line=self.lines.line(offset) + insert.prefix.count("\n"), start=offset,
-                end=offset, resource=claim.obj.resource if claim.obj is not None else None,
+                file=self.file, line=line, start=offset, end=offset,
+                resource=claim.obj.resource if claim.obj is not None else None,
                 container=claim.container, image=claim.image, value="", part=claim.part,
                 policy=claim.policy, origin=claim.origin, policy_source=claim.source, with_digest=with_digest,
                 shape=claim.shape, insert=insert,

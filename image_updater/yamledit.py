@@ -21,6 +21,11 @@ Typical use (discovery finds the nodes, planning decides the values)::
 Safety net: ``apply_verified`` re-parses the new text and checks that the composed trees are identical
 except for the edited scalars, which must carry exactly the new values; it returns nothing otherwise.
 
+A value with no scalar yet is an *insertion* (``Edit(offset, offset, value, insert=Insertion(...))``):
+``key_insertion`` adds a key to a mapping (kustomize ``newTag``), ``item_insertion`` appends to a sequence
+(an override file's entry), and a new file is an insertion into the empty text. They are verified the same
+way: the parent gains exactly that key or those items, holding the new value, and nothing else changes.
+
 This module is pure: text in, text out. Reading files, atomic writes and ``edit_file`` (read, apply,
 verify, write) are in ``image_updater.worktree``.
 """

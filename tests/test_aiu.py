@@ -446,3 +446,18 @@ def test_two_missing_images_are_appended_to_one_override_list_in_order() -> None
     commented = dataclasses.replace(edits[1], insert=dataclasses.replace(second, prefix="  # ", suffix=""))
     with pytest.raises(YamlEditError, match="exactly the inserted items"):
         apply_verified(parsed, [edits[0], commented], filename="o.yaml")
+
+
+def test_a_new_helm_override_file_with_an_image_spec_holds_one_parameter() -> None:
+    app = APP.format(namespace="apps", extra=(
+        "    argocd-image-updater.argoproj.io/web.helm.image-spec: web.image\n")).replace(
+        "    path: apps/web\n", "    path: apps/web\n    helm: {}\n", 1)
+    found = discover_files({"argo/app.yaml": app, "apps/web/Chart.yaml": "name: web\n"}, repo_url=ORIGIN)
+    assert found.errors == () and found.skipped == ()
+    result = build_plan(found, {t.resolve_key: Resolution(tag="1.10") for t in found.targets})
+    assert [(c.file, c.line, c.new, c.created) for c in result.updates] == [
+        ("apps/web/.argocd-source-apps_web.yaml", 4, "r.example/acme/web:1.10", True)]
+    edits = [Edit(c.start, c.end, c.new, insert=c.insert) for c in result.updates]
+    assert apply_verified(parse_yaml("", filename="n.yaml"), edits, filename="n.yaml") == (
+        "helm:\n  parameters:\n  - name: web.image\n    value: r.example/acme/web:1.10\n"
+        "    forcestring: true\n")

@@ -213,6 +213,10 @@ def _original(text: str, change: Change) -> str | None:
     return None
 
 
+def _line_start(text: str, offset: int) -> int:
+    return max(text.rfind("\n", 0, offset), text.rfind("\r", 0, offset)) + 1
+
+
 def apply_result(root: Path, planned: Planned | Result) -> Result:
     """Write every update of a plan into the files under ``root``, one verified atomic write per file.
 
@@ -235,7 +239,9 @@ def apply_result(root: Path, planned: Planned | Result) -> Result:
                 kept.extend(changes)
                 continue
             if file in texts:
-                edits = [Edit(c.start, c.end, c.new, original=texts[file][c.start : c.end], insert=c.insert)
+                text = texts[file]
+                edits = [Edit(c.start, c.end, c.new, insert=c.insert, original=text[c.start : c.end]
+                              if c.insert is None else text[_line_start(text, c.start) : c.start])
                          for c in changes]
             else:
                 current = read_text(path)

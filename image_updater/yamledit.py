@@ -148,7 +148,7 @@ class Edit:
     start: int
     end: int
     value: str
-    original: str | None = None
+    original: str | None = None  # for an insertion: the text right before ``start``, checked the same way
     insert: Insertion | None = None  # set: insert at ``start`` (== ``end``) instead of replacing a span
 
 
@@ -653,6 +653,10 @@ def _apply(text: str, edits: Sequence[Edit], *, filename: str, quote: frozenset[
         if insert is not None:
             if not 0 <= start == end <= len(text) or start < position:
                 raise YamlEditError(f"{filename}: insertion at {start}..{end} is outside or overlaps")
+            # for an insertion, ``original`` is the text just before the offset (its line, up to there)
+            if edit.original and text[max(start - len(edit.original), 0) : start] != edit.original:
+                raise YamlEditError(f"{filename}:{_line_of(text, start)}: the text before character {start} "
+                                    "is not what was planned; the file changed since it was read")
             rendered = _double_quoted(edit.value) if plain_needs_quotes(edit.value) or (
                 insert.flow and _new_flow_hazard("", edit.value)) else edit.value
             pieces.append(text[position:start])

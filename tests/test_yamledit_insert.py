@@ -172,3 +172,13 @@ def test_a_policy_file_target_without_new_tag_gets_an_insert_target() -> None:
     assert [(t.file, t.line, t.start, t.part, t.insert is not None) for t in found.targets] == [
         ("apps/kustomization.yaml", 3, 34, "tag", True)]
     assert found.skipped == () and found.errors == ()
+
+
+def test_an_insertion_whose_preceding_text_changed_is_refused() -> None:
+    text = "images:\n- name: a\n"
+    offset, insert = key_insertion(text, _entries(text)[0], "newTag", ("name",))
+    changed = "images:\n- name: b\n"
+    with pytest.raises(YamlEditError, match="changed since it was read"):
+        apply_edits(changed, [Edit(offset, offset, "1.0", original="- name: a", insert=insert)], filename="k")
+    assert apply_edits(text, [Edit(offset, offset, "1.0", original="- name: a", insert=insert)],
+                       filename="k") == 'images:\n- name: a\n  newTag: "1.0"\n'

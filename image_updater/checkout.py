@@ -21,7 +21,14 @@ from image_updater.discover import Discovery, discover_files
 from image_updater.errors import YamlEditError
 from image_updater.findings import ErrorEntry
 from image_updater.plan import Change, Result, build_plan
-from image_updater.worktree import edit_file, is_yaml_name, iter_yaml_files, read_text, sync_directory
+from image_updater.worktree import (
+    create_file,
+    edit_file,
+    is_yaml_name,
+    iter_yaml_files,
+    read_text,
+    sync_directory,
+)
 from image_updater.yamledit import Edit, apply_edits, apply_verified, parse_yaml
 
 if TYPE_CHECKING:
@@ -110,7 +117,8 @@ def discover_directory(
     discovery = discover_files(files, extra_policy_files=extra, repo_url=repo_url)
     if errors:
         discovery = dataclasses.replace(discovery, errors=_sort_errors([*discovery.errors, *errors]))
-    texts = {t.file: files[t.file] for t in discovery.targets}
+    # a target in a file that does not exist yet (a created override file) is planned on the empty text
+    texts = {t.file: files.get(t.file, "") for t in discovery.targets}
     return discovery, texts
 
 
@@ -210,7 +218,7 @@ def edited_texts(planned: Planned) -> dict[str, tuple[str, str]]:
     out: dict[str, tuple[str, str]] = {}
     for file, changes in sorted(_by_file(planned.result.updates).items()):
         before = planned.texts[file]
-        edits = [Edit(c.start, c.end, c.new) for c in changes]
+        edits = [Edit(c.start, c.end, c.new, insert=c.insert) for c in changes]
         try:
             out[file] = (before, apply_edits(before, edits, filename=file))
         except YamlEditError as exc:
@@ -232,6 +240,10 @@ def _original(text: str, change: Change) -> str | None:
     return None
 
 
+def _line_start(text: str, offset: int) -> int:
+    return max(text.rfind("\n", 0, offset), text.rfind("\r", 0, offset)) + 1
+
+
 def apply_result(root: Path, planned: Planned | Result, *, durable: bool = True) -> Result:
     """Write every update of a plan into the files under ``root``, one verified atomic write per file.
 
@@ -251,8 +263,16 @@ def apply_result(root: Path, planned: Planned | Result, *, durable: bool = True)
     for file, changes in sorted(_by_file(result.updates).items()):
         path = root / file
         try:
+            if any(c.created for c in changes):
+                edits = [Edit(c.start, c.end, c.new, insert=c.insert) for c in changes]
+                create_file(path, edits, root=root, durable=durable)
+                kept.extend(changes)
+                continue
             if file in texts:
-                edits = [Edit(c.start, c.end, c.new, original=texts[file][c.start : c.end]) for c in changes]
+                text = texts[file]
+                edits = [Edit(c.start, c.end, c.new, insert=c.insert, original=text[c.start : c.end]
+                              if c.insert is None else text[_line_start(text, c.start) : c.start])
+                         for c in changes]
             else:
                 current = read_text(path)
                 originals = [_original(current, c) for c in changes]
@@ -260,7 +280,7 @@ def apply_result(root: Path, planned: Planned | Result, *, durable: bool = True)
                 if stale:
                     raise YamlEditError(f"{file}:{stale[0].line}: expected {stale[0].old!r} there; "
                                         "the file changed since it was planned")
-                edits = [Edit(c.start, c.end, c.new, original=o)
+                edits = [Edit(c.start, c.end, c.new, original=o, insert=c.insert)
                          for c, o in zip(changes, originals, strict=True)]
             try:
                 edit_file(path, edits, root=root, durable=durable)

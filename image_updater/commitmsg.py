@@ -37,7 +37,7 @@ DEFAULT_TEMPLATE = """\
 
 {% for c in changes -%}
 {% if c.old_tag != c.new_tag -%}
-{{ c.file }}: {{ c.image }} {{ c.old_tag or "latest" }} -> {{ c.new_tag }}
+{{ c.file }}: {{ c.image }} {{ c.old_tag or ("latest" if c.action == "update" else "-") }} -> {{ c.new_tag }}
 {% else -%}
 {{ c.file }}: {{ c.image }} {{ c.old_version }} -> {{ c.new_version }}
 {% endif -%}
@@ -60,6 +60,8 @@ def _change_vars(change: Change) -> dict[str, Any]:
     variables = change.to_dict()
     variables["old_version"] = _version(change.old, change.image)
     variables["new_version"] = _version(change.new, change.image)
+    # "update" (a value rewritten), "insert" (a key or list entry added), "create" (a new file written)
+    variables["action"] = "update" if change.insert is None else "create" if change.created else "insert"
     return variables
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from image_updater.errors import _NoValue
 from image_updater.findings import ErrorEntry, Origin, ResolveKey, Skipped
 from image_updater.references import is_valid_tag
+from image_updater.yamledit import Insertion
 
 if TYPE_CHECKING:
     from image_updater.discover import Discovery, Target
@@ -115,13 +116,22 @@ class Change:
     end: int = 0
     digest: str | None = None  # the new tag's digest when one is written
     policy_source: str | None = None  # "file:line" of the annotation, policy file or ImagePolicy
+    insert: Insertion | None = None  # the value is inserted (``old`` is ""), or a new file is written
+
+    @property
+    def created(self) -> bool:
+        """True when the change writes a file that does not exist yet."""
+        return self.insert is not None and self.insert.parent < 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "file": self.file, "line": self.line, "resource": self.resource, "container": self.container,
             "image": self.image, "old": self.old, "new": self.new, "old_tag": self.old_tag,
             "new_tag": self.new_tag, "policy": self.policy, "origin": self.origin,
         }
+        if self.insert is not None:
+            out["action"] = "create" if self.created else "insert"
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +246,7 @@ def build_plan(discovery: Discovery, resolutions: Mapping[ResolveKey, Resolution
         except _NoValue as exc:
             fail(str(exc))
             continue
-        if new == target.value:
+        if new == target.value and target.insert is None:
             unchanged.append(Unchanged(
                 file=target.file, line=target.line, resource=target.resource, container=target.container,
                 image=image, old=target.value, old_tag=target.image.tag, policy=policy, origin=target.origin,
@@ -247,7 +257,7 @@ def build_plan(discovery: Discovery, resolutions: Mapping[ResolveKey, Resolution
             image=image, old=target.value, new=new, old_tag=target.image.tag, new_tag=resolution.tag,
             policy=policy, origin=target.origin, start=target.start, end=target.end,
             digest=resolution.digest if _writes_digest(target) else None,
-            policy_source=target.policy_source,
+            policy_source=target.policy_source, insert=target.insert,
         ))
     updates.sort(key=lambda c: (c.file, c.start))
     unchanged.sort(key=lambda u: (u.file, u.line))

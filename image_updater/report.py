@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from image_updater.plan import Change, ErrorEntry, Result, Skipped
 from image_updater.printable import printable
@@ -63,6 +63,13 @@ def short(value: str) -> str:
     return _DIGEST.sub(r"\1…", value)
 
 
+def _old(change: Change) -> str:
+    """The OLD column: the value, or ``-`` for an inserted value and ``(new file)`` for a created file."""
+    if change.insert is None:
+        return short(change.old)
+    return "(new file)" if change.created else "-"
+
+
 def _where(file: str | None, line: int | None) -> str:
     if file is None:
         return "-"
@@ -85,7 +92,7 @@ def render_table(result: Result) -> str:
     if result.updates:
         rows = [("FILE:LINE", "RESOURCE", "CONTAINER", "OLD", "NEW", "POLICY")]
         rows += [(
-            _where(c.file, c.line), c.resource or "-", c.container or "-", short(c.old), short(c.new),
+            _where(c.file, c.line), c.resource or "-", c.container or "-", _old(c), short(c.new),
             f"{c.policy} ({c.origin})",
         ) for c in result.updates]
         lines += _columns(rows)
@@ -123,7 +130,8 @@ def _code(text: str | None) -> str:
 
 def _change_row(c: Change) -> str:
     return (f"| {_code(_where(c.file, c.line))} | {_md(c.resource)} | {_md(c.container)} | {_code(c.image)} "
-            f"| {_code(short(c.old))} | {_code(short(c.new))} | {_code(c.policy)} | {c.origin} |")
+            f"| {_code(_old(c)) if c.insert is None else _old(c)} | {_code(short(c.new))} "
+            f"| {_code(c.policy)} | {c.origin} |")
 
 
 def _skip_row(s: Skipped) -> str:
@@ -184,15 +192,19 @@ def _diff_line(line: str) -> str:
     return "\t".join(printable(part) for part in body.split("\t")) + end
 
 
-def render_diff(texts: Mapping[str, tuple[str, str]], *, context: int = 3) -> str:
-    """A unified diff (``a/``, ``b/`` prefixes, as ``git diff``) of ``file -> (before, after)``."""
+def render_diff(
+    texts: Mapping[str, tuple[str, str]], *, context: int = 3, created: Collection[str] = ()
+) -> str:
+    """A unified diff (``a/``, ``b/`` prefixes, as ``git diff``) of ``file -> (before, after)``; the files in
+    ``created`` do not exist yet (``--- /dev/null``, as ``git diff`` shows a new file)."""
     out: list[str] = []
     for file in sorted(texts):
         before, after = texts[file]
         if before == after:
             continue
         for line in difflib.unified_diff(
-            _split(before), _split(after), fromfile=_git_path(f"a/{file}"), tofile=_git_path(f"b/{file}"),
+            _split(before), _split(after), tofile=_git_path(f"b/{file}"),
+            fromfile="/dev/null" if file in created else _git_path(f"a/{file}"),
             n=context,
         ):
             line = _diff_line(line)
@@ -212,7 +224,7 @@ def render(result: Result, fmt: str, *, texts: Mapping[str, tuple[str, str]] | N
     if fmt == "markdown":
         return render_markdown(result)
     if fmt == "diff":
-        return render_diff(texts or {})
+        return render_diff(texts or {}, created={c.file for c in result.updates if c.created})
     if fmt == "html":
         from image_updater.status import render_plan_html  # Jinja2 and the templates only when asked for
 

@@ -452,3 +452,22 @@ def edit_file(path: Path, edits: Sequence[Edit], *, root: Path | None, durable: 
     new_text = apply_verified(parsed, edits, filename=filename)
     if new_text != text:
         write_atomic(path, new_text, root=root, durable=durable)
+
+
+def create_file(path: Path, edits: Sequence[Edit], *, root: Path | None, durable: bool = True) -> None:
+    """Write a new file from insert edits on the empty text (``apply_verified`` checks it), atomically.
+
+    Refused when anything (a file, a directory, a symlink, even a dangling one) is already at ``path``, when
+    its directory does not exist, or when that directory leads outside ``root``; nothing is written then.
+    """
+    filename = str(path)
+    if root is not None:
+        with contextlib.suppress(ValueError):
+            filename = path.relative_to(root).as_posix()
+    if os.path.lexists(path):
+        raise YamlEditError(f"{filename}: refused to create it: something is already there")
+    if not path.parent.is_dir():
+        raise YamlEditError(f"{filename}: refused to create it: its directory does not exist")
+    _resolve_inside(path.parent, root)
+    new_text = apply_verified(parse_yaml("", filename=filename), edits, filename=filename)
+    write_atomic(path, new_text, root=root, durable=durable)

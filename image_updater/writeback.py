@@ -136,7 +136,7 @@ def _log_changes(source: str, result: Result, *, applied: bool) -> None:
     verb = "updated" if applied else "would update"
     for change in result.updates:
         log.info(
-            "%s %s %s -> %s", verb, change.image, change.old_tag or change.old, change.new_tag,
+            "%s %s %s -> %s", verb, change.image, change.old_tag or change.old or "-", change.new_tag,
             extra={"source": source, "file": change.file, "line": change.line, "image": change.image},
         )
     for error in result.errors:

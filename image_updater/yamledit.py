@@ -21,6 +21,11 @@ Typical use (discovery finds the nodes, planning decides the values)::
 Safety net: ``apply_verified`` re-parses the new text and checks that the composed trees are identical
 except for the edited scalars, which must carry exactly the new values; it returns nothing otherwise.
 
+A value with no scalar yet is an *insertion* (``Edit(offset, offset, value, insert=Insertion(...))``):
+``key_insertion`` adds a key to a mapping (kustomize ``newTag``), ``item_insertion`` appends to a sequence
+(an override file's entry), and a new file is an insertion into the empty text. They are verified the same
+way: the parent gains exactly that key or those items, holding the new value, and nothing else changes.
+
 This module is pure: text in, text out. Reading files, atomic writes and ``edit_file`` (read, apply,
 verify, write) are in ``image_updater.worktree``.
 """
@@ -56,10 +61,13 @@ __all__ = [
     "MAX_PURE_NODES",
     "MAX_YAML_CHARS",
     "Edit",
+    "Insertion",
     "ParsedFile",
     "YamlParseError",
     "apply_edits",
     "apply_verified",
+    "item_insertion",
+    "key_insertion",
     "parse_yaml",
     "plain_needs_quotes",
     "render_scalar",
@@ -140,7 +148,33 @@ class Edit:
     start: int
     end: int
     value: str
-    original: str | None = None
+    original: str | None = None  # for an insertion: the text right before ``start``, checked the same way
+    insert: Insertion | None = None  # set: insert at ``start`` (== ``end``) instead of replacing a span
+
+
+@dataclass(frozen=True, slots=True)
+class Insertion:
+    """How an insert ``Edit`` (``start == end``) adds a value that has no scalar yet.
+
+    The text written at the offset is ``header`` (once per offset: the first insertion there writes it),
+    ``prefix``, the value rendered as a plain scalar (double-quoted when it would not read as a string, or
+    in a flow collection when it holds ``:``/``?``), and ``suffix``. Verification: ``parent`` is the
+    ``start_mark.index`` of the mapping that gains the key ``key`` (whose value must then read as the new
+    value), or of the sequence that gains ``items`` items at its end (the value at ``path`` inside them,
+    the first step counting from the first of them), every other node of the tree unchanged; or ``-1`` for
+    a new file (the old text is empty): the one new document must hold the value at ``path`` (keys and
+    sequence indexes from the root).
+    """
+
+    parent: int
+    prefix: str
+    suffix: str = ""
+    key: str | None = None
+    path: tuple[str | int, ...] = ()
+    header: str = ""
+    flow: bool = False
+    items: int = 1  # new file: sequence items this insertion writes; the first int in ``path`` counts from
+    # the first of them (the insertions before it in the same file wrote the items before)
 
 
 # -------------------------------------------------------------------------------------------- parsing
@@ -596,7 +630,8 @@ def apply_edits(text: str, edits: Sequence[Edit], *, filename: str) -> str:
 def _flow_quotes(
     text: str, edits: Sequence[Edit], parsed: ParsedFile | None, filename: str
 ) -> frozenset[tuple[int, int]]:
-    risky = {(e.start, e.end) for e in edits if _new_flow_hazard(text[e.start : e.end], e.value)}
+    risky = {(e.start, e.end) for e in edits
+             if e.insert is None and _new_flow_hazard(text[e.start : e.end], e.value)}
     if not risky:
         return frozenset()
     if parsed is None:
@@ -611,8 +646,26 @@ def _apply(text: str, edits: Sequence[Edit], *, filename: str, quote: frozenset[
     ordered = sorted(edits, key=lambda edit: (edit.start, edit.end))
     pieces: list[str] = []
     position = 0
+    headers: set[tuple[int, str]] = set()
     for edit in ordered:
         start, end = edit.start, edit.end
+        insert = edit.insert
+        if insert is not None:
+            if not 0 <= start == end <= len(text) or start < position:
+                raise YamlEditError(f"{filename}: insertion at {start}..{end} is outside or overlaps")
+            # for an insertion, ``original`` is the text just before the offset (its line, up to there)
+            if edit.original and text[max(start - len(edit.original), 0) : start] != edit.original:
+                raise YamlEditError(f"{filename}:{_line_of(text, start)}: the text before character {start} "
+                                    "is not what was planned; the file changed since it was read")
+            rendered = _double_quoted(edit.value) if plain_needs_quotes(edit.value) or (
+                insert.flow and _new_flow_hazard("", edit.value)) else edit.value
+            pieces.append(text[position:start])
+            if (start, insert.header) not in headers:
+                headers.add((start, insert.header))
+                pieces.append(insert.header)
+            pieces.append(insert.prefix + rendered + insert.suffix)
+            position = start
+            continue
         if not 0 <= start < end <= len(text):
             raise YamlEditError(f"{filename}: edit span {start}..{end} is empty or outside the file")
         if start < position:
@@ -683,14 +736,65 @@ def _in_flow(parsed: ParsedFile, spans: set[tuple[int, int]]) -> frozenset[tuple
     return frozenset(found)
 
 
+def _check_inserted(node: Any, value: str, fail: Any, where: Any) -> None:
+    if not isinstance(node, ScalarNode):
+        raise fail(where, f"the inserted value {_clip(value)!r} is not a scalar")
+    if node.value != value:
+        raise fail(where, f"the inserted scalar reads {_clip(node.value)!r}, not {_clip(value)!r}")
+    if not node.style and plain_needs_quotes(node.value):
+        raise fail(where, f"the plain scalar {_clip(node.value)!r} would not read as a string")
+
+
+def _at_path(node: Any, path: tuple[str | int, ...]) -> Any:
+    for step in path:
+        if isinstance(step, int):
+            if not isinstance(node, SequenceNode) or step >= len(node.value):
+                return None
+            node = node.value[step]
+        else:
+            if not isinstance(node, MappingNode):
+                return None
+            node = next((v for k, v in node.value if isinstance(k, ScalarNode) and k.value == step), None)
+    return node
+
+
 def _compare(old: ParsedFile, new: ParsedFile, edits: Sequence[Edit], filename: str) -> None:
-    wanted = {(edit.start, edit.end): edit.value for edit in edits}
+    wanted = {(edit.start, edit.end): edit.value for edit in edits if edit.insert is None}
     matched: set[tuple[int, int]] = set()
+    keyed: dict[int, dict[str, str]] = {}
+    created = [edit for edit in edits if edit.insert is not None and edit.insert.parent < 0]
 
     def fail(node: Any, why: str) -> YamlEditError:
-        line = node.start_mark.line + 1
+        line = node.start_mark.line + 1 if node is not None else 1
         return YamlEditError(f"{filename}:{line}: refused: after the edit {why}; the file was not written")
 
+    appended: dict[int, list[Edit]] = {}
+    for edit in edits:
+        insert = edit.insert
+        if insert is not None and insert.parent >= 0 and insert.key is None:
+            appended.setdefault(insert.parent, []).append(edit)
+        elif insert is not None and insert.parent >= 0 and insert.key is not None:
+            if insert.key in keyed.setdefault(insert.parent, {}):
+                raise YamlEditError(f"{filename}: refused: two insertions add the key {insert.key!r}")
+            keyed[insert.parent][insert.key] = edit.value
+    if created:
+        if old.text.strip() or old.documents or len(new.documents) != 1 or len(created) != len(edits):
+            raise YamlEditError(f"{filename}: refused: a new file must be one document written from nothing")
+        base = 0
+        root = new.documents[0]
+        for edit in created:
+            insert = edit.insert
+            assert insert is not None
+            steps = list(insert.path)
+            first = next((i for i, step in enumerate(steps) if isinstance(step, int)), None)
+            if first is not None:
+                sequence = _at_path(root, tuple(steps[:first]))
+                steps[first] = int(steps[first]) + base
+                base += insert.items
+                if not isinstance(sequence, SequenceNode) or len(sequence.value) < base:
+                    raise fail(root, "a sequence of the new file lacks the inserted items")
+            _check_inserted(_at_path(root, tuple(steps)), edit.value, fail, root)
+        return
     if len(old.documents) != len(new.documents):
         raise YamlEditError(f"{filename}: refused: the edit changed the number of documents")
     seen: set[tuple[int, int]] = set()
@@ -715,9 +819,38 @@ def _compare(old: ParsedFile, new: ParsedFile, edits: Sequence[Edit], filename: 
             elif after.value != before.value or (after.style or None) != (before.style or None):
                 raise fail(before, f"the unedited scalar {_clip(before.value)!r} changed")
             continue
+        added = keyed.pop(before.start_mark.index, None) if isinstance(before, MappingNode) else None
+        if added is not None:
+            kept = []
+            for key, value in after.value:
+                name = key.value if isinstance(key, ScalarNode) else None
+                if name in added and not any(isinstance(k, ScalarNode) and k.value == name
+                                             for k, _v in before.value):
+                    _check_inserted(value, added.pop(name), fail, before)
+                else:
+                    kept.append((key, value))
+            if added:
+                raise fail(before, f"the key {next(iter(added))!r} was not added")
+            after = MappingNode(after.tag, kept, after.start_mark, after.end_mark,
+                                flow_style=after.flow_style)
+        items = appended.pop(before.start_mark.index, None) if isinstance(before, SequenceNode) else None
+        if items is not None:
+            base = len(before.value)
+            if len(after.value) != base + sum(e.insert.items for e in items if e.insert is not None):
+                raise fail(before, "the sequence did not gain exactly the inserted items")
+            for edit in items:
+                assert edit.insert is not None
+                steps = list(edit.insert.path) or [0]
+                steps[0] = int(steps[0]) + base
+                base += edit.insert.items
+                _check_inserted(_at_path(after, tuple(steps)), edit.value, fail, before)
+            after = SequenceNode(after.tag, after.value[: len(before.value)], after.start_mark,
+                                 after.end_mark, flow_style=after.flow_style)
         if bool(before.flow_style) != bool(after.flow_style) or len(before.value) != len(after.value):
             raise fail(before, "a mapping or sequence changed its shape")
         stack.extend(zip(_children(before), _children(after), strict=True))
+    if keyed or appended:
+        raise YamlEditError(f"{filename}: refused: an insertion's parent is not a mapping of the file")
     missing = [span for span in wanted if span not in matched]
     if missing:
         start, end = missing[0]
@@ -725,3 +858,103 @@ def _compare(old: ParsedFile, new: ParsedFile, edits: Sequence[Edit], filename: 
             f"{filename}:{_line_of(old.text, start)}: refused: characters {start}..{end} are not the span "
             "of a scalar node"
         )
+
+
+# ------------------------------------------------------------------------------------------ insertions
+
+
+def key_insertion(
+    text: str, mapping: MappingNode, key: str, after: Sequence[str]
+) -> tuple[int, Insertion]:
+    """Where and how to add ``key: <value>`` to ``mapping`` (a node of ``text``): right after the first of
+    ``after`` the mapping has (else after its last pair), in the mapping's own style: a new line at the
+    indentation of its keys (the line break the file uses) for a block mapping, ``, key: value`` for a flow
+    mapping. ``YamlEditError`` for layouts this cannot do safely (empty mapping, a multi-line value)."""
+    if not mapping.value:
+        raise YamlEditError(f"cannot add {key!r} to an empty mapping")
+    keys = {k.value: (k, v) for k, v in mapping.value if isinstance(k, ScalarNode)}
+    anchor = next((keys[name] for name in after if name in keys), mapping.value[-1])
+    key_node, value_node = anchor
+    if not isinstance(value_node, ScalarNode) or value_node.style in ("|", ">"):
+        raise YamlEditError(f"cannot add {key!r} after a value that is not a one-line scalar")
+    end = int(value_node.end_mark.index)
+    if mapping.flow_style:
+        return end, Insertion(parent=int(mapping.start_mark.index), prefix=f", {key}: ", key=key, flow=True)
+    if value_node.start_mark.line != value_node.end_mark.line or key_node.start_mark.line != (
+            value_node.start_mark.line):
+        raise YamlEditError(f"cannot add {key!r} after a value that spans lines")
+    offset = end
+    while offset < len(text) and text[offset] in " \t":
+        offset += 1
+    if offset < len(text) and text[offset] == "#":
+        while offset < len(text) and text[offset] not in _LINE_BREAKS:
+            offset += 1
+    if offset < len(text) and text[offset] not in _LINE_BREAKS:
+        raise YamlEditError(f"cannot add {key!r}: the mapping's layout is not one key per line")
+    newline = "\r\n" if text.startswith("\r\n", offset) or (
+        offset >= len(text) and "\r\n" in text) else "\n"
+    indent = " " * int(mapping.value[0][0].start_mark.column)
+    prefix = f"{newline}{indent}{key}: "
+    return offset, Insertion(parent=int(mapping.start_mark.index), prefix=prefix, key=key)
+
+
+def _end_of_line(text: str, end: int, what: str) -> int:
+    """The offset of the line break (or end of text) after ``end``, past blanks and a comment."""
+    offset = end
+    while offset < len(text) and text[offset] in " \t":
+        offset += 1
+    if offset < len(text) and text[offset] == "#":
+        while offset < len(text) and text[offset] not in _LINE_BREAKS:
+            offset += 1
+    if offset < len(text) and text[offset] not in _LINE_BREAKS:
+        raise YamlEditError(f"cannot add {what}: something else follows on its line")
+    return offset
+
+
+def item_insertion(
+    text: str, sequence: SequenceNode, first: str, rest: Sequence[str] = (), after: str = "", items: int = 1
+) -> tuple[int, Insertion]:
+    """Where and how to append an item to the non-empty ``sequence`` (a node of ``text``) in its own style.
+
+    The item is written as the lines ``first`` + ``rest`` with the value after the last of them, and the text
+    ``after`` following the value (``rest`` and ``after`` hold a mapping's further lines, e.g. ``["value: "]``
+    and ``["forcestring: true"]``; ``after`` is a newline-separated tail). Block sequence: after the line of
+    the last item, at its dash column and content indentation, with the file's line break; a last item that
+    is a flow mapping makes the new one ``{k: v, ...}`` too. Flow sequence: ``, item`` after the last item.
+    ``items``: how many items the text holds (``path`` of the result counts from the first of them)."""
+    if not sequence.value:
+        raise YamlEditError("cannot append to an empty sequence")
+    last = sequence.value[-1]
+    pieces = [first, *rest]
+    tail = [line for line in after.split("\n") if line] if after else []
+    if sequence.flow_style or (isinstance(last, MappingNode) and last.flow_style):
+        if len(pieces) > 1 or tail:
+            mapped = "{" + ", ".join(pieces)
+            suffix = "".join(", " + line for line in tail) + "}"
+        else:
+            mapped, suffix = first, ""
+        if sequence.flow_style:
+            return int(last.end_mark.index), Insertion(
+                parent=int(sequence.start_mark.index), prefix=", " + mapped, suffix=suffix, flow=True,
+                items=items)
+        pieces, tail, flow = [mapped], [], True
+    else:
+        suffix, flow = "", False
+    node: Node = last
+    while isinstance(node, (MappingNode, SequenceNode)) and not node.flow_style and node.value:
+        node = node.value[-1][1] if isinstance(node, MappingNode) else node.value[-1]
+    if isinstance(node, ScalarNode) and node.style in ("|", ">"):
+        raise YamlEditError("cannot append after a block scalar")
+    offset = _end_of_line(text, int(node.end_mark.index), "an item")
+    line_start = max(text.rfind(c, 0, int(last.start_mark.index)) for c in "\n\r") + 1
+    dash = text.rfind("-", line_start, int(last.start_mark.index))
+    if dash < 0 or text[line_start:dash].strip(" "):
+        raise YamlEditError("cannot append: the last item's dash is not on its first line")
+    dash_col, content_col = dash - line_start, int(last.start_mark.column)
+    newline = "\r\n" if text.startswith("\r\n", offset) or (offset >= len(text) and "\r\n" in text) else "\n"
+    indent = newline + " " * content_col
+    prefix = newline + " " * dash_col + "-" + " " * (content_col - dash_col - 1) + indent.join(pieces)
+    if not flow:
+        suffix = "".join(indent + line for line in tail)
+    return offset, Insertion(parent=int(sequence.start_mark.index), prefix=prefix, suffix=suffix, flow=flow,
+                             items=items)

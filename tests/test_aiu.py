@@ -8,6 +8,7 @@ URL the Applications name, planned and applied against the real registry fixture
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -21,7 +22,9 @@ import pytest
 from image_updater.cli import main
 from image_updater.discover import discover_files
 from image_updater.discover._aiu import normalise_repo_url, translate_policy
-from image_updater.errors import InvalidPolicy
+from image_updater.errors import InvalidPolicy, YamlEditError
+from image_updater.plan import Resolution, build_plan
+from image_updater.yamledit import Edit, apply_verified, parse_yaml
 from tests.servers import ImagePusher, RegistryServer
 
 GOLDEN = Path(__file__).parent / "golden_aiu"
@@ -162,16 +165,15 @@ def test_a_setter_marker_wins_over_an_aiu_annotation_on_the_same_scalar() -> Non
     assert both.errors == ()
 
 
-def test_an_application_without_a_git_write_back_target_is_reported_not_guessed() -> None:
+def test_an_application_without_a_git_write_back_target_gets_a_new_override_file() -> None:
     for extra in ("", "    argocd-image-updater.argoproj.io/write-back-method: argocd\n"):
         found = discover_files({"argo/app.yaml": APP.format(namespace="argocd", extra=extra),
                                 "apps/web/kustomization.yaml": KUSTOMIZATION.format(marker="")},
                                repo_url=ORIGIN)
-        assert found.targets == ()
-        assert [s.reason for s in found.skipped] == [
-            "Application argocd/web: no git write-back-target (kustomization or helmvalues); creating AIU's "
-            "override file apps/web/.argocd-source-web.yaml is not supported yet"
-        ]
+        made = [(t.file, t.part, t.value, t.insert is not None and t.insert.parent) for t in found.targets]
+        assert made == [
+            ("apps/web/.argocd-source-web.yaml", "reference", "", -1)]
+        assert found.skipped == ()
 
 
 def test_without_the_repository_url_applications_are_skipped_with_the_reason() -> None:
@@ -323,3 +325,139 @@ def test_run_once_commits_aius_updates_to_a_source_whose_url_the_applications_na
     for name, text in load("expected").items():
         assert git(bare, "show", f"main:{name}") == text, name
     assert len(git(bare, "log", "--format=%s", "main").splitlines()) == 2
+
+
+def test_missing_newtags_and_override_files_are_inserted_and_created_byte_exactly(
+    registry: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with ImagePusher(registry.url) as pusher:
+        pusher.push_many("acme/web", ["1.0.0", "1.0.9", "1.10.0", "2.0.0"])
+        pusher.push_many("acme/ui", ["1.2.3", "1.4.0"])
+    root = checkout(GOLDEN / "aiu-insert" / "original", tmp_path / "repo", registry.host)
+
+    assert main(["plan", str(root), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["errors"] == [] and data["skipped"] == []
+    assert sorted((u["file"], u["line"], u["old"], u["new"], u.get("action")) for u in data["updates"]) == [
+        ("apps/blk/kustomization.yaml", 7, "", "1.10.0", "insert"),
+        ("apps/chart/.argocd-source-chart.yaml", 7, "", "1.10.0", "create"),
+        ("apps/crlf/kustomization.yaml", 6, "", "1.10.0", "insert"),
+        ("apps/flow/kustomization.yaml", 3, "", "1.0.9", "insert"),
+        ("apps/hext/.argocd-source-hext.yaml", 10, "", "1.10.0", "insert"),
+        ("apps/kapp/.argocd-source-team-a_kapp.yaml", 3, "", f"{registry.host}/acme/web:1.10.0", "create"),
+        ("apps/kapp/.argocd-source-team-a_kapp.yaml", 4, "", f"{registry.host}/acme/ui:1.4.0", "create"),
+        ("apps/kext/.argocd-source-kext.yaml", 2, "", f"{registry.host}/acme/ui:1.4.0", "insert"),
+    ]
+    assert main(["plan", str(root), "--format", "diff"]) == 0
+    diff = capsys.readouterr().out
+    new_file = ("--- /dev/null\n+++ b/apps/kapp/.argocd-source-team-a_kapp.yaml\n"
+                "@@ -0,0 +1,4 @@\n+kustomize:\n")
+    assert new_file in diff
+    assert "--- a/apps/blk/kustomization.yaml\n" in diff and "+    newTag: 1.10.0\n" in diff
+    assert main(["plan", str(root)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    row = next(line.split() for line in table if line.startswith("apps/chart/.argocd-source-chart.yaml:7"))
+    assert row[:5] == ["apps/chart/.argocd-source-chart.yaml:7", "-", "web", "(new", "file)"]
+    row = next(line.split() for line in table if line.startswith("apps/blk/kustomization.yaml:7"))
+    assert row[:5] == ["apps/blk/kustomization.yaml:7", "Kustomization", "web", "-", "1.10.0"]
+    assert main(["apply", str(root)]) == 0
+    capsys.readouterr()
+    expected = {name: text.replace(PLACEHOLDER.encode(), registry.host.encode())
+                for name, text in tree(GOLDEN / "aiu-insert" / "expected").items()}
+    assert tree(root) == expected
+    # a second pass finds every value in place
+    assert main(["plan", str(root), "--format", "json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["updates"] == [] and len(again["unchanged"]) == 8
+
+
+def test_run_once_commits_created_override_files_and_inserted_values(
+    registry: RegistryServer, tmp_path: Path, bare_repo: Any
+) -> None:
+    with ImagePusher(registry.url) as pusher:
+        pusher.push_many("acme/web", ["1.0.0", "1.0.9", "1.10.0", "2.0.0"])
+        pusher.push_many("acme/ui", ["1.2.3", "1.4.0"])
+    url = str(tmp_path / "remote" / "repo.git")
+
+    def load(side: str) -> dict[str, str]:
+        return {name: text.decode().replace(PLACEHOLDER, registry.host).replace(ORIGIN, url)
+                for name, text in tree(GOLDEN / "aiu-insert" / side).items()}
+
+    original = load("original")
+    bare = bare_repo(original, parent=tmp_path / "remote")
+    config = tmp_path / "config.yaml"
+    config.write_text("\n".join([
+        f"cache_dir: {tmp_path / 'cache'}", "sources:", "  - name: deploy", f"    url: {url}",
+        "    branch: main", "commit:", "  author_name: Image Bot", "  author_email: bot@example.com",
+        "registries:", f"  - prefix: {registry.host}", "    insecure: true",
+    ]) + "\n")
+    done = subprocess.run([sys.executable, "-m", "image_updater", "run", "--once", "-c", str(config)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    expected = load("expected")
+    created = sorted(set(expected) - set(original))
+    assert created == ["apps/chart/.argocd-source-chart.yaml", "apps/kapp/.argocd-source-team-a_kapp.yaml"]
+    listed = git(bare, "ls-tree", "-r", "--name-only", "main").split()
+    assert sorted(listed) == sorted(expected)
+    for name, text in expected.items():
+        shown = subprocess.run(["git", "show", f"main:{name}"], cwd=bare, check=True, capture_output=True)
+        assert shown.stdout == text.encode(), name
+    message = git(bare, "log", "-1", "--format=%B", "main")
+    assert f"apps/kapp/.argocd-source-team-a_kapp.yaml: {registry.host}/acme/ui - -> 1.4.0" in message
+    assert len(git(bare, "log", "--format=%s", "main").splitlines()) == 2
+
+
+def test_no_override_file_is_created_for_a_name_that_is_not_a_kubernetes_name() -> None:
+    app = APP.format(namespace="argocd", extra="").replace("  name: web\n", "  name: ../../etc/web\n", 1)
+    found = discover_files({"argo/app.yaml": app,
+                            "apps/web/kustomization.yaml": KUSTOMIZATION.format(marker="")}, repo_url=ORIGIN)
+    assert found.targets == ()
+    assert [s.reason for s in found.skipped] == [
+        "Application argocd/../../etc/web: the name is not a Kubernetes object name, so no override file is "
+        "created"]
+
+
+def test_a_missing_override_file_for_a_path_that_is_neither_chart_nor_kustomization_is_reported() -> None:
+    found = discover_files({"argo/app.yaml": APP.format(namespace="argocd", extra=""),
+                            "apps/web/deployment.yaml": "kind: ConfigMap\n"}, repo_url=ORIGIN)
+    assert found.targets == ()
+    assert [s.reason for s in found.skipped] == [
+        "Application argocd/web: cannot tell whether 'apps/web' is a Helm chart or a kustomization, so the "
+        "override file apps/web/.argocd-source-web.yaml is not created"]
+
+
+def test_two_missing_images_are_appended_to_one_override_list_in_order() -> None:
+    app = APP.format(namespace="argocd", extra="").replace(
+        "web=r.example/acme/web:1.x", "web=r.example/acme/web:1.x,ui=r.example/acme/ui", 1)
+    override = "kustomize:\n  images:\n  - other:1  # kept\n"
+    found = discover_files({"argo/app.yaml": app, "apps/web/.argocd-source-web.yaml": override},
+                           repo_url=ORIGIN)
+    assert found.errors == () and found.skipped == ()
+    result = build_plan(found, {t.resolve_key: Resolution(tag="1.10") for t in found.targets})
+    assert [(c.line, c.new) for c in result.updates] == [(4, "r.example/acme/web:1.10"),
+                                                         (5, "r.example/acme/ui:1.10")]
+    edits = [Edit(c.start, c.end, c.new, insert=c.insert) for c in result.updates]
+    parsed = parse_yaml(override, filename="o.yaml")
+    assert apply_verified(parsed, edits, filename="o.yaml") == (
+        override + "  - r.example/acme/web:1.10\n  - r.example/acme/ui:1.10\n")
+    # a verification that counts: one of the two entries left out is refused
+    second = edits[1].insert
+    assert second is not None
+    commented = dataclasses.replace(edits[1], insert=dataclasses.replace(second, prefix="  # ", suffix=""))
+    with pytest.raises(YamlEditError, match="exactly the inserted items"):
+        apply_verified(parsed, [edits[0], commented], filename="o.yaml")
+
+
+def test_a_new_helm_override_file_with_an_image_spec_holds_one_parameter() -> None:
+    app = APP.format(namespace="apps", extra=(
+        "    argocd-image-updater.argoproj.io/web.helm.image-spec: web.image\n")).replace(
+        "    path: apps/web\n", "    path: apps/web\n    helm: {}\n", 1)
+    found = discover_files({"argo/app.yaml": app, "apps/web/Chart.yaml": "name: web\n"}, repo_url=ORIGIN)
+    assert found.errors == () and found.skipped == ()
+    result = build_plan(found, {t.resolve_key: Resolution(tag="1.10") for t in found.targets})
+    assert [(c.file, c.line, c.new, c.created) for c in result.updates] == [
+        ("apps/web/.argocd-source-apps_web.yaml", 4, "r.example/acme/web:1.10", True)]
+    edits = [Edit(c.start, c.end, c.new, insert=c.insert) for c in result.updates]
+    assert apply_verified(parse_yaml("", filename="n.yaml"), edits, filename="n.yaml") == (
+        "helm:\n  parameters:\n  - name: web.image\n    value: r.example/acme/web:1.10\n"
+        "    forcestring: true\n")

@@ -50,11 +50,14 @@ def _definition(d: PolicyDef) -> dict[str, Any]:
 
 
 def _target(t: Target) -> dict[str, Any]:
-    return {
+    out = {
         "file": t.file, "line": t.line, "kind": t.shape, "resource": t.resource, "container": t.container,
         "image": t.image.written_name, "value": t.value, "policy": str(t.policy), "origin": t.origin,
         "policy_source": t.policy_source,
     }
+    if t.insert is not None:  # the value has no scalar yet and is added, or the file itself is written
+        out["action"] = "create" if t.insert.parent < 0 else "insert"
+    return out
 
 
 def _translated(t: Target) -> str:
@@ -89,7 +92,11 @@ def _text_line(entry: dict[str, Any]) -> str:
     about = ", ".join(x for x in (entry["resource"], entry["container"] and f"container {entry['container']}")
                       if x)
     value, image = entry["value"], entry["image"]
-    shown = value if value.startswith(image) else f"{image} {value}"
+    shown = value if value and value.startswith(image) else f"{image} {value}" if value else image
+    if entry.get("action") == "insert":
+        shown += " (to be added)"
+    elif entry.get("action") == "create":
+        shown += " (new file)"
     source = f" at {entry['policy_source']}" if entry["policy_source"] else ""
     policy = entry.get("translated", entry["policy"])
     return f"{where}: {entry['kind']} {shown}, {policy} ({entry['origin']}{source}" + (

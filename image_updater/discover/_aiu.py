@@ -36,8 +36,10 @@ from image_updater.errors import InvalidPolicy, InvalidReference
 from image_updater.findings import Origin
 from image_updater.policies import DEFAULT_EXCLUDE, Policy, parse_policy
 from image_updater.references import ImageReference, parse_reference
+from image_updater.yamledit import Insertion, render_scalar
 
 from ._annotations import read_annotations
+from ._model import Part, Target
 from ._nodes import MappingNode, Node, SequenceNode, get, node_line, scalar
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "AiuImage",
     "AiuSource",
     "is_application",
+    "new_override_targets",
     "normalise_repo_url",
     "override_file",
     "read_application",
@@ -324,3 +327,61 @@ def override_file(app: AiuApp, source: AiuSource, argocd_namespace: str = ARGOCD
     prefix = f"{app.namespace}_" if app.namespace and app.namespace != argocd_namespace else ""
     name = f".argocd-source-{prefix}{app.name}.yaml"
     return posixpath.join(source.path, name) if source.path else name
+
+
+def _plain(value: str) -> str:
+    return render_scalar("x", value)
+
+
+def new_override_targets(
+    app: AiuApp, file: str, helm: bool
+) -> tuple[list[Target], list[tuple[str, str]]]:
+    """The targets of AIU's override file ``file`` when it does not exist yet: it is written from nothing in
+    the format of AIU's ``yaml.Marshal`` of its ``helmOverride``/``kustomizeOverride`` (go-yaml: two-space
+    indentation, sequences not indented under their key, keys in struct order)::
+
+        helm:                              kustomize:
+          parameters:                        images:
+          - name: image.name                 - nginx:1.27.1
+            value: nginx
+            forcestring: true
+          - name: image.tag
+            value: 1.27.1
+            forcestring: true
+
+    Also returns ``(image, reason)`` for each image that cannot be written there."""
+    targets: list[Target] = []
+    problems: list[tuple[str, str]] = []
+    header = "helm:\n  parameters:\n" if helm else "kustomize:\n  images:\n"
+    line = 3
+    part: Part
+    path: tuple[str | int, ...]
+    for aiu in app.images:
+        if aiu.policy is None:
+            continue
+        name = aiu.image.written_name
+        if helm and aiu.helm_spec:
+            prefix = f"  - name: {_plain(aiu.helm_spec)}\n    value: "
+            part, items, path, value_line = "reference", 1, ("helm", "parameters", 0, "value"), line + 1
+        elif helm:
+            name_key, tag_key = aiu.helm_name or "image.name", aiu.helm_tag or "image.tag"
+            prefix = (f"  - name: {_plain(name_key)}\n    value: {_plain(name)}\n    forcestring: true\n"
+                      f"  - name: {_plain(tag_key)}\n    value: ")
+            part, items, path, value_line = "tag", 2, ("helm", "parameters", 1, "value"), line + 4
+        else:
+            wanted = aiu.kustomize_name
+            if wanted and wanted != name:
+                problems.append((name, f"{app.label}: kustomize.image-name {wanted!r} renames the image; "
+                                       f"writing it into a new {file} is not supported"))
+                continue
+            prefix = "  - "
+            part, items, path, value_line = "reference", 1, ("kustomize", "images", 0), line
+        suffix = "\n    forcestring: true\n" if helm else "\n"
+        insert = Insertion(parent=-1, prefix=prefix, suffix=suffix, path=path, header=header, items=items)
+        targets.append(Target(
+            file=file, line=value_line, start=0, end=0, resource=None, container=aiu.alias or None,
+            image=aiu.image, value="", part=part, policy=aiu.policy, origin=app.origin, write_name=name,
+            policy_source=app.source_line, shape="helm-values" if helm else "kustomize", insert=insert,
+        ))
+        line += (prefix + suffix).count("\n")
+    return targets, problems

@@ -17,17 +17,27 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
-from image_updater.errors import InvalidPolicy, InvalidReference
+from image_updater.errors import InvalidPolicy, InvalidReference, YamlEditError
 from image_updater.findings import ErrorEntry, Origin, Skipped
 from image_updater.policies import Policy
 from image_updater.references import ImageReference, parse_reference
-from image_updater.yamledit import ParsedFile, YamlParseError, parse_yaml, scalar_span
+from image_updater.yamledit import (
+    Insertion,
+    ParsedFile,
+    YamlParseError,
+    item_insertion,
+    key_insertion,
+    parse_yaml,
+    render_scalar,
+    scalar_span,
+)
 
 from ._aiu import (
     AiuApp,
     AiuImage,
     AiuSource,
     is_application,
+    new_override_targets,
     normalise_repo_url,
     override_file,
     read_application,
@@ -142,6 +152,7 @@ class _Claim:
     group: object = None
     reason: str | None = None
     shape: Shape = "container"
+    insert: tuple[int, Insertion] | None = None  # offset and layout of a value that has no scalar yet
 
 
 def _resource(kind: str | None, node: Node) -> str | None:
@@ -199,6 +210,7 @@ class _FileScan:
         self.lines = LineIndex(parsed.text)
         self.targets: list[Target] = []
         self.skipped: list[Skipped] = []
+        self.inserted_lines: dict[int, int] = {}  # offset -> lines the insertions there add before the next
         self.errors: list[ErrorEntry] = []
 
     def error(self, line: int | None, image: str | None, message: str) -> None:
@@ -378,6 +390,35 @@ class _FileScan:
             out.append(_Claim(slot.where, _P_WEAK_SKIP, obj, slot.container, slot.image, reason=slot.skip))
         return out
 
+    def _newtag_claim(
+        self, entry: Node, slot: Slot, policy: Policy, origin: Origin, priority: int, obj: _Object,
+        source: str, label: str, claims: list[_Claim],
+    ) -> None:
+        """A kustomize ``images:`` entry with neither ``newTag`` nor ``digest``: ``newTag`` is inserted where
+        ``kustomize edit set image`` puts it (after ``newName``, else after ``name``)."""
+        name_node = get(entry, "name")
+        why = None
+        if get(entry, "newTag") is not None or get(entry, "digest") is not None:
+            why = "its newTag or digest is not a plain value"
+        elif not isinstance(entry, MappingNode) or not isinstance(name_node, ScalarNode):
+            why = "the entry is not a mapping with a name"
+        elif self.parsed.is_shared(entry):
+            why = "the entry is shared through a YAML anchor/alias"
+        if why is None:
+            assert isinstance(entry, MappingNode) and isinstance(name_node, ScalarNode)
+            try:
+                insert = key_insertion(self.text, entry, "newTag", ("newName", "name"))
+            except YamlEditError as exc:
+                why = str(exc)
+            else:
+                part: Part = "tag-digest" if policy.pin_digest or policy.kind == "digest" else "tag"
+                claims.append(_Claim(name_node, priority, obj, slot.container, slot.image, "", part, "",
+                                     policy, origin, source, object(), shape="kustomize", insert=insert))
+                return
+        self.skipped.append(Skipped(
+            file=self.file, line=node_line(entry), image=slot.image.written_name,
+            reason=f"kustomize images entry has no newTag to update ({label}): {why}"))
+
     def _policy_file_claims(self, obj: _Object, values: Node | None, claims: list[_Claim]) -> None:
         node = obj.node
         generic: list[Slot] | None = None
@@ -397,10 +438,8 @@ class _FileScan:
                     if entry_slot is None or not entry_slot.image.same_repository(image):
                         continue
                     if entry_slot.main is None and entry_slot.digest is None:
-                        self.skipped.append(Skipped(
-                            file=self.file, line=node_line(entry), image=entry_slot.image.written_name,
-                            reason=f"kustomize images entry has no newTag to update ({definition.label})",
-                        ))
+                        self._newtag_claim(entry, entry_slot, policy, "policy-file", _P_POLICY_FILE, obj,
+                                           definition.source, definition.label, claims)
                         continue
                     candidates.append((entry_slot, "kustomize"))
             else:
@@ -441,15 +480,13 @@ class _FileScan:
                             continue
                         if not entry_name.same_repository(wanted):
                             continue
-                        if entry_slot.main is None and entry_slot.digest is None:
-                            self.skipped.append(Skipped(
-                                file=self.file, line=node_line(entry), image=entry_slot.image.written_name,
-                                reason=f"kustomize images entry has no newTag to update ({app.label})",
-                            ))
-                            continue
                         image = dataclasses.replace(aiu.image, tag=entry_slot.image.tag,
                                                     digest=entry_slot.image.digest)
                         slot = dataclasses.replace(entry_slot, image=image, container=aiu.alias or None)
+                        if entry_slot.main is None and entry_slot.digest is None:
+                            self._newtag_claim(entry, slot, aiu.policy, app.origin, _P_MIGRATION, obj,
+                                               source, app.label, claims)
+                            continue
                         claims.extend(self._slot_claims(slot, aiu.policy, app.origin, _P_MIGRATION, obj,
                                                         source, "kustomize"))
                 elif app.write_back == "helmvalues" and obj.kind is None:
@@ -463,9 +500,12 @@ class _FileScan:
         assert aiu.policy is not None
         key = aiu.helm_spec or aiu.helm_tag or "image.tag"
         parameters = get_path(obj.node, "helm", "parameters")
+        found = False
         for item in parameters.value if isinstance(parameters, SequenceNode) else []:
             node = get(item, "value")
             value = scalar(node)
+            if scalar(get(item, "name")) == key:
+                found = True
             if scalar(get(item, "name")) != key or not isinstance(node, ScalarNode) or value is None:
                 continue
             if aiu.helm_spec:
@@ -489,6 +529,7 @@ class _FileScan:
             written = _parse_name(name)
             if written is None or wanted is None or not written.same_repository(wanted):
                 continue
+            found = True
             if renamed:
                 self.skipped.append(Skipped(file=self.file, line=node_line(item), image=name, reason=(
                     f"{app.label}: the override entry {value!r} renames the image; editing the part "
@@ -498,6 +539,61 @@ class _FileScan:
             field = Field(item, "reference", value, written.written_name)
             claims.extend(self._slot_claims(Slot(image, aiu.alias or None, field, where=item), aiu.policy,
                                             app.origin, _P_MIGRATION, obj, app.source_line, "kustomize"))
+        if not found:
+            self._aiu_append(app, aiu, obj, parameters, images, claims)
+
+    def _aiu_append(
+        self, app: AiuApp, aiu: AiuImage, obj: _Object, parameters: Node | None, images: Node | None,
+        claims: list[_Claim],
+    ) -> None:
+        """An existing override file without an entry for ``aiu``: one is appended to its ``helm.parameters``
+        (``name``/``value``/``forcestring``, AIU's key order; the image name parameter too when missing) or
+        ``kustomize.images`` (``image:tag``), in the list's own style."""
+        assert aiu.policy is not None
+        name = aiu.image.written_name
+        helm = get(obj.node, "helm") is not None
+        sequence = parameters if helm else images
+        if helm == (get(obj.node, "kustomize") is not None) or not isinstance(sequence, SequenceNode):
+            self.skipped.append(Skipped(file=self.file, line=node_line(obj.node), image=name, reason=(
+                f"{app.label}: the override file has no non-empty helm.parameters or kustomize.images list "
+                "to add the image to")))
+            return
+        part: Part = "reference"
+        first, rest, after = "", [], ""
+        path: tuple[str | int, ...] = (0,)
+        named: tuple[str, str] | None = None  # the image name parameter, when it is to be added too
+        if helm and aiu.helm_spec:
+            first, rest, after = f"name: {_plain(aiu.helm_spec)}", ["value: "], "forcestring: true"
+            path = (0, "value")
+        elif helm:
+            name_key, tag_key = aiu.helm_name or "image.name", aiu.helm_tag or "image.tag"
+            part, first, rest, after = "tag", f"name: {_plain(tag_key)}", ["value: "], "forcestring: true"
+            path = (0, "value")
+            if not any(scalar(get(item, "name")) == name_key for item in sequence.value):
+                named, path = (name_key, name), (1, "value")
+        elif aiu.kustomize_name and aiu.kustomize_name != name:
+            self.skipped.append(Skipped(file=self.file, line=node_line(obj.node), image=name, reason=(
+                f"{app.label}: kustomize.image-name {aiu.kustomize_name!r} renames the image; adding such "
+                "an entry is not supported")))
+            return
+        try:
+            offset, insert = item_insertion(self.text, sequence, first, rest, after)
+            if named is not None:
+                _at, whole = item_insertion(self.text, sequence, f"name: {_plain(named[0])}",
+                                            [f"value: {_plain(named[1])}", "forcestring: true"])
+                insert = dataclasses.replace(insert, prefix=whole.prefix + whole.suffix + insert.prefix,
+                                             items=2)
+        except YamlEditError as exc:
+            self.skipped.append(Skipped(file=self.file, line=node_line(sequence), image=name,
+                                        reason=f"{app.label}: {exc}"))
+            return
+        insert = dataclasses.replace(insert, path=path)
+        anchor = sequence.value[-1]
+        while not isinstance(anchor, ScalarNode):
+            anchor = anchor.value[-1][1] if isinstance(anchor, MappingNode) else anchor.value[-1]
+        claims.append(_Claim(anchor, _P_MIGRATION, obj, aiu.alias or None, aiu.image, "", part, name,
+                             aiu.policy, app.origin, app.source_line, object(),
+                             shape="helm-values" if helm else "kustomize", insert=(offset, insert)))
 
     def _aiu_helm_claims(self, app: AiuApp, aiu: AiuImage, obj: _Object, claims: list[_Claim]) -> None:
         assert aiu.policy is not None
@@ -551,14 +647,17 @@ class _FileScan:
     # -- settle the claims of one document -----------------------------------------------------------
 
     def _settle(self, claims: list[_Claim]) -> None:
-        by_node: dict[int, list[_Claim]] = {}
+        by_node: dict[object, list[_Claim]] = {}
         for claim in claims:
             # a locked/ignored object wins over every origin inside it
             obj = claim.obj
             block = obj.policies.block if obj is not None and obj.policies is not None else None
             if block and claim.priority < _P_BLOCK:
                 claim = _Claim(claim.node, _P_BLOCK, obj, claim.container, claim.image, reason=block)
-            by_node.setdefault(id(claim.node), []).append(claim)
+            # an insertion has no node of its own: one per place (a new key) or per image (a new item)
+            where: object = id(claim.node) if claim.insert is None else (
+                claim.insert[0], claim.insert[1].key or claim.image.name)
+            by_node.setdefault(where, []).append(claim)
         chosen: list[_Claim] = []
         for group in by_node.values():
             best = max(c.priority for c in group)
@@ -586,6 +685,19 @@ class _FileScan:
         start, end = scalar_span(node)
         line = self.lines.line(start)
         image_name = claim.image.written_name
+        if claim.insert is not None and claim.policy is not None:
+            offset, insert = claim.insert
+            before = self.inserted_lines.get(offset, 0)
+            self.inserted_lines[offset] = before + (insert.prefix + insert.suffix).count("\n")
+            line = self.lines.line(offset) + before + insert.prefix.count("\n")
+            self.targets.append(Target(
+                file=self.file, line=line, start=offset, end=offset,
+                resource=claim.obj.resource if claim.obj is not None else None,
+                container=claim.container, image=claim.image, value="", part=claim.part,
+                policy=claim.policy, origin=claim.origin, policy_source=claim.source, with_digest=with_digest,
+                shape=claim.shape, insert=insert,
+            ))
+            return
         if self.parsed.is_shared(node):
             self.error(line, image_name, f"the value {claim.value!r} is shared through a YAML anchor/alias; "
                                          "editing it would change every alias, so it is left alone")
@@ -626,6 +738,10 @@ def compose_services(node: Node) -> list[ContainerImage]:
     return out
 
 
+def _plain(value: str) -> str:
+    return render_scalar("x", value)
+
+
 def _needs_digest(claim: _Claim) -> bool:
     if claim.part in ("digest", "digest-hex", "tag-digest"):
         return True
@@ -646,7 +762,7 @@ def _parse_name(text: str | None) -> ImageReference | None:
 
 def _aiu_apps(
     cache: Mapping[str, ParsedFile | None], paths: frozenset[str], repo_url: str | None,
-    errors: list[ErrorEntry], skipped: list[Skipped],
+    errors: list[ErrorEntry], skipped: list[Skipped], created: list[Target],
 ) -> dict[str, list[tuple[AiuApp, AiuSource]]]:
     """Argo CD Image Updater Applications in the tree (0.x annotations, 1.x ImageUpdater objects) -> the
     files they write back to."""
@@ -692,11 +808,7 @@ def _aiu_apps(
             if app.write_back == "override":
                 override = override_file(app, source)
                 if override not in paths:
-                    skipped.append(Skipped(
-                        file=file, line=app.line, image=None,
-                        reason=f"{app.label}: no git write-back-target (kustomization or helmvalues); "
-                               f"creating AIU's override file {override} is not supported yet",
-                    ))
+                    _new_override(app, source, override, paths, created, skipped)
                     continue
                 bindings.setdefault(override, []).append((app, source))
                 continue
@@ -709,6 +821,38 @@ def _aiu_apps(
                 continue
             bindings.setdefault(target, []).append((app, source))
     return bindings
+
+
+_K8S_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def _new_override(
+    app: AiuApp, source: AiuSource, override: str, paths: frozenset[str], created: list[Target],
+    skipped: list[Skipped],
+) -> None:
+    """AIU's override file is missing: its targets write it from nothing (Helm or Kustomize is told from the
+    Application's ``helm:`` key or a ``Chart.yaml`` at the path, else a kustomization there)."""
+    def at(name: str) -> bool:
+        return (f"{source.path}/{name}" if source.path else name) in paths
+
+    if not all(_K8S_NAME.fullmatch(part) for part in (app.name, app.namespace or "argocd")):
+        skipped.append(Skipped(file=app.file, line=app.line, image=None, reason=(
+            f"{app.label}: the name is not a Kubernetes object name, so no override file is created")))
+        return
+    helm = source.helm or at("Chart.yaml")
+    if not helm and not any(at(n) for n in ("kustomization.yaml", "kustomization.yml", "Kustomization")):
+        skipped.append(Skipped(file=app.file, line=app.line, image=None, reason=(
+            f"{app.label}: cannot tell whether {source.path or '.'!r} is a Helm chart or a kustomization, "
+            f"so the override file {override} is not created")))
+        return
+    if any(t.file == override for t in created):
+        skipped.append(Skipped(file=app.file, line=app.line, image=None, reason=(
+            f"{app.label}: another Application already writes the new {override}")))
+        return
+    targets, problems = new_override_targets(app, override, helm)
+    created.extend(targets)
+    skipped.extend(Skipped(file=app.file, line=app.line, image=image, reason=reason)
+                   for image, reason in problems)
 
 
 def _parse(file: str, text: str, errors: list[ErrorEntry]) -> ParsedFile | None:
@@ -774,7 +918,7 @@ def discover_files(
     targets: list[Target] = []
     skipped: list[Skipped] = []
     aiu = _aiu_apps({f: cache[f] for f, t in entries if f in cache and _ARGO_HINT in t},
-                    frozenset(f for f, _t in entries), repo_url, errors, skipped)
+                    frozenset(f for f, _t in entries), repo_url, errors, skipped, targets)
     with_rules = index.has_targets
     for file, text in entries:
         rules = index.rules_for(file) if with_rules else []

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 from image_updater.findings import ErrorEntry, Origin, ResolveKey, Skipped
 from image_updater.policies import Policy
 from image_updater.references import ImageReference
+from image_updater.yamledit import Insertion
 
 if TYPE_CHECKING:
     from ._policies import PolicyDef
@@ -53,6 +54,8 @@ class Target:
     # another scalar of the same image writes a digest: resolve with the digest so both agree on one tag
     with_digest: bool = False
     shape: Shape = "container"
+    # no scalar yet: the value is inserted at ``start`` (== ``end``), or written into a new file (parent -1)
+    insert: Insertion | None = None
 
     @property
     def current_tag(self) -> str | None:

@@ -103,6 +103,7 @@ def discover_directory(
     *,
     policy_dirs: Sequence[Path] = (),
     repo_url: str | None = None,
+    argocd_namespace: str = "argocd",
 ) -> tuple[Discovery, dict[str, str]]:
     """Walk ``paths`` under ``root`` and discover; returns the discovery and the texts of the files that hold
     a target. ``ConfigError`` when a path leaves the tree. ``repo_url`` (default: the ``origin`` remote of
@@ -114,7 +115,8 @@ def discover_directory(
         from image_updater.gitrepo import origin_url  # GitPython only when a tree has Applications to follow
 
         repo_url = origin_url(root)
-    discovery = discover_files(files, extra_policy_files=extra, repo_url=repo_url)
+    discovery = discover_files(files, extra_policy_files=extra, repo_url=repo_url,
+                               argocd_namespace=argocd_namespace)
     if errors:
         discovery = dataclasses.replace(discovery, errors=_sort_errors([*discovery.errors, *errors]))
     # a target in a file that does not exist yet (a created override file) is planned on the empty text
@@ -132,6 +134,7 @@ async def plan_directory(
     progress: Progress | None = None,
     images: Collection[str] | None = None,
     explain: bool = False,
+    argocd_namespace: str = "argocd",
 ) -> Planned:
     """Discover ``paths`` under ``root``, resolve every distinct (image, policy) once, and plan.
 
@@ -143,7 +146,8 @@ async def plan_directory(
         progress("discovering")
     # a worker thread: reading and parsing a large tree takes seconds, and the daemon's event loop must keep
     # answering /healthz, /metrics and webhooks meanwhile
-    discovery, texts = await asyncio.to_thread(discover_directory, root, paths, policy_dirs=policy_dirs)
+    discovery, texts = await asyncio.to_thread(discover_directory, root, paths, policy_dirs=policy_dirs,
+                                               argocd_namespace=argocd_namespace)
     return await plan_discovery(root, discovery, texts, client=client, now=now, progress=progress,
                                 images=images, explain=explain)
 

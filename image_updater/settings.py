@@ -644,6 +644,14 @@ class ConcurrencySettings(_Strict):
     with more sources than this, scheduled passes are spread over the interval (a fixed offset per source)."""
 
 
+class MigrationSettings(_Strict):
+    """How repositories written for other tools are read (docs/migration.md)."""
+
+    argocd_namespace: str = Field(default="argocd", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    """The namespace Argo CD runs in: an Application in another namespace gets Argo CD Image Updater's
+    override file ``.argocd-source-<namespace>_<application>.yaml`` (AIU's rule)."""
+
+
 class LogSettings(_Strict):
     """Log output on stderr."""
 
@@ -725,6 +733,9 @@ class Settings(BaseSettings):
 
     log: LogSettings = Field(default_factory=LogSettings)
     """Log level and format."""
+
+    migration: MigrationSettings = Field(default_factory=MigrationSettings)
+    """Reading repositories written for Argo CD Image Updater, Keel or Fleet."""
 
     sharding: ShardingSettings = Field(default_factory=ShardingSettings)
     """Sources sharded over several replicas (a StatefulSet); one replica by default."""

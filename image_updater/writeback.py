@@ -370,6 +370,7 @@ class _SourcePass:
             self.repo.path, self.source.paths, client=self.client,
             policy_dirs=list(self.settings.policy_dirs), now=self.now, images=self.images,
             explain=True,  # the daemon's status page shows why each tag lost
+            argocd_namespace=self.settings.migration.argocd_namespace,
         )
 
     async def pull_requests(self, planned: Planned) -> SourceOutcome:

@@ -461,3 +461,24 @@ def test_a_new_helm_override_file_with_an_image_spec_holds_one_parameter() -> No
     assert apply_verified(parse_yaml("", filename="n.yaml"), edits, filename="n.yaml") == (
         "helm:\n  parameters:\n  - name: web.image\n    value: r.example/acme/web:1.10\n"
         "    forcestring: true\n")
+
+
+def test_the_argocd_namespace_setting_decides_the_override_files_name() -> None:
+    files = {"argo/app.yaml": APP.format(namespace="gitops", extra=""),
+             "apps/web/kustomization.yaml": KUSTOMIZATION.format(marker="")}
+    default = discover_files(files, repo_url=ORIGIN)
+    assert [t.file for t in default.targets] == ["apps/web/.argocd-source-gitops_web.yaml"]
+    ours = discover_files(files, repo_url=ORIGIN, argocd_namespace="gitops")
+    assert [t.file for t in ours.targets] == ["apps/web/.argocd-source-web.yaml"]
+
+
+def test_migration_argocd_namespace_is_a_setting(tmp_path: Path) -> None:
+    from image_updater.errors import ConfigError
+    from image_updater.settings import load_settings
+
+    config = tmp_path / "config.yaml"
+    config.write_text("migration: {argocd_namespace: gitops}\n")
+    assert load_settings(config, env={}).migration.argocd_namespace == "gitops"
+    config.write_text("migration: {argocd_namespace: Not_A_Namespace}\n")
+    with pytest.raises(ConfigError, match="argocd_namespace"):
+        load_settings(config, env={})

@@ -49,6 +49,7 @@ from image_updater.settings import (
     ConcurrencySettings,
     HttpSettings,
     LogSettings,
+    MigrationSettings,
     NotificationSettings,
     PullRequestSettings,
     RegistrySettings,
@@ -342,6 +343,7 @@ TABLES: dict[str, type[BaseModel]] = {
     "`commit`": CommitSettings, "`registries`": RegistrySettings, "`http`": HttpSettings,
     "`log`": LogSettings, "`sharding`": ShardingSettings, "`concurrency`": ConcurrencySettings,
     "`commit.signing`": SigningSettings, "`notifications`": NotificationSettings,
+    "`migration`": MigrationSettings,
 }
 
 

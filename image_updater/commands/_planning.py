@@ -112,7 +112,8 @@ def plan_path(
     if progress:
         progress("discovering")
     policy_dirs = list(settings.policy_dirs) if settings is not None else []
-    discovery, texts = discover_directory(root, policy_dirs=policy_dirs)
+    namespace = settings.migration.argocd_namespace if settings is not None else "argocd"
+    discovery, texts = discover_directory(root, policy_dirs=policy_dirs, argocd_namespace=namespace)
     if not discovery.resolve_keys:
         from image_updater.plan import build_plan
 

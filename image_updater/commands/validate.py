@@ -115,13 +115,15 @@ def run(args: argparse.Namespace) -> int:
 
     config_error: str | None = None
     policy_dirs: list[Path] = []
+    namespace = "argocd"
     if args.config:
         try:
-            policy_dirs = list(load_settings(args.config).policy_dirs)
+            loaded = load_settings(args.config)
+            policy_dirs, namespace = list(loaded.policy_dirs), loaded.migration.argocd_namespace
         except ConfigError as exc:
             config_error = str(exc)
     root = check_directory(args.path)
-    discovery, _texts = discover_directory(root, policy_dirs=policy_dirs)
+    discovery, _texts = discover_directory(root, policy_dirs=policy_dirs, argocd_namespace=namespace)
     errors = discovery.errors
     if args.format == "json":
         sys.stdout.write(json.dumps({

@@ -33,6 +33,7 @@ from image_updater.yamledit import (
 )
 
 from ._aiu import (
+    ARGOCD_NAMESPACE,
     AiuApp,
     AiuImage,
     AiuSource,
@@ -763,6 +764,7 @@ def _parse_name(text: str | None) -> ImageReference | None:
 def _aiu_apps(
     cache: Mapping[str, ParsedFile | None], paths: frozenset[str], repo_url: str | None,
     errors: list[ErrorEntry], skipped: list[Skipped], created: list[Target],
+    argocd_namespace: str = ARGOCD_NAMESPACE,
 ) -> dict[str, list[tuple[AiuApp, AiuSource]]]:
     """Argo CD Image Updater Applications in the tree (0.x annotations, 1.x ImageUpdater objects) -> the
     files they write back to."""
@@ -806,7 +808,7 @@ def _aiu_apps(
                     f"{app.label}: source {source.repo_url} is another repository")))
                 continue
             if app.write_back == "override":
-                override = override_file(app, source)
+                override = override_file(app, source, argocd_namespace)
                 if override not in paths:
                     _new_override(app, source, override, paths, created, skipped)
                     continue
@@ -866,13 +868,16 @@ def _parse(file: str, text: str, errors: list[ErrorEntry]) -> ParsedFile | None:
 
 
 def discover_files(
-    files: FileInput, *, extra_policy_files: FileInput = (), repo_url: str | None = None
+    files: FileInput, *, extra_policy_files: FileInput = (), repo_url: str | None = None,
+    argocd_namespace: str = ARGOCD_NAMESPACE,
 ) -> Discovery:
     """Find every target in ``files`` (repo-relative POSIX path -> text).
 
     ``extra_policy_files`` (display path -> text), such as the config's ``policy_dirs``, contribute policy
     definitions only; their ``spec.targets`` apply to ``files``. ``repo_url`` is the URL of the repository
     ``files`` come from: Argo CD Applications whose source is that repository are followed.
+    ``argocd_namespace``: Argo CD's own namespace (AIU names override files of Applications elsewhere
+    ``.argocd-source-<namespace>_<app>.yaml``).
     """
     entries = _entries(files)
     extras = _entries(extra_policy_files)
@@ -918,7 +923,7 @@ def discover_files(
     targets: list[Target] = []
     skipped: list[Skipped] = []
     aiu = _aiu_apps({f: cache[f] for f, t in entries if f in cache and _ARGO_HINT in t},
-                    frozenset(f for f, _t in entries), repo_url, errors, skipped, targets)
+                    frozenset(f for f, _t in entries), repo_url, errors, skipped, targets, argocd_namespace)
     with_rules = index.has_targets
     for file, text in entries:
         rules = index.rules_for(file) if with_rules else []

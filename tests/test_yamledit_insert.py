@@ -182,3 +182,23 @@ def test_an_insertion_whose_preceding_text_changed_is_refused() -> None:
         apply_edits(changed, [Edit(offset, offset, "1.0", original="- name: a", insert=insert)], filename="k")
     assert apply_edits(text, [Edit(offset, offset, "1.0", original="- name: a", insert=insert)],
                        filename="k") == 'images:\n- name: a\n  newTag: "1.0"\n'
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("images:\n- {}\n", "empty mapping"),
+    ("images:\n- name: 'a\n    b'\n", "spans lines"),
+    ("images:\n- name: a\n  newName:\n    b\n", "spans lines"),
+])
+def test_mappings_that_cannot_take_a_new_key_line_are_refused(text: str, match: str) -> None:
+    with pytest.raises(YamlEditError, match=match):
+        key_insertion(text, _entries(text)[0], "newTag", ("newName", "name"))
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("kustomize:\n  images:\n  - |\n    a:1\n", "block scalar"),
+    ("kustomize:\n  images:\n  -\n    a:1\n", "dash is not on its first line"),
+    ("kustomize:\n  images: []\n", "empty sequence"),
+])
+def test_sequences_that_cannot_take_an_item_safely_are_refused(text: str, match: str) -> None:
+    with pytest.raises(YamlEditError, match=match):
+        item_insertion(text, _sequence(text, "kustomize", "images"), "")

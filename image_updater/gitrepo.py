@@ -691,20 +691,7 @@ class GitRepo:
             if self._rev_or_none(f"refs/remotes/origin/{branch}") == head:
                 return False
             lease = []
-        status, out, err = self._git.run(
-            self._path,
-            "push", "--porcelain", "--no-verify", *lease, "origin", f"HEAD:refs/heads/{branch}",
-            network=True, check=False,
-        )  # fmt: skip
-        if status != 0:
-            report = f"{out}\n{err}"
-            rejected = [line for line in out.splitlines() if line.startswith("!")]
-            if rejected and (_REJECTED.search(report) or _REMOTE_RACE.search(report)):
-                raise PushRejected(
-                    self._git.failure("push", status, "\n".join(rejected) or err)
-                    + " (the remote branch moved on: sync and retry)"
-                )
-            raise GitError(self._git.failure("push", status, err or out))
+        self._push_head(branch, lease, moved="the remote branch moved on: sync and retry")
         self._git.run(self._path, "update-ref", f"refs/remotes/origin/{branch}", head)
         if force_with_lease:
             self._leases[branch] = head
@@ -838,10 +825,21 @@ class GitRepo:
                 "pull requests and is never written in pull-request mode"
             )
         head = self.head
+        out = self._push_head(branch, [f"--force-with-lease=refs/heads/{branch}:{expected or ''}"],
+                              moved=f"someone else updated {branch} since it was read")
+        self._git.run(self._path, "update-ref", f"refs/remotes/origin/{branch}", head)
+        if any(line.startswith("=\t") for line in out.splitlines()):
+            return False  # up to date: another pass pushed the identical commit
+        log.debug("pushed %s to %s", head[:12], branch, extra={"source": self._git.name})
+        return True
+
+    def _push_head(self, branch: str, lease: Sequence[str], *, moved: str) -> str:
+        """``git push`` of HEAD to ``branch`` of origin (``lease``: the --force-with-lease option, if any);
+        its porcelain output. ``PushRejected`` (with ``moved`` as the reason) when the remote refused because
+        it moved on, ``GitError`` for any other failure."""
         status, out, err = self._git.run(
             self._path,
-            "push", "--porcelain", "--no-verify", f"--force-with-lease=refs/heads/{branch}:{expected or ''}",
-            "origin", f"HEAD:refs/heads/{branch}",
+            "push", "--porcelain", "--no-verify", *lease, "origin", f"HEAD:refs/heads/{branch}",
             network=True, check=False,
         )  # fmt: skip
         if status != 0:
@@ -849,15 +847,10 @@ class GitRepo:
             rejected = [line for line in out.splitlines() if line.startswith("!")]
             if rejected and (_REJECTED.search(report) or _REMOTE_RACE.search(report)):
                 raise PushRejected(
-                    self._git.failure("push", status, "\n".join(rejected) or err)
-                    + f" (someone else updated {branch} since it was read)"
+                    self._git.failure("push", status, "\n".join(rejected) or err) + f" ({moved})"
                 )
             raise GitError(self._git.failure("push", status, err or out))
-        self._git.run(self._path, "update-ref", f"refs/remotes/origin/{branch}", head)
-        if any(line.startswith("=\t") for line in out.splitlines()):
-            return False  # up to date: another pass pushed the identical commit
-        log.debug("pushed %s to %s", head[:12], branch, extra={"source": self._git.name})
-        return True
+        return out
 
     def _same_update(self, remote: str, head: str) -> bool:
         """The remote push branch has our tree on our parent: pushing again would change nothing."""

@@ -883,14 +883,7 @@ def key_insertion(
     if value_node.start_mark.line != value_node.end_mark.line or key_node.start_mark.line != (
             value_node.start_mark.line):
         raise YamlEditError(f"cannot add {key!r} after a value that spans lines")
-    offset = end
-    while offset < len(text) and text[offset] in " \t":
-        offset += 1
-    if offset < len(text) and text[offset] == "#":
-        while offset < len(text) and text[offset] not in _LINE_BREAKS:
-            offset += 1
-    if offset < len(text) and text[offset] not in _LINE_BREAKS:
-        raise YamlEditError(f"cannot add {key!r}: the mapping's layout is not one key per line")
+    offset = _end_of_line(text, end, repr(key))
     newline = "\r\n" if text.startswith("\r\n", offset) or (
         offset >= len(text) and "\r\n" in text) else "\n"
     indent = " " * int(mapping.value[0][0].start_mark.column)

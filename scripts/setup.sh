@@ -3,7 +3,7 @@
 # Sourced by scripts/demo.sh (`source setup.sh demo`) and scripts/test.sh (`source setup.sh test`, also the
 # default):
 #   demo: Debian packages docker-registry, git (python3-venv when venv is missing); the project without extras
-#   test: also apache2-utils, openssh-server, openssh-client, chromium (the status page's browser tests); the project with its test extras and the
+#   test: also apache2-utils, openssh-server, openssh-client, gnupg (signed commits), chromium (the status page's browser tests); the project with its test extras and the
 #         pinned `lint` dependency group (ruff, mypy, import-linter: pyproject.toml [dependency-groups])
 # The Python packages come from the locks, exact versions with hashes: requirements/runtime.lock (demo) or
 # test.lock (test), with build.lock (hatchling); scripts/lock.sh refreshes them.
@@ -43,7 +43,7 @@ if [ "$(id -u)" != 0 ]; then SUDO=(sudo); fi
 declare -A PKG=([docker-registry]=docker-registry [git]=git)
 if [ "$SETUP_FOR" = test ]; then
   PKG+=([htpasswd]=apache2-utils [sshd]=openssh-server [ssh]=openssh-client [ssh-keygen]=openssh-client
-        [chromium]=chromium)
+        [chromium]=chromium [gpg]=gnupg)
 fi
 missing=()
 for cmd in "${!PKG[@]}"; do

@@ -94,15 +94,19 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 
 class Daemon:
-    def __init__(self, config: Path, log: Path, port: int) -> None:
+    """``image-updater run`` in a child process, its log in ``log``; ``env`` adds to the environment."""
+
+    def __init__(self, config: Path, log: Path, port: int, env: dict[str, str] | None = None,
+                 log_level: str | None = "debug") -> None:
         self.log = log
         self.url = f"http://127.0.0.1:{port}"
         self._log_file = log.open("w")
+        level = ["--log-level", log_level] if log_level else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "image_updater", "run", "-c", str(config), "--log-level", "debug"],
+            [sys.executable, "-m", "image_updater", "run", "-c", str(config), *level],
             stdout=subprocess.DEVNULL,
             stderr=self._log_file,
-            env={**os.environ, "WEBHOOK_SECRET": SECRET},
+            env={**os.environ, "WEBHOOK_SECRET": SECRET, **(env or {})},
         )
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 60) -> int:

@@ -391,7 +391,8 @@ SHARDED = K8S / "overlays" / "sharded"
 
 def sharded() -> list[dict[str, Any]]:
     if shutil.which("kubectl") is None:  # the JSON patch turning the Deployment into a StatefulSet needs it
-        pytest.skip("kubectl is not installed: the sharded overlay cannot be built")
+        pytest.skip("kubectl is not installed (no Debian package has it): the sharded overlay's patch that "
+                    "turns the Deployment into a StatefulSet needs `kubectl kustomize` to be applied")
     return kustomize(SHARDED)
 
 

@@ -21,10 +21,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -35,7 +31,17 @@ import pytest
 
 from image_updater.sharding import owner
 from tests.servers import ImagePusher
-from tests.test_daemon_e2e import SECRET, T0, distribution_event, free_port, get, git, metric, wait_for
+from tests.test_daemon_e2e import (
+    SECRET,
+    T0,
+    Daemon,
+    distribution_event,
+    free_port,
+    get,
+    git,
+    metric,
+    wait_for,
+)
 
 REPLICAS = 3
 PER_REPLICA = 3
@@ -74,32 +80,11 @@ def _names() -> list[str]:
 NAMES = _names()
 
 
-class Replica:
+class Replica(Daemon):
+    """One replica: a daemon at the default log level, with its status API."""
+
     def __init__(self, config: Path, log: Path, port: int, env: dict[str, str]) -> None:
-        self.log = log
-        self.url = f"http://127.0.0.1:{port}"
-        self._log_file = log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "image_updater", "run", "-c", str(config)],
-            stdout=subprocess.DEVNULL, stderr=self._log_file,
-            env={**os.environ, "WEBHOOK_SECRET": SECRET, **env},
-        )
-
-    def stop(self, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            self._log_file.close()
-
-    def metrics(self) -> str:
-        response = get(self.url + "/metrics")
-        assert response is not None and response.status_code == 200
-        return response.text
+        super().__init__(config, log, port, env, log_level=None)
 
     def status(self) -> dict[str, Any]:
         response = get(self.url + "/api/v1/status")

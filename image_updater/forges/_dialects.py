@@ -50,8 +50,46 @@ class _Dialect:
     def _bad(self, what: str) -> ForgeError:
         return ForgeError(self.provider, None, f"{self.target.repository}: unexpected answer to {what}")
 
+    def _pr(self, item: Any) -> PullRequest | None:
+        raise NotImplementedError
 
-class GitHub(_Dialect):
+    def _by_head(self, items: list[Any], base: str) -> dict[str, PullRequest]:
+        """The listed pull requests into ``base`` whose head is in the repository, by head branch."""
+        found: dict[str, PullRequest] = {}
+        for item in items:
+            pr = self._pr(item)
+            if pr is not None and pr.base == base:
+                found.setdefault(pr.head, pr)
+        return found
+
+
+class _RepoPulls(_Dialect):
+    """GitHub's and Gitea's shared shapes: ``/repos/{owner}/{repo}/pulls``, comments through the issues API,
+    a draft as the ``draft`` flag or, where ``draft_prefix`` is set, as that title prefix."""
+
+    draft_prefix = ""
+
+    def _pr(self, item: Any) -> PullRequest | None:
+        try:
+            head, base = item["head"], item["base"]
+            repo = (head.get("repo") or {}).get("full_name")
+            if repo and repo.lower() != self.target.repository.lower():
+                return None
+            title = _text(item.get("title"))
+            draft = bool(item.get("draft"))
+            if self.draft_prefix and title.startswith(self.draft_prefix):
+                title, draft = title[len(self.draft_prefix):], True
+            return PullRequest(number=int(item["number"]), url=str(item["html_url"]), head=str(head["ref"]),
+                               base=str(base["ref"]), title=title, body=_text(item.get("body")), draft=draft)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise self._bad("a pull request listing") from None
+
+    async def close(self, pr: PullRequest, *, comment: str) -> None:
+        await self.api.call("POST", f"{self._repo()}/issues/{pr.number}/comments", json={"body": comment})
+        await self.api.call("PATCH", f"{self._repo()}/pulls/{pr.number}", json={"state": "closed"})
+
+
+class GitHub(_RepoPulls):
     """``/repos/{owner}/{repo}/pulls``; labels and comments through the issues API."""
 
     provider: Provider = "github"
@@ -62,27 +100,10 @@ class GitHub(_Dialect):
             headers["Authorization"] = f"Bearer {token}"
         return headers
 
-    def _pr(self, item: Any) -> PullRequest | None:
-        try:
-            head, base = item["head"], item["base"]
-            repo = (head.get("repo") or {}).get("full_name")
-            if repo and repo.lower() != self.target.repository.lower():
-                return None
-            return PullRequest(number=int(item["number"]), url=str(item["html_url"]), head=str(head["ref"]),
-                               base=str(base["ref"]), title=_text(item.get("title")),
-                               body=_text(item.get("body")), draft=bool(item.get("draft")))
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise self._bad("a pull request listing") from None
-
     async def open_pull_requests(self, base: str) -> dict[str, PullRequest]:
         params = {"state": "open", "base": base, "per_page": 100}
         items = await self.api.pages(f"{self._repo()}/pulls", params)
-        found: dict[str, PullRequest] = {}
-        for item in items:
-            pr = self._pr(item)
-            if pr is not None and pr.base == base:
-                found.setdefault(pr.head, pr)
-        return found
+        return self._by_head(items, base)
 
     async def create(self, draft: PullRequestDraft) -> PullRequest:
         response = await self.api.call("POST", f"{self._repo()}/pulls", json={
@@ -107,9 +128,6 @@ class GitHub(_Dialect):
                                        json={"title": title, "body": body})
         return self._pr(response.json()) or pr
 
-    async def close(self, pr: PullRequest, *, comment: str) -> None:
-        await self.api.call("POST", f"{self._repo()}/issues/{pr.number}/comments", json={"body": comment})
-        await self.api.call("PATCH", f"{self._repo()}/pulls/{pr.number}", json={"state": "closed"})
 
 
 class GitLab(_Dialect):
@@ -140,12 +158,7 @@ class GitLab(_Dialect):
     async def open_pull_requests(self, base: str) -> dict[str, PullRequest]:
         items = await self.api.pages(f"{self._project()}/merge_requests",
                                      {"state": "opened", "target_branch": base, "per_page": 100})
-        found: dict[str, PullRequest] = {}
-        for item in items:
-            pr = self._pr(item)
-            if pr is not None and pr.base == base:
-                found.setdefault(pr.head, pr)
-        return found
+        return self._by_head(items, base)
 
     async def _user_ids(self, names: list[str] | tuple[str, ...]) -> list[int]:
         ids = []
@@ -187,37 +200,18 @@ class GitLab(_Dialect):
                             json={"state_event": "close"})
 
 
-class Gitea(_Dialect):
+class Gitea(_RepoPulls):
     """``/repos/{owner}/{repo}/pulls`` of Gitea and Forgejo; labels by id; a draft is the ``WIP: `` prefix."""
 
     provider: Provider = "gitea"
+    draft_prefix = _GITEA_DRAFT
 
     def _headers(self, token: str | None) -> dict[str, str]:
         return {"Authorization": f"token {token}"} if token else {}
 
-    def _pr(self, item: Any) -> PullRequest | None:
-        try:
-            head, base = item["head"], item["base"]
-            repo = (head.get("repo") or {}).get("full_name")
-            if repo and repo.lower() != self.target.repository.lower():
-                return None
-            title = _text(item.get("title"))
-            draft = bool(item.get("draft"))
-            if title.startswith(_GITEA_DRAFT):
-                title, draft = title[len(_GITEA_DRAFT):], True
-            return PullRequest(number=int(item["number"]), url=str(item["html_url"]), head=str(head["ref"]),
-                               base=str(base["ref"]), title=title, body=_text(item.get("body")), draft=draft)
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise self._bad("a pull request listing") from None
-
     async def open_pull_requests(self, base: str) -> dict[str, PullRequest]:
         items = await self.api.pages(f"{self._repo()}/pulls", {"state": "open", "limit": 50, "page": 1})
-        found: dict[str, PullRequest] = {}
-        for item in items:
-            pr = self._pr(item)
-            if pr is not None and pr.base == base:
-                found.setdefault(pr.head, pr)
-        return found
+        return self._by_head(items, base)
 
     async def _label_ids(self, names: list[str] | tuple[str, ...]) -> list[int]:
         labels = await self.api.pages(f"{self._repo()}/labels", {"limit": 50, "page": 1})
@@ -249,6 +243,3 @@ class Gitea(_Dialect):
         })
         return self._pr(response.json()) or pr
 
-    async def close(self, pr: PullRequest, *, comment: str) -> None:
-        await self.api.call("POST", f"{self._repo()}/issues/{pr.number}/comments", json={"body": comment})
-        await self.api.call("PATCH", f"{self._repo()}/pulls/{pr.number}", json={"state": "closed"})

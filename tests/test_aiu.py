@@ -286,18 +286,6 @@ def test_application_wide_settings_apply_to_images_without_their_own() -> None:
     assert target.policy.exclude[-1] == "old-*"
 
 
-def test_an_override_entry_that_renames_the_image_is_reported() -> None:
-    override = "kustomize:\n  images:\n  - r.example/acme/web=r.example/mirror/web:1.0.0\n"
-    found = discover_files({"argo/app.yaml": APP.format(namespace="apps", extra=""),
-                            "apps/web/.argocd-source-apps_web.yaml": override}, repo_url=ORIGIN)
-    assert found.targets == ()
-    assert [(s.file, s.line, s.reason) for s in found.skipped] == [(
-        "apps/web/.argocd-source-apps_web.yaml", 3,
-        "Application apps/web: the override entry 'r.example/acme/web=r.example/mirror/web:1.0.0' renames "
-        "the image; editing the part after '=' is not supported yet",
-    )]
-
-
 def test_run_once_commits_aius_updates_to_a_source_whose_url_the_applications_name(
     registry: RegistryServer, tmp_path: Path, bare_repo: Any
 ) -> None:

@@ -48,6 +48,7 @@ __all__ = [
     "AiuImage",
     "AiuSource",
     "is_application",
+    "kustomize_entry_name",
     "new_override_targets",
     "normalise_repo_url",
     "override_file",
@@ -333,9 +334,16 @@ def _plain(value: str) -> str:
     return render_scalar("x", value)
 
 
-def new_override_targets(
-    app: AiuApp, file: str, helm: bool
-) -> tuple[list[Target], list[tuple[str, str]]]:
+def kustomize_entry_name(aiu: AiuImage, written: str | None = None) -> str:
+    """What precedes ``:<tag>`` in AIU's kustomize override entry for ``aiu``: ``<kustomize name>=<image>``
+    when the image has a ``kustomize.image-name`` (AIU's ``SetKustomizeImage`` writes the ``=`` form whenever
+    the setting is there, and kustomize then replaces the image so named by ``<image>``), else the image.
+    ``written``: the image as an existing entry spells it (kept), default the image-list's spelling."""
+    image = written or aiu.image.written_name
+    return f"{aiu.kustomize_name}={image}" if aiu.kustomize_name else image
+
+
+def new_override_targets(app: AiuApp, file: str, helm: bool) -> list[Target]:
     """The targets of AIU's override file ``file`` when it does not exist yet: it is written from nothing in
     the format of AIU's ``yaml.Marshal`` of its ``helmOverride``/``kustomizeOverride`` (go-yaml: two-space
     indentation, sequences not indented under their key, keys in struct order)::
@@ -349,39 +357,64 @@ def new_override_targets(
             value: 1.27.1
             forcestring: true
 
-    Also returns ``(image, reason)`` for each image that cannot be written there."""
+    A kustomize image with a ``kustomize.image-name`` is written ``<that name>=<image>:<tag>``."""
+    if helm:
+        return _new_helm_override(app, file)
     targets: list[Target] = []
-    problems: list[tuple[str, str]] = []
-    header = "helm:\n  parameters:\n" if helm else "kustomize:\n  images:\n"
-    line = 3
-    part: Part
-    path: tuple[str | int, ...]
+    for line, aiu in enumerate((a for a in app.images if a.policy is not None), start=3):
+        assert aiu.policy is not None
+        insert = Insertion(parent=-1, prefix="  - ", suffix="\n", path=("kustomize", "images", 0),
+                           header="kustomize:\n  images:\n")
+        targets.append(Target(
+            file=file, line=line, start=0, end=0, resource=None, container=aiu.alias or None,
+            image=aiu.image, value="", part="reference", policy=aiu.policy, origin=app.origin,
+            write_name=kustomize_entry_name(aiu), policy_source=app.source_line, shape="kustomize",
+            insert=insert,
+        ))
+    return targets
+
+
+def helm_tag_part(policy: Policy) -> Part:
+    """What AIU writes into a Helm tag parameter: the tag, or ``<tag>@<digest>`` for the digest strategy
+    (its ``GetTagWithDigest``)."""
+    return "tag-digest" if policy.kind == "digest" or policy.pin_digest else "tag"
+
+
+def _new_helm_override(app: AiuApp, file: str) -> list[Target]:
+    """The parameters of a new Helm override file, sorted by name as AIU's ``sortHelmParameters`` sorts them
+    before marshalling; each target writes the fixed parameters (image names) before its own value."""
+    params: list[tuple[str, str | None, AiuImage, Part]] = []  # (name, fixed value or None: the target's)
     for aiu in app.images:
         if aiu.policy is None:
             continue
-        name = aiu.image.written_name
-        if helm and aiu.helm_spec:
-            prefix = f"  - name: {_plain(aiu.helm_spec)}\n    value: "
-            part, items, path, value_line = "reference", 1, ("helm", "parameters", 0, "value"), line + 1
-        elif helm:
-            name_key, tag_key = aiu.helm_name or "image.name", aiu.helm_tag or "image.tag"
-            prefix = (f"  - name: {_plain(name_key)}\n    value: {_plain(name)}\n    forcestring: true\n"
-                      f"  - name: {_plain(tag_key)}\n    value: ")
-            part, items, path, value_line = "tag", 2, ("helm", "parameters", 1, "value"), line + 4
+        if aiu.helm_spec:
+            params.append((aiu.helm_spec, None, aiu, "reference"))
         else:
-            wanted = aiu.kustomize_name
-            if wanted and wanted != name:
-                problems.append((name, f"{app.label}: kustomize.image-name {wanted!r} renames the image; "
-                                       f"writing it into a new {file} is not supported"))
-                continue
-            prefix = "  - "
-            part, items, path, value_line = "reference", 1, ("kustomize", "images", 0), line
-        suffix = "\n    forcestring: true\n" if helm else "\n"
-        insert = Insertion(parent=-1, prefix=prefix, suffix=suffix, path=path, header=header, items=items)
+            params.append((aiu.helm_name or "image.name", aiu.image.written_name, aiu, "tag"))
+            params.append((aiu.helm_tag or "image.tag", None, aiu, helm_tag_part(aiu.policy)))
+    params.sort(key=lambda p: p[0])
+    targets: list[Target] = []
+    pending, pending_items, line = "", 0, 3
+    for name, fixed, aiu, part in params:
+        block = f"  - name: {_plain(name)}\n    value: "
+        if fixed is not None:
+            pending += f"{block}{_plain(fixed)}\n    forcestring: true\n"
+            pending_items, line = pending_items + 1, line + 3
+            continue
+        assert aiu.policy is not None
+        insert = Insertion(parent=-1, prefix=pending + block, suffix="\n    forcestring: true\n",
+                           path=("helm", "parameters", pending_items, "value"),
+                           header="helm:\n  parameters:\n", items=pending_items + 1)
         targets.append(Target(
-            file=file, line=value_line, start=0, end=0, resource=None, container=aiu.alias or None,
-            image=aiu.image, value="", part=part, policy=aiu.policy, origin=app.origin, write_name=name,
-            policy_source=app.source_line, shape="helm-values" if helm else "kustomize", insert=insert,
+            file=file, line=line + 1, start=0, end=0, resource=None, container=aiu.alias or None,
+            image=aiu.image, value="", part=part, policy=aiu.policy, origin=app.origin,
+            write_name=aiu.image.written_name, policy_source=app.source_line, shape="helm-values",
+            insert=insert,
         ))
-        line += (prefix + suffix).count("\n")
-    return targets, problems
+        pending, pending_items, line = "", 0, line + 3
+    if pending and targets:  # image names sorted after the last tag: written after it
+        last = targets[-1]
+        assert last.insert is not None
+        targets[-1] = dataclasses.replace(last, insert=dataclasses.replace(
+            last.insert, suffix=last.insert.suffix + pending, items=last.insert.items + pending_items))
+    return targets

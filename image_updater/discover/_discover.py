@@ -20,7 +20,7 @@ from typing import TypeVar, cast
 from image_updater.errors import InvalidPolicy, InvalidReference, YamlEditError
 from image_updater.findings import ErrorEntry, Origin, Skipped
 from image_updater.policies import Policy
-from image_updater.references import ImageReference, parse_reference
+from image_updater.references import ImageReference, is_valid_tag, parse_reference
 from image_updater.yamledit import (
     Insertion,
     ParsedFile,
@@ -37,7 +37,9 @@ from ._aiu import (
     AiuApp,
     AiuImage,
     AiuSource,
+    helm_tag_part,
     is_application,
+    kustomize_entry_name,
     new_override_targets,
     normalise_repo_url,
     override_file,
@@ -47,6 +49,7 @@ from ._aiu import (
 from ._aiu_crd import is_image_updater, select_applications
 from ._annotations import WorkloadPolicies, read_annotations, workload_policies
 from ._fields import (
+    _DIGEST,
     EMPTY_TAG,
     ContainerImage,
     Field,
@@ -409,6 +412,8 @@ class _FileScan:
             assert isinstance(entry, MappingNode) and isinstance(name_node, ScalarNode)
             try:
                 insert = key_insertion(self.text, entry, "newTag", ("newName", "name"))
+                # after a newName inserted at the same place (kustomize's order: name, newName, newTag)
+                insert = (insert[0], dataclasses.replace(insert[1], rank=1))
             except YamlEditError as exc:
                 why = str(exc)
             else:
@@ -484,6 +489,8 @@ class _FileScan:
                         image = dataclasses.replace(aiu.image, tag=entry_slot.image.tag,
                                                     digest=entry_slot.image.digest)
                         slot = dataclasses.replace(entry_slot, image=image, container=aiu.alias or None)
+                        if aiu.kustomize_name:
+                            self._aiu_new_name(app, aiu, obj, entry, image, claims)
                         if entry_slot.main is None and entry_slot.digest is None:
                             self._newtag_claim(entry, slot, aiu.policy, app.origin, _P_MIGRATION, obj,
                                                source, app.label, claims)
@@ -494,6 +501,40 @@ class _FileScan:
                     self._aiu_helm_claims(app, aiu, obj, claims)
                 elif app.write_back == "override" and obj.kind is None:
                     self._aiu_override_claims(app, aiu, obj, claims)
+
+    def _aiu_new_name(
+        self, app: AiuApp, aiu: AiuImage, obj: _Object, entry: Node, image: ImageReference,
+        claims: list[_Claim],
+    ) -> None:
+        """The entry ``name: <kustomize.image-name>`` of a kustomization gets ``newName: <image>`` as AIU's
+        ``kustomize edit set image <name>=<image>:<tag>`` writes it: inserted right after ``name`` (before
+        ``newTag``, kustomize's key order), or rewritten when it names another image."""
+        assert aiu.policy is not None
+        name_node = get(entry, "name")
+        new_name = get(entry, "newName")
+        if not isinstance(entry, MappingNode) or not isinstance(name_node, ScalarNode):
+            return
+        target = aiu.image.written_name
+        if new_name is None:
+            named = _parse_name(name_node.value)
+            if named is not None and named.same_repository(aiu.image):
+                return  # the entry names the image itself: nothing to rename
+            try:
+                offset, insert = key_insertion(self.text, entry, "newName", ("name",))
+            except YamlEditError as exc:
+                self.skipped.append(Skipped(file=self.file, line=node_line(entry), image=target, reason=(
+                    f"kustomize images entry {name_node.value!r} has no newName to set to {target} "
+                    f"({app.label}): {exc}")))
+                return
+            claims.append(_Claim(name_node, _P_MIGRATION, obj, aiu.alias or None, image, "", "name", target,
+                                 aiu.policy, app.origin, app.source_line, object(), shape="kustomize",
+                                 insert=(offset, insert)))
+            return
+        current = _parse_name(scalar(new_name))
+        if isinstance(new_name, ScalarNode) and (current is None or not current.same_repository(aiu.image)):
+            claims.append(_Claim(new_name, _P_MIGRATION, obj, aiu.alias or None, image, new_name.value,
+                                 "name", target, aiu.policy, app.origin, app.source_line, object(),
+                                 shape="kustomize"))
 
     def _aiu_override_claims(self, app: AiuApp, aiu: AiuImage, obj: _Object, claims: list[_Claim]) -> None:
         """An existing ``.argocd-source-<app>.yaml``: its Helm parameter or kustomize image, edited in
@@ -509,35 +550,28 @@ class _FileScan:
                 found = True
             if scalar(get(item, "name")) != key or not isinstance(node, ScalarNode) or value is None:
                 continue
-            if aiu.helm_spec:
-                current = _parse_name(value)
-                if current is None:
-                    continue
-                image = dataclasses.replace(aiu.image, tag=current.tag, digest=current.digest)
-                field = Field(node, "reference", value, aiu.image.written_name)
-            else:
-                image = dataclasses.replace(aiu.image, tag=value or None)
-                field = Field(node, "tag", value)
-            claims.extend(self._slot_claims(Slot(image, aiu.alias or None, field, where=node), aiu.policy,
-                                            app.origin, _P_MIGRATION, obj, app.source_line, "helm-values"))
-        wanted = _parse_name(aiu.kustomize_name) if aiu.kustomize_name else aiu.image
+            slot = _aiu_helm_slot(aiu, node, value)
+            if slot is not None:
+                claims.extend(self._slot_claims(slot, aiu.policy, app.origin, _P_MIGRATION, obj,
+                                                app.source_line, "helm-values"))
         images = get_path(obj.node, "kustomize", "images")
-        for item in images.value if isinstance(images, SequenceNode) and wanted is not None else []:
+        for item in images.value if isinstance(images, SequenceNode) else []:
             value = scalar(item)
             if not isinstance(item, ScalarNode) or not value:
                 continue
-            name, renamed, _new = value.partition("=")
-            written = _parse_name(name)
-            if written is None or wanted is None or not written.same_repository(wanted):
+            # AIU merges an override entry by the image after a `<kustomize name>=`; the entry is rewritten
+            # `<kustomize.image-name>=<image>:<tag>` (an alias the entry has is kept when the setting is not
+            # there: AIU would drop it, and with it kustomize's replacement of the aliased image)
+            alias, renamed, after = value.partition("=")
+            written = _parse_name(after if renamed else value)
+            if written is None or not written.same_repository(aiu.image):
                 continue
             found = True
-            if renamed:
-                self.skipped.append(Skipped(file=self.file, line=node_line(item), image=name, reason=(
-                    f"{app.label}: the override entry {value!r} renames the image; editing the part "
-                    "after '=' is not supported yet")))
-                continue
             image = dataclasses.replace(aiu.image, tag=written.tag, digest=written.digest)
-            field = Field(item, "reference", value, written.written_name)
+            keep = renamed and not aiu.kustomize_name
+            spelt = written.written_name
+            entry = f"{alias}={spelt}" if keep else kustomize_entry_name(aiu, spelt)
+            field = Field(item, "reference", value, entry)
             claims.extend(self._slot_claims(Slot(image, aiu.alias or None, field, where=item), aiu.policy,
                                             app.origin, _P_MIGRATION, obj, app.source_line, "kustomize"))
         if not found:
@@ -568,15 +602,12 @@ class _FileScan:
             path = (0, "value")
         elif helm:
             name_key, tag_key = aiu.helm_name or "image.name", aiu.helm_tag or "image.tag"
-            part, first, rest, after = "tag", f"name: {_plain(tag_key)}", ["value: "], "forcestring: true"
-            path = (0, "value")
+            part, first, rest = helm_tag_part(aiu.policy), f"name: {_plain(tag_key)}", ["value: "]
+            after, path = "forcestring: true", (0, "value")
             if not any(scalar(get(item, "name")) == name_key for item in sequence.value):
                 named, path = (name_key, name), (1, "value")
-        elif aiu.kustomize_name and aiu.kustomize_name != name:
-            self.skipped.append(Skipped(file=self.file, line=node_line(obj.node), image=name, reason=(
-                f"{app.label}: kustomize.image-name {aiu.kustomize_name!r} renames the image; adding such "
-                "an entry is not supported")))
-            return
+        else:
+            name = kustomize_entry_name(aiu)  # `<kustomize name>=<image>` when the image has one
         try:
             offset, insert = item_insertion(self.text, sequence, first, rest, after)
             if named is not None:
@@ -607,18 +638,11 @@ class _FileScan:
                 reason=f"{app.label}: the values have no scalar {key} to write the image into",
             ))
             return
-        if aiu.helm_spec:
-            current = _parse_name(value)
-            if current is None:
-                self.error(node_line(node), aiu.image.written_name,
-                           f"{key}: {value!r} is not an image reference")
-                return
-            image = dataclasses.replace(aiu.image, tag=current.tag, digest=current.digest)
-            field = Field(node, "reference", value, aiu.image.written_name)
-        else:
-            image = dataclasses.replace(aiu.image, tag=value or None)
-            field = Field(node, "tag", value)
-        slot = Slot(image, aiu.alias or None, field, where=node)
+        slot = _aiu_helm_slot(aiu, node, value)
+        if slot is None:
+            what = "an image reference" if aiu.helm_spec else "a tag (or tag@digest)"
+            self.error(node_line(node), aiu.image.written_name, f"{key}: {value!r} is not {what}")
+            return
         claims.extend(self._slot_claims(slot, aiu.policy, app.origin, _P_MIGRATION, obj,
                                         app.source_line, "helm-values"))
 
@@ -695,8 +719,8 @@ class _FileScan:
                 file=self.file, line=line, start=offset, end=offset,
                 resource=claim.obj.resource if claim.obj is not None else None,
                 container=claim.container, image=claim.image, value="", part=claim.part,
-                policy=claim.policy, origin=claim.origin, policy_source=claim.source, with_digest=with_digest,
-                shape=claim.shape, insert=insert,
+                policy=claim.policy, origin=claim.origin, write_name=claim.write_name,
+                policy_source=claim.source, with_digest=with_digest, shape=claim.shape, insert=insert,
             ))
             return
         if self.parsed.is_shared(node):
@@ -750,6 +774,25 @@ def _needs_digest(claim: _Claim) -> bool:
     return claim.part == "reference" and policy is not None and (
         claim.image.digest is not None or policy.pin_digest or policy.kind == "digest"
     )
+
+
+def _aiu_helm_slot(aiu: AiuImage, node: ScalarNode, value: str) -> Slot | None:
+    """The Helm parameter or value ``node`` AIU writes ``aiu`` into: the whole reference (``image-spec``) or
+    the tag, ``<tag>@<digest>`` for the digest strategy; ``None`` when its value is neither."""
+    assert aiu.policy is not None
+    if aiu.helm_spec:
+        current = _parse_name(value)
+        if current is None:
+            return None
+        image = dataclasses.replace(aiu.image, tag=current.tag, digest=current.digest)
+        return Slot(image, aiu.alias or None, Field(node, "reference", value, aiu.image.written_name),
+                    where=node)
+    tag, at, digest = value.partition("@")
+    if (tag and not is_valid_tag(tag)) or (at and _DIGEST.fullmatch(digest) is None):
+        return None
+    part = helm_tag_part(aiu.policy)
+    image = dataclasses.replace(aiu.image, tag=tag or None, digest=digest or None)
+    return Slot(image, aiu.alias or None, Field(node, part, value), where=node)
 
 
 def _parse_name(text: str | None) -> ImageReference | None:
@@ -851,10 +894,7 @@ def _new_override(
         skipped.append(Skipped(file=app.file, line=app.line, image=None, reason=(
             f"{app.label}: another Application already writes the new {override}")))
         return
-    targets, problems = new_override_targets(app, override, helm)
-    created.extend(targets)
-    skipped.extend(Skipped(file=app.file, line=app.line, image=image, reason=reason)
-                   for image, reason in problems)
+    created.extend(new_override_targets(app, override, helm))
 
 
 def _parse(file: str, text: str, errors: list[ErrorEntry]) -> ParsedFile | None:

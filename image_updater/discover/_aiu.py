@@ -21,7 +21,10 @@ AIU's meaning, key by key (prefix ``argocd-image-updater.argoproj.io/``):
   source's own auth is used) or ``argocd`` (AIU's default, written to the cluster; we write Git instead);
 - ``write-back-target``: ``kustomization[:dir]``, ``helmvalues[:file]`` (relative to the source path, or to
   the repository root when starting with ``/``); none: AIU's ``.argocd-source-<app>.yaml``;
-- ``git-branch``: ``base[:target]``; reported when it differs from the branch we write.
+- ``git-branch``: ``base[:target]``: AIU checks out and commits on ``base`` and pushes to ``target`` (a
+  template). An Application whose ``base`` is not the branch written here is skipped with that reason (AIU
+  would write another branch); a ``target`` is noted (the commit goes to the branch written here;
+  ``pull_requests:`` is the way to separate branches). See ``branch_notes``.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ __all__ = [
     "AiuApp",
     "AiuImage",
     "AiuSource",
+    "branch_notes",
     "is_application",
     "kustomize_entry_name",
     "new_override_targets",
@@ -110,6 +114,17 @@ class AiuApp:
     errors: tuple[tuple[int, str], ...] = field(default=())
     origin: Origin = "aiu-annotation"
     defined_at: str | None = None  # "file:line" of the ImageUpdater that selected it (1.x)
+    method_given: bool = True  # False: no write-back method set (AIU's default, argocd)
+    branch_line: int | None = None  # line of the git-branch setting (in ``file``, or the ImageUpdater's)
+    settings_key: Literal["annotation", "imageupdater"] = "annotation"  # how its settings are spelt
+
+    @property
+    def method_key(self) -> str:
+        return "write-back-method" if self.settings_key == "annotation" else "writeBackConfig.method"
+
+    @property
+    def branch_key(self) -> str:
+        return "git-branch" if self.settings_key == "annotation" else "gitConfig.branch"
 
     @property
     def label(self) -> str:
@@ -298,7 +313,8 @@ def read_application(file: str, node: Node) -> AiuApp | None:
     return AiuApp(
         file=file, line=node_line(node), name=name, namespace=namespace, sources=sources(get(node, "spec")),
         images=tuple(images), write_back=kind, target_path=target_path, method=method,
-        branch=values.get("git-branch"), errors=tuple(errors),
+        branch=values.get("git-branch"), errors=tuple(errors), method_given="write-back-method" in values,
+        branch_line=lines.get("git-branch"),
     )
 
 
@@ -418,3 +434,28 @@ def _new_helm_override(app: AiuApp, file: str) -> list[Target]:
         targets[-1] = dataclasses.replace(last, insert=dataclasses.replace(
             last.insert, suffix=last.insert.suffix + pending, items=last.insert.items + pending_items))
     return targets
+
+
+def branch_notes(app: AiuApp, branch: str | None) -> tuple[str | None, str | None]:
+    """What AIU's git-branch setting of ``app`` means here, where ``branch`` is written (``None``: not
+    known): ``(skip, note)``, the reason to skip the Application (AIU would commit to another branch) or a
+    note to report beside its updates. An invalid setting is in ``app.errors``'s place: a skip."""
+    text = (app.branch or "").strip()
+    if not text:
+        return None, None
+    setting = f"{app.label}: {app.branch_key} {text!r}"
+    if text.count(":") > 1:
+        return f"{setting} is not base[:target]; its images are not updated", None
+    base, _sep, push = text.partition(":")
+    base, push = base.strip(), push.strip()
+    if base and branch is not None and base != branch:
+        return (f"{setting}: AIU commits to branch {base}, but this source writes branch {branch}; "
+                f"not updated here (a source for branch {base} updates its images)"), None
+    notes: list[str] = []
+    if base and branch is None:
+        notes.append(f"AIU commits to branch {base}; the branch written here is not known (a detached HEAD?)")
+    if push:
+        ours = branch or "the branch written here"
+        notes.append(f"AIU would push its commit to branch {push!r}; image-updater commits to {ours} "
+                     "itself (a source's pull_requests: setting keeps updates on their own branches)")
+    return None, (f"{setting}: " + "; ".join(notes)) if notes else None

@@ -37,6 +37,7 @@ from ._aiu import (
     AiuApp,
     AiuImage,
     AiuSource,
+    branch_notes,
     helm_tag_part,
     is_application,
     kustomize_entry_name,
@@ -807,10 +808,13 @@ def _parse_name(text: str | None) -> ImageReference | None:
 def _aiu_apps(
     cache: Mapping[str, ParsedFile | None], paths: frozenset[str], repo_url: str | None,
     errors: list[ErrorEntry], skipped: list[Skipped], created: list[Target],
-    argocd_namespace: str = ARGOCD_NAMESPACE,
+    argocd_namespace: str = ARGOCD_NAMESPACE, branch: str | None = None,
+    warnings: list[Skipped] | None = None,
 ) -> dict[str, list[tuple[AiuApp, AiuSource]]]:
     """Argo CD Image Updater Applications in the tree (0.x annotations, 1.x ImageUpdater objects) -> the
-    files they write back to."""
+    files they write back to. ``warnings``: what is done differently from AIU (an ``argocd`` write-back
+    written to Git, a git-branch setting), for ``validate``; the git-branch ones are in ``skipped`` too."""
+    warned = warnings if warnings is not None else []
     own = normalise_repo_url(repo_url) if repo_url else None
     bindings: dict[str, list[tuple[AiuApp, AiuSource]]] = {}
     applications: list[tuple[str, Node]] = []
@@ -840,6 +844,21 @@ def _aiu_apps(
         for line, message in app.errors:
             errors.append(ErrorEntry(file=file, line=line, image=None,
                                      message=f"{app.label}: {message}"))
+        skip, note = branch_notes(app, branch)
+        settings_file, settings_line = file, app.line
+        if app.defined_at is not None and app.settings_key == "imageupdater":
+            settings_file = app.defined_at.rsplit(":", 1)[0]
+        if app.branch_line is not None:
+            settings_line = app.branch_line
+        for reason in (skip, note):
+            if reason is not None:
+                entry = Skipped(file=settings_file, line=settings_line, image=None, reason=reason)
+                skipped.append(entry)
+                warned.append(entry)
+        if skip is not None:
+            continue
+        if app.method == "argocd":
+            _argocd_method_warning(app, own, argocd_namespace, warned)
         for source in app.sources:
             if own is None:
                 skipped.append(Skipped(file=file, line=app.line, image=None, reason=(
@@ -866,6 +885,20 @@ def _aiu_apps(
                 continue
             bindings.setdefault(target, []).append((app, source))
     return bindings
+
+
+def _argocd_method_warning(
+    app: AiuApp, own: str | None, argocd_namespace: str, warned: list[Skipped]
+) -> None:
+    files = [override_file(app, source, argocd_namespace) for source in app.sources
+             if own is not None and normalise_repo_url(source.repo_url) == own]
+    if not files:
+        return
+    how = (f"{app.method_key} argocd" if app.method_given
+           else f"no {app.method_key} (AIU's default, argocd)")
+    warned.append(Skipped(file=app.file, line=app.line, image=None, reason=(
+        f"{app.label}: {how}: AIU writes to the Application in the cluster; image-updater writes Git "
+        f"instead, to {', '.join(files)}")))
 
 
 _K8S_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?")
@@ -909,7 +942,7 @@ def _parse(file: str, text: str, errors: list[ErrorEntry]) -> ParsedFile | None:
 
 def discover_files(
     files: FileInput, *, extra_policy_files: FileInput = (), repo_url: str | None = None,
-    argocd_namespace: str = ARGOCD_NAMESPACE,
+    argocd_namespace: str = ARGOCD_NAMESPACE, branch: str | None = None,
 ) -> Discovery:
     """Find every target in ``files`` (repo-relative POSIX path -> text).
 
@@ -917,7 +950,8 @@ def discover_files(
     definitions only; their ``spec.targets`` apply to ``files``. ``repo_url`` is the URL of the repository
     ``files`` come from: Argo CD Applications whose source is that repository are followed.
     ``argocd_namespace``: Argo CD's own namespace (AIU names override files of Applications elsewhere
-    ``.argocd-source-<namespace>_<app>.yaml``).
+    ``.argocd-source-<namespace>_<app>.yaml``). ``branch``: the branch the result is written to (what AIU's
+    git-branch settings are compared with); ``None`` when not known.
     """
     entries = _entries(files)
     extras = _entries(extra_policy_files)
@@ -962,8 +996,10 @@ def discover_files(
 
     targets: list[Target] = []
     skipped: list[Skipped] = []
+    warnings: list[Skipped] = []
     aiu = _aiu_apps({f: cache[f] for f, t in entries if f in cache and _ARGO_HINT in t},
-                    frozenset(f for f, _t in entries), repo_url, errors, skipped, targets, argocd_namespace)
+                    frozenset(f for f, _t in entries), repo_url, errors, skipped, targets, argocd_namespace,
+                    branch, warnings)
     with_rules = index.has_targets
     for file, text in entries:
         rules = index.rules_for(file) if with_rules else []
@@ -990,6 +1026,7 @@ def discover_files(
         targets=tuple(targets), skipped=tuple(_unique(skipped)), errors=tuple(_unique(errors)),
         files_scanned=len(entries), files_parsed=parsed_count, policies=len(index.defs),
         definitions=tuple(index.defs),
+        warnings=tuple(sorted(_unique(warnings), key=lambda s: (s.file, s.line or 0, s.reason))),
     )
 
 

@@ -20,6 +20,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from image_updater.commands._planning import check_directory
+from image_updater.commands.check import translated
 from image_updater.errors import ConfigError
 from image_updater.printable import printable
 
@@ -65,14 +66,7 @@ def _target(t: Target) -> dict[str, Any]:
 
 def _translated(t: Target) -> str:
     """A migrated tool's setting as our policy, modifiers included (``validate -v`` text)."""
-    p = t.policy
-    shown = [f"{k}={v}" for k, v in (("filter", p.filter), ("extract", p.extract), ("flavour", p.flavour))
-             if v is not None]
-    if p.prerelease is not None:
-        shown.append(f"prerelease={'true' if p.prerelease else 'false'}")
-    if p.pin_digest:
-        shown.append("pin_digest=true")
-    return f"{p} [{', '.join(shown)}]" if shown else str(p)
+    return translated(t.policy)
 
 
 def found(discovery: Discovery) -> list[dict[str, Any]]:

@@ -844,7 +844,8 @@ def _aiu_apps(
         for line, message in app.errors:
             errors.append(ErrorEntry(file=file, line=line, image=None,
                                      message=f"{app.label}: {message}"))
-        skip, note = branch_notes(app, branch)
+        here = own is not None and any(normalise_repo_url(s.repo_url) == own for s in app.sources)
+        skip, note = branch_notes(app, branch) if here else (None, None)  # else: skipped below anyway
         settings_file, settings_line = file, app.line
         if app.defined_at is not None and app.settings_key == "imageupdater":
             settings_file = app.defined_at.rsplit(":", 1)[0]

@@ -136,3 +136,16 @@ def test_a_renamed_kustomization_entry_with_the_digest_strategy_gets_its_digest(
     files = {"argo/app.yaml": app, "apps/web/kustomization.yaml": kustomization}
     out = _apply(files, "apps/web/kustomization.yaml", tag="stable", digest=DIGEST)
     assert out == f"images:\n- name: acme/old-web\n  newName: r.example/acme/web\n  newTag: stable@{DIGEST}\n"
+
+
+def test_the_digest_strategy_on_a_bare_renamed_entry_inserts_new_name_new_tag_and_digest_in_order() -> None:
+    extra = RENAME.replace("web.kustomize", "web.update-strategy: digest\n"
+                           "    argocd-image-updater.argoproj.io/web.kustomize") + (
+        "    argocd-image-updater.argoproj.io/write-back-method: git\n"
+        "    argocd-image-updater.argoproj.io/write-back-target: kustomization\n")
+    app = APP.format(namespace="argocd", extra=extra).replace("acme/web:1.x", "acme/web:stable")
+    files = {"argo/app.yaml": app, "apps/web/kustomization.yaml": "images:\n  - name: acme/old-web # x\n"}
+    out = _apply(files, "apps/web/kustomization.yaml", tag="stable", digest=DIGEST)
+    # kyaml's field order for AIU's types.Image: name, newName, newTag, digest
+    assert out == ("images:\n  - name: acme/old-web # x\n    newName: r.example/acme/web\n    newTag: stable\n"
+                   f"    digest: {DIGEST}\n")

@@ -492,6 +492,8 @@ class _FileScan:
                         slot = dataclasses.replace(entry_slot, image=image, container=aiu.alias or None)
                         if aiu.kustomize_name:
                             self._aiu_new_name(app, aiu, obj, entry, image, claims)
+                        if self._aiu_digest_claims(app, aiu, obj, entry, slot, claims):
+                            continue
                         if entry_slot.main is None and entry_slot.digest is None:
                             self._newtag_claim(entry, slot, aiu.policy, app.origin, _P_MIGRATION, obj,
                                                source, app.label, claims)
@@ -502,6 +504,50 @@ class _FileScan:
                     self._aiu_helm_claims(app, aiu, obj, claims)
                 elif app.write_back == "override" and obj.kind is None:
                     self._aiu_override_claims(app, aiu, obj, claims)
+
+    def _aiu_digest_claims(
+        self, app: AiuApp, aiu: AiuImage, obj: _Object, entry: Node, slot: Slot, claims: list[_Claim]
+    ) -> bool:
+        """The digest strategy on a kustomization entry without a ``digest`` key, as AIU writes it (kyaml's
+        ``newTag: <tag>`` and ``digest: sha256:...``, its ``parseImageOverride``): the tag goes into
+        ``newTag`` (inserted when missing) and a ``digest`` key is inserted after it. An entry with a
+        ``digest`` key, or a ``newTag`` already holding ``tag@sha256:...``, is edited as it is (False)."""
+        policy = aiu.policy
+        assert policy is not None
+        if policy.kind != "digest" or slot.digest is not None or not isinstance(entry, MappingNode):
+            return False
+        if slot.main is not None and "@" in slot.main.value:
+            return False
+        name_node = get(entry, "name")
+        if not isinstance(name_node, ScalarNode) or self.parsed.is_shared(entry):
+            return False
+        group = object()
+        found: list[_Claim] = []
+        try:
+            if slot.main is None:
+                if get(entry, "newTag") is not None:
+                    return False  # a newTag that is not a plain value: reported by the ordinary route
+                at, tag_insert = key_insertion(self.text, entry, "newTag", ("newName", "name"))
+                found.append(_Claim(name_node, _P_MIGRATION, obj, slot.container, slot.image, "", "tag", "",
+                                    policy, app.origin, app.source_line, group, shape="kustomize",
+                                    insert=(at, dataclasses.replace(tag_insert, rank=1))))
+                after: tuple[str, ...] = ("newName", "name")
+            else:
+                found.append(_Claim(slot.main.node, _P_MIGRATION, obj, slot.container, slot.image,
+                                    slot.main.value, "tag", "", policy, app.origin, app.source_line, group,
+                                    shape="kustomize"))
+                after = ("newTag",)
+            at, digest_insert = key_insertion(self.text, entry, "digest", after)
+        except YamlEditError as exc:
+            self.skipped.append(Skipped(
+                file=self.file, line=node_line(entry), image=slot.image.written_name,
+                reason=f"kustomize images entry: no digest can be added ({app.label}): {exc}"))
+            return True
+        found.append(_Claim(name_node, _P_MIGRATION, obj, slot.container, slot.image, "", "digest", "",
+                            policy, app.origin, app.source_line, group, shape="kustomize",
+                            insert=(at, dataclasses.replace(digest_insert, rank=2))))
+        claims.extend(found)
+        return True
 
     def _aiu_new_name(
         self, app: AiuApp, aiu: AiuImage, obj: _Object, entry: Node, image: ImageReference,

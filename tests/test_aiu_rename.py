@@ -147,5 +147,5 @@ def test_the_digest_strategy_on_a_bare_renamed_entry_inserts_new_name_new_tag_an
     files = {"argo/app.yaml": app, "apps/web/kustomization.yaml": "images:\n  - name: acme/old-web # x\n"}
     out = _apply(files, "apps/web/kustomization.yaml", tag="stable", digest=DIGEST)
     # kyaml's field order for AIU's types.Image: name, newName, newTag, digest
-    assert out == ("images:\n  - name: acme/old-web # x\n    newName: r.example/acme/web\n    newTag: stable\n"
-                   f"    digest: {DIGEST}\n")
+    assert out == ("images:\n  - name: acme/old-web # x\n    newName: r.example/acme/web\n"
+                   f"    newTag: stable\n    digest: {DIGEST}\n")

@@ -149,3 +149,35 @@ def test_the_digest_strategy_on_a_bare_renamed_entry_inserts_new_name_new_tag_an
     # kyaml's field order for AIU's types.Image: name, newName, newTag, digest
     assert out == ("images:\n  - name: acme/old-web # x\n    newName: r.example/acme/web\n"
                    f"    newTag: stable\n    digest: {DIGEST}\n")
+
+
+GIT_KUSTOMIZATION = ("    argocd-image-updater.argoproj.io/write-back-method: git\n"
+                     "    argocd-image-updater.argoproj.io/write-back-target: kustomization\n")
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    # AIU's `kustomize edit set image acme/old-web=r.example/acme/web:1.10`: name, newName, newTag
+    (RENAME, "- name: other\n  newTag: 1.0\n- name: acme/old-web\n  newName: r.example/acme/web\n"
+             '  newTag: "1.10"\n'),
+    ("", '- name: other\n  newTag: 1.0\n- name: r.example/acme/web\n  newTag: "1.10"\n'),
+])
+def test_force_update_appends_an_entry_the_kustomization_lacks(extra: str, expected: str) -> None:
+    force = "    argocd-image-updater.argoproj.io/web.force-update: \"true\"\n"
+    files = {"argo/app.yaml": APP.format(namespace="argocd", extra=extra + force + GIT_KUSTOMIZATION),
+             "apps/web/kustomization.yaml": "images:\n- name: other\n  newTag: 1.0\n"}
+    assert _apply(files, "apps/web/kustomization.yaml") == "images:\n" + expected
+    # without force-update AIU leaves an image alone that the Application does not run: so do we
+    files["argo/app.yaml"] = APP.format(namespace="argocd", extra=extra + GIT_KUSTOMIZATION)
+    found = discover_files(files, repo_url=ORIGIN)
+    assert found.targets == () and found.skipped == () and found.errors == ()
+
+
+def test_force_update_without_an_images_list_is_reported() -> None:
+    force = "    argocd-image-updater.argoproj.io/web.force-update: \"true\"\n"
+    files = {"argo/app.yaml": APP.format(namespace="argocd", extra=force + GIT_KUSTOMIZATION),
+             "apps/web/kustomization.yaml": "resources: [a.yaml]\n"}
+    found = discover_files(files, repo_url=ORIGIN)
+    assert found.targets == ()
+    assert [(s.file, s.reason) for s in found.skipped] == [(
+        "apps/web/kustomization.yaml", "Application argocd/web: no images entry named r.example/acme/web: the "
+        "kustomization has no non-empty images list to add it to")]

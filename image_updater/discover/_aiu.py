@@ -14,7 +14,8 @@ AIU's meaning, key by key (prefix ``argocd-image-updater.argoproj.io/``):
 - ``<alias>.ignore-tags``: comma separated globs -> ``exclude`` (our default exclusions kept);
 - ``<alias>.platforms``: comma separated ``os/arch[/variant]`` -> ``platforms``;
 - ``<alias>.force-update``: AIU's switch to update an image the cluster does not run yet; we read Git, not
-  the cluster, so every listed image is updated anyway and the key changes nothing;
+  the cluster, so every listed image found in the target is updated anyway; with it, an image that a
+  kustomization target has no ``images:`` entry for gets one appended (AIU's ``kustomize edit set image``);
 - ``<alias>.helm.image-name|image-tag|image-spec``: the values keys (default ``image.name``/``image.tag``);
 - ``<alias>.kustomize.image-name``: the ``name`` of the kustomization ``images:`` entry (default: the image);
 - ``write-back-method``: ``git`` (``git:secret:...``/``git:repocreds``: the credentials part is ignored, the
@@ -90,6 +91,7 @@ class AiuImage:
     helm_tag: str | None = None
     helm_spec: str | None = None
     kustomize_name: str | None = None
+    force_update: bool = False  # AIU updates it even where the Application does not run it yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +307,7 @@ def read_application(file: str, node: Node) -> AiuApp | None:
             alias=alias, image=ref, policy=policy, error=error,
             helm_name=setting("helm.image-name"), helm_tag=setting("helm.image-tag"),
             helm_spec=setting("helm.image-spec"), kustomize_name=setting("kustomize.image-name"),
+            force_update=(setting("force-update") or "").strip().lower() == "true",
         ))
     method_text = (values.get("write-back-method") or "argocd").strip()
     target_text = (values.get("write-back-target") or "").strip()

@@ -9,8 +9,8 @@ Application out, with AIU 1.x's meaning:
   (or, without it, the ImageUpdater's own namespace; Applications without a namespace match any);
   the first ref that selects an Application wins, as AIU's controller stops at the first match;
 - settings layer: ``spec.commonUpdateSettings`` < the ref's < the image's (``updateStrategy``,
-  ``allowTags``, ``ignoreTags`` list, ``platforms`` list; ``forceUpdate`` and ``pullSecret`` change nothing
-  here: we read Git, and registry credentials are our own);
+  ``allowTags``, ``ignoreTags`` list, ``platforms`` list, ``forceUpdate`` (as 0.x's ``force-update``);
+  ``pullSecret`` changes nothing here: registry credentials are our own);
 - write-back: ``spec.writeBackConfig`` < the ref's (``method``, ``gitConfig.writeBackTarget``,
   ``gitConfig.branch``);
 - ``images[]``: ``alias``, ``imageName`` (``image[:constraint]`` as in 0.x's image-list),
@@ -32,7 +32,7 @@ from ._nodes import MappingNode, Node, SequenceNode, get, items, node_line, scal
 __all__ = ["AIU_CRD_API", "is_image_updater", "select_applications"]
 
 AIU_CRD_API = "argocd-image-updater.argoproj.io/"
-_SETTINGS = ("updateStrategy", "allowTags", "ignoreTags", "platforms")
+_SETTINGS = ("updateStrategy", "allowTags", "ignoreTags", "platforms", "forceUpdate")
 
 
 def is_image_updater(node: Node) -> bool:
@@ -166,6 +166,7 @@ def select_applications(
                 alias=alias, image=ref_image, policy=policy, error=error,
                 helm_name=scalar(get(helm, "name")), helm_tag=scalar(get(helm, "tag")),
                 helm_spec=scalar(get(helm, "spec")), kustomize_name=scalar(get(kustomize, "name")),
+                force_update=(settings["forceUpdate"] or "").strip().lower() == "true",
             ))
         method, target, branch, branch_line = _write_back_setting(spec, ref)
         kind, target_path, method_name = write_back(method or "argocd", target, node_line(ref), app_errors)

@@ -481,8 +481,11 @@ class _FileScan:
                     continue
                 if app.write_back == "kustomization" and obj.kustomization:
                     wanted = _parse_name(aiu.kustomize_name) if aiu.kustomize_name else aiu.image
+                    matched = False
                     for entry_slot, entry, _name in kustomize_slots(get(obj.node, "images")):
                         entry_name = _parse_name(scalar(get(entry, "name")))
+                        if wanted is not None and entry_name is not None:
+                            matched = matched or entry_name.same_repository(wanted)
                         if entry_slot is None or wanted is None or entry_name is None:
                             continue
                         if not entry_name.same_repository(wanted):
@@ -500,10 +503,44 @@ class _FileScan:
                             continue
                         claims.extend(self._slot_claims(slot, aiu.policy, app.origin, _P_MIGRATION, obj,
                                                         source, "kustomize"))
+                    # AIU updates only images the Application runs, unless force-update: an image without
+                    # an entry may not be deployed from here at all, so one is added only then
+                    if not matched and aiu.force_update and not obj.api.startswith("kustomize.toolkit."):
+                        self._aiu_append_entry(app, aiu, obj, claims)
                 elif app.write_back == "helmvalues" and obj.kind is None:
                     self._aiu_helm_claims(app, aiu, obj, claims)
                 elif app.write_back == "override" and obj.kind is None:
                     self._aiu_override_claims(app, aiu, obj, claims)
+
+    def _aiu_append_entry(self, app: AiuApp, aiu: AiuImage, obj: _Object, claims: list[_Claim]) -> None:
+        """The kustomization has no ``images:`` entry for ``aiu`` (with force-update): AIU's ``kustomize
+        edit set image`` adds one (``name``, ``newName`` when renamed, ``newTag``), in the list's style."""
+        assert aiu.policy is not None
+        name = aiu.kustomize_name or aiu.image.written_name
+        images = get(obj.node, "images")
+        why = None
+        if not isinstance(images, SequenceNode) or not images.value:
+            why = "the kustomization has no non-empty images list to add it to"
+        elif aiu.policy.kind == "digest" or aiu.policy.pin_digest:
+            why = "adding an entry with a digest is not supported; add the entry with its newTag"
+        if why is None:
+            assert isinstance(images, SequenceNode)
+            rest = [f"newName: {_plain(aiu.image.written_name)}"] if aiu.kustomize_name else []
+            try:
+                offset, insert = item_insertion(self.text, images, f"name: {_plain(name)}",
+                                                [*rest, "newTag: "])
+            except YamlEditError as exc:
+                why = str(exc)
+            else:
+                anchor = images.value[-1]
+                while not isinstance(anchor, ScalarNode):
+                    anchor = anchor.value[-1][1] if isinstance(anchor, MappingNode) else anchor.value[-1]
+                claims.append(_Claim(anchor, _P_MIGRATION, obj, aiu.alias or None, aiu.image, "", "tag", "",
+                                     aiu.policy, app.origin, app.source_line, object(), shape="kustomize",
+                                     insert=(offset, dataclasses.replace(insert, path=(0, "newTag")))))
+                return
+        self.skipped.append(Skipped(file=self.file, line=node_line(obj.node), image=aiu.image.written_name,
+                                    reason=f"{app.label}: no images entry named {name}: {why}"))
 
     def _aiu_digest_claims(
         self, app: AiuApp, aiu: AiuImage, obj: _Object, entry: Node, slot: Slot, claims: list[_Claim]

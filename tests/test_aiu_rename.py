@@ -179,5 +179,6 @@ def test_force_update_without_an_images_list_is_reported() -> None:
     found = discover_files(files, repo_url=ORIGIN)
     assert found.targets == ()
     assert [(s.file, s.reason) for s in found.skipped] == [(
-        "apps/web/kustomization.yaml", "Application argocd/web: no images entry named r.example/acme/web: the "
-        "kustomization has no non-empty images list to add it to")]
+        "apps/web/kustomization.yaml",
+        "Application argocd/web: no images entry named r.example/acme/web: the kustomization has no "
+        "non-empty images list to add it to")]

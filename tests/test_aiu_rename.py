@@ -11,7 +11,10 @@ real registry fixture, and must then equal aiu-rename/expected as a whole tree, 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -182,3 +185,38 @@ def test_force_update_without_an_images_list_is_reported() -> None:
         "apps/web/kustomization.yaml",
         "Application argocd/web: no images entry named r.example/acme/web: the kustomization has no "
         "non-empty images list to add it to")]
+
+
+def test_run_once_commits_the_renaming_forms_and_the_new_override_files(
+    registry: RegistryServer, tmp_path: Path, bare_repo: Any
+) -> None:
+    with ImagePusher(registry.url) as pusher:
+        pusher.push_many("acme/web", ["1.0.0", "1.0.9", "1.10.0", "2.0.0"])
+        pusher.push_many("acme/ui", ["1.2.3", "1.4.0"])
+        pusher.push_many("acme/num", ["1.9", "1.10"])
+        digests = pusher.push_many("acme/cache", ["stable", "edge"])
+    url = str(tmp_path / "remote" / "repo.git")
+
+    def load(side: str) -> dict[str, str]:
+        return {name: text.decode().replace(PLACEHOLDER, registry.host).replace(ORIGIN, url)
+                .replace("DIGEST", digests["stable"])
+                for name, text in tree(GOLDEN / "aiu-rename" / side).items()}
+
+    original = load("original")
+    bare = bare_repo(original, parent=tmp_path / "remote")
+    config = tmp_path / "config.yaml"
+    config.write_text("\n".join([
+        f"cache_dir: {tmp_path / 'cache'}", "sources:", "  - name: deploy", f"    url: {url}",
+        "    branch: main", "commit:", "  author_name: Image Bot", "  author_email: bot@example.com",
+        "registries:", f"  - prefix: {registry.host}", "    insecure: true",
+    ]) + "\n")
+    done = subprocess.run([sys.executable, "-m", "image_updater", "run", "--once", "-c", str(config)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    expected = load("expected")
+    listed = subprocess.run(["git", "ls-tree", "-r", "--name-only", "main"], cwd=bare, check=True,
+                            capture_output=True, text=True).stdout.split()
+    assert sorted(listed) == sorted(expected)
+    for name, text in expected.items():
+        shown = subprocess.run(["git", "show", f"main:{name}"], cwd=bare, check=True, capture_output=True)
+        assert shown.stdout == text.encode(), name

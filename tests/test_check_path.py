@@ -67,8 +67,9 @@ def test_check_with_path_uses_and_shows_the_translated_policy_of_a_migrated_appl
     out = capsys.readouterr().out
     lines = {line.split("  ", 1)[0]: line.split("  ", 1)[1].strip() for line in out.splitlines()[:6]
              if "  " in line}
+    setting = rf"image-list web={image}:1.x, allow-tags regexp:^1\.[0-9]+\.[0-9]+$"
     assert lines["policy"] == (r"semver:1.x [filter=^1\.[0-9]+\.[0-9]+$]  (from aiu-annotation "
-                               "argo/app.yaml:1; 1 target)")
+                               f"argo/app.yaml:1: {setting}; 1 target)")
     assert lines["current"] == "1.0.0"  # what the kustomization holds: IMAGE names no tag
     assert lines["chosen"] == "1.2.0"
     assert "2.0.0" in out and "1.4.0-debug" in out
@@ -77,6 +78,7 @@ def test_check_with_path_uses_and_shows_the_translated_policy_of_a_migrated_appl
     data = json.loads(capsys.readouterr().out)
     assert data["policy"] == "semver:1.x" and data["chosen"]["tag"] == "1.2.0"
     assert data["from"] == {"origin": "aiu-annotation", "policy_source": "argo/app.yaml:1",
+                            "setting": setting,
                             "translated": r"semver:1.x [filter=^1\.[0-9]+\.[0-9]+$]",
                             "targets": ["apps/web/kustomization.yaml:3"]}
     # --policy still decides when given
@@ -102,3 +104,40 @@ def test_check_with_path_refuses_an_image_with_several_policies_or_none(
     assert "no field under the directory follows a policy for" in capsys.readouterr().err
     assert main(["check", f"{host}/acme/web", "--path", str(root), "--filter", "x"]) == 2
     assert "modifier flags need --policy" in capsys.readouterr().err
+
+
+def test_an_image_updaters_settings_are_what_its_policy_was_translated_from() -> None:
+    from image_updater.commands.check import policy_from_tree
+    from image_updater.discover import discover_files
+    from image_updater.references import parse_reference
+
+    updater = """apiVersion: argocd-image-updater.argoproj.io/v1alpha1
+kind: ImageUpdater
+metadata:
+  name: shop
+  namespace: argocd
+spec:
+  commonUpdateSettings:
+    ignoreTags: ["*-rc*"]
+  writeBackConfig:
+    method: git
+    gitConfig:
+      writeBackTarget: kustomization
+  applicationRefs:
+    - namePattern: web
+      images:
+        - alias: web
+          imageName: r.example/acme/web:~1.0
+          commonUpdateSettings:
+            updateStrategy: semver
+"""
+    app = APP.format(host="r.example", origin=ORIGIN).split("  annotations:")[0] + (
+        "  namespace: argocd\nspec:\n  source:\n    repoURL: " + ORIGIN + "\n    path: apps/web\n")
+    found = discover_files({"argo/updater.yaml": updater, "argo/app.yaml": app,
+                            "apps/web/kustomization.yaml": KUSTOMIZATION.format(host="r.example")},
+                           repo_url=ORIGIN)
+    policy = policy_from_tree(parse_reference("r.example/acme/web"), found.targets, found.translations)
+    assert (policy.origin, policy.source, str(policy.policy)) == (
+        "aiu-imageupdater", "argo/updater.yaml:1", "semver:~1.0")
+    assert policy.setting == "imageName r.example/acme/web:~1.0, updateStrategy semver, ignoreTags *-rc*"
+    assert policy.note == "  (from aiu-imageupdater argo/updater.yaml:1: " + policy.setting + "; 1 target)"

@@ -89,6 +89,7 @@ class FoundPolicy:
     source: str | None  # "file:line" of what set it
     targets: tuple[str, ...]  # "file:line" of the fields it keeps up to date
     current: str | None  # their current tag, when they agree on one
+    setting: str | None = None  # the migrated tool's settings it was translated from, as written
 
     @property
     def note(self) -> str:
@@ -96,12 +97,16 @@ class FoundPolicy:
         where = f" {self.source}" if self.source else ""
         count = f"{len(self.targets)} target{'s' if len(self.targets) != 1 else ''}"
         extra = translated(self.policy)[len(str(self.policy)):]
-        return f"{extra}  (from {self.origin}{where}; {count})"
+        told = f": {self.setting}" if self.setting else ""
+        return f"{extra}  (from {self.origin}{where}{told}; {count})"
 
 
-def policy_from_tree(reference: ImageReference, targets: Sequence[Any]) -> FoundPolicy:
+def policy_from_tree(
+    reference: ImageReference, targets: Sequence[Any], translations: Sequence[tuple[str, str, str]] = ()
+) -> FoundPolicy:
     """The one policy the discovered ``targets`` of ``reference``'s repository follow; ``ConfigError`` when
-    none does, or when they follow several (each named)."""
+    none does, or when they follow several (each named). ``translations``: ``(policy_source, image, the
+    migrated settings as written)``, to say what the policy was translated from."""
     from image_updater.errors import ConfigError
 
     mine = [t for t in targets if t.image.same_repository(reference)]
@@ -118,9 +123,11 @@ def policy_from_tree(reference: ImageReference, targets: Sequence[Any]) -> Found
     chosen = next(iter(groups.values()))
     first = chosen[0]
     tags = {t.image.tag for t in chosen}
+    setting = next((text for source, image, text in translations
+                    if source == first.policy_source and image == first.image.name), None)
     return FoundPolicy(policy=first.policy, origin=first.origin, source=first.policy_source,
                        targets=tuple(f"{t.file}:{t.line}" for t in chosen),
-                       current=tags.pop() if len(tags) == 1 else None)
+                       current=tags.pop() if len(tags) == 1 else None, setting=setting)
 
 
 def translated(policy: Policy) -> str:
@@ -162,7 +169,7 @@ def render_json(
         ],
     }
     if found is not None:
-        document["from"] = {"origin": found.origin, "policy_source": found.source,
+        document["from"] = {"origin": found.origin, "policy_source": found.source, "setting": found.setting,
                             "translated": translated(found.policy), "targets": list(found.targets)}
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
@@ -290,4 +297,4 @@ def _found_policy(args: argparse.Namespace, reference: ImageReference, settings:
     root = check_directory(args.path)
     discovery, _texts = discover_directory(root, policy_dirs=list(settings.policy_dirs),
                                            argocd_namespace=settings.migration.argocd_namespace)
-    return policy_from_tree(reference, discovery.targets)
+    return policy_from_tree(reference, discovery.targets, discovery.translations)

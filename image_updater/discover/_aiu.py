@@ -92,6 +92,7 @@ class AiuImage:
     helm_spec: str | None = None
     kustomize_name: str | None = None
     force_update: bool = False  # AIU updates it even where the Application does not run it yet
+    described: str = ""  # the settings as written, e.g. "image-list web=r/web:1.x, update-strategy semver"
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,8 +304,11 @@ def read_application(file: str, node: Node) -> AiuApp | None:
         except InvalidPolicy as exc:
             error = f"{key}: {exc}"
             errors.append((lines.get(f"{key}.update-strategy", lines["image-list"]), error))
+        told = [f"{name} {setting(name)}" for name in ("update-strategy", "allow-tags", "ignore-tags",
+                                                        "platforms") if setting(name) is not None]
         images.append(AiuImage(
             alias=alias, image=ref, policy=policy, error=error,
+            described=", ".join([f"image-list {raw.strip()}", *told]),
             helm_name=setting("helm.image-name"), helm_tag=setting("helm.image-tag"),
             helm_spec=setting("helm.image-spec"), kustomize_name=setting("kustomize.image-name"),
             force_update=(setting("force-update") or "").strip().lower() == "true",

@@ -162,8 +162,10 @@ def select_applications(
                 errors.append((node_line(image), error))
             targets = get(image, "manifestTargets")
             helm, kustomize = get(targets, "helm"), get(targets, "kustomize")
+            told = [f"{k} {v}" for k, v in settings.items() if v is not None and k != "forceUpdate"]
             images.append(AiuImage(
                 alias=alias, image=ref_image, policy=policy, error=error,
+                described=", ".join([f"imageName {scalar(get(image, 'imageName')) or ''}", *told]),
                 helm_name=scalar(get(helm, "name")), helm_tag=scalar(get(helm, "tag")),
                 helm_spec=scalar(get(helm, "spec")), kustomize_name=scalar(get(kustomize, "name")),
                 force_update=(settings["forceUpdate"] or "").strip().lower() == "true",

@@ -892,12 +892,13 @@ def _aiu_apps(
     cache: Mapping[str, ParsedFile | None], paths: frozenset[str], repo_url: str | None,
     errors: list[ErrorEntry], skipped: list[Skipped], created: list[Target],
     argocd_namespace: str = ARGOCD_NAMESPACE, branch: str | None = None,
-    warnings: list[Skipped] | None = None,
+    warnings: list[Skipped] | None = None, translations: list[tuple[str, str, str]] | None = None,
 ) -> dict[str, list[tuple[AiuApp, AiuSource]]]:
     """Argo CD Image Updater Applications in the tree (0.x annotations, 1.x ImageUpdater objects) -> the
     files they write back to. ``warnings``: what is done differently from AIU (an ``argocd`` write-back
     written to Git, a git-branch setting), for ``validate``; the git-branch ones are in ``skipped`` too."""
     warned = warnings if warnings is not None else []
+    told = translations
     own = normalise_repo_url(repo_url) if repo_url else None
     bindings: dict[str, list[tuple[AiuApp, AiuSource]]] = {}
     applications: list[tuple[str, Node]] = []
@@ -943,6 +944,9 @@ def _aiu_apps(
             continue
         if app.method == "argocd":
             _argocd_method_warning(app, own, argocd_namespace, warned)
+        if told is not None and here:
+            told.extend((app.source_line, aiu.image.name, aiu.described) for aiu in app.images
+                        if aiu.policy is not None and aiu.described)
         for source in app.sources:
             if own is None:
                 skipped.append(Skipped(file=file, line=app.line, image=None, reason=(
@@ -1081,9 +1085,10 @@ def discover_files(
     targets: list[Target] = []
     skipped: list[Skipped] = []
     warnings: list[Skipped] = []
+    translations: list[tuple[str, str, str]] = []
     aiu = _aiu_apps({f: cache[f] for f, t in entries if f in cache and _ARGO_HINT in t},
                     frozenset(f for f, _t in entries), repo_url, errors, skipped, targets, argocd_namespace,
-                    branch, warnings)
+                    branch, warnings, translations)
     with_rules = index.has_targets
     for file, text in entries:
         rules = index.rules_for(file) if with_rules else []
@@ -1111,6 +1116,7 @@ def discover_files(
         files_scanned=len(entries), files_parsed=parsed_count, policies=len(index.defs),
         definitions=tuple(index.defs),
         warnings=tuple(sorted(_unique(warnings), key=lambda s: (s.file, s.line or 0, s.reason))),
+        translations=tuple(_unique(translations)),
     )
 
 

@@ -104,19 +104,23 @@ def discover_directory(
     policy_dirs: Sequence[Path] = (),
     repo_url: str | None = None,
     argocd_namespace: str = "argocd",
+    branch: str | None = None,
 ) -> tuple[Discovery, dict[str, str]]:
     """Walk ``paths`` under ``root`` and discover; returns the discovery and the texts of the files that hold
     a target. ``ConfigError`` when a path leaves the tree. ``repo_url`` (default: the ``origin`` remote of
-    ``root``'s working copy) is what Argo CD Applications' ``repoURL`` must equal to be followed."""
+    ``root``'s working copy) is what Argo CD Applications' ``repoURL`` must equal to be followed; ``branch``
+    (default: the branch checked out there) is the branch written, which AIU's git-branch settings name."""
     errors: list[ErrorEntry] = []
     files = dict(iter_yaml_files(root, paths, errors=errors))
     extra = read_policy_dirs(policy_dirs, errors)
-    if repo_url is None and any("argocd-image-updater.argoproj.io/" in text for text in files.values()):
-        from image_updater.gitrepo import origin_url  # GitPython only when a tree has Applications to follow
+    if any("argocd-image-updater.argoproj.io/" in text for text in files.values()):
+        # GitPython only when a tree has Applications to follow
+        from image_updater.gitrepo import current_branch, origin_url
 
-        repo_url = origin_url(root)
+        repo_url = origin_url(root) if repo_url is None else repo_url
+        branch = current_branch(root) if branch is None else branch
     discovery = discover_files(files, extra_policy_files=extra, repo_url=repo_url,
-                               argocd_namespace=argocd_namespace)
+                               argocd_namespace=argocd_namespace, branch=branch)
     if errors:
         discovery = dataclasses.replace(discovery, errors=_sort_errors([*discovery.errors, *errors]))
     # a target in a file that does not exist yet (a created override file) is planned on the empty text
@@ -135,6 +139,7 @@ async def plan_directory(
     images: Collection[str] | None = None,
     explain: bool = False,
     argocd_namespace: str = "argocd",
+    branch: str | None = None,
 ) -> Planned:
     """Discover ``paths`` under ``root``, resolve every distinct (image, policy) once, and plan.
 
@@ -147,7 +152,7 @@ async def plan_directory(
     # a worker thread: reading and parsing a large tree takes seconds, and the daemon's event loop must keep
     # answering /healthz, /metrics and webhooks meanwhile
     discovery, texts = await asyncio.to_thread(discover_directory, root, paths, policy_dirs=policy_dirs,
-                                               argocd_namespace=argocd_namespace)
+                                               argocd_namespace=argocd_namespace, branch=branch)
     return await plan_discovery(root, discovery, texts, client=client, now=now, progress=progress,
                                 images=images, explain=explain)
 

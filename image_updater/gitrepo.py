@@ -879,6 +879,17 @@ def origin_url(path: str | os.PathLike[str], *, timeout: float = 30.0) -> str | 
     return (out.strip() or None) if status == 0 else None
 
 
+def current_branch(path: str | os.PathLike[str], *, timeout: float = 30.0) -> str | None:
+    """The branch checked out in the working copy holding ``path``; ``None`` outside one or on a detached
+    HEAD. Discovery compares Argo CD Image Updater's git-branch settings with it (``plan DIR``)."""
+    probe = _Git(name=str(path), url=str(path), env=_base_env(), secrets=(), timeout=timeout)
+    try:
+        status, out, _ = probe.run(Path(path), "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+    except (GitError, OSError):
+        return None
+    return (out.strip() or None) if status == 0 else None
+
+
 def _base_env() -> dict[str, str]:
     env = {
         "GIT_TERMINAL_PROMPT": "0",  # never wait for a user at a terminal

@@ -371,6 +371,7 @@ class _SourcePass:
             policy_dirs=list(self.settings.policy_dirs), now=self.now, images=self.images,
             explain=True,  # the daemon's status page shows why each tag lost
             argocd_namespace=self.settings.migration.argocd_namespace,
+            branch=self.source.branch,  # the base, what AIU's git-branch settings are compared with
         )
 
     async def pull_requests(self, planned: Planned) -> SourceOutcome:

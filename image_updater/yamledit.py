@@ -175,6 +175,7 @@ class Insertion:
     flow: bool = False
     items: int = 1  # new file: sequence items this insertion writes; the first int in ``path`` counts from
     # the first of them (the insertions before it in the same file wrote the items before)
+    rank: int = 0  # insertions at one offset are written in rank order (``newName`` before ``newTag``)
 
 
 # -------------------------------------------------------------------------------------------- parsing
@@ -643,7 +644,7 @@ def _flow_quotes(
 
 
 def _apply(text: str, edits: Sequence[Edit], *, filename: str, quote: frozenset[tuple[int, int]]) -> str:
-    ordered = sorted(edits, key=lambda edit: (edit.start, edit.end))
+    ordered = sorted(edits, key=lambda edit: (edit.start, edit.end, edit.insert.rank if edit.insert else 0))
     pieces: list[str] = []
     position = 0
     headers: set[tuple[int, str]] = set()

@@ -82,13 +82,16 @@ def test_aiu_0x_tree_gets_aius_updates_byte_exactly(
     assert sorted(updates) == [
         ("apps/api/values.yaml", 4), ("apps/chart/.argocd-source-team-a_chart.yaml", 7),
         ("apps/legacyweb/.argocd-source-legacyweb.yaml", 3), ("apps/multi/base/kustomization.yaml", 5),
-        ("apps/multi/base/kustomization.yaml", 6), ("apps/pinned/kustomization.yaml", 3),
+        ("apps/multi/base/kustomization.yaml", 6), ("apps/pinned/kustomization.yaml", 4),
         ("apps/ui/values-prod.yaml", 2), ("apps/web/kustomization.yaml", 7),
     ]
     assert updates[("apps/web/kustomization.yaml", 7)]["policy"] == "semver:1.x"
     assert updates[("apps/api/values.yaml", 4)]["policy"] == "newest"
     assert updates[("apps/ui/values-prod.yaml", 2)]["policy"] == "alphabetical:asc"
-    assert updates[("apps/pinned/kustomization.yaml", 3)]["policy"] == "digest:stable"
+    # the digest strategy on a kustomization: AIU's `newTag: <tag>` plus an inserted `digest:` key
+    pinned = updates[("apps/pinned/kustomization.yaml", 4)]
+    assert (pinned["policy"], pinned["old"], pinned["new"], pinned["action"]) == (
+        "digest:stable", "", digests["stable"], "insert")
     reasons = sorted(s["reason"] for s in data["skipped"])
     assert reasons == [
         "Application elsewhere: source https://git.example.com/acme/not-this-one.git is another repository",
@@ -99,7 +102,7 @@ def test_aiu_0x_tree_gets_aius_updates_byte_exactly(
     assert main(["apply", str(root)]) == 0
     capsys.readouterr()
     expected = {name: text.replace(PLACEHOLDER.encode(), registry.host.encode())
-                .replace(b"@DIGEST", b"@" + digests["stable"].encode())
+                .replace(b"DIGEST", digests["stable"].encode())
                 for name, text in tree(GOLDEN / "aiu-0x" / "expected").items()}
     assert tree(root) == expected
 
@@ -284,18 +287,6 @@ def test_application_wide_settings_apply_to_images_without_their_own() -> None:
     [target] = found.targets
     assert str(target.policy) == "alphabetical:asc"
     assert target.policy.exclude[-1] == "old-*"
-
-
-def test_an_override_entry_that_renames_the_image_is_reported() -> None:
-    override = "kustomize:\n  images:\n  - r.example/acme/web=r.example/mirror/web:1.0.0\n"
-    found = discover_files({"argo/app.yaml": APP.format(namespace="apps", extra=""),
-                            "apps/web/.argocd-source-apps_web.yaml": override}, repo_url=ORIGIN)
-    assert found.targets == ()
-    assert [(s.file, s.line, s.reason) for s in found.skipped] == [(
-        "apps/web/.argocd-source-apps_web.yaml", 3,
-        "Application apps/web: the override entry 'r.example/acme/web=r.example/mirror/web:1.0.0' renames "
-        "the image; editing the part after '=' is not supported yet",
-    )]
 
 
 def test_run_once_commits_aius_updates_to_a_source_whose_url_the_applications_name(

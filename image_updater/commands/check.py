@@ -1,8 +1,11 @@
-"""``image-updater check IMAGE [--policy P] [--explain] [--format table|json] [-c FILE]``.
+"""``image-updater check IMAGE [--policy P | --path DIR] [--explain] [--format table|json] [-c FILE]``.
 
 Asks the real registry which tag ``IMAGE``'s policy picks, and with ``--explain`` shows every tag considered
-and why each one lost. Exit codes: 0 a tag was chosen, 1 no tag qualifies or the registry failed, 2 an
-invalid image, policy or config.
+and why each one lost. ``--path DIR`` (without ``--policy``) takes the policy from the targets of ``IMAGE``
+found under ``DIR``, whatever set it (annotations, policy files, markers, or a migrated tool's settings:
+Argo CD Image Updater, Keel, Fleet), and says where it comes from and what it was translated to; several
+different policies for the image are exit 2, naming each. Exit codes: 0 a tag was chosen, 1 no tag qualifies
+or the registry failed, 2 an invalid image, policy or config.
 
 httpx and pydantic are imported inside ``run`` only, so ``check --help`` stays as fast as the rest of the CLI.
 """
@@ -15,6 +18,7 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,15 +31,20 @@ from image_updater.versions import scan_version
 if TYPE_CHECKING:
     from image_updater.registry.resolve import Inspection
 
-__all__ = ["add_arguments", "default_policy", "render_json", "render_table", "run"]
+__all__ = [
+    "FoundPolicy", "add_arguments", "default_policy", "policy_from_tree", "render_json", "render_table",
+    "run", "translated",
+]
 
 
 log = logging.getLogger("image_updater")
 
 _EPILOG = """\
-Without --policy, the IMAGE's tag decides: a version tag (1.25, v2.3.1, 1.16-perl, 2.0.0-rc.1) gets
-'semver:>=<that version>' (same flavour, so 1.16-perl stays on -perl); any other tag, or none, gets 'newest'
-(newest build time). Registries, credentials and the cache dir come from the config file (-c, else
+With --path DIR and no --policy, the policy of IMAGE's targets under DIR is used (the config's policy_dirs
+and migration settings apply), and the current tag is theirs when IMAGE has none. Without either, the tag
+decides: a version tag (1.25, v2.3.1, 1.16-perl, 2.0.0-rc.1) gets 'semver:>=<that version>' (same flavour,
+so 1.16-perl stays on -perl); any other tag, or none, gets 'newest' (newest build time). Registries,
+credentials and the cache dir come from the config file (-c, else
 $IMAGE_UPDATER_CONFIG), credentials also from the Docker config ($DOCKER_CONFIG/config.json or
 ~/.docker/config.json). Exit 0 when a tag was chosen, 1 when none qualifies or the registry failed, 2 for an
 invalid image, policy or config.
@@ -43,11 +52,13 @@ invalid image, policy or config.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.usage = "%(prog)s IMAGE [--policy P] [--explain] [--format table|json] [-c FILE]"
+    parser.usage = "%(prog)s IMAGE [--policy P | --path DIR] [--explain] [--format table|json] [-c FILE]"
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _EPILOG
     parser.add_argument("image", metavar="IMAGE", help="image reference, e.g. nginx:1.25 or ghcr.io/acme/app")
     parser.add_argument("--policy", "-p", metavar="P", help="e.g. 'semver:~1.2' (default: see below)")
+    parser.add_argument("--path", metavar="DIR",
+                        help="take IMAGE's policy from its targets under DIR (e.g. a migrated repository)")
     parser.add_argument("--explain", action="store_true", help="list every tag considered and why it lost")
     parser.add_argument("--format", choices=["table", "json"], default="table", help="output format")
     parser.add_argument("-c", "--config", metavar="FILE", help="config file (registries, cache_dir)")
@@ -69,6 +80,67 @@ def default_policy(reference: ImageReference) -> str:
 
 
 
+@dataclass(frozen=True, slots=True)
+class FoundPolicy:
+    """The policy of IMAGE's targets under ``--path``, where it is set and what they hold now."""
+
+    policy: Policy
+    origin: str
+    source: str | None  # "file:line" of what set it
+    targets: tuple[str, ...]  # "file:line" of the fields it keeps up to date
+    current: str | None  # their current tag, when they agree on one
+    setting: str | None = None  # the migrated tool's settings it was translated from, as written
+
+    @property
+    def note(self) -> str:
+        """What follows the policy in ``check``'s table: the modifiers its text does not show, its origin."""
+        where = f" {self.source}" if self.source else ""
+        count = f"{len(self.targets)} target{'s' if len(self.targets) != 1 else ''}"
+        extra = translated(self.policy)[len(str(self.policy)):]
+        told = f": {self.setting}" if self.setting else ""
+        return f"{extra}  (from {self.origin}{where}{told}; {count})"
+
+
+def policy_from_tree(
+    reference: ImageReference, targets: Sequence[Any], translations: Sequence[tuple[str, str, str]] = ()
+) -> FoundPolicy:
+    """The one policy the discovered ``targets`` of ``reference``'s repository follow; ``ConfigError`` when
+    none does, or when they follow several (each named). ``translations``: ``(policy_source, image, the
+    migrated settings as written)``, to say what the policy was translated from."""
+    from image_updater.errors import ConfigError
+
+    mine = [t for t in targets if t.image.same_repository(reference)]
+    if not mine:
+        raise ConfigError(f"--path: no field under the directory follows a policy for {reference.name}")
+    groups: dict[str, list[Any]] = {}
+    for t in mine:
+        groups.setdefault(str(t.policy), []).append(t)
+    if len(groups) > 1:
+        listed = "; ".join(f"{text} ({g[0].origin} {g[0].policy_source or g[0].file})"
+                           for text, g in groups.items())
+        raise ConfigError(f"--path: the fields of {reference.name} follow {len(groups)} different policies: "
+                          f"{listed}; choose one with --policy")
+    chosen = next(iter(groups.values()))
+    first = chosen[0]
+    tags = {t.image.tag for t in chosen}
+    setting = next((text for source, image, text in translations
+                    if source == first.policy_source and image == first.image.name), None)
+    return FoundPolicy(policy=first.policy, origin=first.origin, source=first.policy_source,
+                       targets=tuple(f"{t.file}:{t.line}" for t in chosen),
+                       current=tags.pop() if len(tags) == 1 else None, setting=setting)
+
+
+def translated(policy: Policy) -> str:
+    """The policy with the modifiers that its text does not show (a migrated tool's settings)."""
+    shown = [f"{k}={v}" for k, v in (("filter", policy.filter), ("extract", policy.extract),
+                                     ("flavour", policy.flavour)) if v is not None]
+    if policy.prerelease is not None:
+        shown.append(f"prerelease={'true' if policy.prerelease else 'false'}")
+    if policy.pin_digest:
+        shown.append("pin_digest=true")
+    return f"{policy} [{', '.join(shown)}]" if shown else str(policy)
+
+
 def _time(value: datetime | None) -> str:
     if value is None:
         return "-"
@@ -80,10 +152,12 @@ def _json_time(value: datetime | None) -> str | None:
 
 
 def render_json(
-    image: str, policy: Policy, chosen: TagInfo | None, digest: str | None, verdicts: Sequence[Verdict]
+    image: str, policy: Policy, chosen: TagInfo | None, digest: str | None, verdicts: Sequence[Verdict],
+    found: FoundPolicy | None = None,
 ) -> str:
-    """The ``check --format json`` document (DESIGN "CLI contract")."""
-    document = {
+    """The ``check --format json`` document (DESIGN "CLI contract"); with ``--path`` also ``"from"``: where
+    the policy was found (origin, source, the translation, the targets)."""
+    document: dict[str, Any] = {
         "image": image,
         "policy": str(policy),
         "chosen": None if chosen is None else {
@@ -94,6 +168,9 @@ def render_json(
             for v in verdicts
         ],
     }
+    if found is not None:
+        document["from"] = {"origin": found.origin, "policy_source": found.source, "setting": found.setting,
+                            "translated": translated(found.policy), "targets": list(found.targets)}
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -170,12 +247,20 @@ def run(args: argparse.Namespace) -> int:
     from image_updater.settings import load_settings
 
     reference = parse_reference(args.image)
-    policy_text = args.policy or default_policy(reference)
-    policy = parse_policy(policy_text, modifiers_from_args(args))
-    note = "" if args.policy else f"  (default for tag {reference.effective_tag})"
     settings = load_settings(args.config)
+    found: FoundPolicy | None = None
+    if args.path and not args.policy:
+        found = _found_policy(args, reference, settings)
+        policy = found.policy
+        note = found.note
+    else:
+        policy_text = args.policy or default_policy(reference)
+        policy = parse_policy(policy_text, modifiers_from_args(args))
+        note = "" if args.policy else f"  (default for tag {reference.effective_tag})"
     options = options_from_settings(settings)
     current = reference.effective_tag
+    if found is not None and reference.tag is None and reference.digest is None and found.current:
+        current = found.current  # what the files hold now
     key = ResolveKey(image=reference.name, policy=policy, current_tag=current)
     now = datetime.now(UTC)
 
@@ -189,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
     chosen = inspection.chosen
     digest = inspection.resolution.digest
     if args.format == "json":
-        sys.stdout.write(render_json(reference.written_name, policy, chosen, digest, verdicts))
+        sys.stdout.write(render_json(reference.written_name, policy, chosen, digest, verdicts, found))
     else:
         sys.stdout.write(
             render_table(
@@ -200,3 +285,16 @@ def run(args: argparse.Namespace) -> int:
         log.error("no tag of %s qualifies for %s (%s)", reference.written_name, policy, _summary(verdicts))
         return 1
     return 0
+
+
+def _found_policy(args: argparse.Namespace, reference: ImageReference, settings: Any) -> FoundPolicy:
+    from image_updater.checkout import discover_directory
+    from image_updater.commands._planning import check_directory
+    from image_updater.errors import ConfigError
+
+    if modifiers_from_args(args):
+        raise ConfigError("--path: the policy comes from the directory; modifier flags need --policy")
+    root = check_directory(args.path)
+    discovery, _texts = discover_directory(root, policy_dirs=list(settings.policy_dirs),
+                                           argocd_namespace=settings.migration.argocd_namespace)
+    return policy_from_tree(reference, discovery.targets, discovery.translations)

@@ -5,8 +5,11 @@ the files that could hold targets but do not parse, each with file:line. ``-v`` 
 always) also lists everything it understood: every policy definition (policy files, Flux ``ImagePolicy``
 objects) and every field a policy keeps up to date (workload containers by annotation or policy file,
 kustomize ``images:`` entries, Helm values, setter markers), and the fields left alone on purpose. With
-``-c`` the config file is validated too (its policy_dirs are then linted as well). Exit 0 when all is well,
-1 when anything is reported, 2 when the config itself is invalid (everything else is still reported).
+``-c`` the config file is validated too (its policy_dirs are then linted as well). Warnings (always shown)
+say what is done differently from a migrated tool: an Argo CD Image Updater Application whose write-back
+method is ``argocd`` is written to Git (and where), a git-branch setting naming another branch. Exit 0 when
+all is well (warnings included), 1 when anything is reported, 2 when the config itself is invalid (everything
+else is still reported).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from image_updater.commands._planning import check_directory
+from image_updater.commands.check import translated
 from image_updater.errors import ConfigError
 from image_updater.printable import printable
 
@@ -62,21 +66,14 @@ def _target(t: Target) -> dict[str, Any]:
 
 def _translated(t: Target) -> str:
     """A migrated tool's setting as our policy, modifiers included (``validate -v`` text)."""
-    p = t.policy
-    shown = [f"{k}={v}" for k, v in (("filter", p.filter), ("extract", p.extract), ("flavour", p.flavour))
-             if v is not None]
-    if p.prerelease is not None:
-        shown.append(f"prerelease={'true' if p.prerelease else 'false'}")
-    if p.pin_digest:
-        shown.append("pin_digest=true")
-    return f"{p} [{', '.join(shown)}]" if shown else str(p)
+    return translated(t.policy)
 
 
 def found(discovery: Discovery) -> list[dict[str, Any]]:
     """Every automation source found, in file and line order: policy definitions and updated fields."""
     entries = [_definition(d) for d in discovery.definitions] + [_target(t) for t in discovery.targets]
     for entry, t in zip(entries[len(discovery.definitions):], discovery.targets, strict=True):
-        if t.origin in ("keel", "fleet"):
+        if t.origin in ("keel", "fleet", "aiu-annotation", "aiu-imageupdater"):
             entry["translated"] = _translated(t)
     return sorted(entries, key=lambda e: (e["file"], e["line"], e["kind"]))
 
@@ -133,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
             "targets": len(discovery.targets), "skipped": len(discovery.skipped),
             "found": found(discovery),
             "skipped_fields": [s.to_dict() for s in discovery.skipped],
+            "warnings": [w.to_dict() for w in discovery.warnings],
         }, indent=2, ensure_ascii=False) + "\n")
     else:
         lines: list[str] = []
@@ -141,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
         if args.verbose:
             lines += [printable(_text_line(entry)) for entry in found(discovery)]
             lines += [printable(f"{_where(s.file, s.line)}: skipped {s.image or '-'}: {s.reason}")
-                      for s in discovery.skipped]
+                      for s in discovery.skipped if s not in discovery.warnings]
+        # what is done differently from a migrated tool: always shown, never a problem
+        lines += [printable(f"{_where(w.file, w.line)}: warning: {w.reason}") for w in discovery.warnings]
         for e in errors:
             image = f"{e.image}: " if e.image else ""
             lines.append(printable(f"{_where(e.file, e.line)}: {image}{e.message}"))

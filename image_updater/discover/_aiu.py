@@ -14,14 +14,18 @@ AIU's meaning, key by key (prefix ``argocd-image-updater.argoproj.io/``):
 - ``<alias>.ignore-tags``: comma separated globs -> ``exclude`` (our default exclusions kept);
 - ``<alias>.platforms``: comma separated ``os/arch[/variant]`` -> ``platforms``;
 - ``<alias>.force-update``: AIU's switch to update an image the cluster does not run yet; we read Git, not
-  the cluster, so every listed image is updated anyway and the key changes nothing;
+  the cluster, so every listed image found in the target is updated anyway; with it, an image that a
+  kustomization target has no ``images:`` entry for gets one appended (AIU's ``kustomize edit set image``);
 - ``<alias>.helm.image-name|image-tag|image-spec``: the values keys (default ``image.name``/``image.tag``);
 - ``<alias>.kustomize.image-name``: the ``name`` of the kustomization ``images:`` entry (default: the image);
 - ``write-back-method``: ``git`` (``git:secret:...``/``git:repocreds``: the credentials part is ignored, the
   source's own auth is used) or ``argocd`` (AIU's default, written to the cluster; we write Git instead);
 - ``write-back-target``: ``kustomization[:dir]``, ``helmvalues[:file]`` (relative to the source path, or to
   the repository root when starting with ``/``); none: AIU's ``.argocd-source-<app>.yaml``;
-- ``git-branch``: ``base[:target]``; reported when it differs from the branch we write.
+- ``git-branch``: ``base[:target]``: AIU checks out and commits on ``base`` and pushes to ``target`` (a
+  template). An Application whose ``base`` is not the branch written here is skipped with that reason (AIU
+  would write another branch); a ``target`` is noted (the commit goes to the branch written here;
+  ``pull_requests:`` is the way to separate branches). See ``branch_notes``.
 """
 
 from __future__ import annotations
@@ -47,7 +51,9 @@ __all__ = [
     "AiuApp",
     "AiuImage",
     "AiuSource",
+    "branch_notes",
     "is_application",
+    "kustomize_entry_name",
     "new_override_targets",
     "normalise_repo_url",
     "override_file",
@@ -85,6 +91,8 @@ class AiuImage:
     helm_tag: str | None = None
     helm_spec: str | None = None
     kustomize_name: str | None = None
+    force_update: bool = False  # AIU updates it even where the Application does not run it yet
+    described: str = ""  # the settings as written, e.g. "image-list web=r/web:1.x, update-strategy semver"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +117,17 @@ class AiuApp:
     errors: tuple[tuple[int, str], ...] = field(default=())
     origin: Origin = "aiu-annotation"
     defined_at: str | None = None  # "file:line" of the ImageUpdater that selected it (1.x)
+    method_given: bool = True  # False: no write-back method set (AIU's default, argocd)
+    branch_line: int | None = None  # line of the git-branch setting (in ``file``, or the ImageUpdater's)
+    settings_key: Literal["annotation", "imageupdater"] = "annotation"  # how its settings are spelt
+
+    @property
+    def method_key(self) -> str:
+        return "write-back-method" if self.settings_key == "annotation" else "writeBackConfig.method"
+
+    @property
+    def branch_key(self) -> str:
+        return "git-branch" if self.settings_key == "annotation" else "gitConfig.branch"
 
     @property
     def label(self) -> str:
@@ -285,10 +304,14 @@ def read_application(file: str, node: Node) -> AiuApp | None:
         except InvalidPolicy as exc:
             error = f"{key}: {exc}"
             errors.append((lines.get(f"{key}.update-strategy", lines["image-list"]), error))
+        told = [f"{name} {setting(name)}" for name in ("update-strategy", "allow-tags", "ignore-tags",
+                                                        "platforms") if setting(name) is not None]
         images.append(AiuImage(
             alias=alias, image=ref, policy=policy, error=error,
+            described=", ".join([f"image-list {raw.strip()}", *told]),
             helm_name=setting("helm.image-name"), helm_tag=setting("helm.image-tag"),
             helm_spec=setting("helm.image-spec"), kustomize_name=setting("kustomize.image-name"),
+            force_update=(setting("force-update") or "").strip().lower() == "true",
         ))
     method_text = (values.get("write-back-method") or "argocd").strip()
     target_text = (values.get("write-back-target") or "").strip()
@@ -297,7 +320,8 @@ def read_application(file: str, node: Node) -> AiuApp | None:
     return AiuApp(
         file=file, line=node_line(node), name=name, namespace=namespace, sources=sources(get(node, "spec")),
         images=tuple(images), write_back=kind, target_path=target_path, method=method,
-        branch=values.get("git-branch"), errors=tuple(errors),
+        branch=values.get("git-branch"), errors=tuple(errors), method_given="write-back-method" in values,
+        branch_line=lines.get("git-branch"),
     )
 
 
@@ -333,9 +357,16 @@ def _plain(value: str) -> str:
     return render_scalar("x", value)
 
 
-def new_override_targets(
-    app: AiuApp, file: str, helm: bool
-) -> tuple[list[Target], list[tuple[str, str]]]:
+def kustomize_entry_name(aiu: AiuImage, written: str | None = None) -> str:
+    """What precedes ``:<tag>`` in AIU's kustomize override entry for ``aiu``: ``<kustomize name>=<image>``
+    when the image has a ``kustomize.image-name`` (AIU's ``SetKustomizeImage`` writes the ``=`` form whenever
+    the setting is there, and kustomize then replaces the image so named by ``<image>``), else the image.
+    ``written``: the image as an existing entry spells it (kept), default the image-list's spelling."""
+    image = written or aiu.image.written_name
+    return f"{aiu.kustomize_name}={image}" if aiu.kustomize_name else image
+
+
+def new_override_targets(app: AiuApp, file: str, helm: bool) -> list[Target]:
     """The targets of AIU's override file ``file`` when it does not exist yet: it is written from nothing in
     the format of AIU's ``yaml.Marshal`` of its ``helmOverride``/``kustomizeOverride`` (go-yaml: two-space
     indentation, sequences not indented under their key, keys in struct order)::
@@ -349,39 +380,89 @@ def new_override_targets(
             value: 1.27.1
             forcestring: true
 
-    Also returns ``(image, reason)`` for each image that cannot be written there."""
+    A kustomize image with a ``kustomize.image-name`` is written ``<that name>=<image>:<tag>``."""
+    if helm:
+        return _new_helm_override(app, file)
     targets: list[Target] = []
-    problems: list[tuple[str, str]] = []
-    header = "helm:\n  parameters:\n" if helm else "kustomize:\n  images:\n"
-    line = 3
-    part: Part
-    path: tuple[str | int, ...]
+    for line, aiu in enumerate((a for a in app.images if a.policy is not None), start=3):
+        assert aiu.policy is not None
+        insert = Insertion(parent=-1, prefix="  - ", suffix="\n", path=("kustomize", "images", 0),
+                           header="kustomize:\n  images:\n")
+        targets.append(Target(
+            file=file, line=line, start=0, end=0, resource=None, container=aiu.alias or None,
+            image=aiu.image, value="", part="reference", policy=aiu.policy, origin=app.origin,
+            write_name=kustomize_entry_name(aiu), policy_source=app.source_line, shape="kustomize",
+            insert=insert,
+        ))
+    return targets
+
+
+def helm_tag_part(policy: Policy) -> Part:
+    """What AIU writes into a Helm tag parameter: the tag, or ``<tag>@<digest>`` for the digest strategy
+    (its ``GetTagWithDigest``)."""
+    return "tag-digest" if policy.kind == "digest" or policy.pin_digest else "tag"
+
+
+def _new_helm_override(app: AiuApp, file: str) -> list[Target]:
+    """The parameters of a new Helm override file, sorted by name as AIU's ``sortHelmParameters`` sorts them
+    before marshalling; each target writes the fixed parameters (image names) before its own value."""
+    params: list[tuple[str, str | None, AiuImage, Part]] = []  # (name, fixed value or None: the target's)
     for aiu in app.images:
         if aiu.policy is None:
             continue
-        name = aiu.image.written_name
-        if helm and aiu.helm_spec:
-            prefix = f"  - name: {_plain(aiu.helm_spec)}\n    value: "
-            part, items, path, value_line = "reference", 1, ("helm", "parameters", 0, "value"), line + 1
-        elif helm:
-            name_key, tag_key = aiu.helm_name or "image.name", aiu.helm_tag or "image.tag"
-            prefix = (f"  - name: {_plain(name_key)}\n    value: {_plain(name)}\n    forcestring: true\n"
-                      f"  - name: {_plain(tag_key)}\n    value: ")
-            part, items, path, value_line = "tag", 2, ("helm", "parameters", 1, "value"), line + 4
+        if aiu.helm_spec:
+            params.append((aiu.helm_spec, None, aiu, "reference"))
         else:
-            wanted = aiu.kustomize_name
-            if wanted and wanted != name:
-                problems.append((name, f"{app.label}: kustomize.image-name {wanted!r} renames the image; "
-                                       f"writing it into a new {file} is not supported"))
-                continue
-            prefix = "  - "
-            part, items, path, value_line = "reference", 1, ("kustomize", "images", 0), line
-        suffix = "\n    forcestring: true\n" if helm else "\n"
-        insert = Insertion(parent=-1, prefix=prefix, suffix=suffix, path=path, header=header, items=items)
+            params.append((aiu.helm_name or "image.name", aiu.image.written_name, aiu, "tag"))
+            params.append((aiu.helm_tag or "image.tag", None, aiu, helm_tag_part(aiu.policy)))
+    params.sort(key=lambda p: p[0])
+    targets: list[Target] = []
+    pending, pending_items, line = "", 0, 3
+    for name, fixed, aiu, part in params:
+        block = f"  - name: {_plain(name)}\n    value: "
+        if fixed is not None:
+            pending += f"{block}{_plain(fixed)}\n    forcestring: true\n"
+            pending_items, line = pending_items + 1, line + 3
+            continue
+        assert aiu.policy is not None
+        insert = Insertion(parent=-1, prefix=pending + block, suffix="\n    forcestring: true\n",
+                           path=("helm", "parameters", pending_items, "value"),
+                           header="helm:\n  parameters:\n", items=pending_items + 1)
         targets.append(Target(
-            file=file, line=value_line, start=0, end=0, resource=None, container=aiu.alias or None,
-            image=aiu.image, value="", part=part, policy=aiu.policy, origin=app.origin, write_name=name,
-            policy_source=app.source_line, shape="helm-values" if helm else "kustomize", insert=insert,
+            file=file, line=line + 1, start=0, end=0, resource=None, container=aiu.alias or None,
+            image=aiu.image, value="", part=part, policy=aiu.policy, origin=app.origin,
+            write_name=aiu.image.written_name, policy_source=app.source_line, shape="helm-values",
+            insert=insert,
         ))
-        line += (prefix + suffix).count("\n")
-    return targets, problems
+        pending, pending_items, line = "", 0, line + 3
+    if pending and targets:  # image names sorted after the last tag: written after it
+        last = targets[-1]
+        assert last.insert is not None
+        targets[-1] = dataclasses.replace(last, insert=dataclasses.replace(
+            last.insert, suffix=last.insert.suffix + pending, items=last.insert.items + pending_items))
+    return targets
+
+
+def branch_notes(app: AiuApp, branch: str | None) -> tuple[str | None, str | None]:
+    """What AIU's git-branch setting of ``app`` means here, where ``branch`` is written (``None``: not
+    known): ``(skip, note)``, the reason to skip the Application (AIU would commit to another branch) or a
+    note to report beside its updates. An invalid setting is in ``app.errors``'s place: a skip."""
+    text = (app.branch or "").strip()
+    if not text:
+        return None, None
+    setting = f"{app.label}: {app.branch_key} {text!r}"
+    if text.count(":") > 1:
+        return f"{setting} is not base[:target]; its images are not updated", None
+    base, _sep, push = text.partition(":")
+    base, push = base.strip(), push.strip()
+    if base and branch is not None and base != branch:
+        return (f"{setting}: AIU commits to branch {base}, but this source writes branch {branch}; "
+                f"not updated here (a source for branch {base} updates its images)"), None
+    notes: list[str] = []
+    if base and branch is None:
+        notes.append(f"AIU commits to branch {base}; the branch written here is not known (a detached HEAD?)")
+    if push:
+        ours = branch or "the branch written here"
+        notes.append(f"AIU would push its commit to branch {push!r}; image-updater commits to {ours} "
+                     "itself (a source's pull_requests: setting keeps updates on their own branches)")
+    return None, (f"{setting}: " + "; ".join(notes)) if notes else None

@@ -9,8 +9,8 @@ Application out, with AIU 1.x's meaning:
   (or, without it, the ImageUpdater's own namespace; Applications without a namespace match any);
   the first ref that selects an Application wins, as AIU's controller stops at the first match;
 - settings layer: ``spec.commonUpdateSettings`` < the ref's < the image's (``updateStrategy``,
-  ``allowTags``, ``ignoreTags`` list, ``platforms`` list; ``forceUpdate`` and ``pullSecret`` change nothing
-  here: we read Git, and registry credentials are our own);
+  ``allowTags``, ``ignoreTags`` list, ``platforms`` list, ``forceUpdate`` (as 0.x's ``force-update``);
+  ``pullSecret`` changes nothing here: registry credentials are our own);
 - write-back: ``spec.writeBackConfig`` < the ref's (``method``, ``gitConfig.writeBackTarget``,
   ``gitConfig.branch``);
 - ``images[]``: ``alias``, ``imageName`` (``image[:constraint]`` as in 0.x's image-list),
@@ -32,7 +32,7 @@ from ._nodes import MappingNode, Node, SequenceNode, get, items, node_line, scal
 __all__ = ["AIU_CRD_API", "is_image_updater", "select_applications"]
 
 AIU_CRD_API = "argocd-image-updater.argoproj.io/"
-_SETTINGS = ("updateStrategy", "allowTags", "ignoreTags", "platforms")
+_SETTINGS = ("updateStrategy", "allowTags", "ignoreTags", "platforms", "forceUpdate")
 
 
 def is_image_updater(node: Node) -> bool:
@@ -85,8 +85,10 @@ def _settings(*layers: Node | None) -> dict[str, str | None]:
     return out
 
 
-def _write_back_setting(*layers: Node | None) -> tuple[str, str, str | None]:
-    method, target, branch = "argocd", "", None
+def _write_back_setting(*layers: Node | None) -> tuple[str | None, str, str | None, int | None]:
+    """(method or None when not set, target, branch, line of the branch setting) of the layers."""
+    method: str | None = None
+    target, branch, branch_line = "", None, None
     for layer in layers:
         config = get(layer, "writeBackConfig")
         if config is None:
@@ -94,8 +96,10 @@ def _write_back_setting(*layers: Node | None) -> tuple[str, str, str | None]:
         method = scalar(get(config, "method")) or method
         git = get(config, "gitConfig")
         target = scalar(get(git, "writeBackTarget")) or target
-        branch = scalar(get(git, "branch")) or branch
-    return method, target, branch
+        node = get(git, "branch")
+        if scalar(node):
+            branch, branch_line = scalar(node), node_line(node) if node is not None else None
+    return method, target, branch, branch_line
 
 
 def _allow(text: str | None) -> str | None:
@@ -158,18 +162,22 @@ def select_applications(
                 errors.append((node_line(image), error))
             targets = get(image, "manifestTargets")
             helm, kustomize = get(targets, "helm"), get(targets, "kustomize")
+            told = [f"{k} {v}" for k, v in settings.items() if v is not None and k != "forceUpdate"]
             images.append(AiuImage(
                 alias=alias, image=ref_image, policy=policy, error=error,
+                described=", ".join([f"imageName {scalar(get(image, 'imageName')) or ''}", *told]),
                 helm_name=scalar(get(helm, "name")), helm_tag=scalar(get(helm, "tag")),
                 helm_spec=scalar(get(helm, "spec")), kustomize_name=scalar(get(kustomize, "name")),
+                force_update=(settings["forceUpdate"] or "").strip().lower() == "true",
             ))
-        method, target, branch = _write_back_setting(spec, ref)
-        kind, target_path, method_name = write_back(method, target, node_line(ref), app_errors)
+        method, target, branch, branch_line = _write_back_setting(spec, ref)
+        kind, target_path, method_name = write_back(method or "argocd", target, node_line(ref), app_errors)
         errors.extend((line, f"{label}: {message}") for line, message in app_errors)
         out.append(AiuApp(
             file=app_file, line=node_line(app), name=name, namespace=namespace,
             sources=sources(get(app, "spec")),
             images=tuple(images), write_back=kind, target_path=target_path, method=method_name, branch=branch,
-            origin="aiu-imageupdater", defined_at=defined_at,
+            origin="aiu-imageupdater", defined_at=defined_at, method_given=method is not None,
+            branch_line=branch_line, settings_key="imageupdater",
         ))
     return out, errors

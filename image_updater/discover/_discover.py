@@ -20,7 +20,7 @@ from typing import TypeVar, cast
 from image_updater.errors import InvalidPolicy, InvalidReference, YamlEditError
 from image_updater.findings import ErrorEntry, Origin, Skipped
 from image_updater.policies import Policy
-from image_updater.references import ImageReference, parse_reference
+from image_updater.references import ImageReference, is_valid_tag, parse_reference
 from image_updater.yamledit import (
     Insertion,
     ParsedFile,
@@ -37,7 +37,10 @@ from ._aiu import (
     AiuApp,
     AiuImage,
     AiuSource,
+    branch_notes,
+    helm_tag_part,
     is_application,
+    kustomize_entry_name,
     new_override_targets,
     normalise_repo_url,
     override_file,
@@ -47,6 +50,7 @@ from ._aiu import (
 from ._aiu_crd import is_image_updater, select_applications
 from ._annotations import WorkloadPolicies, read_annotations, workload_policies
 from ._fields import (
+    _DIGEST,
     EMPTY_TAG,
     ContainerImage,
     Field,
@@ -409,6 +413,8 @@ class _FileScan:
             assert isinstance(entry, MappingNode) and isinstance(name_node, ScalarNode)
             try:
                 insert = key_insertion(self.text, entry, "newTag", ("newName", "name"))
+                # after a newName inserted at the same place (kustomize's order: name, newName, newTag)
+                insert = (insert[0], dataclasses.replace(insert[1], rank=1))
             except YamlEditError as exc:
                 why = str(exc)
             else:
@@ -475,8 +481,11 @@ class _FileScan:
                     continue
                 if app.write_back == "kustomization" and obj.kustomization:
                     wanted = _parse_name(aiu.kustomize_name) if aiu.kustomize_name else aiu.image
+                    matched = False
                     for entry_slot, entry, _name in kustomize_slots(get(obj.node, "images")):
                         entry_name = _parse_name(scalar(get(entry, "name")))
+                        if wanted is not None and entry_name is not None:
+                            matched = matched or entry_name.same_repository(wanted)
                         if entry_slot is None or wanted is None or entry_name is None:
                             continue
                         if not entry_name.same_repository(wanted):
@@ -484,16 +493,132 @@ class _FileScan:
                         image = dataclasses.replace(aiu.image, tag=entry_slot.image.tag,
                                                     digest=entry_slot.image.digest)
                         slot = dataclasses.replace(entry_slot, image=image, container=aiu.alias or None)
+                        if aiu.kustomize_name:
+                            self._aiu_new_name(app, aiu, obj, entry, image, claims)
+                        if self._aiu_digest_claims(app, aiu, obj, entry, slot, claims):
+                            continue
                         if entry_slot.main is None and entry_slot.digest is None:
                             self._newtag_claim(entry, slot, aiu.policy, app.origin, _P_MIGRATION, obj,
                                                source, app.label, claims)
                             continue
                         claims.extend(self._slot_claims(slot, aiu.policy, app.origin, _P_MIGRATION, obj,
                                                         source, "kustomize"))
+                    # AIU updates only images the Application runs, unless force-update: an image without
+                    # an entry may not be deployed from here at all, so one is added only then
+                    if not matched and aiu.force_update and not obj.api.startswith("kustomize.toolkit."):
+                        self._aiu_append_entry(app, aiu, obj, claims)
                 elif app.write_back == "helmvalues" and obj.kind is None:
                     self._aiu_helm_claims(app, aiu, obj, claims)
                 elif app.write_back == "override" and obj.kind is None:
                     self._aiu_override_claims(app, aiu, obj, claims)
+
+    def _aiu_append_entry(self, app: AiuApp, aiu: AiuImage, obj: _Object, claims: list[_Claim]) -> None:
+        """The kustomization has no ``images:`` entry for ``aiu`` (with force-update): AIU's ``kustomize
+        edit set image`` adds one (``name``, ``newName`` when renamed, ``newTag``), in the list's style."""
+        assert aiu.policy is not None
+        name = aiu.kustomize_name or aiu.image.written_name
+        images = get(obj.node, "images")
+        why = None
+        if not isinstance(images, SequenceNode) or not images.value:
+            why = "the kustomization has no non-empty images list to add it to"
+        elif aiu.policy.kind == "digest" or aiu.policy.pin_digest:
+            why = "adding an entry with a digest is not supported; add the entry with its newTag"
+        if why is None:
+            assert isinstance(images, SequenceNode)
+            rest = [f"newName: {_plain(aiu.image.written_name)}"] if aiu.kustomize_name else []
+            try:
+                offset, insert = item_insertion(self.text, images, f"name: {_plain(name)}",
+                                                [*rest, "newTag: "])
+            except YamlEditError as exc:
+                why = str(exc)
+            else:
+                anchor = images.value[-1]
+                while not isinstance(anchor, ScalarNode):
+                    anchor = anchor.value[-1][1] if isinstance(anchor, MappingNode) else anchor.value[-1]
+                claims.append(_Claim(anchor, _P_MIGRATION, obj, aiu.alias or None, aiu.image, "", "tag", "",
+                                     aiu.policy, app.origin, app.source_line, object(), shape="kustomize",
+                                     insert=(offset, dataclasses.replace(insert, path=(0, "newTag")))))
+                return
+        self.skipped.append(Skipped(file=self.file, line=node_line(obj.node), image=aiu.image.written_name,
+                                    reason=f"{app.label}: no images entry named {name}: {why}"))
+
+    def _aiu_digest_claims(
+        self, app: AiuApp, aiu: AiuImage, obj: _Object, entry: Node, slot: Slot, claims: list[_Claim]
+    ) -> bool:
+        """The digest strategy on a kustomization entry without a ``digest`` key, as AIU writes it (kyaml's
+        ``newTag: <tag>`` and ``digest: sha256:...``, its ``parseImageOverride``): the tag goes into
+        ``newTag`` (inserted when missing) and a ``digest`` key is inserted after it. An entry with a
+        ``digest`` key, or a ``newTag`` already holding ``tag@sha256:...``, is edited as it is (False)."""
+        policy = aiu.policy
+        assert policy is not None
+        if policy.kind != "digest" or slot.digest is not None or not isinstance(entry, MappingNode):
+            return False
+        if slot.main is not None and "@" in slot.main.value:
+            return False
+        name_node = get(entry, "name")
+        if not isinstance(name_node, ScalarNode) or self.parsed.is_shared(entry):
+            return False
+        group = object()
+        found: list[_Claim] = []
+        try:
+            if slot.main is None:
+                if get(entry, "newTag") is not None:
+                    return False  # a newTag that is not a plain value: reported by the ordinary route
+                at, tag_insert = key_insertion(self.text, entry, "newTag", ("newName", "name"))
+                found.append(_Claim(name_node, _P_MIGRATION, obj, slot.container, slot.image, "", "tag", "",
+                                    policy, app.origin, app.source_line, group, shape="kustomize",
+                                    insert=(at, dataclasses.replace(tag_insert, rank=1))))
+                after: tuple[str, ...] = ("newName", "name")
+            else:
+                found.append(_Claim(slot.main.node, _P_MIGRATION, obj, slot.container, slot.image,
+                                    slot.main.value, "tag", "", policy, app.origin, app.source_line, group,
+                                    shape="kustomize"))
+                after = ("newTag",)
+            at, digest_insert = key_insertion(self.text, entry, "digest", after)
+        except YamlEditError as exc:
+            self.skipped.append(Skipped(
+                file=self.file, line=node_line(entry), image=slot.image.written_name,
+                reason=f"kustomize images entry: no digest can be added ({app.label}): {exc}"))
+            return True
+        found.append(_Claim(name_node, _P_MIGRATION, obj, slot.container, slot.image, "", "digest", "",
+                            policy, app.origin, app.source_line, group, shape="kustomize",
+                            insert=(at, dataclasses.replace(digest_insert, rank=2))))
+        claims.extend(found)
+        return True
+
+    def _aiu_new_name(
+        self, app: AiuApp, aiu: AiuImage, obj: _Object, entry: Node, image: ImageReference,
+        claims: list[_Claim],
+    ) -> None:
+        """The entry ``name: <kustomize.image-name>`` of a kustomization gets ``newName: <image>`` as AIU's
+        ``kustomize edit set image <name>=<image>:<tag>`` writes it: inserted right after ``name`` (before
+        ``newTag``, kustomize's key order), or rewritten when it names another image."""
+        assert aiu.policy is not None
+        name_node = get(entry, "name")
+        new_name = get(entry, "newName")
+        if not isinstance(entry, MappingNode) or not isinstance(name_node, ScalarNode):
+            return
+        target = aiu.image.written_name
+        if new_name is None:
+            named = _parse_name(name_node.value)
+            if named is not None and named.same_repository(aiu.image):
+                return  # the entry names the image itself: nothing to rename
+            try:
+                offset, insert = key_insertion(self.text, entry, "newName", ("name",))
+            except YamlEditError as exc:
+                self.skipped.append(Skipped(file=self.file, line=node_line(entry), image=target, reason=(
+                    f"kustomize images entry {name_node.value!r} has no newName to set to {target} "
+                    f"({app.label}): {exc}")))
+                return
+            claims.append(_Claim(name_node, _P_MIGRATION, obj, aiu.alias or None, image, "", "name", target,
+                                 aiu.policy, app.origin, app.source_line, object(), shape="kustomize",
+                                 insert=(offset, insert)))
+            return
+        current = _parse_name(scalar(new_name))
+        if isinstance(new_name, ScalarNode) and (current is None or not current.same_repository(aiu.image)):
+            claims.append(_Claim(new_name, _P_MIGRATION, obj, aiu.alias or None, image, new_name.value,
+                                 "name", target, aiu.policy, app.origin, app.source_line, object(),
+                                 shape="kustomize"))
 
     def _aiu_override_claims(self, app: AiuApp, aiu: AiuImage, obj: _Object, claims: list[_Claim]) -> None:
         """An existing ``.argocd-source-<app>.yaml``: its Helm parameter or kustomize image, edited in
@@ -509,35 +634,28 @@ class _FileScan:
                 found = True
             if scalar(get(item, "name")) != key or not isinstance(node, ScalarNode) or value is None:
                 continue
-            if aiu.helm_spec:
-                current = _parse_name(value)
-                if current is None:
-                    continue
-                image = dataclasses.replace(aiu.image, tag=current.tag, digest=current.digest)
-                field = Field(node, "reference", value, aiu.image.written_name)
-            else:
-                image = dataclasses.replace(aiu.image, tag=value or None)
-                field = Field(node, "tag", value)
-            claims.extend(self._slot_claims(Slot(image, aiu.alias or None, field, where=node), aiu.policy,
-                                            app.origin, _P_MIGRATION, obj, app.source_line, "helm-values"))
-        wanted = _parse_name(aiu.kustomize_name) if aiu.kustomize_name else aiu.image
+            slot = _aiu_helm_slot(aiu, node, value)
+            if slot is not None:
+                claims.extend(self._slot_claims(slot, aiu.policy, app.origin, _P_MIGRATION, obj,
+                                                app.source_line, "helm-values"))
         images = get_path(obj.node, "kustomize", "images")
-        for item in images.value if isinstance(images, SequenceNode) and wanted is not None else []:
+        for item in images.value if isinstance(images, SequenceNode) else []:
             value = scalar(item)
             if not isinstance(item, ScalarNode) or not value:
                 continue
-            name, renamed, _new = value.partition("=")
-            written = _parse_name(name)
-            if written is None or wanted is None or not written.same_repository(wanted):
+            # AIU merges an override entry by the image after a `<kustomize name>=`; the entry is rewritten
+            # `<kustomize.image-name>=<image>:<tag>` (an alias the entry has is kept when the setting is not
+            # there: AIU would drop it, and with it kustomize's replacement of the aliased image)
+            alias, renamed, after = value.partition("=")
+            written = _parse_name(after if renamed else value)
+            if written is None or not written.same_repository(aiu.image):
                 continue
             found = True
-            if renamed:
-                self.skipped.append(Skipped(file=self.file, line=node_line(item), image=name, reason=(
-                    f"{app.label}: the override entry {value!r} renames the image; editing the part "
-                    "after '=' is not supported yet")))
-                continue
             image = dataclasses.replace(aiu.image, tag=written.tag, digest=written.digest)
-            field = Field(item, "reference", value, written.written_name)
+            keep = renamed and not aiu.kustomize_name
+            spelt = written.written_name
+            entry = f"{alias}={spelt}" if keep else kustomize_entry_name(aiu, spelt)
+            field = Field(item, "reference", value, entry)
             claims.extend(self._slot_claims(Slot(image, aiu.alias or None, field, where=item), aiu.policy,
                                             app.origin, _P_MIGRATION, obj, app.source_line, "kustomize"))
         if not found:
@@ -568,15 +686,12 @@ class _FileScan:
             path = (0, "value")
         elif helm:
             name_key, tag_key = aiu.helm_name or "image.name", aiu.helm_tag or "image.tag"
-            part, first, rest, after = "tag", f"name: {_plain(tag_key)}", ["value: "], "forcestring: true"
-            path = (0, "value")
+            part, first, rest = helm_tag_part(aiu.policy), f"name: {_plain(tag_key)}", ["value: "]
+            after, path = "forcestring: true", (0, "value")
             if not any(scalar(get(item, "name")) == name_key for item in sequence.value):
                 named, path = (name_key, name), (1, "value")
-        elif aiu.kustomize_name and aiu.kustomize_name != name:
-            self.skipped.append(Skipped(file=self.file, line=node_line(obj.node), image=name, reason=(
-                f"{app.label}: kustomize.image-name {aiu.kustomize_name!r} renames the image; adding such "
-                "an entry is not supported")))
-            return
+        else:
+            name = kustomize_entry_name(aiu)  # `<kustomize name>=<image>` when the image has one
         try:
             offset, insert = item_insertion(self.text, sequence, first, rest, after)
             if named is not None:
@@ -607,18 +722,11 @@ class _FileScan:
                 reason=f"{app.label}: the values have no scalar {key} to write the image into",
             ))
             return
-        if aiu.helm_spec:
-            current = _parse_name(value)
-            if current is None:
-                self.error(node_line(node), aiu.image.written_name,
-                           f"{key}: {value!r} is not an image reference")
-                return
-            image = dataclasses.replace(aiu.image, tag=current.tag, digest=current.digest)
-            field = Field(node, "reference", value, aiu.image.written_name)
-        else:
-            image = dataclasses.replace(aiu.image, tag=value or None)
-            field = Field(node, "tag", value)
-        slot = Slot(image, aiu.alias or None, field, where=node)
+        slot = _aiu_helm_slot(aiu, node, value)
+        if slot is None:
+            what = "an image reference" if aiu.helm_spec else "a tag (or tag@digest)"
+            self.error(node_line(node), aiu.image.written_name, f"{key}: {value!r} is not {what}")
+            return
         claims.extend(self._slot_claims(slot, aiu.policy, app.origin, _P_MIGRATION, obj,
                                         app.source_line, "helm-values"))
 
@@ -695,8 +803,8 @@ class _FileScan:
                 file=self.file, line=line, start=offset, end=offset,
                 resource=claim.obj.resource if claim.obj is not None else None,
                 container=claim.container, image=claim.image, value="", part=claim.part,
-                policy=claim.policy, origin=claim.origin, policy_source=claim.source, with_digest=with_digest,
-                shape=claim.shape, insert=insert,
+                policy=claim.policy, origin=claim.origin, write_name=claim.write_name,
+                policy_source=claim.source, with_digest=with_digest, shape=claim.shape, insert=insert,
             ))
             return
         if self.parsed.is_shared(node):
@@ -752,6 +860,25 @@ def _needs_digest(claim: _Claim) -> bool:
     )
 
 
+def _aiu_helm_slot(aiu: AiuImage, node: ScalarNode, value: str) -> Slot | None:
+    """The Helm parameter or value ``node`` AIU writes ``aiu`` into: the whole reference (``image-spec``) or
+    the tag, ``<tag>@<digest>`` for the digest strategy; ``None`` when its value is neither."""
+    assert aiu.policy is not None
+    if aiu.helm_spec:
+        current = _parse_name(value)
+        if current is None:
+            return None
+        image = dataclasses.replace(aiu.image, tag=current.tag, digest=current.digest)
+        return Slot(image, aiu.alias or None, Field(node, "reference", value, aiu.image.written_name),
+                    where=node)
+    tag, at, digest = value.partition("@")
+    if (tag and not is_valid_tag(tag)) or (at and _DIGEST.fullmatch(digest) is None):
+        return None
+    part = helm_tag_part(aiu.policy)
+    image = dataclasses.replace(aiu.image, tag=tag or None, digest=digest or None)
+    return Slot(image, aiu.alias or None, Field(node, part, value), where=node)
+
+
 def _parse_name(text: str | None) -> ImageReference | None:
     if not text:
         return None
@@ -764,10 +891,14 @@ def _parse_name(text: str | None) -> ImageReference | None:
 def _aiu_apps(
     cache: Mapping[str, ParsedFile | None], paths: frozenset[str], repo_url: str | None,
     errors: list[ErrorEntry], skipped: list[Skipped], created: list[Target],
-    argocd_namespace: str = ARGOCD_NAMESPACE,
+    argocd_namespace: str = ARGOCD_NAMESPACE, branch: str | None = None,
+    warnings: list[Skipped] | None = None, translations: list[tuple[str, str, str]] | None = None,
 ) -> dict[str, list[tuple[AiuApp, AiuSource]]]:
     """Argo CD Image Updater Applications in the tree (0.x annotations, 1.x ImageUpdater objects) -> the
-    files they write back to."""
+    files they write back to. ``warnings``: what is done differently from AIU (an ``argocd`` write-back
+    written to Git, a git-branch setting), for ``validate``; the git-branch ones are in ``skipped`` too."""
+    warned = warnings if warnings is not None else []
+    told = translations
     own = normalise_repo_url(repo_url) if repo_url else None
     bindings: dict[str, list[tuple[AiuApp, AiuSource]]] = {}
     applications: list[tuple[str, Node]] = []
@@ -797,6 +928,25 @@ def _aiu_apps(
         for line, message in app.errors:
             errors.append(ErrorEntry(file=file, line=line, image=None,
                                      message=f"{app.label}: {message}"))
+        here = own is not None and any(normalise_repo_url(s.repo_url) == own for s in app.sources)
+        skip, note = branch_notes(app, branch) if here else (None, None)  # else: skipped below anyway
+        settings_file, settings_line = file, app.line
+        if app.defined_at is not None and app.settings_key == "imageupdater":
+            settings_file = app.defined_at.rsplit(":", 1)[0]
+        if app.branch_line is not None:
+            settings_line = app.branch_line
+        for reason in (skip, note):
+            if reason is not None:
+                entry = Skipped(file=settings_file, line=settings_line, image=None, reason=reason)
+                skipped.append(entry)
+                warned.append(entry)
+        if skip is not None:
+            continue
+        if app.method == "argocd":
+            _argocd_method_warning(app, own, argocd_namespace, warned)
+        if told is not None and here:
+            told.extend((app.source_line, aiu.image.name, aiu.described) for aiu in app.images
+                        if aiu.policy is not None and aiu.described)
         for source in app.sources:
             if own is None:
                 skipped.append(Skipped(file=file, line=app.line, image=None, reason=(
@@ -825,6 +975,20 @@ def _aiu_apps(
     return bindings
 
 
+def _argocd_method_warning(
+    app: AiuApp, own: str | None, argocd_namespace: str, warned: list[Skipped]
+) -> None:
+    files = [override_file(app, source, argocd_namespace) for source in app.sources
+             if own is not None and normalise_repo_url(source.repo_url) == own]
+    if not files:
+        return
+    how = (f"{app.method_key} argocd" if app.method_given
+           else f"no {app.method_key} (AIU's default, argocd)")
+    warned.append(Skipped(file=app.file, line=app.line, image=None, reason=(
+        f"{app.label}: {how}: AIU writes to the Application in the cluster; image-updater writes Git "
+        f"instead, to {', '.join(files)}")))
+
+
 _K8S_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?")
 
 
@@ -851,10 +1015,7 @@ def _new_override(
         skipped.append(Skipped(file=app.file, line=app.line, image=None, reason=(
             f"{app.label}: another Application already writes the new {override}")))
         return
-    targets, problems = new_override_targets(app, override, helm)
-    created.extend(targets)
-    skipped.extend(Skipped(file=app.file, line=app.line, image=image, reason=reason)
-                   for image, reason in problems)
+    created.extend(new_override_targets(app, override, helm))
 
 
 def _parse(file: str, text: str, errors: list[ErrorEntry]) -> ParsedFile | None:
@@ -869,7 +1030,7 @@ def _parse(file: str, text: str, errors: list[ErrorEntry]) -> ParsedFile | None:
 
 def discover_files(
     files: FileInput, *, extra_policy_files: FileInput = (), repo_url: str | None = None,
-    argocd_namespace: str = ARGOCD_NAMESPACE,
+    argocd_namespace: str = ARGOCD_NAMESPACE, branch: str | None = None,
 ) -> Discovery:
     """Find every target in ``files`` (repo-relative POSIX path -> text).
 
@@ -877,7 +1038,8 @@ def discover_files(
     definitions only; their ``spec.targets`` apply to ``files``. ``repo_url`` is the URL of the repository
     ``files`` come from: Argo CD Applications whose source is that repository are followed.
     ``argocd_namespace``: Argo CD's own namespace (AIU names override files of Applications elsewhere
-    ``.argocd-source-<namespace>_<app>.yaml``).
+    ``.argocd-source-<namespace>_<app>.yaml``). ``branch``: the branch the result is written to (what AIU's
+    git-branch settings are compared with); ``None`` when not known.
     """
     entries = _entries(files)
     extras = _entries(extra_policy_files)
@@ -922,8 +1084,11 @@ def discover_files(
 
     targets: list[Target] = []
     skipped: list[Skipped] = []
+    warnings: list[Skipped] = []
+    translations: list[tuple[str, str, str]] = []
     aiu = _aiu_apps({f: cache[f] for f, t in entries if f in cache and _ARGO_HINT in t},
-                    frozenset(f for f, _t in entries), repo_url, errors, skipped, targets, argocd_namespace)
+                    frozenset(f for f, _t in entries), repo_url, errors, skipped, targets, argocd_namespace,
+                    branch, warnings, translations)
     with_rules = index.has_targets
     for file, text in entries:
         rules = index.rules_for(file) if with_rules else []
@@ -950,6 +1115,8 @@ def discover_files(
         targets=tuple(targets), skipped=tuple(_unique(skipped)), errors=tuple(_unique(errors)),
         files_scanned=len(entries), files_parsed=parsed_count, policies=len(index.defs),
         definitions=tuple(index.defs),
+        warnings=tuple(sorted(_unique(warnings), key=lambda s: (s.file, s.line or 0, s.reason))),
+        translations=tuple(_unique(translations)),
     )
 
 

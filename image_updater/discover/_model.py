@@ -95,6 +95,12 @@ class Discovery:
     files_parsed: int = 0  # files that passed the text prefilter and were parsed
     policies: int = 0  # policy definitions found (policy files, Flux ImagePolicy objects)
     definitions: tuple[PolicyDef, ...] = ()  # those definitions, usable or not, in the order found
+    # what is done differently from a migrated tool and worth a look (not a problem): an Argo CD Image
+    # Updater Application with the argocd write-back method written to Git, a git-branch setting
+    warnings: tuple[Skipped, ...] = ()
+    # (policy_source, image name, the migrated tool's settings as written) of each translated image, for
+    # ``check --path`` to say what a policy was translated from
+    translations: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def resolve_keys(self) -> frozenset[ResolveKey]:

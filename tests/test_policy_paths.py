@@ -11,6 +11,8 @@ together instead:
 - a tag the common checks reject gets the same verdict (status and reason) under every kind;
 - under ``semver``, an identity ``filter``/``extract`` changes no verdict of ``explain`` (with a filter,
   semver takes the generic path; without, the specialised one);
+- ranking bare names (``choose_tag``, and ``choose``/``explain`` of a policy that reads names only) gives
+  the answers of ranking ``TagInfo`` objects, for every kind, ``filter``/``extract`` and ``desc`` included;
 - the regression the old fast path had: ``1.2.3+abc`` is an invalid tag even when an exclude glob or an
   exclusionList regex matches it (the fast path called it excluded).
 """
@@ -109,7 +111,9 @@ def test_semver_fast_path_answers_as_the_generic_path(
     )
     judge = _Judge(policy, current, NOW)
     fast, generic = judge._semver_rank(), judge._generic_rank()
-    assert judge.rank.__qualname__ == fast.__qualname__  # the path choose() and explain() take
+    # the path choose(), choose_tag() and explain() take
+    assert judge.rank_name is not None
+    assert judge.rank_name.__qualname__ == judge._semver_names().__qualname__
     for tag, created, have in generated:
         info = TagInfo(tag, created=created, platforms=have)
         assert _outcome(fast(info)) == _outcome(generic(info)), (tag, str(policy), current)
@@ -172,3 +176,59 @@ def test_an_extracted_build_suffix_is_ignored_in_order() -> None:
     policy = parse_policy("semver:*", {"filter": r"^(?P<v>[0-9.]+)_(?P<b>[a-z]+)$", "extract": "${v}+${b}"})
     chosen = policy.choose([TagInfo("1.2.3_abc"), TagInfo("1.2.4_aaa"), TagInfo("1.2.3_zzz")])
     assert chosen is not None and chosen.tag == "1.2.4_aaa"
+
+
+_name_policies = st.sampled_from(
+    [
+        ("semver:*", {}), ("semver:~1.2", {"flavour": "any"}), ("semver:>=1.0.0-0", {"prerelease": True}),
+        ("semver:<3", {"flavour": "alpine"}), ("semver:*", {"filter": "^v?(?P<v>.*)$", "extract": "$v"}),
+        ("alphabetical", {}), ("alphabetical:desc", {"exclude": ["*-rc*"]}), ("numerical", {}),
+        ("numerical:desc", {}), ("numerical", {"filter": r"^build-(\d+)$", "extract": "$1"}), ("digest", {}),
+        ("digest:latest", {}),
+        # these need metadata: choose_tag takes choose()'s road, every tag's build time unknown
+        ("glob:1.*", {}), ("newest", {}), ("semver:*", {"min_age": "1h"}),
+        ("semver:*", {"platforms": "linux/amd64"}),
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(tags, max_size=12), st.one_of(st.none(), tags), _name_policies, _exclusion_lists)
+def test_ranking_names_answers_as_ranking_tag_infos(
+    tag_list: list[str],
+    current: str | None,
+    named: tuple[str, dict[str, object]],
+    exclusion_list: tuple[str, ...],
+) -> None:
+    text, modifiers = named
+    policy = parse_policy(text, modifiers)  # the default exclude globs, or the entry's own
+    if exclusion_list:
+        policy = dataclasses.replace(policy, exclude_regex=exclusion_list)
+    items = [TagInfo(t) for t in tag_list]
+    chosen = policy.choose(items, current=current, now=NOW)
+    assert policy.choose_tag(tag_list, current=current, now=NOW) == (chosen.tag if chosen else None)
+    judge = _Judge(policy, current, NOW)
+    if judge.rank_name is not None and judge.back is None:
+        for info in items:
+            assert _outcome(judge.rank_name(info.tag)) == _outcome(judge.rank(info)), (info.tag, str(policy))
+    # explain's first verdict is choose's answer, through either road
+    verdicts = policy.explain(items, current=current, now=NOW)
+    first = verdicts[0] if verdicts and verdicts[0].status is Status.CHOSEN else None
+    assert (first.tag if first else None) == (chosen.tag if chosen else None)
+
+
+def test_a_min_age_policy_reads_the_clock_of_each_call() -> None:
+    # judges are kept per (policy, current tag) only where min_age plays no part: `now` must count here
+    policy = parse_policy("semver:*", {"min_age": "1h"})
+    items = [TagInfo("1.0.0", created=NOW - timedelta(hours=2)), TagInfo("1.1.0", created=NOW)]
+    later = NOW + timedelta(hours=1)
+    assert [policy.choose(items, now=when) for when in (NOW, later)] == [items[0], items[1]]
+    assert policy.choose_tag(["1.0.0", "1.1.0"], now=NOW) is None  # build times unknown: too young
+
+
+def test_the_kept_judge_follows_the_current_tag() -> None:
+    policy = parse_policy("semver:*")
+    tags_ = ["1.2.0", "1.3.0-alpine", "1.3.0"]
+    assert [policy.choose_tag(tags_, current=c) for c in ("1.0.0-alpine", "1.0.0", "1.0.0-alpine")] == [
+        "1.3.0-alpine", "1.3.0", "1.3.0-alpine"
+    ]

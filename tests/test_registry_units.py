@@ -446,6 +446,42 @@ def test_batched_writes_are_committed_together(tmp_path: Path) -> None:
         assert set(reader.digest_meta("r.io/a", ["sha256:1"])) == {"sha256:1"}
 
 
+def test_held_back_writes_are_read_back_and_keep_their_order(tmp_path: Path) -> None:
+    path = tmp_path / CACHE_FILE
+    with MetadataCache(path, batch_seconds=3600) as writer, MetadataCache(path) as reader:
+        writer.put_tag_digests("r.io/a", {t: TagDigest(f"sha256:{t}", 1.0, 9e9) for t in ("1", "2")})
+        with writer.batch():
+            writer.put_tags("r.io/a", ["2", "3"], 5.0)
+            writer.put_decision("r.io/a", "p", "1", "h1", "3")
+            # this process sees its own held-back writes; the other one nothing yet
+            assert writer.tags("r.io/a") == (["2", "3"], 5.0)
+            assert writer.decision("r.io/a", "p", "1", "h1") == (True, "3")
+            assert writer.decision("r.io/a", "p", "1", "h2") == (False, None)
+            assert reader.decision("r.io/a", "p", "1", "h1") == (False, None)
+            # the list is written before the tag digests are read or written: tag 1 is gone, 3 stays
+            assert set(writer.tag_digests("r.io/a")) == {"2"}
+            writer.put_tag_digests("r.io/a", {"3": TagDigest("sha256:3", 1.0, 9e9)})
+            writer.put_tags("r.io/a", ["3"], 6.0)
+            writer.put_tags("r.io/b", ["x"], 6.0)
+        assert reader.tags("r.io/a") == (["3"], 6.0) and reader.tags("r.io/b") == (["x"], 6.0)
+        assert set(reader.tag_digests("r.io/a")) == {"3"}
+        assert reader.decision("r.io/a", "p", "1", "h1") == (True, "3")
+
+
+def test_held_back_writes_survive_close_and_the_batch_clock(tmp_path: Path) -> None:
+    path = tmp_path / CACHE_FILE
+    writer = MetadataCache(path, batch_seconds=0.0)  # every held-back write is due at once
+    with writer.batch(), MetadataCache(path) as reader:
+        writer.put_tags("r.io/a", ["1"], 1.0)
+        assert reader.tags("r.io/a") == (["1"], 1.0)
+    writer = MetadataCache(path, batch_seconds=3600)
+    with writer.batch():
+        writer.put_decision("r.io/a", "p", "", "h", None)
+        writer.close()  # a daemon stopping inside a pass loses nothing it decided
+    with MetadataCache(path) as reader:
+        assert reader.decision("r.io/a", "p", None, "h") == (True, None)
+
+
 # ------------------------------------------------------------------------------------------- credentials
 
 SECRET = "units-canary-Secret-55"

@@ -19,6 +19,7 @@ The remaining candidates are ranked per kind; the greatest wins, and equal ranks
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from .platforms import normalise_platform
 if TYPE_CHECKING:
     from .spec import Policy
 
-__all__ = ["Status", "TagInfo", "Verdict", "choose", "explain"]
+__all__ = ["Status", "TagInfo", "Verdict", "choose", "choose_tag", "explain"]
 
 # kinds that rank by build time
 _TIME_ORDERED = frozenset({"glob", "regex", "newest"})
@@ -83,35 +84,80 @@ def choose(
     policy: Policy, tags: Iterable[TagInfo], current: str | None = None, now: datetime | None = None
 ) -> TagInfo | None:
     """The tag ``policy`` picks among ``tags`` (``current`` is the tag now in use), or ``None``."""
-    judge = _Judge(policy, current, now)
-    rank = judge.rank
+    judge = _judge(policy, current, now)
     descending = judge.descending
     best_key: Any = None
     best: list[tuple[TagInfo, Any]] = []
-    for info in tags:
-        key = rank(info)
-        if type(key) is _Reject:
-            continue
-        if not best or (key < best_key if descending else key > best_key):
-            best_key, best = key, [(info, key)]
-        elif key == best_key:
-            best.append((info, key))
+    rank_name = judge.rank_name
+    if rank_name is not None and judge.back is None:
+        # names alone decide: the same loop, ranking ``info.tag`` without a call per tag in between
+        for info in tags:
+            key = rank_name(info.tag)
+            if type(key) is _Reject:
+                continue
+            if not best or (key < best_key if descending else key > best_key):
+                best_key, best = key, [(info, key)]
+            elif key == best_key:
+                best.append((info, key))
+    else:
+        rank = judge.rank
+        for info in tags:
+            key = rank(info)
+            if type(key) is _Reject:
+                continue
+            if not best or (key < best_key if descending else key > best_key):
+                best_key, best = key, [(info, key)]
+            elif key == best_key:
+                best.append((info, key))
     if not best:
         return None
     if len(best) == 1:
         return best[0][0]
-    return max(best, key=lambda pair: judge.tie_key(pair[0]))[0]
+    return max(best, key=lambda pair: judge.tie_key(pair[0].tag))[0]
+
+
+def choose_tag(
+    policy: Policy, tags: Iterable[str], current: str | None = None, now: datetime | None = None
+) -> str | None:
+    """``choose`` over bare tag names, without a ``TagInfo`` per tag where the policy reads names only.
+
+    The answer is ``choose``'s over ``TagInfo(tag)`` for every tag (nothing known of any tag). A policy that
+    needs metadata (build-time order, ``min_age``, ``platforms``) takes that road itself: its tags are
+    rejected or ranked as unknown, exactly as ``choose`` would.
+    """
+    judge = _judge(policy, current, now)
+    rank_name = judge.rank_name
+    if rank_name is None or judge.back is not None:
+        chosen = choose(policy, [TagInfo(tag) for tag in tags], current, now)
+        return chosen.tag if chosen is not None else None
+    descending = judge.descending
+    best_key: Any = None
+    best: list[str] = []
+    for tag in tags:
+        key = rank_name(tag)
+        if type(key) is _Reject:
+            continue
+        if not best or (key < best_key if descending else key > best_key):
+            best_key, best = key, [tag]
+        elif key == best_key:
+            best.append(tag)
+    if not best:
+        return None
+    if len(best) == 1:
+        return best[0]
+    return max(best, key=judge.tie_key)
 
 
 def explain(
     policy: Policy, tags: Iterable[TagInfo], current: str | None = None, now: datetime | None = None
 ) -> list[Verdict]:
     """One verdict per tag: the chosen tag first, then the other candidates best-first, then the rest."""
-    judge = _Judge(policy, current, now)
+    judge = _judge(policy, current, now)
     candidates: list[tuple[TagInfo, Any]] = []
     rejected: list[tuple[TagInfo, _Reject]] = []
+    rank_name = judge.rank_name if judge.back is None else None
     for info in tags:
-        key = judge.rank(info)
+        key = rank_name(info.tag) if rank_name is not None else judge.rank(info)
         if type(key) is _Reject:
             rejected.append((info, key))
         else:
@@ -126,7 +172,7 @@ def explain(
             end += 1
         if end - start > 1:
             candidates[start:end] = sorted(
-                candidates[start:end], key=lambda pair: judge.tie_key(pair[0]), reverse=True
+                candidates[start:end], key=lambda pair: judge.tie_key(pair[0].tag), reverse=True
             )
         start = end
     verdicts: list[Verdict] = []
@@ -167,6 +213,20 @@ def _iso(dt: datetime | None) -> str:
     if dt is None:
         return "unknown"
     return _aware(dt).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _judge(policy: Policy, current: str | None, now: datetime | None) -> _Judge:
+    """The ``_Judge`` of a call; one per (policy, current tag) is kept where the clock plays no part."""
+    if policy.min_age is None:
+        return _timeless_judge(policy, current)
+    return _Judge(policy, current, now)
+
+
+@functools.lru_cache(maxsize=1024)
+def _timeless_judge(policy: Policy, current: str | None) -> _Judge:
+    # without min_age the judge never reads ``now``: a scan of a thousand images with the same policy and
+    # current tag builds its reasons and ranking closures once instead of a thousand times
+    return _Judge(policy, current, None)
 
 
 class _Judge:
@@ -226,6 +286,8 @@ class _Judge:
             Status.PLATFORM, f"platforms unknown; needs {', '.join(sorted(compiled.platforms))}"
         )
         self._flavour_rejects: dict[str | None, _Reject] = {}
+        self.back: Callable[[TagInfo], _Reject | None] | None = None
+        self.rank_name: Callable[[str], Any] | None = None
         self.rank = self._build_rank()
 
     # -- values and ranking
@@ -240,12 +302,48 @@ class _Judge:
         return tag
 
     def _build_rank(self) -> Callable[[TagInfo], Any]:
-        if self.policy.kind == "semver" and self.compiled.filter is None:
-            return self._semver_rank()
-        return self._generic_rank()
+        """Set ``rank_name`` (by name, for kinds not ordered by build time) and ``back`` (the metadata
+        checks, when the policy has any); return ``rank``, which ranks a ``TagInfo``."""
+        policy, c = self.policy, self.compiled
+        self.back = self._back_check if policy.min_age is not None or c.platforms else None
+        if policy.kind in _TIME_ORDERED:
+            self.rank_name = None
+            return self._time_rank()
+        if policy.kind == "semver" and c.filter is None:
+            self.rank_name = self._semver_names()
+        else:
+            self.rank_name = self._generic_names()
+        return self._with_back(self.rank_name)
 
     def _generic_rank(self) -> Callable[[TagInfo], Any]:
-        """The path every tag takes: the checks of the module docstring, in its order, then the kind's.
+        """The path of every kind, on a ``TagInfo`` (the reference ``_semver_rank`` is held to)."""
+        if self.policy.kind in _TIME_ORDERED:
+            return self._time_rank()
+        return self._with_back(self._generic_names())
+
+    def _semver_rank(self) -> Callable[[TagInfo], Any]:
+        """``_semver_names`` on a ``TagInfo``, with the metadata checks."""
+        return self._with_back(self._semver_names())
+
+    def _with_back(self, names: Callable[[str], Any]) -> Callable[[TagInfo], Any]:
+        """A name ranking applied to a ``TagInfo``, then the metadata checks (``min_age``, ``platforms``)."""
+        back = self.back
+
+        if back is None:
+            def rank(info: TagInfo) -> Any:
+                return names(info.tag)
+        else:
+            def rank(info: TagInfo) -> Any:
+                key = names(info.tag)
+                if type(key) is _Reject:
+                    return key
+                return back(info) or key
+
+        return rank
+
+    def _generic_names(self) -> Callable[[str], Any]:
+        """The path every tag of a kind not ordered by build time takes, by name: the checks of the module
+        docstring, in its order, then the kind's (``_with_back`` adds the metadata checks).
 
         Everything the loop needs is bound to a local name once: this function meets every tag of a
         repository (100,000 of them in bench/select.py), so each attribute lookup saved counts.
@@ -260,6 +358,44 @@ class _Judge:
         filter_ = c.filter.spans if c.filter is not None else None
         extract = c.extract
         ranker = self._kind_ranker()
+
+        def rank(tag: str) -> Any:
+            if valid_tag(tag) is None:
+                return r_invalid
+            if exclude is not None and exclude(tag):
+                return exclude_reason(tag)
+            if excluded_by_regex is not None and (rejected := excluded_by_regex(tag)) is not None:
+                return rejected
+            if not latest_ok and len(tag) == 6 and tag.lower() == "latest":
+                return r_latest
+            value = tag
+            if filter_ is not None:
+                spans = filter_(tag)
+                if spans is None:
+                    return r_filter
+                if extract is not None:
+                    value = extract(tag, spans)
+            return ranker(tag, value)
+
+        return rank
+
+    def _time_rank(self) -> Callable[[TagInfo], Any]:
+        """The path every tag of a kind ordered by build time takes: ``_generic_names``'s checks, then the
+        pattern and the build time (which only a ``TagInfo`` carries), then the metadata checks.
+
+        Everything the loop needs is bound to a local name once: this function meets every tag of a
+        repository (100,000 of them in bench/select.py), so each attribute lookup saved counts.
+        """
+        c, policy = self.compiled, self.policy
+        r_invalid, r_latest, r_filter = self.r_invalid, self.r_latest, self.r_filter
+        valid_tag = _TAG_GRAMMAR.match
+        exclude = c.exclude.match if c.exclude is not None else None
+        exclude_reason = self._exclude_reason
+        excluded_by_regex = self._regex_exclusion if c.exclude_regexes else None
+        latest_ok = c.allows_latest or policy.kind == "digest"
+        filter_ = c.filter.spans if c.filter is not None else None
+        extract = c.extract
+        ranker = self._by_time()
         back = self._back_check if policy.min_age is not None or c.platforms else None
 
         def rank(info: TagInfo) -> Any:
@@ -286,18 +422,17 @@ class _Judge:
 
         return rank
 
-    def _semver_rank(self) -> Callable[[TagInfo], Any]:
-        """``_generic_rank`` with ``_by_version``, specialised for semver without ``filter``: the kind that
+    def _semver_names(self) -> Callable[[str], Any]:
+        """``_generic_names`` with ``_by_version``, specialised for semver without ``filter``: the kind that
         meets 100,000-tag repositories. tests/test_policy_paths.py holds the two to the same answers.
 
         It parses the version first and skips the work that cannot change the answer: a tag the version
         pattern matches is inside the tag grammar unless it is too long or has a ``+build``, and it is never
         ``latest``; the exclude globs are skipped for it when none can match a version-shaped tag.
         """
-        c, policy = self.compiled, self.policy
+        c = self.compiled
         assert c.range_match is not None and c.filter is None
         in_range = c.range_match
-        back = self._back_check if policy.min_age is not None or c.platforms else None
         exclude_any = c.exclude.match if c.exclude is not None else None
         exclude = exclude_any if c.exclude_may_match_versions else None
         exclude_reason = self._exclude_reason
@@ -312,8 +447,7 @@ class _Judge:
         r_range, r_prerelease = self.r_range, self.r_prerelease
         flavour_reason = self._flavour_reason
 
-        def rank(info: TagInfo) -> Any:
-            tag = info.tag
+        def rank(tag: str) -> Any:
             m = version(tag)
             if m is None:  # the common checks, then "not a version"; no range names latest
                 if valid_tag(tag) is None:
@@ -350,8 +484,6 @@ class _Judge:
                 key = (int(major), int(minor or 0), int(patch or 0), RELEASE)
             if not in_range(key):
                 return r_range
-            if back is not None:
-                return back(info) or key
             return key
 
         return rank
@@ -366,22 +498,21 @@ class _Judge:
             return self._platform_check(info, self.compiled.platforms)
         return None
 
-    def _kind_ranker(self) -> Callable[[TagInfo, str], Any]:
-        """What the kind says about a tag that passed the common checks: a rank key, or a ``_Reject``.
-
-        ``value`` is the tag, or its ``extract`` expansion."""
+    def _kind_ranker(self) -> Callable[[str, str], Any]:
+        """What a kind not ordered by build time says about a tag that passed the common checks: a rank
+        key, or a ``_Reject``. Called as ``ranker(tag, value)``; ``value`` is the tag, or its ``extract``
+        expansion."""
         kind = self.policy.kind
+        assert kind not in _TIME_ORDERED
         if kind == "semver":
             return self._by_version()
-        if kind in _TIME_ORDERED:
-            return self._by_time()
         if kind == "alphabetical":
-            return lambda info, value: value
+            return lambda tag, value: value
         if kind == "numerical":
             return self._by_number()
         return self._by_name()
 
-    def _by_version(self) -> Callable[[TagInfo, str], Any]:
+    def _by_version(self) -> Callable[[str, str], Any]:
         """semver: a version with the wanted flavour, a prerelease only if admitted, inside the range."""
         assert self.compiled.range_match is not None
         in_range = self.compiled.range_match
@@ -393,7 +524,7 @@ class _Judge:
         r_not_version, r_range, r_prerelease = self.r_not_version, self.r_range, self.r_prerelease
         flavour_reason = self._flavour_reason
 
-        def by_version(info: TagInfo, value: str) -> Any:
+        def by_version(tag: str, value: str) -> Any:
             m = version(value)
             if m is None:
                 return r_not_version
@@ -436,11 +567,11 @@ class _Judge:
 
         return by_time
 
-    def _by_number(self) -> Callable[[TagInfo, str], Any]:
+    def _by_number(self) -> Callable[[str, str], Any]:
         """numerical: ``\\d+`` or ``\\d+.\\d+``, ranked as a number."""
         r_number = self.r_number
 
-        def by_number(info: TagInfo, value: str) -> Any:
+        def by_number(tag: str, value: str) -> Any:
             m = _NUMBER.match(value)
             if m is None:
                 return r_number
@@ -449,12 +580,12 @@ class _Judge:
 
         return by_number
 
-    def _by_name(self) -> Callable[[TagInfo, str], Any]:
+    def _by_name(self) -> Callable[[str, str], Any]:
         """digest: only the tracked tag is a candidate."""
         target, r_digest = self.digest_target, self.r_digest
 
-        def by_name(info: TagInfo, value: str) -> Any:
-            return 0 if target is not None and info.tag == target else r_digest
+        def by_name(tag: str, value: str) -> Any:
+            return 0 if target is not None and tag == target else r_digest
 
         return by_name
 
@@ -514,11 +645,11 @@ class _Judge:
 
     # -- ties and words
 
-    def tie_key(self, info: TagInfo) -> tuple[Any, ...]:
+    def tie_key(self, tag: str) -> tuple[Any, ...]:
         """Among equal ranks: the current tag's spelling (semver, when the current tag is a version), then
         the lexically greatest: natural order (digit runs as numbers), then byte order."""
-        value = self._value_of(info.tag)
-        tail = (natural_key(value), value, natural_key(info.tag), info.tag)
+        value = self._value_of(tag)
+        tail = (natural_key(value), value, natural_key(tag), tag)
         if self.policy.kind != "semver":
             return tail
         scanned = scan_version(value)

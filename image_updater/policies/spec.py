@@ -96,6 +96,13 @@ class Policy:
         """The tag this policy picks among ``tags`` (``current`` is the tag now in use), or ``None``."""
         return ranking.choose(self, tags, current, now)
 
+    def choose_tag(
+        self, tags: Iterable[str], current: str | None = None, now: datetime | None = None
+    ) -> str | None:
+        """``choose`` over bare tag names (nothing known of them), without a ``TagInfo`` per tag where the
+        policy reads names only."""
+        return ranking.choose_tag(self, tags, current, now)
+
     def explain(
         self, tags: Iterable[TagInfo], current: str | None = None, now: datetime | None = None
     ) -> list[Verdict]:

@@ -18,6 +18,9 @@ What is kept, and for how long:
   unchanged reuses the decision instead of ranking every tag again; the policy part of the key carries a
   fingerprint of the policy code, so a changed implementation decides afresh.
 
+Inside ``batch()`` (a pass) the tag lists and decisions are held back and written together, one statement per
+kind, at the next commit (every ``batch_seconds``, and when the batch ends); a read sees them first.
+
 The schema carries a version (``PRAGMA user_version``); a cache of another version or a corrupt file is
 replaced, never trusted, since everything in it can be fetched again.
 """
@@ -101,6 +104,11 @@ class MetadataCache:
         self._batch_seconds = batch_seconds
         self._batch_depth = 0
         self._last_commit = time.monotonic()
+        # writes of tag lists and decisions held back inside batch(), written together (executemany) at the
+        # next commit; the reads that depend on them see them first
+        self._pending_tags: dict[str, tuple[float, str]] = {}
+        self._pending_decisions: dict[tuple[str, str, str], tuple[str, str | None]] = {}
+        self._closed = False
 
     @classmethod
     def in_dir(cls, cache_dir: str | Path) -> MetadataCache:
@@ -142,8 +150,11 @@ class MetadataCache:
         return db
 
     def close(self) -> None:
-        if self._db.in_transaction:
+        if self._closed:
+            return
+        if self._db.in_transaction or self._pending_tags or self._pending_decisions:
             self._commit()
+        self._closed = True
         self._db.close()
 
     def __enter__(self) -> Self:
@@ -169,12 +180,46 @@ class MetadataCache:
                 self._commit()
 
     def _commit(self) -> None:
+        if self._closed:  # closed inside a batch: close() wrote everything
+            return
         try:
+            self._write_pending()
             self._db.commit()
         except sqlite3.OperationalError as exc:
             self._db.rollback()
             log.warning("registry metadata cache %s not updated: %s", self.path or "(memory)", exc)
         self._last_commit = time.monotonic()
+
+    def _write_pending(self) -> None:
+        """The held-back writes, a statement per kind for all of them (raises what sqlite raises)."""
+        tags, self._pending_tags = self._pending_tags, {}
+        decisions, self._pending_decisions = self._pending_decisions, {}
+        if tags:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO tag_lists (image, fetched_at, tags) VALUES (?, ?, ?)",
+                [(image, fetched_at, encoded) for image, (fetched_at, encoded) in tags.items()],
+            )
+            self._db.executemany(
+                "DELETE FROM tag_digests WHERE image = ? AND tag NOT IN (SELECT value FROM json_each(?))",
+                [(image, encoded) for image, (_, encoded) in tags.items()],
+            )
+        if decisions:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO decisions (image, policy, current, tags_hash, chosen) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(*key, tags_hash, chosen) for key, (tags_hash, chosen) in decisions.items()],
+            )
+
+    def _flush_tags_of(self, image: str) -> None:
+        """Write a held-back tag list before a statement that reads or writes the image's tag digests."""
+        if image in self._pending_tags:
+            with self._writing():
+                self._write_pending()
+
+    def _held(self) -> None:
+        """After holding a write back: commit when the batch has run for ``batch_seconds``."""
+        if time.monotonic() - self._last_commit >= self._batch_seconds:
+            self._commit()
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -192,7 +237,12 @@ class MetadataCache:
     # -- tag lists ------------------------------------------------------------------------------------------
 
     def tags(self, image: str) -> tuple[list[str], float] | None:
-        row = self._db.execute("SELECT tags, fetched_at FROM tag_lists WHERE image = ?", (image,)).fetchone()
+        pending = self._pending_tags.get(image)
+        if pending is not None:
+            row: tuple[str, float] | None = (pending[1], pending[0])
+        else:
+            query = "SELECT tags, fetched_at FROM tag_lists WHERE image = ?"
+            row = self._db.execute(query, (image,)).fetchone()
         if row is None:
             return None
         try:
@@ -204,6 +254,10 @@ class MetadataCache:
     def put_tags(self, image: str, tags: Iterable[str], fetched_at: float) -> None:
         """Store the list and forget the digests of tags that are gone (a re-created tag starts afresh)."""
         encoded = json.dumps(list(tags))
+        if self._batch_depth:
+            self._pending_tags[image] = (fetched_at, encoded)
+            self._held()
+            return
         with self._writing():
             self._db.execute(
                 "INSERT OR REPLACE INTO tag_lists (image, fetched_at, tags) VALUES (?, ?, ?)",
@@ -220,10 +274,12 @@ class MetadataCache:
         self, image: str, policy: str, current: str | None, tags_hash: str
     ) -> tuple[bool, str | None]:
         """``(True, chosen)`` when ``policy`` already decided for exactly these tags (``tags_hash``)."""
-        row = self._db.execute(
-            "SELECT tags_hash, chosen FROM decisions WHERE image = ? AND policy = ? AND current = ?",
-            (image, policy, current or ""),
-        ).fetchone()
+        row: tuple[str, str | None] | None = self._pending_decisions.get((image, policy, current or ""))
+        if row is None:
+            row = self._db.execute(
+                "SELECT tags_hash, chosen FROM decisions WHERE image = ? AND policy = ? AND current = ?",
+                (image, policy, current or ""),
+            ).fetchone()
         if row is None or row[0] != tags_hash:
             return False, None
         return True, row[1]
@@ -231,6 +287,10 @@ class MetadataCache:
     def put_decision(
         self, image: str, policy: str, current: str | None, tags_hash: str, chosen: str | None
     ) -> None:
+        if self._batch_depth:
+            self._pending_decisions[(image, policy, current or "")] = (tags_hash, chosen)
+            self._held()
+            return
         with self._writing():
             self._db.execute(
                 "INSERT OR REPLACE INTO decisions (image, policy, current, tags_hash, chosen) "
@@ -241,6 +301,7 @@ class MetadataCache:
     # -- tag -> digest --------------------------------------------------------------------------------------
 
     def tag_digests(self, image: str) -> dict[str, TagDigest]:
+        self._flush_tags_of(image)
         rows = self._db.execute(
             "SELECT tag, digest, verified_at, expires_at FROM tag_digests WHERE image = ?", (image,)
         )
@@ -249,6 +310,7 @@ class MetadataCache:
     def put_tag_digests(self, image: str, entries: Mapping[str, TagDigest]) -> None:
         if not entries:
             return
+        self._flush_tags_of(image)
         with self._writing():
             self._db.executemany(
                 "INSERT OR REPLACE INTO tag_digests (image, tag, digest, verified_at, expires_at) "

@@ -555,7 +555,8 @@ def _parse_tags_page(answer: Answer) -> tuple[list[str], str | None, httpx.URL, 
     tags = data.get("tags")
     if tags is None:
         tags = []
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+    # json.loads makes exact str objects: one set of the types instead of an isinstance call per tag
+    if not isinstance(tags, list) or not set(map(type, tags)) <= {str}:
         raise ValueError("tags/list answer has no list of tags")
     return tags, next_link(answer.headers.get("link")), answer.url, len(answer.body)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -38,17 +39,25 @@ MAX_WAIT = 300.0
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Retries of one logical request: ``attempts`` in all, full-jitter exponential backoff between them.
+    """Retries of one logical request: ``attempts`` in all, jittered exponential backoff between them.
 
-    The wait before retry *n* is random in ``[0, min(initial * 2**n, maximum)]``; a 429's ``Retry-After``
-    (at most ``MAX_WAIT``) replaces it. Retrying stops early when the next wait would cross the registry's
-    ``timeout``.
+    The wait after failed attempt *n* (1 = the first) is ``initial * 2**(n-1)`` plus a random share of
+    ``initial``, at most ``maximum`` (``backoff``); a 429's ``Retry-After`` (at most ``MAX_WAIT``) replaces
+    it. Retrying stops early when the next wait would cross the registry's ``timeout``.
     """
 
     attempts: int = 4
     initial: float = 0.5
     maximum: float = 8.0
     max_wait: float = MAX_WAIT  # longest wait a registry may ask for (Retry-After, 429 pause, pull spacing)
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1 = the first)."""
+        try:
+            wait = self.initial * 2.0 ** (attempt - 1) + random.uniform(0.0, self.initial)
+        except OverflowError:
+            wait = self.maximum
+        return max(0.0, min(wait, self.maximum))
 
 
 @dataclass(slots=True)

@@ -174,10 +174,10 @@ async def _inspect(
         if known:
             chosen = TagInfo(tag) if tag is not None else None
         else:
-            chosen = policy.choose([TagInfo(tag) for tag in tags], current, now)
-            client.cache.put_decision(
-                key.image, fingerprint, current, tags_hash, chosen.tag if chosen else None
-            )
+            # ranked on the names themselves: no TagInfo per tag, one for the winner
+            tag = policy.choose_tag(tags, current, now)
+            chosen = TagInfo(tag) if tag is not None else None
+            client.cache.put_decision(key.image, fingerprint, current, tags_hash, tag)
     elif policy.kind in _TIME_ORDERED:
         candidates = _name_candidates(policy, list(infos.values()), current, now)
         infos.update(await client.tag_infos(key.image, candidates))

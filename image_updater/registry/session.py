@@ -4,8 +4,9 @@ A ``Session`` owns one ``httpx.AsyncClient`` per TLS setting (system trust store
 or no verification), shared by every registry with that setting, and one ``Endpoint`` per registry (or per
 ``registries[]`` entry when a narrower prefix configures part of a registry): base URL, pacing, and the
 authentication state. ``call`` is one logical request: one ``exchange`` per attempt, with the token dance
-(``auth.RegistryAuth``) inside it, retries of transient failures with tenacity (exponential backoff with
-jitter, ``Retry-After`` honoured, bounded by the registry's ``timeout``), and the answer parsed
+(``auth.RegistryAuth``) inside it, retries of transient failures (``RetryPolicy``: exponential backoff with
+jitter, ``Retry-After`` honoured, bounded by the registry's ``timeout``; a plain loop rather than tenacity,
+whose machinery cost more CPU per request than the rest of this module), and the answer parsed
 (``_interpret``); a parse failure of a 200 counts as transient too. Its attempts, token requests included,
 share one ``Budget``: the whole logical request ends within ``timeout + min(timeout, 2 s)``.
 """
@@ -23,9 +24,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
-from tenacity.stop import stop_base
-from tenacity.wait import wait_exponential_jitter
 
 from image_updater.errors import (
     RegistryAuthError,
@@ -56,16 +54,7 @@ T = TypeVar("T")
 
 DOCKER_HUB_API = "https://hub.docker.com"
 _DOCKER_HUB_REGISTRY = "registry-1.docker.io"
-
-
-class _StopOverBudget(stop_base):
-    """Stop retrying when the next wait would cross the registry's time budget."""
-
-    def __init__(self, budget: Budget) -> None:
-        self.budget = budget
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        return (retry_state.upcoming_sleep or 0.0) > self.budget.remaining()
+_NO_HEADERS: dict[str, str] = {}  # read-only: exchange copies what it is given into the request
 
 
 class _SystemTrustContext(ssl.SSLContext):
@@ -245,16 +234,12 @@ class Session:
             except Exception:  # metrics must never break a pass
                 log.debug("on_request observer failed", exc_info=True)
 
-    def _wait(self, retry_state: RetryCallState) -> float:
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, TransientRegistryError) and exc.retry_after is not None:
+    def _wait(self, exc: TransientRegistryError, attempt: int) -> float:
+        """The wait after failed attempt ``attempt`` (1 = the first): what the registry asked for
+        (``Retry-After``), else the policy's jittered exponential backoff."""
+        if exc.retry_after is not None:
             return exc.retry_after
-        policy = self._retry
-        backoff = wait_exponential_jitter(
-            multiplier=policy.initial, max=policy.maximum, jitter=policy.initial
-        )
-        return float(backoff(retry_state))
+        return self._retry.backoff(attempt)
 
     async def call(
         self,
@@ -275,30 +260,31 @@ class Session:
         if endpoint.down_until > time.monotonic():
             raise RegistryError(f"{context}: {endpoint.down_reason}")
         budget = Budget(endpoint.options.timeout)
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._retry.attempts) | _StopOverBudget(budget),
-            wait=self._wait,
-            retry=retry_if_exception_type(TransientRegistryError),
-            reraise=True,
-            sleep=self._sleep,
-        )
         auth = self._keyring.flow(endpoint, repository, context=context, what=what) if authenticate else None
+        headers = {"Accept": accept} if accept else _NO_HEADERS
+        attempt = 0
         try:
-            async for attempt in retrying:
-                with attempt:
+            while True:
+                attempt += 1
+                try:
                     answer = await exchange(
-                        endpoint, method, target, headers={"Accept": accept} if accept else {},
-                        max_bytes=max_bytes, context=context, what=what, observe=self._observe, pull=pull,
-                        budget=budget, max_header_bytes=self.limits.headers, auth=auth,
+                        endpoint, method, target, headers=headers, max_bytes=max_bytes, context=context,
+                        what=what, observe=self._observe, pull=pull, budget=budget,
+                        max_header_bytes=self.limits.headers, auth=auth,
                     )
                     return await self._interpret(answer, endpoint, parse, context=context, what=what,
                                                  authenticate=authenticate)
+                except TransientRegistryError as exc:
+                    # retried while attempts are left and the wait ends inside the request's budget
+                    wait = self._wait(exc, attempt)
+                    if attempt >= self._retry.attempts or wait > budget.remaining():
+                        raise
+                    await self._sleep(wait)
         except Unreachable as exc:
             # one verdict per registry and pass instead of every image waiting for its own timeout
             endpoint.down_until = time.monotonic() + 3 * budget.seconds
             endpoint.down_reason = str(exc).removeprefix(f"{context}: ") + " (recently)"
             raise
-        raise AssertionError("unreachable")  # pragma: no cover - tenacity either returns or raises
 
     async def _interpret(
         self,

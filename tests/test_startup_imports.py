@@ -75,6 +75,9 @@ def test_a_config_file_is_read_and_validated(tmp_path: Path) -> None:
     result = probe("plan", "-c", str(config), "--format", "json", str(tmp_path / "tree"), cwd=tmp_path)
     assert result["code"] == 1  # the policy_dirs entry is reported as an error entry
     assert "policy_dirs entry is not a directory" in str(result["stderr"])
+    # validated by image_updater.settings, a plain pydantic model: pydantic-settings is not loaded
+    heavy = list(result["heavy"])  # type: ignore[call-overload]
+    assert "image_updater.settings" in heavy and "pydantic" in heavy and "pydantic_settings" not in heavy
 
 
 def test_a_tree_with_targets_asks_the_registry_without_httpx_cli(tmp_path: Path) -> None:
@@ -85,6 +88,7 @@ def test_a_tree_with_targets_asks_the_registry_without_httpx_cli(tmp_path: Path)
     assert result["code"] == 1
     heavy = list(result["heavy"])  # type: ignore[call-overload]
     assert "httpx" in heavy and "image_updater.registry" in heavy and "image_updater.settings" in heavy
+    assert "pydantic_settings" not in heavy
     assert "httpx._main" not in heavy and "click" not in heavy and "rich" not in heavy
 
 

@@ -1,16 +1,23 @@
 """``image-updater plan`` against Renovate on the same 20-image repository and the same registry (issue 16).
 
-Set-up: the real distribution registry on 127.0.0.1 behind a small counting proxy (both tools speak to the
-proxy, so requests are counted the same way), IMAGES repositories with TAGS tags each (``1.0.0`` ...
+Set-up: the real distribution registry on 127.0.0.1, IMAGES repositories with TAGS tags each (``1.0.0`` ...
 ``1.<TAGS-1>.0``), and a Git repository of IMAGES Deployments, each on ``1.0.0``, annotated for image-updater
 with ``semver:^1``. Renovate is installed from npm into ``bench/.data/renovate`` the first time, as a new user
 would (``npm install renovate@<major>``; the newest major that runs on the installed Node: 39 for Node 20),
 and run as ``renovate --platform=local --dry-run=lookup`` in the repository's directory, with its kubernetes
-manager on ``*.yaml`` and its docker datasource pointed at the proxy over plain HTTP (``registryUrls``).
+manager on ``*.yaml`` and its docker datasource pointed at the registry over plain HTTP (``registryUrls``).
 
-Each side runs RUNS times, interleaved (ours, Renovate, ours, ...), each run a fresh process under
-``/usr/bin/time`` (wall, user+sys CPU and peak RSS of the command itself, not of this driver); medians and
-ratios. The picks are compared: every image must get the same new tag from both.
+Both tools talk to the registry directly: nothing sits in the path of either. Requests are counted from the
+registry's own access log (one line per request, Apache combined format, written by the registry process),
+by the bytes the log grew during each run, once the log has stopped growing after the run.
+
+Each side runs RUNS times, interleaved (ours, Renovate, Renovate, ours, ...), each run a fresh process under
+``/usr/bin/time``: wall, CPU (user+sys of the command and every child it waited for: Renovate's git, say)
+and peak RSS (the largest process of that tree); medians and ratios. Both start cold (our metadata cache
+and Renovate's package cache are removed before each run). Our checkout runs with its bytecode written
+(``PYTHONDONTWRITEBYTECODE`` is removed from the child's environment, run 0 writes the ``.pyc`` files and is
+not counted), as an installed wheel has it: pip compiles a wheel's modules at install time. The picks are
+compared: every image must get the same new tag from both.
 
 Skipped with a message when npm (or node) is absent. Prints a table, writes ``bench/results/renovate.json``.
 
@@ -28,7 +35,6 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"
 sys.path.insert(0, str(ROOT))
 
 import argparse
-import http.client
 import json
 import os
 import platform
@@ -37,10 +43,9 @@ import shutil
 import statistics
 import subprocess
 import tempfile
-import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.servers import ImagePusher, RegistryServer
@@ -67,60 +72,40 @@ spec:
 """
 
 
-class CountingProxy:
-    """HTTP/1.1 reverse proxy on 127.0.0.1 that forwards to the registry and counts requests by kind."""
+# one access-log line of distribution (Apache combined format):
+#   host - user [time] "METHOD /path HTTP/1.1" status size "referer" "agent"
+ACCESS_LINE = re.compile(
+    r'^\S+ \S+ \S+ \[[^\]]*\] "(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>\d{3}) '
+)
 
-    def __init__(self, upstream_port: int) -> None:
-        self.counts: Counter[str] = Counter()
-        self._lock = threading.Lock()
-        proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+class AccessLog:
+    """Requests counted by kind from the registry's access log: what it gained since the last ``take``."""
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _forward(self) -> None:
-                with proxy._lock:
-                    proxy.counts[f"{self.command} {kind_of(self.path)}"] += 1
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-                headers["Host"] = self.headers.get("Host", f"127.0.0.1:{upstream_port}")
-                upstream.request(self.command, self.path, body=body, headers=headers)
-                answer = upstream.getresponse()
-                data = answer.read()
-                self.send_response(answer.status)
-                for name, value in answer.getheaders():
-                    if name.lower() not in ("connection", "transfer-encoding", "content-length"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-                upstream.close()
-
-            do_GET = do_HEAD = do_POST = _forward
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> CountingProxy:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size
 
     def take(self) -> dict[str, int]:
-        with self._lock:
-            counts, self.counts = dict(self.counts), Counter()
-        return counts
+        """Counts of the lines written since the last call, once the log has stopped growing (the registry
+        writes a line after it has answered, so the last one may land just after the client exits)."""
+        size, deadline = self.path.stat().st_size, time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = self.path.stat().st_size
+            if now == size:
+                break
+            size = now
+        with self.path.open("rb") as log:
+            log.seek(self.offset)
+            added = log.read(size - self.offset)
+        self.offset = size
+        counts: Counter[str] = Counter()
+        for line in added.decode(errors="replace").splitlines():
+            match = ACCESS_LINE.match(line)
+            if match:
+                counts[f"{match['method']} {kind_of(match['path'])}"] += 1
+        return dict(counts)
 
 
 def kind_of(path: str) -> str:
@@ -236,6 +221,7 @@ def main() -> None:
         raise SystemExit("/usr/bin/time (GNU time) is needed to measure the processes")
     with tempfile.TemporaryDirectory(prefix="bench-renovate-") as tmp:
         work = Path(tmp)
+        # the access log (one line per request) is written at every level; "warn" keeps the rest out
         registry = RegistryServer(work_dir=work / "registry", log_level="warn").start()
         try:
             with ImagePusher(registry.url) as pusher:
@@ -244,8 +230,7 @@ def main() -> None:
                         pusher.push(
                             f"bench/app-{index:02d}", f"1.{minor}.0", created=T0 + timedelta(minutes=minor)
                         )
-            with CountingProxy(int(registry.host.rsplit(":", 1)[1])) as proxy:
-                result = compare(args, renovate, work, f"127.0.0.1:{proxy.port}", proxy)
+            result = compare(args, renovate, work, registry.host, AccessLog(registry.log_path))
         finally:
             registry.stop()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -254,7 +239,7 @@ def main() -> None:
 
 
 def compare(
-    args: argparse.Namespace, renovate: Path, work: Path, host: str, proxy: CountingProxy
+    args: argparse.Namespace, renovate: Path, work: Path, host: str, access: AccessLog
 ) -> dict[str, Any]:
     repo = make_repo(work, host, args.images)
     ours_config = work / "image-updater.yaml"
@@ -273,7 +258,11 @@ def compare(
             }
         )
     )
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("RENOVATE_", "IMAGE_UPDATER_"))}
+    base_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RENOVATE_", "IMAGE_UPDATER_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
     ours_env = {**base_env, "HOME": str(work / "home")}
     renovate_env = {
         **base_env,
@@ -308,9 +297,9 @@ def compare(
             # both start cold, as a new user's first run: our metadata cache, Renovate's package cache
             shutil.rmtree(work / "cache", ignore_errors=True)
             shutil.rmtree(work / "renovate-base", ignore_errors=True)
-            proxy.take()
+            access.take()
             figures, stdout = timed(command, cwd=repo, env=env)
-            figures["requests"] = proxy.take()
+            figures["requests"] = access.take()
             figures["request_total"] = sum(figures["requests"].values())
             picks[name] = parse(stdout)
             if run:
@@ -335,10 +324,12 @@ def compare(
         for field in ("wall", "cpu", "peak_rss_mb", "request_total")
     }
     table = [("measure (median)", "image-updater", "renovate", "ratio")]
-    for field, row in summary.items():
-        table.append((field, str(row["image-updater"]), str(row["renovate"]), f"{row['ratio']:.2f}x"))
-    for row in table:
-        print(f"{row[0]:<20}{row[1]:>16}{row[2]:>12}{row[3]:>10}")
+    for field, figures in summary.items():
+        table.append(
+            (field, str(figures["image-updater"]), str(figures["renovate"]), f"{figures['ratio']:.2f}x")
+        )
+    for line in table:
+        print(f"{line[0]:<20}{line[1]:>16}{line[2]:>12}{line[3]:>10}")
     print(f"picks: the same {len(picks['renovate'])} updates (e.g. {sorted(picks['renovate'].items())[0]})")
     return {
         "machine": {

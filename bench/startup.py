@@ -1,7 +1,9 @@
 """Start-up of the command line (issue 16): ``image-updater plan`` on an empty directory and ``select``.
 
 Each run is a fresh ``python -m image_updater`` process under ``/usr/bin/time`` (wall, user+sys CPU, peak
-RSS of the command); no config file and no ``IMAGE_UPDATER_*`` variable, as a first-time user runs it.
+RSS of the command); no config file and no ``IMAGE_UPDATER_*`` variable, as a first-time user runs it, and
+no ``PYTHONDONTWRITEBYTECODE``: the ``.pyc`` files are written by run 0 (not counted) and used after, as an
+installed wheel's are.
 ``--compare DIR`` runs another checkout of image-updater (its ``image_updater`` package first on
 ``PYTHONPATH``, the same interpreter and libraries) interleaved with this one, for before/after figures
 measured side by side. Medians of RUNS runs each; writes ``bench/results/startup.json``.
@@ -35,7 +37,12 @@ COMMANDS: dict[str, tuple[list[str], str]] = {
 
 
 def timed(root: Path, args: list[str], stdin: str) -> dict[str, float]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGE_UPDATER_")}
+    # with its bytecode written, as an installed wheel has it (pip compiles at install time); run 0 writes it
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("IMAGE_UPDATER_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env["PYTHONPATH"] = str(root)
     with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
         done = subprocess.run(

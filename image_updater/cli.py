@@ -11,6 +11,7 @@ Exit codes: 0 success, 1 the command's own failure (see each command), 2 usage o
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import sys
@@ -35,6 +36,13 @@ COMMANDS: dict[str, str] = {
 }
 
 log = logging.getLogger("image_updater")
+
+# The cyclic collector's first threshold for the one-shot commands (every command but the daemon's `run`).
+# Start-up allocates tens of thousands of container objects that live until exit (modules, classes,
+# functions, pydantic's validators). At CPython's default of 700 the collector runs ~130 times in a `plan` of
+# 20 images, ~45 ms of its ~0.37 s CPU, and frees ~1,500 objects; at 50,000 it runs a few times, and the
+# garbage it leaves for later costs ~0.5 MB of peak RSS. The daemon keeps the interpreter's defaults.
+ONE_SHOT_GC_THRESHOLD = 50_000
 
 
 def _command_module(name: str) -> ModuleType:
@@ -76,7 +84,18 @@ def _first_command(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(only=_first_command(args_list))
+    first = _first_command(args_list)
+    thresholds = gc.get_threshold()
+    if first != "run":
+        gc.set_threshold(ONE_SHOT_GC_THRESHOLD, *thresholds[1:])
+    try:
+        return _main(args_list, first)
+    finally:
+        gc.set_threshold(*thresholds)  # for callers in the same process (tests, scripts)
+
+
+def _main(args_list: list[str], first: str | None) -> int:
+    parser = build_parser(only=first)
     args = parser.parse_args(args_list)
     from image_updater.logs import configure_logging
 

@@ -24,9 +24,10 @@ import difflib
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Mapping, Sequence, Set
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, is_dataclass
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -44,7 +45,6 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from image_updater.durations import InvalidDuration, parse_duration
 from image_updater.envnames import CONFIG_ENV, ENV_PREFIX, env_name_problem
@@ -699,16 +699,17 @@ def _raw_duplicates(data: Mapping[str, Any]) -> list[str]:
     return [f"{path}: {message}" for path, message in problems]
 
 
-class Settings(BaseSettings):
-    """The whole configuration of image-updater."""
+class Settings(BaseModel):
+    """The whole configuration of image-updater.
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        case_sensitive=False,
-        extra="forbid",
-        validate_assignment=True,
-    )
+    A plain pydantic model validating exactly what it is given: ``load_settings`` merges file and
+    environment itself (``_EnvSource``), with the names and rules of pydantic-settings (``IMAGE_UPDATER_``,
+    ``__`` nests, JSON for lists and groups), without importing pydantic-settings at every start
+    (docs/design-notes.md, "Settings without pydantic-settings at run time"). ``validate_default`` as
+    pydantic-settings' ``BaseSettings`` has it: the defaults go through the same validators.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
 
     interval: Duration = timedelta(minutes=5)
     """Time between two passes of the daemon (at least 1s; each run is jittered by up to 10%)."""
@@ -761,27 +762,15 @@ class Settings(BaseSettings):
             raise _problems(*problems)
         return self
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # load_settings merges file and environment itself (it supports list indexes, which
-        # pydantic-settings' own merge does not); Settings(**values) validates exactly what it is given.
-        return (init_settings,)
-
 
 # ---------------------------------------------------------------------------------------------------------
 # loading
 
 
-class _EnvSource(PydanticBaseSettingsSource):
-    """``IMAGE_UPDATER_*`` variables of any mapping as nested settings data, through pydantic-settings'
-    documented source interface (``get_field_value``, ``prepare_field_value``, ``decode_complex_value``).
+class _EnvSource:
+    """``IMAGE_UPDATER_*`` variables of any mapping as nested settings data, shaped as pydantic-settings'
+    source interface (``get_field_value``, ``prepare_field_value``, ``decode_complex_value``) and with its
+    rules: a field is complex (JSON, plus ``__`` variables) as ``field_is_complex`` decides it.
 
     Names are case-insensitive; ``__`` nests (``COMMIT__AUTHOR_NAME`` -> ``{"commit": {"author_name": ...}}``,
     ``SOURCES__0__BRANCH`` -> ``{"sources": {"0": {"branch": ...}}}``, which ``_merge`` lays over the file's
@@ -789,8 +778,8 @@ class _EnvSource(PydanticBaseSettingsSource):
     that name no setting are left out. Values are not validated here: ``Settings`` does that.
     """
 
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        super().__init__(settings_cls)
+    def __init__(self, settings_cls: type[BaseModel], environ: Mapping[str, str]) -> None:
+        self.settings_cls = settings_cls
         prefix = ENV_PREFIX.lower()
         self._vars = {
             name.lower().removeprefix(prefix): value
@@ -800,6 +789,12 @@ class _EnvSource(PydanticBaseSettingsSource):
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return self._vars.get(field_name), field_name, self.field_is_complex(field)
+
+    @staticmethod
+    def field_is_complex(field: FieldInfo) -> bool:
+        """pydantic-settings' rule (its ``field_is_complex``): a model, mapping, sequence other than text,
+        set, tuple or dataclass, looking through ``Annotated``; a union (``X | None``) is not."""
+        return _annotation_is_complex(field.annotation)
 
     def prepare_field_value(
         self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
@@ -816,7 +811,7 @@ class _EnvSource(PydanticBaseSettingsSource):
         # a value that is no JSON is reported by _merge, which knows the variable's name; stopping here
         # would give json's bare "Expecting value: line 1 column 1 (char 0)" for the first one only
         try:
-            return super().decode_complex_value(field_name, field, value)
+            return json.loads(value)
         except ValueError as exc:
             return _NotJson(str(exc))
 
@@ -848,6 +843,21 @@ class _EnvSource(PydanticBaseSettingsSource):
             if value is not None:
                 data[key] = value
         return data
+
+
+_COMPLEX = (BaseModel, Mapping, Sequence, Set, tuple, deque)
+
+
+def _annotation_is_complex(annotation: Any) -> bool:
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _annotation_is_complex(get_args(annotation)[0])
+    for candidate in (annotation, origin):
+        if not isinstance(candidate, type) or issubclass(candidate, (str, bytes)):
+            continue
+        if issubclass(candidate, _COMPLEX) or is_dataclass(candidate):
+            return True
+    return hasattr(origin, "__pydantic_core_schema__") or hasattr(origin, "__get_pydantic_core_schema__")
 
 
 def _field_names(annotation: Any, values: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from image_updater.settings import (
     AuthSettings,
     CommitSettings,
     HttpSettings,
+    Settings,
     SourceSettings,
     load_settings,
     source_transport,
@@ -557,3 +558,30 @@ def test_every_field_is_documented(model: type[BaseModel]) -> None:
 def test_ipv6_listen() -> None:
     http = HttpSettings(listen="[::1]:8081")
     assert (http.host, http.port) == ("::1", 8081)
+
+
+def test_the_environment_decides_json_fields_as_pydantic_settings_does() -> None:
+    """``Settings`` is a plain pydantic model (pydantic-settings is not imported at run time, issue 16);
+    which fields take JSON from a variable must still be what pydantic-settings' ``field_is_complex``
+    decides, for every field, including those added later."""
+    from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+    class Oracle(PydanticBaseSettingsSource):
+        def get_field_value(self, field: object, field_name: str) -> tuple[object, str, bool]:
+            raise NotImplementedError
+
+        def __call__(self) -> dict[str, object]:
+            return {}
+
+    oracle = Oracle(BaseSettings)
+    decided = {name: settings_module._EnvSource.field_is_complex(field)
+               for name, field in Settings.model_fields.items()}
+    assert decided == {name: oracle.field_is_complex(field) for name, field in Settings.model_fields.items()}
+    assert decided["interval"] is False and decided["cache_dir"] is False
+    assert decided["policy_dirs"] is True and decided["commit"] is True
+
+
+def test_defaults_are_validated_as_pydantic_settings_did() -> None:
+    """``validate_default`` and ``extra="forbid"``, as pydantic-settings' ``BaseSettings`` has them."""
+    assert Settings.model_config.get("validate_default") is True
+    assert Settings.model_config.get("extra") == "forbid"

@@ -75,6 +75,9 @@ def test_a_config_file_is_read_and_validated(tmp_path: Path) -> None:
     result = probe("plan", "-c", str(config), "--format", "json", str(tmp_path / "tree"), cwd=tmp_path)
     assert result["code"] == 1  # the policy_dirs entry is reported as an error entry
     assert "policy_dirs entry is not a directory" in str(result["stderr"])
+    # validated by image_updater.settings, a plain pydantic model: pydantic-settings is not loaded
+    heavy = list(result["heavy"])  # type: ignore[call-overload]
+    assert "image_updater.settings" in heavy and "pydantic" in heavy and "pydantic_settings" not in heavy
 
 
 def test_a_tree_with_targets_asks_the_registry_without_httpx_cli(tmp_path: Path) -> None:
@@ -85,4 +88,45 @@ def test_a_tree_with_targets_asks_the_registry_without_httpx_cli(tmp_path: Path)
     assert result["code"] == 1
     heavy = list(result["heavy"])  # type: ignore[call-overload]
     assert "httpx" in heavy and "image_updater.registry" in heavy and "image_updater.settings" in heavy
+    assert "pydantic_settings" not in heavy
     assert "httpx._main" not in heavy and "click" not in heavy and "rich" not in heavy
+
+
+GC_PROBE = """
+import gc, json, sys
+from image_updater import cli
+before = gc.get_threshold()[0]
+seen = []
+real = cli._main
+def spy(args, first):
+    seen.append(gc.get_threshold()[0])
+    return real(args, first)
+cli._main = spy
+try:
+    code = cli.main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+print(json.dumps({"code": code, "before": before, "during": seen[0], "after": gc.get_threshold()[0]}))
+"""
+
+
+def gc_probe(*args: str, cwd: Path) -> dict[str, object]:
+    done = subprocess.run([sys.executable, "-c", GC_PROBE, *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=60, check=False)
+    assert done.stdout, done.stderr
+    result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def test_one_shot_commands_collect_cycles_less_often_and_the_daemon_keeps_the_default(tmp_path: Path) -> None:
+    from image_updater.cli import ONE_SHOT_GC_THRESHOLD
+
+    (tmp_path / "tree").mkdir()
+    plan = gc_probe("plan", str(tmp_path / "tree"), cwd=tmp_path)
+    default = plan["before"]
+    assert isinstance(default, int) and default < ONE_SHOT_GC_THRESHOLD
+    assert plan == {"code": 0, "before": default, "during": ONE_SHOT_GC_THRESHOLD, "after": default}
+    version = gc_probe("version", cwd=tmp_path)
+    assert version == {"code": 0, "before": default, "during": ONE_SHOT_GC_THRESHOLD, "after": default}
+    daemon = gc_probe("run", "--help", cwd=tmp_path)  # argparse exits after printing the help
+    assert daemon == {"code": 0, "before": default, "during": default, "after": default}

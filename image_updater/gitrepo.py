@@ -44,8 +44,10 @@ recognised from git's messages, which must not come in the user's language.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import re
@@ -342,7 +344,14 @@ class GitRepo:
             else:
                 repo._clear_stale_locks()
                 repo._ensure_origin()
-                repo.refresh()
+                recovered = repo._recover_in_place_writes()
+                if recovered == "reclone":
+                    shutil.rmtree(repo._path)
+                    repo._clone(depth)
+                else:
+                    repo.refresh()
+                if recovered == "restored":
+                    (repo._path / ".git" / _WRITES_JOURNAL).unlink(missing_ok=True)
         except OSError as exc:  # the cache dir: read-only, full, a file where a directory must be
             where = exc.filename or workdir
             raise GitError(
@@ -635,6 +644,88 @@ class GitRepo:
         head = self.head
         log.debug("committed %s (%d files)", head[:12], len(specs), extra={"source": self._git.name})
         return head
+
+    # -- in-place writes of a managed working copy (issue 16) --------------------------------------------
+
+    def prepare_in_place_writes(self, paths: Sequence[str]) -> bool:
+        """Journal ``paths`` so that they may be overwritten in place (``worktree.write_in_place``); False
+        when they may not (a checkout that is not ours, no boot id to tell a restart by): write atomically.
+
+        An in-place write a power loss interrupts can leave a file whose bytes changed while its size and
+        times on disk did not, which git's index would then take for unchanged. The journal,
+        ``.git/image-updater-writes.json``, lists every file written in place since the machine booted
+        (``/proc/sys/kernel/random/boot_id``) and is on disk (fsynced) before any of them is written; the
+        first ``sync`` after a restart deletes those files and checks them out again from HEAD. A killed
+        process (the usual crash) needs nothing of this: the page cache survives it, and git sees the
+        changed times of a file it left half-written. The journal is rewritten only when a pass writes a
+        file it does not list yet: at most two fsyncs per pass, usually none.
+        """
+        if not self._managed:
+            return False
+        boot = _boot_id()
+        if boot is None:
+            return False
+        specs = set(self._pathspecs(paths))
+        journal = self._path / ".git" / _WRITES_JOURNAL
+        listed = _read_journal(journal)
+        if listed is not None and listed[0] != boot:
+            return False  # an earlier boot's journal that sync has not acted on yet: leave it for it
+        known = listed[1] if listed is not None else set()
+        if specs <= known:
+            return True
+        body = json.dumps({"boot_id": boot, "paths": sorted(known | specs)}).encode()
+        try:
+            fd, tmp = tempfile.mkstemp(dir=journal.parent, prefix=f".{_WRITES_JOURNAL}.")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(body)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, journal)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            directory = os.open(journal.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        except OSError as exc:
+            log.warning("cannot journal in-place writes in %s (%s); writing atomically", journal,
+                        exc.strerror or exc, extra={"source": self._git.name})
+            return False
+        return True
+
+    def _recover_in_place_writes(self) -> str:
+        """Before a sync: when the journal of in-place writes is from an earlier boot, delete the files it
+        lists, so that the checkout that follows writes them again from HEAD (see
+        ``prepare_in_place_writes``): "restored" (the journal is removed after that checkout), "reclone"
+        (an unreadable journal) or "" (none, or one of this boot: its files need no repair)."""
+        journal = self._path / ".git" / _WRITES_JOURNAL
+        if not journal.exists():
+            return ""
+        listed = _read_journal(journal)
+        if listed is not None and listed[0] == _boot_id():
+            return ""
+        if listed is None:  # unreadable: which files were written is unknown, so all of them are suspect
+            log.warning("working copy %s: unreadable journal of in-place writes; cloning again", self._path,
+                        extra={"source": self._git.name})
+            return "reclone"
+        removed = 0
+        for raw in sorted(listed[1]):
+            pure = PurePosixPath(raw)
+            if pure.is_absolute() or ".." in pure.parts or not pure.parts or pure.parts[0] == ".git":
+                continue
+            full = self._path / raw
+            with contextlib.suppress(OSError):
+                if not stat.S_ISDIR(os.lstat(full).st_mode):
+                    full.unlink()
+                    removed += 1
+        log.warning(
+            "working copy %s: the machine restarted after %d file(s) were written in place; checking "
+            "them out again from HEAD", self._path, removed, extra={"source": self._git.name},
+        )
+        return "restored"
 
     # -- the fast commit of a managed working copy (issue 16) -------------------------------------------
 
@@ -971,6 +1062,30 @@ class GitRepo:
 
     def _tree_and_parents(self, rev: str) -> list[str]:
         return self._git.run(self._path, "rev-parse", f"{rev}^{{tree}}", f"{rev}^@", check=False)[1].split()
+
+
+_WRITES_JOURNAL = "image-updater-writes.json"  # in .git: see GitRepo.prepare_in_place_writes
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def _boot_id() -> str | None:
+    """This boot of the machine (Linux), or None where it cannot be told."""
+    try:
+        return _BOOT_ID.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _read_journal(journal: Path) -> tuple[str, set[str]] | None:
+    """``(boot id, paths)`` of a journal of in-place writes; None when it is missing or unreadable."""
+    try:
+        data = json.loads(journal.read_bytes())
+        boot, paths = data["boot_id"], data["paths"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if not isinstance(boot, str) or not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        return None
+    return boot, set(paths)
 
 
 _STAGING_REF = "refs/image-updater/staging"  # the throw-away commit of ``_prepack``; deleted at once

@@ -31,6 +31,10 @@ while a full clone reuses its packs) for 4.4 MB against 1.9 MB of objects. ``dep
 where transfer size matters more (huge histories, slow links); later fetches are incremental either way,
 and pushing, rejection recovery and ``rebuild_branch`` work on shallow clones too.
 
+A managed working copy commits from one ``git fast-import`` pack (``update-index``, ``write-tree``,
+``commit-tree``, ``update-ref`` with the expected old HEAD; ``git commit`` when the trees disagree) and may
+have its files overwritten in place once ``prepare_in_place_writes`` has journalled them (issue 16).
+
 **One process per working copy.** ``WorkingCopyLock`` holds an ``flock`` on ``<working copy>.lock`` beside
 the working copy for a whole pass (sync to push). A second process (two ``run --once`` from cron, two
 daemons on one cache dir) waits up to ``LOCK_TIMEOUT`` seconds for it and then reports the working copy as

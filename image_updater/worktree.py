@@ -26,7 +26,9 @@ Output is sorted by path, each file once, paths under the scan roots only.
 **Reading and writing.** ``read_text`` reads UTF-8 without newline translation (CRLF and a BOM survive) and
 refuses files over ``yamledit.MAX_YAML_CHARS``. ``write_atomic`` replaces a file through a temporary file in
 the same directory (fsynced, mode kept, renamed over the target, directory fsynced), never through a
-symbolic link leading outside the repository. ``edit_file`` is read, ``yamledit.apply_verified``, write.
+symbolic link leading outside the repository; ``write_in_place`` overwrites a file through its own
+inode, for the daemon's journalled working copy only. ``edit_file`` is read, ``yamledit.apply_verified``,
+write.
 
 Typical use::
 

@@ -253,7 +253,9 @@ def _line_start(text: str, offset: int) -> int:
     return max(text.rfind("\n", 0, offset), text.rfind("\r", 0, offset)) + 1
 
 
-def apply_result(root: Path, planned: Planned | Result, *, durable: bool = True) -> Result:
+def apply_result(
+    root: Path, planned: Planned | Result, *, durable: bool = True, in_place: bool = False
+) -> Result:
     """Write every update of a plan into the files under ``root``, one verified atomic write per file.
 
     A file that fails (changed since planning, does not re-parse as expected, cannot be written) is reported
@@ -263,6 +265,8 @@ def apply_result(root: Path, planned: Planned | Result, *, durable: bool = True)
     ``durable=False`` (the daemon's working copies in the cache directory, which a commit and push follow):
     no fsync per file, one ``sync_directory`` of ``root`` at the end of the pass; a user's checkout keeps
     two fsyncs per file (``write_atomic``).
+    ``in_place=True`` (a working copy whose ``GitRepo.prepare_in_place_writes`` journalled the files): each
+    file is overwritten through its own inode (``worktree.write_in_place``), no directory fsync.
     Returns the Result as applied.
     """
     result = planned.result if isinstance(planned, Planned) else planned
@@ -274,7 +278,7 @@ def apply_result(root: Path, planned: Planned | Result, *, durable: bool = True)
         try:
             if any(c.created for c in changes):
                 edits = [Edit(c.start, c.end, c.new, insert=c.insert) for c in changes]
-                create_file(path, edits, root=root, durable=durable)
+                create_file(path, edits, root=root, durable=durable, in_place=in_place)
                 kept.extend(changes)
                 continue
             if file in texts:
@@ -292,13 +296,14 @@ def apply_result(root: Path, planned: Planned | Result, *, durable: bool = True)
                 edits = [Edit(c.start, c.end, c.new, original=o, insert=c.insert)
                          for c, o in zip(changes, originals, strict=True)]
             try:
-                edit_file(path, edits, root=root, durable=durable)
+                edit_file(path, edits, root=root, durable=durable, in_place=in_place)
             except YamlEditError:
                 split = _separate(read_text(path), file, edits)
                 if split is None:
                     raise
                 good, bad = split
-                edit_file(path, [edits[i] for i in good], root=root, durable=durable)
+                edit_file(path, [edits[i] for i in good], root=root, durable=durable,
+                          in_place=in_place)
                 for index, why in sorted(bad.items()):
                     change = changes[index]
                     errors.append(ErrorEntry(file=file, line=change.line, image=change.image,
@@ -311,6 +316,6 @@ def apply_result(root: Path, planned: Planned | Result, *, durable: bool = True)
                                              f"{_reason(exc, file, path)}"))
             continue
         kept.extend(changes)
-    if not durable and kept:
+    if not durable and not in_place and kept:
         sync_directory(root)
     return dataclasses.replace(result, updates=tuple(kept), errors=_sort_errors(errors))

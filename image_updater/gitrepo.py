@@ -31,6 +31,10 @@ while a full clone reuses its packs) for 4.4 MB against 1.9 MB of objects. ``dep
 where transfer size matters more (huge histories, slow links); later fetches are incremental either way,
 and pushing, rejection recovery and ``rebuild_branch`` work on shallow clones too.
 
+A managed working copy commits from one ``git fast-import`` pack (``update-index``, ``write-tree``,
+``commit-tree``, ``update-ref`` with the expected old HEAD; ``git commit`` when the trees disagree) and may
+have its files overwritten in place once ``prepare_in_place_writes`` has journalled them (issue 16).
+
 **One process per working copy.** ``WorkingCopyLock`` holds an ``flock`` on ``<working copy>.lock`` beside
 the working copy for a whole pass (sync to push). A second process (two ``run --once`` from cron, two
 daemons on one cache dir) waits up to ``LOCK_TIMEOUT`` seconds for it and then reports the working copy as
@@ -44,8 +48,10 @@ recognised from git's messages, which must not come in the user's language.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import re
@@ -342,7 +348,14 @@ class GitRepo:
             else:
                 repo._clear_stale_locks()
                 repo._ensure_origin()
-                repo.refresh()
+                recovered = repo._recover_in_place_writes()
+                if recovered == "reclone":
+                    shutil.rmtree(repo._path)
+                    repo._clone(depth)
+                else:
+                    repo.refresh()
+                if recovered == "restored":
+                    (repo._path / ".git" / _WRITES_JOURNAL).unlink(missing_ok=True)
         except OSError as exc:  # the cache dir: read-only, full, a file where a directory must be
             where = exc.filename or workdir
             raise GitError(
@@ -591,10 +604,17 @@ class GitRepo:
         try:
             # update-index takes the list as is; add/commit with 500 pathspecs match every index entry
             # against every pathspec (measured: 0.95 s + 0.73 s against 0.07 s + 0.2 s on 10,000 files)
+            staging = self._prepack(specs) if self._managed else None
             with spec_file.open("rb") as specs_in:
                 self._git.run(
                     self._path, "update-index", "--add", "--remove", "-z", "--stdin", istream=specs_in
                 )
+            if staging is not None:
+                done, made = self._commit_from_index(
+                    staging, message, author=author, committer=committer, signer=signer
+                )
+                if done:
+                    return made
             staged = self._staged()
             if not staged.intersection(specs):
                 return None
@@ -628,6 +648,193 @@ class GitRepo:
         head = self.head
         log.debug("committed %s (%d files)", head[:12], len(specs), extra={"source": self._git.name})
         return head
+
+    # -- in-place writes of a managed working copy (issue 16) --------------------------------------------
+
+    def prepare_in_place_writes(self, paths: Sequence[str]) -> bool:
+        """Journal ``paths`` so that they may be overwritten in place (``worktree.write_in_place``); False
+        when they may not (a checkout that is not ours, no boot id to tell a restart by): write atomically.
+
+        An in-place write a power loss interrupts can leave a file whose bytes changed while its size and
+        times on disk did not, which git's index would then take for unchanged. The journal,
+        ``.git/image-updater-writes.json``, lists every file written in place since the machine booted
+        (``/proc/sys/kernel/random/boot_id``) and is on disk (fsynced) before any of them is written; the
+        first ``sync`` after a restart deletes those files and checks them out again from HEAD. A killed
+        process (the usual crash) needs nothing of this: the page cache survives it, and git sees the
+        changed times of a file it left half-written. The journal is rewritten only when a pass writes a
+        file it does not list yet: at most two fsyncs per pass, usually none.
+        """
+        if not self._managed:
+            return False
+        boot = _boot_id()
+        if boot is None:
+            return False
+        specs = set(self._pathspecs(paths))
+        journal = self._path / ".git" / _WRITES_JOURNAL
+        listed = _read_journal(journal)
+        if listed is not None and listed[0] != boot:
+            return False  # an earlier boot's journal that sync has not acted on yet: leave it for it
+        known = listed[1] if listed is not None else set()
+        if specs <= known:
+            return True
+        body = json.dumps({"boot_id": boot, "paths": sorted(known | specs)}).encode()
+        try:
+            fd, tmp = tempfile.mkstemp(dir=journal.parent, prefix=f".{_WRITES_JOURNAL}.")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(body)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, journal)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            directory = os.open(journal.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        except OSError as exc:
+            log.warning("cannot journal in-place writes in %s (%s); writing atomically", journal,
+                        exc.strerror or exc, extra={"source": self._git.name})
+            return False
+        return True
+
+    def _recover_in_place_writes(self) -> str:
+        """Before a sync: when the journal of in-place writes is from an earlier boot, delete the files it
+        lists, so that the checkout that follows writes them again from HEAD (see
+        ``prepare_in_place_writes``): "restored" (the journal is removed after that checkout), "reclone"
+        (an unreadable journal) or "" (none, or one of this boot: its files need no repair)."""
+        journal = self._path / ".git" / _WRITES_JOURNAL
+        if not journal.exists():
+            return ""
+        listed = _read_journal(journal)
+        if listed is not None and listed[0] == _boot_id():
+            return ""
+        if listed is None:  # unreadable: which files were written is unknown, so all of them are suspect
+            log.warning("working copy %s: unreadable journal of in-place writes; cloning again", self._path,
+                        extra={"source": self._git.name})
+            return "reclone"
+        removed = 0
+        for raw in sorted(listed[1]):
+            pure = PurePosixPath(raw)
+            if pure.is_absolute() or ".." in pure.parts or not pure.parts or pure.parts[0] == ".git":
+                continue
+            full = self._path / raw
+            with contextlib.suppress(OSError):
+                if not stat.S_ISDIR(os.lstat(full).st_mode):
+                    full.unlink()
+                    removed += 1
+        log.warning(
+            "working copy %s: the machine restarted after %d file(s) were written in place; checking "
+            "them out again from HEAD", self._path, removed, extra={"source": self._git.name},
+        )
+        return "restored"
+
+    # -- the fast commit of a managed working copy (issue 16) -------------------------------------------
+
+    def _prepack(self, specs: Sequence[str]) -> tuple[str, str] | None:
+        """Write ``specs``' current contents and the trees above them into one pack (``git fast-import``,
+        as a throw-away commit on ``_STAGING_REF``), so that ``update-index`` and ``write-tree`` find every
+        object already there instead of writing ~2 loose objects per changed file (measured: 1,000 loose
+        objects cost 0.75 s of a 500-file pass, and ``push`` then re-compressed them).
+
+        Returns ``(parent, tree of the throw-away commit)``, or None when the fast path does not apply (no
+        HEAD, a path that is a directory or unreadable): ``commit`` then works as before. Only an
+        optimisation: what is committed is still what git's own ``update-index`` hashes (filters, eol
+        conversion), and ``_commit_from_index`` checks that the two trees agree.
+        """
+        parent = self._rev_or_none("HEAD^{commit}")
+        if parent is None:
+            return None
+        chunks = [b"commit ", _STAGING_REF.encode(), b"\ncommitter image-updater <> 0 +0000\ndata 0\n",
+                  b"from ", parent.encode(), b"\n"]
+        for spec in specs:
+            full = self._path / spec
+            quoted = _fast_import_path(spec)
+            try:
+                info = os.lstat(full)
+                if stat.S_ISREG(info.st_mode):
+                    mode = b"100755" if info.st_mode & stat.S_IXUSR else b"100644"
+                    data = full.read_bytes()
+                elif stat.S_ISLNK(info.st_mode):
+                    mode, data = b"120000", os.fsencode(os.readlink(full))
+                else:
+                    return None  # a directory (a submodule?): the general path decides
+            except FileNotFoundError:
+                chunks += [b"D ", quoted, b"\n"]
+                continue
+            except OSError:
+                return None
+            chunks += [b"M ", mode, b" inline ", quoted, b"\ndata ", str(len(data)).encode(), b"\n", data,
+                       b"\n"]
+        chunks.append(b"done\n")
+        try:
+            with tempfile.TemporaryFile() as stream:
+                stream.write(b"".join(chunks))
+                stream.seek(0)
+                self._git.run(self._path, "fast-import", "--quiet", "--done", "--force", istream=stream,
+                              what="commit")
+            tree = self._git.run(self._path, "rev-parse", "--verify", "--quiet",
+                                 f"{_STAGING_REF}^{{tree}}", what="commit")[1].strip()
+        except GitError as exc:  # only an optimisation: ``git commit`` still can
+            log.debug("fast-import: %s", exc, extra={"source": self._git.name})
+            self._git.run(self._path, "update-ref", "-d", _STAGING_REF, check=False, what="commit")
+            return None
+        return parent, tree
+
+    def _commit_from_index(
+        self,
+        staging: tuple[str, str],
+        message: str,
+        *,
+        author: tuple[str, str],
+        committer: tuple[str, str],
+        signer: Signer | None,
+    ) -> tuple[bool, str | None]:
+        """After ``update-index`` of our paths: the index's tree, committed on ``parent`` with
+        ``commit-tree`` and moved to with ``update-ref HEAD <new> <parent>``, all without ``git commit``'s
+        refresh of the whole working tree. ``(True, new HEAD)``; ``(True, None)`` when our paths are
+        unchanged; ``(False, None)`` when the index holds more than our paths (something else staged) or git
+        hashed a file differently from its bytes (a clean filter, eol conversion): ``git commit`` with our
+        paths then does it, as it always did."""
+        parent, expected = staging
+        _, out, _ = self._git.run(self._path, "write-tree", what="commit")
+        tree = out.strip()
+        try:
+            if tree != expected:
+                return False, None
+            base = self._git.run(self._path, "rev-parse", "--verify", "--quiet", f"{parent}^{{tree}}",
+                                 what="commit")[1].strip()
+            if tree == base:
+                return True, None
+            text = _stripspace(message)
+            if not text:
+                return False, None  # git commit refuses an empty message: let it say so
+            identity = {
+                "GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1],
+                "GIT_COMMITTER_NAME": committer[0], "GIT_COMMITTER_EMAIL": committer[1],
+            }
+            sign_config: list[str] = []
+            sign: list[str] = []
+            if signer is not None:
+                sign_config = signer.commit_args()
+                sign = [f"--gpg-sign={signer.key}"]
+                identity.update(signer.env)
+            with tempfile.TemporaryFile() as text_in:
+                text_in.write(text.encode("utf-8"))
+                text_in.seek(0)
+                sha = self._git.run(
+                    self._path, *sign_config, "commit-tree", tree, "-p", parent, *sign,
+                    env=identity, istream=text_in, what="commit",
+                )[1].strip()
+            subject = text.partition("\n")[0]
+            self._git.run(self._path, "update-ref", "-m", f"commit: {subject}", "HEAD", sha, parent,
+                          what="commit")
+        finally:
+            self._git.run(self._path, "update-ref", "-d", _STAGING_REF, check=False, what="commit")
+        log.debug("committed %s", sha[:12], extra={"source": self._git.name})
+        return True, sha
 
     # -- push ---------------------------------------------------------------------------------------
 
@@ -859,6 +1066,64 @@ class GitRepo:
 
     def _tree_and_parents(self, rev: str) -> list[str]:
         return self._git.run(self._path, "rev-parse", f"{rev}^{{tree}}", f"{rev}^@", check=False)[1].split()
+
+
+_WRITES_JOURNAL = "image-updater-writes.json"  # in .git: see GitRepo.prepare_in_place_writes
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def _boot_id() -> str | None:
+    """This boot of the machine (Linux), or None where it cannot be told."""
+    try:
+        return _BOOT_ID.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _read_journal(journal: Path) -> tuple[str, set[str]] | None:
+    """``(boot id, paths)`` of a journal of in-place writes; None when it is missing or unreadable."""
+    try:
+        data = json.loads(journal.read_bytes())
+        boot, paths = data["boot_id"], data["paths"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if not isinstance(boot, str) or not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        return None
+    return boot, set(paths)
+
+
+_STAGING_REF = "refs/image-updater/staging"  # the throw-away commit of ``_prepack``; deleted at once
+
+
+def _fast_import_path(path: str) -> bytes:
+    """``path`` C-quoted for a ``git fast-import`` command (any byte but NUL survives)."""
+    out = bytearray(b'"')
+    for byte in os.fsencode(path):
+        if byte in (0x22, 0x5C):
+            out += b"\\" + bytes([byte])
+        elif byte < 0x20 or byte == 0x7F:
+            out += b"\\%03o" % byte
+        else:
+            out.append(byte)
+    out += b'"'
+    return bytes(out)
+
+
+def _stripspace(message: str) -> str:
+    """``message`` as ``git commit --cleanup=whitespace`` records it: trailing whitespace of each line and
+    leading and trailing blank lines removed, runs of blank lines collapsed to one, a final newline."""
+    lines: list[str] = []
+    blank = False
+    for line in message.split("\n"):
+        line = line.rstrip(" \t\n\v\f\r")
+        if not line:
+            blank = bool(lines)
+            continue
+        if blank:
+            lines.append("")
+            blank = False
+        lines.append(line)
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def _describe(name: str, url: str, secrets: Sequence[str] = ()) -> str:

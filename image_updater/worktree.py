@@ -26,7 +26,9 @@ Output is sorted by path, each file once, paths under the scan roots only.
 **Reading and writing.** ``read_text`` reads UTF-8 without newline translation (CRLF and a BOM survive) and
 refuses files over ``yamledit.MAX_YAML_CHARS``. ``write_atomic`` replaces a file through a temporary file in
 the same directory (fsynced, mode kept, renamed over the target, directory fsynced), never through a
-symbolic link leading outside the repository. ``edit_file`` is read, ``yamledit.apply_verified``, write.
+symbolic link leading outside the repository; ``write_in_place`` overwrites a file through its own
+inode, for the daemon's journalled working copy only. ``edit_file`` is read, ``yamledit.apply_verified``,
+write.
 
 Typical use::
 
@@ -65,6 +67,7 @@ __all__ = [
     "resolve_paths",
     "sync_directory",
     "write_atomic",
+    "write_in_place",
 ]
 
 log = logging.getLogger(__name__)
@@ -418,6 +421,68 @@ def write_atomic(path: Path, text: str, *, root: Path | None = None, durable: bo
                 os.unlink(temp_name)
 
 
+def write_in_place(path: Path, text: str, *, root: Path | None = None) -> None:
+    """Overwrite the file at ``path`` with ``text`` through its own inode (no temporary file, no rename).
+
+    Only for a working copy nobody else reads while it is written (the cache directory's, under
+    ``gitrepo.WorkingCopyLock``) and whose owner journals the paths first
+    (``GitRepo.prepare_in_place_writes``) so that a machine crash cannot leave a torn file git takes for
+    unchanged. Replacing a file by rename
+    makes ext4 allocate and flush the new file's blocks and free the old ones at once (``auto_da_alloc``):
+    measured 0.6-2 ms per file against ~10 us for an overwrite. When the write fails (a full disk) the old
+    bytes are put back before ``YamlEditError`` is raised. A missing file is created (``O_EXCL``); a
+    symlinked ``path`` is handled as in ``write_atomic``.
+    """
+    real = _resolve_inside(path, root)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise YamlEditError(f"{path}: refused: the text cannot be encoded as UTF-8") from exc
+    try:
+        descriptor = os.open(real, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        descriptor = -1
+    except OSError as exc:
+        raise YamlEditError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+    if descriptor < 0:
+        try:
+            descriptor = os.open(real, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                                 0o666)
+        except OSError as exc:
+            raise YamlEditError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+        old = b""
+    else:
+        old = b""
+        try:
+            info = os.fstat(descriptor)
+            if not stat.S_ISREG(info.st_mode):
+                raise YamlEditError(f"{path}: refused: not a regular file")
+            old = os.pread(descriptor, info.st_size + 1, 0)
+        except OSError as exc:
+            os.close(descriptor)
+            raise YamlEditError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+        except YamlEditError:
+            os.close(descriptor)
+            raise
+    try:
+        _pwrite_all(descriptor, data)
+        os.ftruncate(descriptor, len(data))
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # the old bytes fit where they were
+            _pwrite_all(descriptor, old)
+            os.ftruncate(descriptor, len(old))
+        raise YamlEditError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+    finally:
+        os.close(descriptor)
+
+
+def _pwrite_all(descriptor: int, data: bytes) -> None:
+    view = memoryview(data)
+    offset = 0
+    while offset < len(view):
+        offset += os.pwrite(descriptor, view[offset:], offset)
+
+
 def sync_directory(directory: Path) -> None:
     """One fsync of ``directory`` after a pass of ``write_atomic(..., durable=False)``: on journalling
     filesystems (ext4, xfs) it commits the journal, and with it the pass's renames; best effort."""
@@ -434,11 +499,13 @@ def _fsync_directory(directory: Path) -> None:
             os.close(descriptor)
 
 
-def edit_file(path: Path, edits: Sequence[Edit], *, root: Path | None, durable: bool = True) -> None:
+def edit_file(
+    path: Path, edits: Sequence[Edit], *, root: Path | None, durable: bool = True, in_place: bool = False
+) -> None:
     """Read, edit, verify (``apply_verified``) and atomically write one file; nothing written on error.
 
     The file name in messages is relative to ``root`` when the file lies under it. ``durable``: see
-    ``write_atomic``.
+    ``write_atomic``; ``in_place``: ``write_in_place`` instead.
     """
     if not edits:
         return
@@ -451,10 +518,15 @@ def edit_file(path: Path, edits: Sequence[Edit], *, root: Path | None, durable: 
     parsed = parse_yaml(text, filename=filename)
     new_text = apply_verified(parsed, edits, filename=filename)
     if new_text != text:
-        write_atomic(path, new_text, root=root, durable=durable)
+        if in_place:
+            write_in_place(path, new_text, root=root)
+        else:
+            write_atomic(path, new_text, root=root, durable=durable)
 
 
-def create_file(path: Path, edits: Sequence[Edit], *, root: Path | None, durable: bool = True) -> None:
+def create_file(
+    path: Path, edits: Sequence[Edit], *, root: Path | None, durable: bool = True, in_place: bool = False
+) -> None:
     """Write a new file from insert edits on the empty text (``apply_verified`` checks it), atomically.
 
     Refused when anything (a file, a directory, a symlink, even a dangling one) is already at ``path``, when
@@ -470,4 +542,7 @@ def create_file(path: Path, edits: Sequence[Edit], *, root: Path | None, durable
         raise YamlEditError(f"{filename}: refused to create it: its directory does not exist")
     _resolve_inside(path.parent, root)
     new_text = apply_verified(parse_yaml("", filename=filename), edits, filename=filename)
-    write_atomic(path, new_text, root=root, durable=durable)
+    if in_place:
+        write_in_place(path, new_text, root=root)
+    else:
+        write_atomic(path, new_text, root=root, durable=durable)

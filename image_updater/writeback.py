@@ -406,10 +406,13 @@ class _SourcePass:
         """Apply ``planned`` to the files, commit and push; ``PushRejected`` when the remote moved on."""
         from image_updater.checkout import apply_result
 
-        # a working copy of ours is disposable (the commit's objects and the push are what must last): one
-        # directory fsync per pass instead of two per file; someone's own checkout keeps full durability
+        # a working copy of ours is disposable (the commit's objects and the push are what must last): its
+        # files are overwritten in place once journalled (``GitRepo.prepare_in_place_writes``), or written
+        # atomically with one directory fsync per pass; someone's own checkout keeps full durability
+        files = sorted({change.file for change in planned.result.updates})
+        in_place = await asyncio.to_thread(self.repo.prepare_in_place_writes, files)
         self.result = await asyncio.to_thread(apply_result, self.repo.path, planned,
-                                              durable=not self.repo.managed)
+                                              durable=not self.repo.managed, in_place=in_place)
         try:
             sha, pushed = await asyncio.to_thread(
                 commit_and_push, self.repo, self.result, self.settings, source=self.name, push=True,

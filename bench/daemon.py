@@ -54,7 +54,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.rss_trend import at_passes, slope_report
+from bench.rss_trend import at_passes, slope_of_points, slope_report
 from tests.servers import ImagePusher, RegistryServer
 from tests.servers.gitserver import make_bare_repo
 from tests.servers.push import seed_storage
@@ -253,16 +253,19 @@ def memory_phase(
     rss: list[int] = []  # KiB after pass n (index n-1)
     anon: list[int] = []  # RssAnon (heap, arenas, stacks: what a leak grows) after pass n
     threads: list[int] = []
+    idle: list[bool] = []  # no pass was running when the sample was taken (else it holds the next one's work)
     answers: list[float] = []  # seconds for GET /metrics while passes run back to back
     seen = 0.0
     started = time.monotonic()
     while len(rss) < passes:
         asked = time.monotonic()
-        count = daemon.passes()
+        text = daemon.metrics()
         answers.append(time.monotonic() - asked)
+        count = metric_sum(text, "image_updater_passes_total")
         if count > seen:
             seen = count
             rss.append(status_kib(pid, "VmRSS"))
+            idle.append(metric_sum(text, "image_updater_pass_in_progress") == 0)
             if trend:
                 anon.append(status_kib(pid, "RssAnon"))
                 threads.append(status_count(pid, "Threads"))
@@ -285,8 +288,13 @@ def memory_phase(
     load.append(os.getloadavg()[0])
     extra: dict[str, Any] = {}
     if trend:
+        quiet = [(n, v) for n, (v, q) in enumerate(zip(rss, idle, strict=True), 1) if q and n >= 10]
+        # the floor: the lowest RSS of each 10 passes, what stays once the passes' own work is freed
+        floors = [(n + 10, min(rss[n : n + 10])) for n in range(9, len(rss) - 9, 10)]
         extra = {
             "trend": slope_report(rss, warmup=10),
+            "trend_idle_samples": slope_of_points(quiet),
+            "trend_floor_per_10_passes": slope_of_points(floors),
             "trend_rss_anon": slope_report(anon, warmup=10),
             "rss_at_pass_mib": at_passes(rss, (10, 100, 250, 500, len(rss))),
             "max_rss_after_warmup_mib": round(max(rss[9:]) / 1024, 1),
@@ -468,6 +476,8 @@ def rss_main(args: argparse.Namespace) -> int:
     name = "daemon-rss-tracemalloc.json" if debug else "daemon-rss.json"
     if args.malloc_arena_max and not debug:  # a comparison: the plain run keeps its own file
         name = f"daemon-rss-arena-max-{args.malloc_arena_max}.json"
+    if args.no_release and not debug:
+        name = name.replace(".json", "-no-release.json")
     out = ROOT / "bench" / "results" / name
     with tempfile.TemporaryDirectory(prefix="bench-daemon-rss-") as tmp:
         work = Path(tmp)
@@ -482,6 +492,10 @@ def rss_main(args: argparse.Namespace) -> int:
             entry: tuple[str, ...] = ("-m", "image_updater")
             if args.malloc_arena_max:
                 env["MALLOC_ARENA_MAX"] = str(args.malloc_arena_max)
+            if args.no_release:  # the daemon as before issue 16's fix, for comparison
+                entry = (str(ROOT / "bench" / "rss_child.py"),)
+                env |= {"BENCH_TRACEMALLOC_FRAMES": "0", "BENCH_TRACEMALLOC_AT": "", "BENCH_NO_RELEASE": "1",
+                        "BENCH_TRACEMALLOC_DIR": str(work / "snaps")}
             if debug:
                 entry = (str(ROOT / "bench" / "rss_child.py"),)
                 env["BENCH_TRACEMALLOC_FRAMES"] = str(args.tracemalloc_frames)
@@ -505,6 +519,7 @@ def rss_main(args: argparse.Namespace) -> int:
         "images": args.images,
         "files": args.files,
         "malloc_arena_max": args.malloc_arena_max or None,
+        "release_after_pass": not args.no_release,
         "command": " ".join(["bench/daemon.py", *sys.argv[1:]]),
         "memory": memory,
     }
@@ -513,7 +528,11 @@ def rss_main(args: argparse.Namespace) -> int:
           f"failed {memory['failed_passes']}")
     print(f"RSS after passes {memory['rss_at_pass_mib']} MiB; max after warm-up "
           f"{memory['max_rss_after_warmup_mib']} MiB; peak (VmHWM) {memory['peak_rss_mib']} MiB")
-    for label, t in (("RSS", trend), ("RssAnon", memory["trend_rss_anon"])):
+    for label, t in (("RSS", trend), ("RssAnon", memory["trend_rss_anon"]),
+                     ("RSS, idle samples", memory["trend_idle_samples"]),
+                     ("RSS floor per 10 passes", memory["trend_floor_per_10_passes"])):
+        if "slope_kib_per_pass" not in t:
+            continue  # too few points
         print(f"{label} slope passes 10..{memory['passes']}: {t['slope_kib_per_pass']} KiB/pass "
               f"({t['slope_percent_per_100_passes']} % of the mean per 100 passes), 95 % CI "
               f"{t['ci95_kib_per_pass']} KiB/pass (lag-1 r {t['residual_lag1_autocorrelation']}); "
@@ -548,6 +567,10 @@ def main() -> int:
     parser.add_argument(
         "--tracemalloc-frames", type=int, default=1,
         help="frames per traceback in the debug run (each one slows it further); 0: count objects only",
+    )
+    parser.add_argument(
+        "--no-release", action="store_true",
+        help="with --only rss: the daemon without its after-pass release of free memory (bench/rss_child.py)",
     )
     parser.add_argument(
         "--malloc-arena-max", type=int, default=0, help="with --only rss: MALLOC_ARENA_MAX for the daemon"

@@ -5,6 +5,7 @@ Runs ``python -m image_updater`` with the given arguments after starting ``trace
 named in BENCH_TRACEMALLOC_AT the garbage is collected and a snapshot is dumped into BENCH_TRACEMALLOC_DIR
 as ``pass-<n>.snap`` (BENCH_TRACEMALLOC_FRAMES frames, default 1; 0: no tracemalloc), with the live objects
 counted by type, the allocated blocks, pymalloc's and glibc's figures and the threads in ``pass-<n>.json``.
+BENCH_NO_RELEASE=1 replaces the daemon's after-pass ``release_free_memory`` by a no-op (a before/after run).
 bench/daemon.py diffs them. Nothing of this is in the daemon itself.
 """
 
@@ -99,6 +100,10 @@ def main() -> int:
             }))
 
     Metrics.pass_finished = pass_finished  # type: ignore[method-assign]
+    if os.environ.get("BENCH_NO_RELEASE") == "1":  # the daemon as it was before issue 16's fix
+        import image_updater.daemon
+
+        image_updater.daemon.release_free_memory = lambda: False
     return cli_main(sys.argv[1:])
 
 

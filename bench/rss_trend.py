@@ -21,11 +21,17 @@ FLAT_PERCENT_PER_100 = 0.1
 
 def slope_report(rss_kib: Sequence[int], warmup: int = 10) -> dict[str, Any]:
     """Slope of ``rss_kib`` (index 0 = after pass 1) over passes ``warmup``..N, with its intervals."""
-    xs = [float(n) for n in range(warmup, len(rss_kib) + 1)]
-    ys = [float(v) for v in rss_kib[warmup - 1 :]]
+    report = slope_of_points([(n, rss_kib[n - 1]) for n in range(warmup, len(rss_kib) + 1)])
+    return {"warmup_pass": warmup, **report}
+
+
+def slope_of_points(points: Sequence[tuple[int, int]]) -> dict[str, Any]:
+    """The same for (pass number, RSS KiB) points: a subset of the passes, or one figure per window."""
+    xs = [float(x) for x, _ in points]
+    ys = [float(y) for _, y in points]
     n = len(xs)
     if n < 3:
-        raise ValueError(f"need at least 3 passes after warm-up pass {warmup}, have {n}")
+        return {"passes_fitted": n}
     mx = sum(xs) / n
     my = sum(ys) / n
     sxx = sum((x - mx) ** 2 for x in xs)
@@ -46,7 +52,6 @@ def slope_report(rss_kib: Sequence[int], warmup: int = 10) -> dict[str, Any]:
     ci_adj = (slope - Z95 * se_adj, slope + Z95 * se_adj)
     flat = ci_adj[0] <= 0 or per100(slope) < FLAT_PERCENT_PER_100
     return {
-        "warmup_pass": warmup,
         "passes_fitted": n,
         "mean_rss_mib": round(my / 1024, 2),
         "slope_kib_per_pass": round(slope, 4),

@@ -16,6 +16,14 @@ the daemon as a child process (``python -m image_updater run``), exactly as user
    its RSS at that moment and its peak (VmHWM); medians reported. Run it alone, on a small set-up, to compare
    HTTP stacks: ``--only startup --images 20 --files 200``.
 
+4. RSS trend (issue 16, ``--only rss``, e.g. ``--images 100 --files 2000 --passes 500``: passes of about 1 s):
+   the memory phase alone, reporting besides its figures the least-squares slope of RSS against the pass
+   number after warm-up (passes 10..N) with an autocorrelation-adjusted 95 % interval (bench/rss_trend.py
+   states the "no upward trend" criterion), RSS after passes 10, 100, 250, 500 and the maximum; writes
+   bench/results/daemon-rss.json. ``--no-release`` runs the daemon without its after-pass release of free
+   memory, ``--malloc-arena-max N`` sets MALLOC_ARENA_MAX, ``--tracemalloc 10,50,250`` is a debug run
+   (bench/rss_child.py) recording objects, allocator figures and optionally tracemalloc snapshots.
+
 Usage: .venv/bin/python bench/daemon.py [--images 1000] [--files 10000] [--passes 100] [--samples 10]
 Prints a table and writes bench/results/daemon.json.
 """

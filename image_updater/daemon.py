@@ -475,8 +475,9 @@ def release_free_memory() -> bool:
 
     A pass reads and parses the whole tree in worker threads: its file contents and buffers (larger than
     pymalloc's 512-byte objects) come from glibc's heaps, and what is freed between long-lived blocks stays
-    resident. Without this the daemon's RSS rose by ~1 % per 100 passes while its Python objects and
-    pymalloc arenas stayed flat (docs/benchmarks.md, issue 16). Costs 1-2 ms per pass.
+    resident. The daemon's RSS drifted up by 0.2-1.1 % per 100 passes while its Python objects and pymalloc
+    arenas stayed flat (docs/benchmarks.md, issue 16; on a loaded machine, the drift with this call was not
+    told apart from that without it). Costs 1-2 ms per pass.
     """
     trim = _malloc_trim()
     if trim is None:

@@ -1,9 +1,10 @@
-"""The daemon's memory stays flat over many passes (issue 16): it hands the C allocator's free memory back.
+"""The daemon hands the C allocator's free memory back after every pass (issue 16, the RSS trend).
 
 A pass reads and parses the whole tree in worker threads; the blocks larger than pymalloc's objects (file
 contents, buffers) come from glibc's heaps, and what is freed between blocks that live on stays resident.
-bench/daemon.py --only rss measured that growth (Python objects and pymalloc arenas flat, glibc's free bytes
-rising pass after pass); the daemon now calls ``release_free_memory`` (``malloc_trim(0)``) after every pass.
+bench/daemon.py --only rss measured a slow drift (Python objects and pymalloc arenas flat, glibc's heaps
+and free bytes wandering in ~2 MiB steps); the daemon now calls ``release_free_memory`` (``malloc_trim(0)``)
+after every pass.
 
 Covered: the call happens after every pass, whatever its outcome; and, in a child process, what it does:
 memory freed between live blocks in a worker thread's arena stays resident until the call and leaves after

@@ -16,6 +16,14 @@ the daemon as a child process (``python -m image_updater run``), exactly as user
    its RSS at that moment and its peak (VmHWM); medians reported. Run it alone, on a small set-up, to compare
    HTTP stacks: ``--only startup --images 20 --files 200``.
 
+4. RSS trend (issue 16, ``--only rss``, e.g. ``--images 100 --files 2000 --passes 500``: passes of about 1 s):
+   the memory phase alone, reporting besides its figures the least-squares slope of RSS against the pass
+   number after warm-up (passes 10..N) with an autocorrelation-adjusted 95 % interval (bench/rss_trend.py
+   states the "no upward trend" criterion), RSS after passes 10, 100, 250, 500 and the maximum; writes
+   bench/results/daemon-rss.json. ``--no-release`` runs the daemon without its after-pass release of free
+   memory, ``--malloc-arena-max N`` sets MALLOC_ARENA_MAX, ``--tracemalloc 10,50,250`` is a debug run
+   (bench/rss_child.py) recording objects, allocator figures and optionally tracemalloc snapshots.
+
 Usage: .venv/bin/python bench/daemon.py [--images 1000] [--files 10000] [--passes 100] [--samples 10]
 Prints a table and writes bench/results/daemon.json.
 """
@@ -44,6 +52,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,6 +62,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.rss_trend import at_passes, slope_of_points, slope_report
 from tests.servers import ImagePusher, RegistryServer
 from tests.servers.gitserver import make_bare_repo
 from tests.servers.push import seed_storage
@@ -138,6 +148,56 @@ def status_kib(pid: int, field: str) -> int:
     return int(match.group(1))
 
 
+def status_count(pid: int, field: str) -> int:
+    match = re.search(rf"^{field}:\s+(\d+)$", Path(f"/proc/{pid}/status").read_text(), re.M)
+    assert match is not None
+    return int(match.group(1))
+
+
+def snapshot_diff(directory: Path, at: Sequence[int], top: int = 25) -> list[dict[str, Any]]:
+    """What bench/rss_child.py saw after the passes ``at``: the allocator's figures at each, the object types
+    and (under tracemalloc) the allocation sites that grew most between the first and the last."""
+    import tracemalloc
+
+    first, second = at[0], at[-1]
+    every = [json.loads((directory / f"pass-{n}.json").read_text()) for n in at]
+    counts = [every[0], every[-1]]
+    grown = sorted(
+        ((name, counts[1]["gc_types"].get(name, 0) - counts[0]["gc_types"].get(name, 0))
+         for name in set(counts[0]["gc_types"]) | set(counts[1]["gc_types"])),
+        key=lambda item: -abs(item[1]),
+    )
+    keys = ("arenas allocated current", "bytes in allocated blocks", "bytes in available blocks")
+    summary: list[dict[str, Any]] = [{
+        "after_passes": list(at),
+        "allocated_blocks": [c["allocated_blocks"] for c in every],
+        "pymalloc": {k: [c["pymalloc"].get(k) for c in every] for k in keys},
+        "glibc_mallinfo2": {k: [c["glibc"].get(k) for c in every] for k in ("arena", "hblkhd", "uordblks",
+                                                                             "fordblks")},
+        "threads": [c["threads"] for c in counts],
+        "gc_objects_grown_most": dict(grown[:top]),
+    }]
+    if not (directory / f"pass-{first}.snap").exists():
+        return summary
+    old = tracemalloc.Snapshot.load(str(directory / f"pass-{first}.snap"))
+    new = tracemalloc.Snapshot.load(str(directory / f"pass-{second}.snap"))
+    keep = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen *>")]
+    old, new = old.filter_traces(keep), new.filter_traces(keep)
+    out: list[dict[str, Any]] = []
+    for stat in new.compare_to(old, "traceback")[:top]:  # one frame by default: "lineno" stats
+        out.append({
+            "size_diff_kib": round(stat.size_diff / 1024, 1),
+            "count_diff": stat.count_diff,
+            "size_kib": round(stat.size / 1024, 1),
+            "traceback": [f"{frame.filename.replace(str(ROOT) + '/', '')}:{frame.lineno}"
+                          for frame in stat.traceback],
+        })
+    total_old = sum(s.size for s in old.statistics("filename"))
+    total_new = sum(s.size for s in new.statistics("filename"))
+    summary[0]["traced_kib"] = [round(total_old / 1024, 1), round(total_new / 1024, 1)]
+    return summary + out
+
+
 def metric_sum(text: str, name: str) -> float:
     total = 0.0
     for line in text.splitlines():
@@ -147,15 +207,18 @@ def metric_sum(text: str, name: str) -> float:
 
 
 class Daemon:
-    def __init__(self, config: Path, port: int, log: Path) -> None:
+    def __init__(
+        self, config: Path, port: int, log: Path, *, entry: Sequence[str] = ("-m", "image_updater"),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.log = log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "image_updater", "run", "-c", str(config)],
+            [sys.executable, *entry, "run", "-c", str(config)],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=self.log,
-            env={**os.environ, "WEBHOOK_SECRET": SECRET},
+            env={**os.environ, "WEBHOOK_SECRET": SECRET, **(env or {})},
         )
         # generous: a slow answer is a finding (recorded below), not a reason to give up
         self.client = httpx.Client(timeout=120)
@@ -187,22 +250,33 @@ class Daemon:
         return code
 
 
-def memory_phase(config: Path, port: int, log: Path, passes: int) -> dict[str, Any]:
-    daemon = Daemon(config, port, log)
+def memory_phase(
+    config: Path, port: int, log: Path, passes: int, *, entry: Sequence[str] = ("-m", "image_updater"),
+    env: Mapping[str, str] | None = None, trend: bool = False,
+) -> dict[str, Any]:
+    daemon = Daemon(config, port, log, entry=entry, env=env)
     load = [os.getloadavg()[0]]
     pid = daemon.proc.pid
     daemon.wait_ready()
     rss: list[int] = []  # KiB after pass n (index n-1)
+    anon: list[int] = []  # RssAnon (heap, arenas, stacks: what a leak grows) after pass n
+    threads: list[int] = []
+    idle: list[bool] = []  # no pass was running when the sample was taken (else it holds the next one's work)
     answers: list[float] = []  # seconds for GET /metrics while passes run back to back
     seen = 0.0
     started = time.monotonic()
     while len(rss) < passes:
         asked = time.monotonic()
-        count = daemon.passes()
+        text = daemon.metrics()
         answers.append(time.monotonic() - asked)
+        count = metric_sum(text, "image_updater_passes_total")
         if count > seen:
             seen = count
             rss.append(status_kib(pid, "VmRSS"))
+            idle.append(metric_sum(text, "image_updater_pass_in_progress") == 0)
+            if trend:
+                anon.append(status_kib(pid, "RssAnon"))
+                threads.append(status_count(pid, "Threads"))
             if len(rss) % 10 == 0:
                 print(f"  pass {len(rss):4d}: RSS {rss[-1] / 1024:6.1f} MiB", flush=True)
         time.sleep(0.05)
@@ -220,7 +294,22 @@ def memory_phase(config: Path, port: int, log: Path, passes: int) -> dict[str, A
     at10 = rss[min(9, len(rss) - 1)]
     last = rss[-1]
     load.append(os.getloadavg()[0])
-    return {
+    extra: dict[str, Any] = {}
+    if trend:
+        quiet = [(n, v) for n, (v, q) in enumerate(zip(rss, idle, strict=True), 1) if q and n >= 10]
+        # the floor: the lowest RSS of each 10 passes, what stays once the passes' own work is freed
+        floors = [(n + 10, min(rss[n : n + 10])) for n in range(9, len(rss) - 9, 10)]
+        extra = {
+            "trend": slope_report(rss, warmup=10),
+            "trend_idle_samples": slope_of_points(quiet),
+            "trend_floor_per_10_passes": slope_of_points(floors),
+            "trend_rss_anon": slope_report(anon, warmup=10),
+            "rss_at_pass_mib": at_passes(rss, (10, 100, 250, 500, len(rss))),
+            "max_rss_after_warmup_mib": round(max(rss[9:]) / 1024, 1),
+            "threads_min_max": [min(threads), max(threads)],
+            "rss_anon_series_mib": [round(v / 1024, 2) for v in anon],
+        }
+    return {**extra, **{
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_average_1m_start_end": load,
         "passes": len(rss),
@@ -236,7 +325,7 @@ def memory_phase(config: Path, port: int, log: Path, passes: int) -> dict[str, A
         "metrics_answer_p99_ms": round(sorted(answers)[int(len(answers) * 0.99)] * 1000, 1),
         "metrics_answer_max_ms": round(max(answers) * 1000, 1),
         "exit_code": code,
-    }
+    }}
 
 
 def startup_phase(config: Path, port: int, log: Path, starts: int) -> dict[str, Any]:
@@ -362,6 +451,109 @@ def latency_phase(
     }
 
 
+def setup(work: Path, images: int, nfiles: int) -> tuple[Path, RegistryServer, Path]:
+    """Seed the registry storage (tmpfs when there is one), start the registry, make the bare repository."""
+    storage = Path("/dev/shm") / f"bench-daemon-{os.getpid()}" if Path("/dev/shm").is_dir() else work / "st"
+    t = time.monotonic()
+    seed_storage(
+        storage,
+        {
+            f"bench/app{i:04d}": {
+                "1.0.0": T0, "1.1.0": T0 + timedelta(days=1), "1.2.0": T0 + timedelta(days=2)
+            }
+            for i in range(images)
+        },
+    )
+    registry = RegistryServer(storage_dir=storage, work_dir=work / "registry", log_level="warn").start()
+    try:
+        files = repo_files(registry.host, images, nfiles)
+        bare = make_bare_repo(work / "repo.git", files)
+    except BaseException:
+        registry.stop()
+        subprocess.run(["rm", "-rf", str(storage)], check=False)
+        raise
+    print(f"set-up: {images} images x 3 tags, {len(files)} files in {time.monotonic() - t:.1f} s", flush=True)
+    return storage, registry, bare
+
+
+def rss_main(args: argparse.Namespace) -> int:
+    """Issue 16: the RSS trend over many back-to-back passes (interval 1 s), or the tracemalloc debug run."""
+    debug = [int(x) for x in args.tracemalloc.split(",") if x.strip()]
+    if debug and (len(debug) < 2 or debug != sorted(set(debug)) or max(debug) > args.passes):
+        raise SystemExit("--tracemalloc takes two or more increasing pass numbers, all <= --passes")
+    name = "daemon-rss-tracemalloc.json" if debug else "daemon-rss.json"
+    if args.malloc_arena_max and not debug:  # a comparison: the plain run keeps its own file
+        name = f"daemon-rss-arena-max-{args.malloc_arena_max}.json"
+    if args.no_release and not debug:
+        name = name.replace(".json", "-no-release.json")
+    out = ROOT / "bench" / "results" / name
+    with tempfile.TemporaryDirectory(prefix="bench-daemon-rss-") as tmp:
+        work = Path(tmp)
+        storage, registry, bare = setup(work, args.images, args.files)
+        try:
+            config = work / "config.yaml"
+            port = free_port()
+            write_config(
+                config, cache=work / "cache", bare=bare, host=registry.host, port=port, interval="1s"
+            )
+            env: dict[str, str] = {}
+            entry: tuple[str, ...] = ("-m", "image_updater")
+            if args.malloc_arena_max:
+                env["MALLOC_ARENA_MAX"] = str(args.malloc_arena_max)
+            if args.no_release:  # the daemon as before issue 16's fix, for comparison
+                entry = (str(ROOT / "bench" / "rss_child.py"),)
+                env |= {"BENCH_TRACEMALLOC_FRAMES": "0", "BENCH_TRACEMALLOC_AT": "", "BENCH_NO_RELEASE": "1",
+                        "BENCH_TRACEMALLOC_DIR": str(work / "snaps")}
+            if debug:
+                entry = (str(ROOT / "bench" / "rss_child.py"),)
+                env["BENCH_TRACEMALLOC_FRAMES"] = str(args.tracemalloc_frames)
+                env["BENCH_TRACEMALLOC_AT"] = args.tracemalloc
+                env["BENCH_TRACEMALLOC_DIR"] = str(work / "snaps")
+            under = " under tracemalloc" if debug else ""
+            print(f"rss: {args.passes} passes, interval 1s{under}", flush=True)
+            memory = memory_phase(
+                config, port, work / "daemon-rss.log", args.passes, entry=entry, env=env, trend=True
+            )
+            if debug:
+                memory["tracemalloc_diff"] = snapshot_diff(work / "snaps", debug)
+        finally:
+            registry.stop()
+            subprocess.run(["rm", "-rf", str(storage)], check=False)
+    result = {
+        "benchmark": "daemon-rss",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "images": args.images,
+        "files": args.files,
+        "malloc_arena_max": args.malloc_arena_max or None,
+        "release_after_pass": not args.no_release,
+        "command": " ".join(["bench/daemon.py", *sys.argv[1:]]),
+        "memory": memory,
+    }
+    trend = memory["trend"]
+    print(f"\npasses {memory['passes']} (mean {memory['mean_pass_seconds']} s), "
+          f"failed {memory['failed_passes']}")
+    print(f"RSS after passes {memory['rss_at_pass_mib']} MiB; max after warm-up "
+          f"{memory['max_rss_after_warmup_mib']} MiB; peak (VmHWM) {memory['peak_rss_mib']} MiB")
+    for label, t in (("RSS", trend), ("RssAnon", memory["trend_rss_anon"]),
+                     ("RSS, idle samples", memory["trend_idle_samples"]),
+                     ("RSS floor per 10 passes", memory["trend_floor_per_10_passes"])):
+        if "slope_kib_per_pass" not in t:
+            continue  # too few points
+        print(f"{label} slope passes 10..{memory['passes']}: {t['slope_kib_per_pass']} KiB/pass "
+              f"({t['slope_percent_per_100_passes']} % of the mean per 100 passes), 95 % CI "
+              f"{t['ci95_kib_per_pass']} KiB/pass (lag-1 r {t['residual_lag1_autocorrelation']}); "
+              f"no upward trend: {t['no_upward_trend']}")
+    if debug:
+        for row in memory["tracemalloc_diff"][:12]:
+            print(" ", row)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written: {out.relative_to(ROOT)}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1000)
@@ -371,8 +563,25 @@ def main() -> int:
     parser.add_argument("--starts", type=int, default=5)
     parser.add_argument(
         "--only",
-        choices=["memory", "latency", "startup"],
+        choices=["memory", "latency", "startup", "rss"],
         help="run one phase; the other keeps its figures from the existing results file",
+    )
+    parser.add_argument(
+        "--tracemalloc", metavar="A,B[,...]", default="",
+        help="with --only rss: a debug run under tracemalloc (bench/rss_child.py); snapshots after the first "
+        "and last pass given are diffed into bench/results/daemon-rss-tracemalloc.json (its RSS is not the "
+        "measure)",
+    )
+    parser.add_argument(
+        "--tracemalloc-frames", type=int, default=1,
+        help="frames per traceback in the debug run (each one slows it further); 0: count objects only",
+    )
+    parser.add_argument(
+        "--no-release", action="store_true",
+        help="with --only rss: the daemon without its after-pass release of free memory (bench/rss_child.py)",
+    )
+    parser.add_argument(
+        "--malloc-arena-max", type=int, default=0, help="with --only rss: MALLOC_ARENA_MAX for the daemon"
     )
     args = parser.parse_args()
     out = ROOT / "bench" / "results" / "daemon.json"
@@ -381,6 +590,8 @@ def main() -> int:
     latency: dict[str, Any] = previous.get("latency", {})
     startup: dict[str, Any] = previous.get("startup", {})
 
+    if args.only == "rss":
+        return rss_main(args)
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
         work = Path(tmp)
         storage = (

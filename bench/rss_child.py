@@ -1,0 +1,111 @@
+"""The daemon under tracemalloc (bench/daemon.py --only rss --tracemalloc 50,250): a debug run, not a measure.
+
+Runs ``python -m image_updater`` with the given arguments after starting ``tracemalloc`` and wrapping
+``Metrics.pass_finished`` (called once at the end of every pass, on the event loop) so that after each pass
+named in BENCH_TRACEMALLOC_AT the garbage is collected and a snapshot is dumped into BENCH_TRACEMALLOC_DIR
+as ``pass-<n>.snap`` (BENCH_TRACEMALLOC_FRAMES frames, default 1; 0: no tracemalloc), with the live objects
+counted by type, the allocated blocks, pymalloc's and glibc's figures and the threads in ``pass-<n>.json``.
+BENCH_NO_RELEASE=1 replaces the daemon's after-pass ``release_free_memory`` by a no-op (a before/after run).
+bench/daemon.py diffs them. Nothing of this is in the daemon itself.
+"""
+
+# ruff: noqa: E402 (the imports below must follow the sys.path fix)
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path[:] = [
+    p for p in sys.path if os.path.realpath(p or ".") != os.path.dirname(os.path.realpath(__file__))
+]
+
+import contextlib
+import ctypes
+import gc
+import json
+import threading
+import tracemalloc
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+
+def _pymalloc_stats(scratch: Path) -> dict[str, int]:
+    """The summary of ``sys._debugmallocstats`` (arenas, bytes in used/free blocks), which writes to fd 2."""
+    saved = os.dup(2)
+    try:
+        with scratch.open("wb") as file:
+            os.dup2(file.fileno(), 2)
+            sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    stats: dict[str, int] = {}
+    for line in scratch.read_text().splitlines():
+        if line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            with contextlib.suppress(ValueError):
+                stats[key.strip("# ").strip()] = int(value.strip().replace(",", ""))
+    return stats
+
+
+def _mallinfo() -> dict[str, int]:
+    """glibc's ``mallinfo2``: main-arena bytes from sbrk, mmapped bytes, bytes in use and free, over all
+    arenas (empty where the C library has none)."""
+    libc = ctypes.CDLL(None)
+    if not hasattr(libc, "mallinfo2"):
+        return {}
+
+    names = (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+        "keepcost",
+    )
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in names]
+
+    libc.mallinfo2.restype = MallInfo2
+    info = libc.mallinfo2()
+    return {name: int(getattr(info, name)) for name in names}
+
+
+def main() -> int:
+    # tracemalloc slows every allocation (8 frames: about 20x on this machine); 1 frame names the line
+    frames = int(os.environ.get("BENCH_TRACEMALLOC_FRAMES", "1"))
+    dump_at = {int(x) for x in os.environ["BENCH_TRACEMALLOC_AT"].split(",") if x.strip()}
+    out = Path(os.environ["BENCH_TRACEMALLOC_DIR"])
+    out.mkdir(parents=True, exist_ok=True)
+    if frames > 0:
+        tracemalloc.start(frames)
+    from image_updater.cli import main as cli_main
+    from image_updater.metrics import Metrics
+
+    original = Metrics.pass_finished
+    count = 0
+
+    def pass_finished(self: Metrics, *args: Any, **kwargs: Any) -> None:
+        nonlocal count
+        original(self, *args, **kwargs)
+        count += 1
+        if count in dump_at:
+            gc.collect()
+            if tracemalloc.is_tracing():
+                tracemalloc.take_snapshot().dump(str(out / f"pass-{count}.snap"))
+            # live objects by type and the interpreter's allocated blocks: cheap, and enough to see what grows
+            types = Counter(type(o).__qualname__ for o in gc.get_objects())
+            threads = sorted(t.name for t in threading.enumerate())
+            (out / f"pass-{count}.json").write_text(json.dumps({
+                "allocated_blocks": sys.getallocatedblocks(), "threads": threads, "gc_types": dict(types),
+                "pymalloc": _pymalloc_stats(out / "debugmallocstats.txt"), "glibc": _mallinfo(),
+            }))
+
+    Metrics.pass_finished = pass_finished  # type: ignore[method-assign]
+    if os.environ.get("BENCH_NO_RELEASE") == "1":  # the daemon as it was before issue 16's fix
+        import image_updater.daemon
+
+        image_updater.daemon.release_free_memory = lambda: False
+    return cli_main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -120,6 +120,27 @@ def test_missing_repository_is_an_error_for_that_image_only(
         run(direct())
 
 
+def test_keys_of_one_image_share_its_tag_list_and_its_failure(
+    registry: RegistryServer, pusher: ImagePusher, tmp_path: Path
+) -> None:
+    pusher.push_many("team/app", ["1.0.0", "1.1.0", "2.0.0"])
+    app, missing = f"{registry.host}/team/app", f"{registry.host}/team/missing"
+    keys = [key(app, "semver:^1", "1.0.0"), key(app, "semver:*", "1.0.0"), key(app, "alphabetical", None),
+            key(missing, "semver:*"), key(missing, "semver:^1", "1.0.0"), key(app, "semver:^1", "1.0.0")]
+    requests = Requests()
+
+    async def scenario() -> dict[ResolveKey, Resolution]:
+        async with client_for(tmp_path, on_request=requests) as client:
+            return await resolve(client, keys)
+
+    results = run(scenario())
+    assert list(results) == keys[:5]  # the duplicate once, in the order asked
+    assert [results[k].tag for k in keys[:3]] == ["1.1.0", "2.0.0", "2.0.0"]
+    errors = [results[k].error for k in keys[3:5]]
+    assert errors[0] == errors[1] and errors[0] is not None and "team/missing" in errors[0]
+    assert requests.statuses() == Counter({200: 1, 404: 1})  # one tags/list per image
+
+
 # ------------------------------------------------------------------------------------------- Basic (htpasswd)
 
 

@@ -468,6 +468,39 @@ def test_held_back_writes_are_read_back_and_keep_their_order(tmp_path: Path) -> 
         assert reader.decision("r.io/a", "p", "1", "h1") == (True, "3")
 
 
+def test_decisions_read_ahead_answer_a_pass_with_one_statement(tmp_path: Path) -> None:
+    path = tmp_path / CACHE_FILE
+    with MetadataCache(path) as other:
+        for image in ("r.io/a", "r.io/b"):
+            other.put_decision(image, "p", "1", "h", f"{image[-1]}2")
+        other.put_decision("r.io/c", "p", "1", "h", "c2")
+    with MetadataCache(path) as cache, MetadataCache(path) as other:
+        statements: list[str] = []
+        cache._db.set_trace_callback(statements.append)
+        cache.read_decisions(["r.io/a"])  # outside a batch: nothing read ahead, nothing kept
+        assert cache.decision("r.io/a", "p", "1", "h") == (True, "a2") and len(statements) == 1
+        with cache.batch():
+            cache.read_decisions(["r.io/a", "r.io/b", "r.io/new"])
+            selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+            assert len(selects) == 2
+            statements.clear()
+            assert cache.decision("r.io/a", "p", "1", "h") == (True, "a2")
+            assert cache.decision("r.io/b", "p", "1", "other hash") == (False, None)
+            assert cache.decision("r.io/b", "p", "2", "h") == (False, None)  # another current tag
+            # read ahead and absent: a miss without asking sqlite, even when another process writes it now
+            other.put_decision("r.io/new", "p", "1", "h", "n1")
+            assert cache.decision("r.io/new", "p", "1", "h") == (False, None)
+            assert statements == []
+            # an image not read ahead is still asked for
+            assert cache.decision("r.io/c", "p", "1", "h") == (True, "c2") and len(statements) == 1
+            # this pass's own decisions win over what was read ahead
+            cache.put_decision("r.io/a", "p", "1", "h3", "a3")
+            assert cache.decision("r.io/a", "p", "1", "h3") == (True, "a3")
+        # the batch is over: what was read ahead is dropped, the other process's row is seen
+        assert cache.decision("r.io/new", "p", "1", "h") == (True, "n1")
+        assert cache.decision("r.io/a", "p", "1", "h3") == (True, "a3")
+
+
 def test_held_back_writes_survive_close_and_the_batch_clock(tmp_path: Path) -> None:
     path = tmp_path / CACHE_FILE
     writer = MetadataCache(path, batch_seconds=0.0)  # every held-back write is due at once

@@ -108,6 +108,10 @@ class MetadataCache:
         # next commit; the reads that depend on them see them first
         self._pending_tags: dict[str, tuple[float, str]] = {}
         self._pending_decisions: dict[tuple[str, str, str], tuple[str, str | None]] = {}
+        # decisions read ahead for a pass (``read_decisions``): the stored rows of those images, so that a
+        # warm pass asks sqlite once instead of once per image; dropped when the outermost batch ends
+        self._read_ahead: dict[tuple[str, str, str], tuple[str, str | None]] = {}
+        self._read_ahead_images: set[str] = set()
         self._closed = False
 
     @classmethod
@@ -177,6 +181,7 @@ class MetadataCache:
         finally:
             self._batch_depth -= 1
             if self._batch_depth == 0:
+                self._read_ahead, self._read_ahead_images = {}, set()
                 self._commit()
 
     def _commit(self) -> None:
@@ -274,8 +279,11 @@ class MetadataCache:
         self, image: str, policy: str, current: str | None, tags_hash: str
     ) -> tuple[bool, str | None]:
         """``(True, chosen)`` when ``policy`` already decided for exactly these tags (``tags_hash``)."""
-        row: tuple[str, str | None] | None = self._pending_decisions.get((image, policy, current or ""))
-        if row is None:
+        key = (image, policy, current or "")
+        row: tuple[str, str | None] | None = self._pending_decisions.get(key)
+        if row is None and image in self._read_ahead_images:
+            row = self._read_ahead.get(key)
+        elif row is None:
             row = self._db.execute(
                 "SELECT tags_hash, chosen FROM decisions WHERE image = ? AND policy = ? AND current = ?",
                 (image, policy, current or ""),
@@ -283,6 +291,26 @@ class MetadataCache:
         if row is None or row[0] != tags_hash:
             return False, None
         return True, row[1]
+
+    def read_decisions(self, images: Iterable[str]) -> None:
+        """Inside ``batch()``: read the stored decisions of ``images`` now, a statement per 500 images, for
+        ``decision()`` to answer from until the batch ends. A row another process writes meanwhile is not
+        seen; that costs a ranking, never a wrong answer (a decision is only reused for its own tags_hash)."""
+        if not self._batch_depth:
+            return
+        wanted = [image for image in dict.fromkeys(images) if image not in self._read_ahead_images]
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = "SELECT image, policy, current, tags_hash, chosen FROM decisions WHERE image IN "
+            try:
+                rows = self._db.execute(query + f"({marks})", chunk).fetchall()
+            except sqlite3.OperationalError as exc:  # e.g. locked: decision() asks per image instead
+                log.debug("registry metadata cache: decisions not read ahead: %s", exc)
+                return
+            for image, policy, current, tags_hash, chosen in rows:
+                self._read_ahead[(image, policy, current)] = (tags_hash, chosen)
+            self._read_ahead_images.update(chunk)
 
     def put_decision(
         self, image: str, policy: str, current: str | None, tags_hash: str, chosen: str | None

@@ -13,8 +13,7 @@ import email.utils
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -160,9 +159,14 @@ class Throttle:
         self._clock = clock
         self._sleep = sleep
 
-    @asynccontextmanager
-    async def slot(self, *, pull: bool, budget: Budget, context: str) -> AsyncIterator[None]:
-        async with self._semaphore:
+    def slot(self, *, pull: bool, budget: Budget, context: str) -> _Slot:
+        """``async with throttle.slot(...)``: the request's turn (a concurrency slot, its rate-limit spacing);
+        a plain object rather than an ``asynccontextmanager``, whose generator costs more than the rest."""
+        return _Slot(self, pull, budget, context)
+
+    async def _enter(self, pull: bool, budget: Budget, context: str) -> None:
+        await self._semaphore.acquire()
+        try:
             budget.start()
             now = self._clock()
             start = max(now, self._next_slot, self._paused_until)
@@ -180,7 +184,9 @@ class Throttle:
                 self._next_pull = start + self._pull_interval
             if wait > 0:
                 await self._sleep(wait)
-            yield
+        except BaseException:
+            self._semaphore.release()
+            raise
 
     def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, self._clock() + min(seconds, self.max_wait))
@@ -203,3 +209,18 @@ class Throttle:
             )
         else:
             self._pull_interval = 0.0
+
+
+class _Slot:
+    """One turn of a ``Throttle``: entered, it holds a concurrency slot until the block ends."""
+
+    __slots__ = ("_budget", "_context", "_pull", "_throttle")
+
+    def __init__(self, throttle: Throttle, pull: bool, budget: Budget, context: str) -> None:
+        self._throttle, self._pull, self._budget, self._context = throttle, pull, budget, context
+
+    async def __aenter__(self) -> None:
+        await self._throttle._enter(self._pull, self._budget, self._context)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._throttle._semaphore.release()

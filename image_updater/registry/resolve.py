@@ -62,14 +62,12 @@ async def resolve(
     ranked from what was fetched anyway: no extra request, one more ranking of the tag names in CPU.
     """
     unique = list(dict.fromkeys(keys))
-    tag_lists: dict[str, asyncio.Future[list[str]]] = {}
+    by_image: dict[str, list[ResolveKey]] = {}
     for key in unique:
-        if key.image not in tag_lists:
-            tag_lists[key.image] = asyncio.ensure_future(client.list_tags(key.image))
+        by_image.setdefault(key.image, []).append(key)
 
-    async def one(key: ResolveKey) -> Resolution:
+    async def one(key: ResolveKey, tags: list[str]) -> Resolution:
         try:
-            tags = await tag_lists[key.image]
             inspection = await _inspect(client, key, tags, now, detail=False, verdicts=candidates)
             return inspection.resolution
         except ImageUpdaterError as exc:
@@ -78,16 +76,27 @@ async def resolve(
             log.debug("resolving %s failed", key.image, exc_info=True)
             return Resolution(error=f"{_describe(key.image)}: internal error ({type(exc).__name__})")
 
-    try:
-        with client.cache.batch():
-            results = await asyncio.gather(*(one(key) for key in unique))
-    finally:
-        for future in tag_lists.values():
-            if future.done() and not future.cancelled():
-                future.exception()  # retrieved, even when no key awaited it
-            else:
-                future.cancel()
-    return dict(zip(unique, results, strict=True))
+    async def image(name: str, image_keys: list[ResolveKey]) -> list[Resolution]:
+        # one task per image, not one per key plus one per tag list: the image's keys share its tag list
+        try:
+            tags = await client.list_tags(name)
+        except ImageUpdaterError as exc:
+            return [Resolution(error=str(exc))] * len(image_keys)
+        except Exception as exc:
+            log.debug("listing the tags of %s failed", name, exc_info=True)
+            failed = Resolution(error=f"{_describe(name)}: internal error ({type(exc).__name__})")
+            return [failed] * len(image_keys)
+        if len(image_keys) == 1:
+            return [await one(image_keys[0], tags)]
+        return list(await asyncio.gather(*(one(key, tags) for key in image_keys)))
+
+    with client.cache.batch():
+        # a warm pass reuses most decisions: read them with one statement, not one per image
+        client.cache.read_decisions(by_image)
+        per_image = await asyncio.gather(*(image(name, group) for name, group in by_image.items()))
+    found = {key: resolution for group, answers in zip(by_image.values(), per_image, strict=True)
+             for key, resolution in zip(group, answers, strict=True)}
+    return {key: found[key] for key in unique}
 
 
 async def inspect(client: RegistryClient, key: ResolveKey, *, now: datetime | None = None) -> Inspection:

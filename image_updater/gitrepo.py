@@ -621,18 +621,7 @@ class GitRepo:
             # something else was staged before (not by us): commit only our paths, the slow but exact way
             only = [f"--pathspec-from-file={spec_file}", "--pathspec-file-nul"] if staged - set(specs) else []
             msg_file.write_text(message if message.endswith("\n") else message + "\n", encoding="utf-8")
-            identity = {
-                "GIT_AUTHOR_NAME": author[0],
-                "GIT_AUTHOR_EMAIL": author[1],
-                "GIT_COMMITTER_NAME": committer[0],
-                "GIT_COMMITTER_EMAIL": committer[1],
-            }
-            sign_config: list[str] = []
-            sign: list[str] = []
-            if signer is not None:
-                sign_config = signer.commit_args()
-                sign = [f"--gpg-sign={signer.key}"]
-                identity.update(signer.env)
+            identity, sign_config, sign = _commit_identity(author, committer, signer)
             self._git.run(
                 self._path,
                 *sign_config,
@@ -811,16 +800,7 @@ class GitRepo:
             text = _stripspace(message)
             if not text:
                 return False, None  # git commit refuses an empty message: let it say so
-            identity = {
-                "GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1],
-                "GIT_COMMITTER_NAME": committer[0], "GIT_COMMITTER_EMAIL": committer[1],
-            }
-            sign_config: list[str] = []
-            sign: list[str] = []
-            if signer is not None:
-                sign_config = signer.commit_args()
-                sign = [f"--gpg-sign={signer.key}"]
-                identity.update(signer.env)
+            identity, sign_config, sign = _commit_identity(author, committer, signer)
             with tempfile.TemporaryFile() as text_in:
                 text_in.write(text.encode("utf-8"))
                 text_in.seek(0)
@@ -1066,6 +1046,21 @@ class GitRepo:
 
     def _tree_and_parents(self, rev: str) -> list[str]:
         return self._git.run(self._path, "rev-parse", f"{rev}^{{tree}}", f"{rev}^@", check=False)[1].split()
+
+
+def _commit_identity(
+    author: tuple[str, str], committer: tuple[str, str], signer: Signer | None
+) -> tuple[dict[str, str], list[str], list[str]]:
+    """What a commit command needs for ``author``, ``committer`` and ``signer``: its environment (names,
+    e-mails, the signer's), the ``-c`` options before the command and the signing option after it."""
+    identity = {
+        "GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1],
+        "GIT_COMMITTER_NAME": committer[0], "GIT_COMMITTER_EMAIL": committer[1],
+    }
+    if signer is None:
+        return identity, [], []
+    identity.update(signer.env)
+    return identity, signer.commit_args(), [f"--gpg-sign={signer.key}"]
 
 
 _WRITES_JOURNAL = "image-updater-writes.json"  # in .git: see GitRepo.prepare_in_place_writes

@@ -376,6 +376,13 @@ def _resolve_inside(path: Path, root: Path | None) -> Path:
     return real
 
 
+def _encoded(path: Path, text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise YamlEditError(f"{path}: refused: the text cannot be encoded as UTF-8") from exc
+
+
 def write_atomic(path: Path, text: str, *, root: Path | None = None, durable: bool = True) -> None:
     """Replace the file at ``path`` with ``text`` (UTF-8, no newline translation) atomically.
 
@@ -390,10 +397,7 @@ def write_atomic(path: Path, text: str, *, root: Path | None = None, durable: bo
     (``sync_directory``). A user's own checkout keeps the default.
     """
     real = _resolve_inside(path, root)
-    try:
-        data = text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise YamlEditError(f"{path}: refused: the text cannot be encoded as UTF-8") from exc
+    data = _encoded(path, text)
     try:
         mode = stat.S_IMODE(os.stat(real).st_mode)
     except FileNotFoundError:
@@ -434,10 +438,7 @@ def write_in_place(path: Path, text: str, *, root: Path | None = None) -> None:
     symlinked ``path`` is handled as in ``write_atomic``.
     """
     real = _resolve_inside(path, root)
-    try:
-        data = text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise YamlEditError(f"{path}: refused: the text cannot be encoded as UTF-8") from exc
+    data = _encoded(path, text)
     try:
         descriptor = os.open(real, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
     except FileNotFoundError:

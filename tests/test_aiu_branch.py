@@ -70,6 +70,32 @@ def test_a_git_branch_with_two_colons_is_not_a_branch_setting() -> None:
         "Application argocd/web: git-branch 'a:b:c' is not base[:target]; its images are not updated"]
 
 
+def with_revision(revision: str, extra: str = "") -> dict[str, str]:
+    tree = files(extra)
+    tree["argo/app.yaml"] += f"    targetRevision: {revision}\n"
+    return tree
+
+
+def test_without_git_branch_the_tracking_branch_decides_as_aiu_commits_to_target_revision() -> None:
+    other = discover_files(with_revision("release"), repo_url=ORIGIN, branch="main")
+    assert other.targets == ()
+    reason = ("Application argocd/web: targetRevision release: AIU commits to the Application's tracking "
+              "branch, but this source writes branch main; not updated here (a source for that branch "
+              "updates its images, or set git-branch)")
+    assert [(s.file, s.line, s.reason) for s in other.skipped] == [("argo/app.yaml", 1, reason)]
+    # the branch written, HEAD or no revision (the default branch): planned, nothing to say
+    for revision in ("main", "HEAD", "''"):
+        found = discover_files(with_revision(revision), repo_url=ORIGIN, branch="main")
+        assert [t.file for t in found.targets] == ["apps/web/kustomization.yaml"], revision
+        assert found.skipped == () and found.warnings == (), revision
+    # an unknown branch written (plan DIR on a detached HEAD): planned
+    unknown = discover_files(with_revision("release"), repo_url=ORIGIN)
+    assert [t.file for t in unknown.targets] == ["apps/web/kustomization.yaml"]
+    # git-branch, when set, is what AIU follows: the revision is not looked at
+    set_ = discover_files(with_revision("v1.2.0", BRANCH.format("main")), repo_url=ORIGIN, branch="main")
+    assert [t.file for t in set_.targets] == ["apps/web/kustomization.yaml"] and set_.skipped == ()
+
+
 IMAGE_UPDATER = """apiVersion: argocd-image-updater.argoproj.io/v1alpha1
 kind: ImageUpdater
 metadata:

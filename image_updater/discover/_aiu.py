@@ -25,7 +25,9 @@ AIU's meaning, key by key (prefix ``argocd-image-updater.argoproj.io/``):
 - ``git-branch``: ``base[:target]``: AIU checks out and commits on ``base`` and pushes to ``target`` (a
   template). An Application whose ``base`` is not the branch written here is skipped with that reason (AIU
   would write another branch); a ``target`` is noted (the commit goes to the branch written here;
-  ``pull_requests:`` is the way to separate branches). See ``branch_notes``.
+  ``pull_requests:`` is the way to separate branches). Without it, AIU commits to the tracking branch, the
+  source's ``targetRevision`` (empty or ``HEAD``: the default branch), compared the same way. See
+  ``branch_notes``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -100,6 +103,7 @@ class AiuSource:
     repo_url: str
     path: str  # repo-relative directory, "" = root
     helm: bool  # the source has helm: settings (else kustomize or unknown: told from the files)
+    revision: str = ""  # targetRevision as written ("" or HEAD: the repository's default branch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +238,8 @@ def sources(spec: Node | None) -> tuple[AiuSource, ...]:
         if get(node, "chart") is not None and not path:
             continue  # a chart from a Helm repository: nothing in Git to edit
         path = posixpath.normpath(path).lstrip("/") if path not in ("", ".") else ""
-        out.append(AiuSource(url, "" if path == "." else path, get(node, "helm") is not None))
+        revision = (scalar(get(node, "targetRevision")) or "").strip()
+        out.append(AiuSource(url, "" if path == "." else path, get(node, "helm") is not None, revision))
     return tuple(out)
 
 
@@ -443,13 +448,25 @@ def _new_helm_override(app: AiuApp, file: str) -> list[Target]:
     return targets
 
 
-def branch_notes(app: AiuApp, branch: str | None) -> tuple[str | None, str | None]:
+def branch_notes(
+    app: AiuApp, branch: str | None, revisions: Sequence[str] = ()
+) -> tuple[str | None, str | None]:
     """What AIU's git-branch setting of ``app`` means here, where ``branch`` is written (``None``: not
     known): ``(skip, note)``, the reason to skip the Application (AIU would commit to another branch) or a
-    note to report beside its updates. An invalid setting is in ``app.errors``'s place: a skip."""
+    note to report beside its updates. An invalid setting is in ``app.errors``'s place: a skip.
+
+    Without the setting AIU commits to the Application's tracking branch, its ``targetRevision``
+    (``revisions``: those of its sources in this repository; empty or ``HEAD``: the default branch, taken
+    to be the one written here). A revision that is not the branch written here is a skip: AIU would
+    commit to that branch, or, for a tag or commit, ask for git-branch to be set."""
     text = (app.branch or "").strip()
     if not text:
-        return None, None
+        tracked = sorted({r for r in revisions if r and r != "HEAD"})
+        if branch is None or not tracked or tracked == [branch]:
+            return None, None
+        return (f"{app.label}: targetRevision {', '.join(tracked)}: AIU commits to the Application's "
+                f"tracking branch, but this source writes branch {branch}; not updated here (a source for "
+                f"that branch updates its images, or set {app.branch_key})"), None
     setting = f"{app.label}: {app.branch_key} {text!r}"
     if text.count(":") > 1:
         return f"{setting} is not base[:target]; its images are not updated", None

@@ -928,8 +928,9 @@ def _aiu_apps(
         for line, message in app.errors:
             errors.append(ErrorEntry(file=file, line=line, image=None,
                                      message=f"{app.label}: {message}"))
-        here = own is not None and any(normalise_repo_url(s.repo_url) == own for s in app.sources)
-        skip, note = branch_notes(app, branch) if here else (None, None)  # else: skipped below anyway
+        in_repo = [s for s in app.sources if own is not None and normalise_repo_url(s.repo_url) == own]
+        here, revisions = bool(in_repo), [s.revision for s in in_repo]
+        skip, note = branch_notes(app, branch, revisions) if here else (None, None)  # else: skipped below
         settings_file, settings_line = file, app.line
         if app.defined_at is not None and app.settings_key == "imageupdater":
             settings_file = app.defined_at.rsplit(":", 1)[0]

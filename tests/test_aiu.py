@@ -62,6 +62,19 @@ def checkout(source: Path, dest: Path, host: str) -> Path:
     return dest
 
 
+def run_once(tmp_path: Path, url: str, registry: RegistryServer) -> None:
+    """``run --once`` in a child process, one source (``url``, branch main) on ``registry``; it must pass."""
+    config = tmp_path / "config.yaml"
+    config.write_text("\n".join([
+        f"cache_dir: {tmp_path / 'cache'}", "sources:", "  - name: deploy", f"    url: {url}",
+        "    branch: main", "commit:", "  author_name: Image Bot", "  author_email: bot@example.com",
+        "registries:", f"  - prefix: {registry.host}", "    insecure: true",
+    ]) + "\n")
+    done = subprocess.run([sys.executable, "-m", "image_updater", "run", "--once", "-c", str(config)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_aiu_0x_tree_gets_aius_updates_byte_exactly(
     registry: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -304,15 +317,7 @@ def test_run_once_commits_aius_updates_to_a_source_whose_url_the_applications_na
 
     bare = bare_repo(load("original"), parent=tmp_path / "remote")
     assert str(bare) == url
-    config = tmp_path / "config.yaml"
-    config.write_text("\n".join([
-        f"cache_dir: {tmp_path / 'cache'}", "sources:", "  - name: deploy", f"    url: {url}",
-        "    branch: main", "commit:", "  author_name: Image Bot", "  author_email: bot@example.com",
-        "registries:", f"  - prefix: {registry.host}", "    insecure: true",
-    ]) + "\n")
-    done = subprocess.run([sys.executable, "-m", "image_updater", "run", "--once", "-c", str(config)],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    run_once(tmp_path, url, registry)
     for name, text in load("expected").items():
         assert git(bare, "show", f"main:{name}") == text, name
     assert len(git(bare, "log", "--format=%s", "main").splitlines()) == 2
@@ -376,15 +381,7 @@ def test_run_once_commits_created_override_files_and_inserted_values(
 
     original = load("original")
     bare = bare_repo(original, parent=tmp_path / "remote")
-    config = tmp_path / "config.yaml"
-    config.write_text("\n".join([
-        f"cache_dir: {tmp_path / 'cache'}", "sources:", "  - name: deploy", f"    url: {url}",
-        "    branch: main", "commit:", "  author_name: Image Bot", "  author_email: bot@example.com",
-        "registries:", f"  - prefix: {registry.host}", "    insecure: true",
-    ]) + "\n")
-    done = subprocess.run([sys.executable, "-m", "image_updater", "run", "--once", "-c", str(config)],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    run_once(tmp_path, url, registry)
     expected = load("expected")
     created = sorted(set(expected) - set(original))
     assert created == ["apps/chart/.argocd-source-chart.yaml", "apps/kapp/.argocd-source-team-a_kapp.yaml"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 from image_updater.cli import main
 from image_updater.discover import discover_files
 from tests.servers import ImagePusher, RegistryServer
-from tests.test_aiu import APP, GIT_TARGET, KUSTOMIZATION, ORIGIN, isolated
+from tests.test_aiu import APP, GIT_TARGET, KUSTOMIZATION, ORIGIN, isolated, run_once
 
 __all__ = ["isolated"]  # the autouse fixture of test_aiu: no config, cache or docker config of the user
 
@@ -241,15 +240,7 @@ def test_run_once_writes_the_sources_branch_only_for_applications_whose_base_it_
     bare = bare_repo({"argo/apps.yaml": apps, **{f"apps/{name}/kustomization.yaml": kustomization
                                                  for name in ("rel", "auto", "base")}},
                      parent=tmp_path / "remote")
-    config = tmp_path / "config.yaml"
-    config.write_text("\n".join([
-        f"cache_dir: {tmp_path / 'cache'}", "sources:", "  - name: deploy", f"    url: {url}",
-        "    branch: main", "commit:", "  author_name: Image Bot", "  author_email: bot@example.com",
-        "registries:", f"  - prefix: {registry.host}", "    insecure: true",
-    ]) + "\n")
-    done = subprocess.run([sys.executable, "-m", "image_updater", "run", "--once", "-c", str(config)],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    run_once(tmp_path, url, registry)
 
     def show(name: str) -> str:
         return subprocess.run(["git", "show", f"main:apps/{name}/kustomization.yaml"], cwd=bare, check=True,

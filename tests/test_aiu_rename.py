@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from image_updater.discover import discover_files
 from image_updater.plan import Resolution, build_plan
 from image_updater.yamledit import Edit, apply_verified, parse_yaml
 from tests.servers import ImagePusher, RegistryServer
-from tests.test_aiu import APP, GOLDEN, ORIGIN, PLACEHOLDER, checkout, isolated, tree
+from tests.test_aiu import APP, GOLDEN, ORIGIN, PLACEHOLDER, checkout, isolated, run_once, tree
 
 __all__ = ["isolated"]  # the autouse fixture of test_aiu: no config, cache or docker config of the user
 
@@ -204,15 +203,7 @@ def test_run_once_commits_the_renaming_forms_and_the_new_override_files(
 
     original = load("original")
     bare = bare_repo(original, parent=tmp_path / "remote")
-    config = tmp_path / "config.yaml"
-    config.write_text("\n".join([
-        f"cache_dir: {tmp_path / 'cache'}", "sources:", "  - name: deploy", f"    url: {url}",
-        "    branch: main", "commit:", "  author_name: Image Bot", "  author_email: bot@example.com",
-        "registries:", f"  - prefix: {registry.host}", "    insecure: true",
-    ]) + "\n")
-    done = subprocess.run([sys.executable, "-m", "image_updater", "run", "--once", "-c", str(config)],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    run_once(tmp_path, url, registry)
     expected = load("expected")
     listed = subprocess.run(["git", "ls-tree", "-r", "--name-only", "main"], cwd=bare, check=True,
                             capture_output=True, text=True).stdout.split()

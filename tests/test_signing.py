@@ -107,6 +107,18 @@ def ssh_key(tmp_path: Path) -> tuple[Path, str]:
     return key, (key.parent / "id_ed25519.pub").read_text().strip()
 
 
+def _verify_ssh(
+    bare: Path, email: str, public: str, tmp_path: Path, rev: str = "main"
+) -> subprocess.CompletedProcess[str]:
+    """``git verify-commit rev`` with ``email``'s SSH ``public`` key as the only allowed signer."""
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f"{email} {public}\n")
+    return subprocess.run(
+        ["git", "-c", "gpg.format=ssh", "-c", f"gpg.ssh.allowedSignersFile={allowed}", "verify-commit", rev],
+        cwd=bare, capture_output=True, text=True, check=False,
+    )
+
+
 def _verify_openpgp(bare: Path, public: str, tmp_path: Path) -> str:
     verifier = tmp_path / "verifier"
     verifier.mkdir(mode=0o700)
@@ -177,43 +189,13 @@ def test_ssh_signed_pass_verifies(
     config = _config(tmp_path, seeded, bare, _signing_tail("ssh", key_file=str(key)))
     outcome = run_pass_in_process(config)
     assert outcome.error is None and outcome.pushed, outcome
-    allowed = tmp_path / "allowed_signers"
-    allowed.write_text(f"bot@example.com {public}\n")
-    proc = subprocess.run(
-        [
-            "git",
-            "-c",
-            "gpg.format=ssh",
-            "-c",
-            f"gpg.ssh.allowedSignersFile={allowed}",
-            "verify-commit",
-            "main",
-        ],
-        cwd=bare,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = _verify_ssh(bare, "bot@example.com", public, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert 'Good "git" signature for bot@example.com' in proc.stderr
     copy = tmp_path / "cache" / "signing" / "ssh_key"
     assert copy.stat().st_mode & 0o777 == 0o600
     # the parent (the seed commit, unsigned) does not verify with the same setup: the check can fail
-    parent = subprocess.run(
-        [
-            "git",
-            "-c",
-            "gpg.format=ssh",
-            "-c",
-            f"gpg.ssh.allowedSignersFile={allowed}",
-            "verify-commit",
-            "main~1",
-        ],
-        cwd=bare,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    parent = _verify_ssh(bare, "bot@example.com", public, tmp_path, "main~1")
     assert parent.returncode != 0
 
 
@@ -310,22 +292,6 @@ def test_apply_commit_signs_too_and_a_bad_key_exits_2(
     out = run_cli("apply", str(clone), "--push", "-c", str(config), env={"CI_KEY": key.read_text()})
     assert out.returncode == 0, out.stdout + out.stderr
     assert "1.0.7" in out.stdout, out.stdout + out.stderr
-    allowed = tmp_path / "allowed_signers"
-    allowed.write_text(f"ci@example.com {public}\n")
-    proc = subprocess.run(
-        [
-            "git",
-            "-c",
-            "gpg.format=ssh",
-            "-c",
-            f"gpg.ssh.allowedSignersFile={allowed}",
-            "verify-commit",
-            "main",
-        ],
-        cwd=bare,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = _verify_ssh(bare, "ci@example.com", public, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert 'Good "git" signature for ci@example.com' in proc.stderr

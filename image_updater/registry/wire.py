@@ -122,34 +122,40 @@ class Headers:
 
     def __init__(self, raw: Sequence[tuple[bytes, bytes]]) -> None:
         self.raw = raw
-        self._index: dict[str, list[str]] | None = None
+        self._index: dict[bytes, list[bytes]] | None = None
 
     @classmethod
     def of(cls, fields: Mapping[str, str]) -> Headers:
         return cls([(name.encode("latin-1"), value.encode("latin-1")) for name, value in fields.items()])
 
-    def _fields(self) -> dict[str, list[str]]:
+    def _fields(self) -> dict[bytes, list[bytes]]:
         index = self._index
         if index is None:
             index = {}
             for name, value in self.raw:
-                index.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+                key = name.lower()
+                if key in index:
+                    index[key].append(value)
+                else:
+                    index[key] = [value]
             self._index = index
         return index
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        values = self._fields().get(name.lower())
-        return ", ".join(values) if values else default
+        values = self._fields().get(name.lower().encode("latin-1"))
+        if not values:
+            return default
+        return (values[0] if len(values) == 1 else b", ".join(values)).decode("latin-1")
 
     def get_list(self, name: str) -> list[str]:
-        return list(self._fields().get(name.lower(), ()))
+        return [value.decode("latin-1") for value in self._fields().get(name.lower().encode("latin-1"), ())]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._fields()
+        return isinstance(name, str) and name.lower().encode("latin-1") in self._fields()
 
     def size(self) -> int:
         """Bytes of all header lines together (names, values, ``": "`` and line ends)."""
-        return sum(len(name) + len(value) + 4 for name, value in self.raw)
+        return sum([len(name) + len(value) for name, value in self.raw]) + 4 * len(self.raw)
 
 
 def reason_phrase(status: int) -> str:

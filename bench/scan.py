@@ -129,7 +129,7 @@ async def baseline(host: str, repos: int) -> dict[str, Any]:
 
 
 async def glob_passes(host: str, repos: int, cache_file: Path, passes: int) -> dict[str, Any]:
-    import httpx
+    import httpcore
 
     from image_updater.plan import ResolveKey
     from image_updater.policies import parse_policy
@@ -142,11 +142,11 @@ async def glob_passes(host: str, repos: int, cache_file: Path, passes: int) -> d
     out: list[dict[str, Any]] = []
     seen: list[tuple[str, str]] = []
 
-    class Recorder(httpx.AsyncHTTPTransport):
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            path = request.url.path
+    class Recorder(httpcore.AsyncConnectionPool):
+        async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+            path = request.url.target.decode().partition("?")[0]
             kind = "tags" if path.endswith("/tags/list") else "manifest" if "/manifests/" in path else "blob"
-            seen.append((request.method, kind))
+            seen.append((request.method.decode(), kind))
             return await super().handle_async_request(request)
 
     with MetadataCache(cache_file) as cache:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
+import httpcore
 import pytest
 
 from image_updater.errors import RegistryError, RepositoryNotFound
@@ -505,15 +505,15 @@ def test_expired_tag_digests_are_revalidated_with_head(
 # ----------------------------------------------------------------------------------------- pacing, failures
 
 
-class CountingTransport(httpx.AsyncBaseTransport):
-    """The real transport, counting requests in flight at once."""
+class CountingTransport:
+    """A real connection pool, counting requests in flight at once."""
 
     def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
+        self.inner = httpcore.AsyncConnectionPool()
         self.in_flight = 0
         self.peak = 0
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         try:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpcore
 import httpx
 import pytest
 import respx
@@ -415,9 +416,10 @@ def test_5xx_until_retries_run_out(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "fault",
     [
-        httpx.ReadTimeout("read timed out"),
-        httpx.RemoteProtocolError("peer closed connection without sending complete message body"),
-        httpx.ReadError("connection reset by peer"),
+        # what httpcore (under the registry client) raises for each
+        httpcore.ReadTimeout("read timed out"),
+        httpcore.RemoteProtocolError("peer closed connection without sending complete message body"),
+        httpcore.ReadError("connection reset by peer"),
     ],
     ids=["timeout", "closed-early", "reset"],
 )
@@ -445,7 +447,7 @@ class Chunks(httpx.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for _ in range(self.count):
             if self.fail_after is not None and self.sent >= self.fail_after:
-                raise httpx.RemoteProtocolError("peer closed connection without a complete message body")
+                raise httpcore.RemoteProtocolError("peer closed connection without a complete message body")
             self.sent += 1
             yield self.chunk
 
@@ -530,7 +532,8 @@ def test_permanent_4xx_is_not_retried(tmp_path: Path) -> None:
 
 def test_unreachable_registry_stops_trying_for_the_pass(tmp_path: Path) -> None:
     with respx.mock() as mock:
-        route = mock.get(host="down.example.com").mock(side_effect=httpx.ConnectError("connection refused"))
+        refused = httpcore.ConnectError("connection refused")
+        route = mock.get(host="down.example.com").mock(side_effect=refused)
 
         async def scenario() -> dict[ResolveKey, Resolution]:
             options = RegistryOptions(prefix="down.example.com", max_concurrency=1)

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
-import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -36,6 +35,7 @@ from image_updater.registry.transport import (
     parse_rate_header,
     parse_retry_after,
 )
+from image_updater.registry.wire import Headers
 
 # ------------------------------------------------------------------------------------------ prefix matching
 
@@ -414,7 +414,7 @@ def test_429_pauses_the_whole_registry_and_gives_up_past_the_budget() -> None:
 def test_low_pull_budget_spreads_pulls_over_the_window() -> None:
     fake = FakeTime()
     throttle = Throttle(8, None, clock=fake.clock, sleep=fake.sleep)
-    throttle.note_headers(httpx.Headers({"ratelimit-limit": "100;w=600", "ratelimit-remaining": "50;w=600"}))
+    throttle.note_headers(Headers.of({"ratelimit-limit": "100;w=600", "ratelimit-remaining": "50;w=600"}))
 
     async def pull(budget: float) -> None:
         async with throttle.slot(pull=True, budget=Budget(budget, clock=fake.clock), context="c"):
@@ -422,7 +422,7 @@ def test_low_pull_budget_spreads_pulls_over_the_window() -> None:
 
     asyncio.run(pull(10))
     assert fake.waits == [] and throttle.remaining == 50
-    throttle.note_headers(httpx.Headers({"ratelimit-limit": "100;w=600", "ratelimit-remaining": "10;w=600"}))
+    throttle.note_headers(Headers.of({"ratelimit-limit": "100;w=600", "ratelimit-remaining": "10;w=600"}))
     asyncio.run(pull(100))  # 600 s / 10 pulls left: one pull per minute
     assert fake.waits == [60.0]
     with pytest.raises(TransientRegistryError, match="pull rate limit"):

@@ -80,14 +80,16 @@ def test_a_config_file_is_read_and_validated(tmp_path: Path) -> None:
     assert "image_updater.settings" in heavy and "pydantic" in heavy and "pydantic_settings" not in heavy
 
 
-def test_a_tree_with_targets_asks_the_registry_without_httpx_cli(tmp_path: Path) -> None:
+def test_a_tree_with_targets_asks_the_registry_without_httpx(tmp_path: Path) -> None:
     (tmp_path / "tree").mkdir()
     (tmp_path / "tree" / "web.yaml").write_text(DEPLOYMENT)
     # port 9 (discard) on loopback: nothing listens, the image's entry is an error
     result = probe("plan", "--format", "json", str(tmp_path / "tree"), cwd=tmp_path)
     assert result["code"] == 1
     heavy = list(result["heavy"])  # type: ignore[call-overload]
-    assert "httpx" in heavy and "image_updater.registry" in heavy and "image_updater.settings" in heavy
+    assert "httpcore" in heavy and "image_updater.registry" in heavy and "image_updater.settings" in heavy
+    # the registry client speaks to httpcore's pools itself: no httpx client (nor its CLI) on the plan path
+    assert "httpx" not in heavy
     assert "pydantic_settings" not in heavy
     assert "httpx._main" not in heavy and "click" not in heavy and "rich" not in heavy
 

@@ -1,4 +1,4 @@
-"""Registry authentication: ``WWW-Authenticate`` challenges, Bearer tokens and Basic, as an httpx auth flow.
+"""Registry authentication: ``WWW-Authenticate`` challenges, Bearer tokens and Basic, around each request.
 
 The registry tells us how to authenticate in its 401 answer. We remember that per registry, so the next
 repository on the same registry gets its token *before* its first request instead of after a 401. Tokens
@@ -7,9 +7,9 @@ concurrent requests of one scope share one token request; a 401 on a request tha
 drops that token and fetches a fresh one once, and a 401 with a fresh token makes the credentials be read
 again (they may have expired) before we give up.
 
-``RegistryAuth`` is that dance as an ``httpx.Auth`` (``async_auth_flow``), one per request attempt;
-``Keyring`` holds what it reads and forgets (the credential store and the ``TokenCache``). The token request
-is sent by ``transport.send`` inside the exchange that needed it: same turn, same deadline, same checks.
+``RegistryAuth`` is that dance around ``transport.send``, one per request attempt; ``Keyring`` holds what it
+reads and forgets (the credential store and the ``TokenCache``). The token request is sent by
+``transport.send`` inside the exchange that needed it: same turn, same deadline, same checks.
 """
 
 from __future__ import annotations
@@ -19,17 +19,16 @@ import base64
 import json
 import re
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-import httpx
-
 from image_updater.errors import RegistryAuthError, RegistryError, TransientRegistryError, _TokenRefused
 from image_updater.registry.credentials import Credential, CredentialStore
 from image_updater.registry.options import is_loopback
-from image_updater.registry.transport import Answer, Endpoint, chain_of, discard, send
+from image_updater.registry.transport import Answer, Chain, Endpoint, send
+from image_updater.registry.wire import Headers, InvalidUrl, Url, reason_phrase
 
 __all__ = [
     "Challenge",
@@ -300,7 +299,7 @@ class _Rounds:
     reread: bool = False  # the credentials were read again once already
 
 
-class RegistryAuth(httpx.Auth):
+class RegistryAuth:
     """The Docker token dance for one request attempt within one repository's pull scope.
 
     Each round sends the request with the ``Authorization`` the registry is known to want (none, Basic, or a
@@ -318,36 +317,35 @@ class RegistryAuth(httpx.Auth):
         self._context = context
         self._what = what
 
-    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+    async def send(
+        self, chain: Chain, method: str, url: Url, *, headers: Mapping[str, str], content: bytes | None
+    ) -> Answer:
         rounds = _Rounds()
+        plain = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         for _round in range(_ROUNDS):
             try:
-                authorization = await self._authorization(request)
+                authorization = await self._authorization(chain)
             except _TokenRefused:
                 await self._read_credentials_again(rounds)
                 continue
-            if authorization is None:
-                request.headers.pop("Authorization", None)
-            else:
-                request.headers["Authorization"] = authorization
-            response = yield request
-            if response.status_code != 401:
-                if 200 <= response.status_code < 300 and authorization is None:
+            sent = plain if authorization is None else {**plain, "Authorization": authorization}
+            answer = await send(chain, method, url, headers=sent, content=content, read_401=False)
+            if answer.status != 401:
+                if 200 <= answer.status < 300 and authorization is None:
                     self._tokens.learn_anonymous(self._endpoint.key)
-                return
-            await discard(response)
-            await self._answer_challenge(response, authorization, rounds)
+                return answer
+            await self._answer_challenge(answer.headers, authorization, rounds)
         raise RegistryAuthError(
             f"{self._context}: {self._what}: authentication did not settle after several rounds"
         )
 
-    async def _authorization(self, request: httpx.Request) -> str | None:
+    async def _authorization(self, chain: Chain) -> str | None:
         endpoint = self._endpoint
         try:
             return await self._tokens.authorization(
                 endpoint.key, self._scope,
                 lambda: self._keyring.credential(endpoint),
-                lambda challenge, scope, credential: self._fetch_token(request, challenge, scope, credential),
+                lambda challenge, scope, credential: self._fetch_token(chain, challenge, scope, credential),
             )
         except RegistryAuthError as exc:
             raise RegistryAuthError(with_context(self._context, exc, endpoint.key)) from None
@@ -361,11 +359,11 @@ class RegistryAuth(httpx.Auth):
         self._keyring.forget(self._endpoint)
 
     async def _answer_challenge(
-        self, response: httpx.Response, authorization: str | None, rounds: _Rounds
+        self, headers: Headers, authorization: str | None, rounds: _Rounds
     ) -> None:
         """Learn a 401's challenge and decide whether another round can help; raise when none can."""
         endpoint, prefix = self._endpoint, f"{self._context}: {self._what}"
-        challenges = parse_challenges(response.headers.get_list("www-authenticate"))
+        challenges = parse_challenges(headers.get_list("www-authenticate"))
         if not challenges:
             raise RegistryAuthError(f"{prefix} answered 401 without a WWW-Authenticate challenge")
         try:
@@ -391,24 +389,22 @@ class RegistryAuth(httpx.Auth):
         raise RegistryAuthError(f"{prefix} answered 401 Unauthorized with {hint}")
 
     async def _fetch_token(
-        self, request: httpx.Request, challenge: Challenge, scope: str, credential: Credential | None
+        self, chain: Chain, challenge: Challenge, scope: str, credential: Credential | None
     ) -> Token:
         url = self._realm(challenge, credential)
         method, target, headers, content = token_request(url, challenge, scope, credential)
-        chain = chain_of(request).derive(
-            what=f"token request to {url.host}", max_bytes=self._keyring.token_max_bytes
-        )
-        answer = await send(chain, method, target, headers=headers, content=content)
+        derived = chain.derive(what=f"token request to {url.host}", max_bytes=self._keyring.token_max_bytes)
+        answer = await send(derived, method, target, headers=headers, content=content)
         return self._token_of(answer, url, credential)
 
-    def _realm(self, challenge: Challenge, credential: Credential | None) -> httpx.URL:
+    def _realm(self, challenge: Challenge, credential: Credential | None) -> Url:
         """The token server's URL, refused when unusable or when it would take credentials over plain HTTP."""
         realm = challenge.realm or ""
         try:
-            url = httpx.URL(realm)
-        except httpx.InvalidURL:
-            url = httpx.URL("")
-        if url.scheme not in ("http", "https") or not url.host:
+            url: Url | None = Url.parse(realm)
+        except InvalidUrl:
+            url = None
+        if url is None or url.scheme not in ("http", "https"):
             raise RegistryAuthError(
                 f"{self._context}: the registry names an unusable token realm {realm[:100]!r}"
             )
@@ -419,7 +415,7 @@ class RegistryAuth(httpx.Auth):
             )
         return url
 
-    def _token_of(self, answer: Answer, url: httpx.URL, credential: Credential | None) -> Token:
+    def _token_of(self, answer: Answer, url: Url, credential: Credential | None) -> Token:
         if answer.status in (401, 403):
             if credential is None:
                 raise RegistryAuthError(
@@ -428,7 +424,7 @@ class RegistryAuth(httpx.Auth):
                 )
             raise _TokenRefused
         if answer.status != 200:
-            reason = f"{answer.status} {httpx.codes.get_reason_phrase(answer.status)}".strip()
+            reason = f"{answer.status} {reason_phrase(answer.status)}".strip()
             raise RegistryError(f"{self._context}: token request to {url.host} answered {reason}")
         try:
             return token_from_response(json.loads(answer.body), time.monotonic())
@@ -440,8 +436,8 @@ class RegistryAuth(httpx.Auth):
 
 
 def token_request(
-    url: httpx.URL, challenge: Challenge, scope: str, credential: Credential | None
-) -> tuple[str, httpx.URL, dict[str, str], bytes | None]:
+    url: Url, challenge: Challenge, scope: str, credential: Credential | None
+) -> tuple[str, Url, dict[str, str], bytes | None]:
     """``(method, url, headers, body)`` of the token request: a GET with Basic credentials (or anonymous),
     or, for an identity token, the OAuth2 refresh-token grant the Docker CLI uses."""
     params = {"scope": scope}
@@ -456,4 +452,4 @@ def token_request(
         return "POST", url, headers, urlencode(form).encode()
     if credential is not None:
         headers["Authorization"] = basic_header(credential)
-    return "GET", url.copy_merge_params(params), headers, None
+    return "GET", url.with_query(params), headers, None

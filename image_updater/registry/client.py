@@ -1,6 +1,6 @@
 """``RegistryClient``: the Docker Registry HTTP API v2 / OCI distribution client of image-updater.
 
-One client serves a whole pass (or a daemon's lifetime): it shares one ``httpx.AsyncClient`` per TLS setting
+One client serves a whole pass (or a daemon's lifetime): it shares one set of connection pools per TLS setting
 across all registries, keeps per-registry pacing (``max_concurrency``, ``rate_limit``, 429 pauses, Docker
 Hub's pull budget), authentication state and tokens, and reads and fills the persistent metadata cache.
 
@@ -25,8 +25,6 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import urlencode
 
-import httpx
-
 from image_updater.errors import RegistryAuthError, RegistryError, RepositoryNotFound
 from image_updater.policies import TagInfo
 from image_updater.references import DOCKER_HUB, is_valid_tag
@@ -44,6 +42,7 @@ from image_updater.registry.options import RegistryOptions, split_image
 from image_updater.registry.pacing import RetryPolicy
 from image_updater.registry.session import DOCKER_HUB_API, Session, context_of
 from image_updater.registry.transport import Answer, BodyLimits, Endpoint, Observer
+from image_updater.registry.wire import InvalidUrl, Transport, Url
 
 __all__ = ["RegistryClient"]
 
@@ -172,7 +171,7 @@ class RegistryClient:
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen value
         limits: BodyLimits = BodyLimits(),  # noqa: B008 - frozen value
         on_request: Observer | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Transport | None = None,
         tag_ttl: float = 3600.0,
         tags_max_age: float = 0.0,
         docker_hub_api: bool = True,
@@ -284,7 +283,10 @@ class RegistryClient:
                 )
             target = None
             if link:
-                following = url.join(link)
+                try:
+                    following = url.join(link)
+                except InvalidUrl:
+                    raise RegistryError(f"{context}: tags/list Link names an invalid URL") from None
                 if not endpoint.same_origin(following):
                     raise RegistryError(
                         f"{context}: tags/list Link leads to another origin ({following.host}); not following"
@@ -529,7 +531,10 @@ class RegistryClient:
             found.update(results)
             target = None
             if following:
-                url = httpx.URL(DOCKER_HUB_API).join(following)
+                try:
+                    url = Url.parse(DOCKER_HUB_API).join(following)
+                except InvalidUrl:
+                    raise RegistryError(f"{context}: Docker Hub tags API pages to an invalid URL") from None
                 if not endpoint.same_origin(url):
                     raise RegistryError(f"{context}: Docker Hub tags API pages to another origin")
                 target = str(url)
@@ -548,7 +553,7 @@ def _pick_child(children: tuple[tuple[str, str | None], ...]) -> str:
     return children[0][0]
 
 
-def _parse_tags_page(answer: Answer) -> tuple[list[str], str | None, httpx.URL, int]:
+def _parse_tags_page(answer: Answer) -> tuple[list[str], str | None, Url, int]:
     data = json.loads(answer.body)
     if not isinstance(data, dict):
         raise ValueError("tags/list answer is not a JSON object")

@@ -17,9 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import httpx
-
 from image_updater.errors import TransientRegistryError
+from image_updater.registry.wire import Headers
 
 __all__ = ["MAX_WAIT", "Budget", "RetryPolicy", "Sleep", "Throttle", "parse_rate_header", "parse_retry_after"]
 
@@ -191,7 +190,7 @@ class Throttle:
     def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, self._clock() + min(seconds, self.max_wait))
 
-    def note_headers(self, headers: httpx.Headers) -> None:
+    def note_headers(self, headers: Headers) -> None:
         remaining = parse_rate_header(headers.get("ratelimit-remaining"))
         if remaining is None:
             return

@@ -1,14 +1,15 @@
 """The request machinery under ``RegistryClient``: endpoints, authentication, retries, shared HTTP clients.
 
-A ``Session`` owns one ``httpx.AsyncClient`` per TLS setting (system trust store, a registry's ``ca_file``,
-or no verification), shared by every registry with that setting, and one ``Endpoint`` per registry (or per
-``registries[]`` entry when a narrower prefix configures part of a registry): base URL, pacing, and the
-authentication state. ``call`` is one logical request: one ``exchange`` per attempt, with the token dance
-(``auth.RegistryAuth``) inside it, retries of transient failures (``RetryPolicy``: exponential backoff with
-jitter, ``Retry-After`` honoured, bounded by the registry's ``timeout``; a plain loop rather than tenacity,
-whose machinery cost more CPU per request than the rest of this module), and the answer parsed
-(``_interpret``); a parse failure of a 200 counts as transient too. Its attempts, token requests included,
-share one ``Budget``: the whole logical request ends within ``timeout + min(timeout, 2 s)``.
+A ``Session`` owns one ``wire.Wire`` (httpcore connection pools) per TLS setting (system trust store, a
+registry's ``ca_file``, or no verification), shared by every registry with that setting, and one
+``Endpoint`` per registry (or per ``registries[]`` entry when a narrower prefix configures part of a
+registry): base URL, pacing, and the authentication state. ``call`` is one logical request: one
+``exchange`` per attempt, with the token dance (``auth.RegistryAuth``) inside it, retries of transient
+failures (``RetryPolicy``: exponential backoff with jitter, ``Retry-After`` honoured, bounded by the
+registry's ``timeout``; a plain loop rather than tenacity, whose machinery cost more CPU per request than
+the rest of this module), and the answer parsed (``_interpret``); a parse failure of a 200 counts as
+transient too. Its attempts, token requests included, share one ``Budget``: the whole logical request ends
+within ``timeout + min(timeout, 2 s)``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
-
-import httpx
 
 from image_updater.errors import (
     RegistryAuthError,
@@ -43,8 +42,8 @@ from image_updater.registry.transport import (
     Observer,
     Unreachable,
     exchange,
-    http_client,
 )
+from image_updater.registry.wire import InvalidUrl, Transport, Url, Wire, reason_phrase
 
 __all__ = ["DOCKER_HUB_API", "Session", "context_of"]
 
@@ -117,7 +116,7 @@ class Session:
         retry: RetryPolicy,
         limits: BodyLimits,
         on_request: Observer | None,
-        transport: httpx.AsyncBaseTransport | None,
+        transport: Transport | None,
         sleep: Callable[[float], Awaitable[None]],
     ) -> None:
         self._options = tuple(options)
@@ -129,7 +128,7 @@ class Session:
         self._observer = on_request
         self._transport = transport
         self._sleep = sleep
-        self._http: dict[tuple[str, ...], httpx.AsyncClient] = {}
+        self._http: dict[tuple[str, ...], Wire] = {}
         self._endpoints: dict[str, Endpoint] = {}
         self._by_image: dict[str, Endpoint] = {}
 
@@ -158,19 +157,23 @@ class Session:
         options = entry if entry is not None else RegistryOptions(prefix=registry)
         fallback = False
         if options.api_url:
-            base = options.api_url.rstrip("/")
+            base = options.api_url.rstrip("/") + "/"
         else:
             host = _DOCKER_HUB_REGISTRY if registry == DOCKER_HUB else registry
             base = f"{'http' if options.insecure else 'https'}://{host}"
             # Docker's default insecure-registries is 127.0.0.0/8: a loopback registry that does not speak TLS
             # at all is spoken to in plain HTTP (a certificate that fails to verify is never bypassed).
             fallback = not options.insecure and is_loopback(registry)
+        try:
+            base_url = Url.parse(base)
+        except InvalidUrl as exc:
+            raise RegistryError(f"{context}: unusable registry address {base[:100]!r} ({exc})") from None
         endpoint = Endpoint(
             key=key,
             name=registry,
             options=options,
-            base_url=base,
-            client=self._http_client(options, context),
+            base=base_url,
+            wire=self._wire(options, context),
             throttle=Throttle(
                 options.max_concurrency, options.rate_limit, max_wait=self._retry.max_wait, sleep=self._sleep
             ),
@@ -189,8 +192,8 @@ class Session:
                 timeout=hub_entry.timeout if hub_entry else 10.0,
             )
             endpoint = Endpoint(
-                key=DOCKER_HUB_API, name="hub.docker.com", options=options, base_url=DOCKER_HUB_API,
-                client=self._http_client(options, "registry docker.io"),
+                key=DOCKER_HUB_API, name="hub.docker.com", options=options, base=Url.parse(DOCKER_HUB_API),
+                wire=self._wire(options, "registry docker.io"),
                 throttle=Throttle(
                     options.max_concurrency, None, max_wait=self._retry.max_wait, sleep=self._sleep
                 ),
@@ -198,7 +201,7 @@ class Session:
             self._endpoints[DOCKER_HUB_API] = endpoint
         return endpoint
 
-    def _http_client(self, options: RegistryOptions, context: str) -> httpx.AsyncClient:
+    def _wire(self, options: RegistryOptions, context: str) -> Wire:
         if not options.tls_verify:
             key: tuple[str, ...] = ("no-verify",)
         elif options.ca_file:
@@ -208,9 +211,11 @@ class Session:
         client = self._http.get(key)
         if client is not None:
             return client
-        verify: ssl.SSLContext | bool
+        verify: ssl.SSLContext
         if key[0] == "no-verify":
-            verify = False
+            verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            verify.check_hostname = False
+            verify.verify_mode = ssl.CERT_NONE
         else:
             # the system (or SSL_CERT_FILE) trust store plus the registry's CA: blob redirects to a CDN with a
             # public certificate must still verify
@@ -221,7 +226,7 @@ class Session:
                 except (OSError, ssl.SSLError) as exc:
                     reason = getattr(exc, "strerror", None) or str(exc)
                     raise RegistryError(f"{context}: cannot load ca_file {key[1]}: {reason}") from exc
-        client = http_client(verify=verify, transport=self._transport)
+        client = Wire(verify, transport=self._transport)
         self._http[key] = client
         return client
 
@@ -306,7 +311,7 @@ class Session:
                 raise TransientRegistryError(
                     f"{context}: {what} answered {status} with an undecodable body ({short_reason(exc)})"
                 ) from exc
-        reason = f"{status} {httpx.codes.get_reason_phrase(status)}".strip()
+        reason = f"{status} {reason_phrase(status)}".strip()
         if status == 404:
             raise RepositoryNotFound(f"{context}: {what} answered {reason} (no such repository or tag)")
         if status in (401, 403):

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from image_updater import __version__
+from image_updater.commands._oneshot import one_shot, settle
 from image_updater.errors import ConfigError, ImageUpdaterError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -43,10 +44,6 @@ log = logging.getLogger("image_updater")
 # 20 images, ~45 ms of its ~0.37 s CPU, and frees ~1,500 objects; at 50,000 it runs a few times, and the
 # garbage it leaves for later costs ~0.5 MB of peak RSS. The daemon keeps the interpreter's defaults.
 ONE_SHOT_GC_THRESHOLD = 50_000
-
-# Inside main() of a one-shot command: settle() freezes what is alive (see there). _froze: main froze.
-_one_shot = False
-_froze = False
 
 
 def _command_module(name: str) -> ModuleType:
@@ -86,38 +83,20 @@ def _first_command(argv: Sequence[str]) -> str | None:
     return None
 
 
-def settle() -> None:
-    """Called by a one-shot command once it has imported what it needs, before its work: what is alive now
-    (modules, classes, functions, validators, the settings) lives until the process exits, so the cyclic
-    collector is told to stop traversing it (``gc.freeze``). Without it, a ``plan`` of 20 images spends
-    ~35 ms of its CPU in two collections that free ~2,000 of ~48,000 objects: one in the middle of the
-    imports and the interpreter's final one at exit. Nothing outside a one-shot ``main()`` (the daemon, a
-    test calling a command's helpers) is frozen, nor a process that froze objects of its own."""
-    global _froze
-    if _one_shot and (_froze or gc.get_freeze_count() == 0):
-        gc.freeze()
-        _froze = True
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command of ``argv`` (default ``sys.argv[1:]``); returns the exit code.
-
-    Called as the program (no ``argv``: the console script, ``python -m image_updater``), what ``settle``
-    froze stays frozen: the process ends right after, and its final collection need not traverse it. A
-    caller in the same process that passes ``argv`` gets the objects back in the oldest generation."""
-    global _one_shot, _froze
+    """Run the command of ``argv`` (default ``sys.argv[1:]``) and return its exit code. A one-shot command
+    runs inside ``commands._oneshot.one_shot``: called as the program (no ``argv``) what it froze stays
+    frozen, since the process ends next; a caller in the same process passing ``argv`` gets it back."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     first = _first_command(args_list)
     thresholds = gc.get_threshold()
-    if first != "run":
-        gc.set_threshold(ONE_SHOT_GC_THRESHOLD, *thresholds[1:])
-    _one_shot, _froze = first != "run", False
-    try:
+    if first == "run":
         return _main(args_list, first)
+    gc.set_threshold(ONE_SHOT_GC_THRESHOLD, *thresholds[1:])
+    try:
+        with one_shot(program=argv is None):
+            return _main(args_list, first)
     finally:
-        if _froze and argv is not None:
-            gc.unfreeze()
-        _one_shot, _froze = False, False
         gc.set_threshold(*thresholds)  # for callers in the same process (tests, scripts)
 
 
@@ -128,7 +107,7 @@ def _main(args_list: list[str], first: str | None) -> int:
 
     configure_logging(args.log_level or "info", args.log_format or "text")
     module = _command_module(args.command)
-    settle()
+    settle()  # a one-shot command's imports so far live until exit (commands._oneshot)
     try:
         return int(module.run(args))
     except ConfigError as exc:

@@ -136,6 +136,7 @@ def test_one_shot_commands_collect_cycles_less_often_and_the_daemon_keeps_the_de
 FREEZE_PROBE = """
 import gc, json, sys
 from image_updater import cli
+from image_updater.commands import _oneshot
 import image_updater.commands.plan as plan_command
 seen = []
 real = plan_command.plan_path
@@ -145,7 +146,7 @@ def spy(*args, **kwargs):
     finally:
         seen.append(gc.get_freeze_count())
 plan_command.plan_path = spy
-cli.settle()  # outside a one-shot main(): nothing is frozen
+_oneshot.settle()  # outside a one-shot main(): nothing is frozen
 outside = gc.get_freeze_count()
 code = cli.main(sys.argv[1:])  # a caller in the same process: unfrozen on return
 after_argv = gc.get_freeze_count()

@@ -94,7 +94,7 @@ def configured_settings(config: str | None) -> Settings | None:
 
     if config is None and not settings_from_environment(os.environ):
         return None
-    from image_updater.cli import settle
+    from image_updater.commands._oneshot import settle
     from image_updater.settings import load_settings
 
     settings = load_settings(config)
@@ -126,7 +126,7 @@ def plan_path(
 
         settings = load_settings(None)
     from image_updater import registry  # noqa: F401 (imported before settle(), for make_client)
-    from image_updater.cli import settle
+    from image_updater.commands._oneshot import settle
     from image_updater.writeback import make_client
 
     settle()

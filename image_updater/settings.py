@@ -102,6 +102,13 @@ def _is_env_name(value: str) -> str:
     return value
 
 
+def _no_items() -> list[Any]:
+    """The ``default_factory`` of the list fields, rather than ``list``: pydantic inspects a factory's
+    signature, and ``inspect.signature(list)`` parses the builtin's text signature with ``tokenize``
+    (compiling its patterns: ~2.5 ms of every command that loads the settings, 0.15 ms a field after)."""
+    return []
+
+
 Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
 ExpandedPath = Annotated[Path, BeforeValidator(_expand_path)]
 EnvName = Annotated[str, AfterValidator(_is_env_name)]
@@ -230,10 +237,10 @@ class PullRequestSettings(_Strict):
     body_template: str | None = None
     """Jinja2 template of the body; default: the Markdown report and a short how-to."""
 
-    labels: list[str] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=_no_items)
     """Labels to put on new pull requests."""
 
-    reviewers: list[str] = Field(default_factory=list)
+    reviewers: list[str] = Field(default_factory=_no_items)
     """Users asked to review new pull requests."""
 
     draft: bool = False
@@ -608,7 +615,7 @@ class ShardingSettings(_Strict):
     """This replica's ordinal; ``auto``: ``IMAGE_UPDATER_SHARD_ORDINAL``, else the hostname's trailing
     ``-N``."""
 
-    peers: list[str] = Field(default_factory=list)
+    peers: list[str] = Field(default_factory=_no_items)
     """Base URL of every replica, ``peers[k]`` for ordinal k (e.g. the StatefulSet's headless Service
     names); a received webhook is forwarded once to every other peer. Empty: no forwarding."""
 
@@ -724,16 +731,16 @@ class Settings(BaseModel):
     cache_dir: ExpandedPath = Field(default_factory=lambda: Path("~/.cache/image-updater").expanduser())
     """Working copies of the sources and the registry metadata cache live here."""
 
-    policy_dirs: list[ExpandedPath] = Field(default_factory=list)
+    policy_dirs: list[ExpandedPath] = Field(default_factory=_no_items)
     """Extra directories of ImagePolicy files, besides those found in the scanned trees."""
 
-    sources: list[SourceSettings] = Field(default_factory=list)
+    sources: list[SourceSettings] = Field(default_factory=_no_items)
     """Git repositories to update."""
 
     commit: CommitSettings = Field(default_factory=CommitSettings)
     """Identity and message of update commits."""
 
-    registries: list[RegistrySettings] = Field(default_factory=list)
+    registries: list[RegistrySettings] = Field(default_factory=_no_items)
     """Per-registry endpoint, TLS, credentials and limits (matched by prefix)."""
 
     http: HttpSettings = Field(default_factory=HttpSettings)
@@ -750,7 +757,7 @@ class Settings(BaseModel):
 
     concurrency: ConcurrencySettings = Field(default_factory=ConcurrencySettings)
     """Bounds on the work done at once (passes in parallel)."""
-    notifications: list[NotificationSettings] = Field(default_factory=list)
+    notifications: list[NotificationSettings] = Field(default_factory=_no_items)
     """Webhook / Slack / Teams / Discord messages after passes that changed something or failed."""
 
     @field_validator("interval")

@@ -161,14 +161,9 @@ RepoPath = Annotated[str, AfterValidator(_check_repo_path)]
 class _Strict(BaseModel):
     """A config group: unknown keys are errors, assignments re-validate. Each field is documented by the
     string under it (tests/test_settings.py checks that every field has one); pydantic is not asked to read
-    them: ``use_attribute_docstrings`` parses this module's source at every start (~45 ms of each command).
+    them: ``use_attribute_docstrings`` parses this module's source at every start (~45 ms of each command)."""
 
-    ``defer_build``: a group's validator is built when the group is first validated on its own (its default
-    instance, a direct call), not when its class is defined; a group that only ``Settings`` validates (the
-    sources, registries, notifications of a config file) is built once, inside ``Settings``' validator, and
-    a group no one uses is never built. The validation is the same (issue 16: ``plan`` start-up)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 def _problems(*problems: tuple[str, str]) -> PydanticCustomError:
@@ -721,9 +716,7 @@ class Settings(BaseModel):
     pydantic-settings' ``BaseSettings`` has it: the defaults go through the same validators.
     """
 
-    model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, validate_default=True, defer_build=True  # see _Strict
-    )
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
 
     interval: Duration = timedelta(minutes=5)
     """Time between two passes of the daemon (at least 1s; each run is jittered by up to 10%)."""

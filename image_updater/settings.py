@@ -20,7 +20,6 @@ An invalid configuration raises one ``ConfigError`` whose message lists every ba
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -1058,6 +1057,8 @@ def _messages(exc: ValidationError, env_data: Mapping[str, Any]) -> list[str]:
             message = "unknown key"
             model = _model_at(loc[:-1])
             if model is not None:
+                import difflib  # here: only an unknown key needs it
+
                 close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
                 if close:
                     message += f" (did you mean {close[0]!r}?)"

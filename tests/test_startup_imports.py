@@ -172,3 +172,14 @@ def test_one_shot_commands_freeze_what_their_imports_left_and_callers_get_it_bac
     assert len(during) == 2 and all(count > 1000 for count in during)  # modules, classes, settings
     assert result["after_argv"] == 0
     assert result["after_program"] > 1000
+
+
+def test_plan_of_a_tree_without_targets_starts_no_event_loop(tmp_path: Path) -> None:
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+    code = ("import sys\nfrom image_updater.cli import main\ncode = main(sys.argv[1:])\n"
+            "print(code, 'asyncio' in sys.modules, 'ssl' in sys.modules)")
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("IMAGE_UPDATER_")}
+    done = subprocess.run([sys.executable, "-c", code, "plan", "--format", "json", str(tmp_path / "tree")],
+                          capture_output=True, text=True, env=clean, cwd=tmp_path, timeout=60, check=False)
+    assert done.stdout.splitlines()[-1] == "0 False False", done.stderr

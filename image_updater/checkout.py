@@ -8,7 +8,6 @@ tree (``worktree``), talks to registries through the ``RegistryClient`` it is gi
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -149,6 +148,8 @@ async def plan_directory(
     """
     if progress:
         progress("discovering")
+    import asyncio  # here, where a loop runs: `plan` of a tree without targets never starts one (~19 ms)
+
     # a worker thread: reading and parsing a large tree takes seconds, and the daemon's event loop must keep
     # answering /healthz, /metrics and webhooks meanwhile
     discovery, texts = await asyncio.to_thread(discover_directory, root, paths, policy_dirs=policy_dirs,

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from image_updater import __version__
+from image_updater.commands._oneshot import one_shot, settle
 from image_updater.errors import ConfigError, ImageUpdaterError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -83,13 +84,18 @@ def _first_command(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command of ``argv`` (default ``sys.argv[1:]``) and return its exit code. A one-shot command
+    runs inside ``commands._oneshot.one_shot``: called as the program (no ``argv``) what it froze stays
+    frozen, since the process ends next; a caller in the same process passing ``argv`` gets it back."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     first = _first_command(args_list)
     thresholds = gc.get_threshold()
-    if first != "run":
-        gc.set_threshold(ONE_SHOT_GC_THRESHOLD, *thresholds[1:])
-    try:
+    if first == "run":
         return _main(args_list, first)
+    gc.set_threshold(ONE_SHOT_GC_THRESHOLD, *thresholds[1:])
+    try:
+        with one_shot(program=argv is None):
+            return _main(args_list, first)
     finally:
         gc.set_threshold(*thresholds)  # for callers in the same process (tests, scripts)
 
@@ -101,6 +107,7 @@ def _main(args_list: list[str], first: str | None) -> int:
 
     configure_logging(args.log_level or "info", args.log_format or "text")
     module = _command_module(args.command)
+    settle()  # a one-shot command's imports so far live until exit (commands._oneshot)
     try:
         return int(module.run(args))
     except ConfigError as exc:

@@ -9,7 +9,6 @@ them in its lines, and JSON keeps the real values.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Collection, Mapping, Sequence
@@ -197,6 +196,8 @@ def render_diff(
 ) -> str:
     """A unified diff (``a/``, ``b/`` prefixes, as ``git diff``) of ``file -> (before, after)``; the files in
     ``created`` do not exist yet (``--- /dev/null``, as ``git diff`` shows a new file)."""
+    import difflib  # here: only --format diff needs it
+
     out: list[str] = []
     for file in sorted(texts):
         before, after = texts[file]

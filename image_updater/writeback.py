@@ -30,14 +30,13 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
-from tenacity.wait import wait_random_exponential
-
 from image_updater.errors import ConfigError, ImageUpdaterError, PushRejected, _Stopped
 from image_updater.findings import ErrorEntry
 from image_updater.plan import Result
 
 if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
     from image_updater.checkout import Planned
     from image_updater.gitrepo import GitRepo, WorkingCopyLock
     from image_updater.notify import PassSummary
@@ -313,6 +312,10 @@ class _SourcePass:
     async def run(self, push_attempts: int) -> SourceOutcome:
         """``attempt`` until its push is not rejected, at most ``push_attempts`` times, with jittered
         exponential backoff between them; every retry starts from the new remote head. Never a force-push."""
+        # imported here: `plan` and `apply` take make_client from this module and never push
+        from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+        from tenacity.wait import wait_random_exponential
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(push_attempts),
             # full jitter: uniform(0, min(cap, base * 2**n)) before the n-th retry

@@ -32,6 +32,7 @@ verify, write) are in ``image_updater.worktree``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -520,11 +521,9 @@ _NON_STRING_RE = re.compile(
 )
 # Printable characters a plain scalar may hold anywhere (no tab, line break, BOM or flow indicator); the
 # position-dependent rules (first character, ": ", " #", document markers) are checked separately.
-_PLAIN_CHARS_RE = re.compile(
-    r"[ !-+\--Z\\^-z|~\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]+"
-)
+_PLAIN_CHARS = r"[ !-+\--Z\\^-z|~\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
 _PLAIN_FIRST_FORBIDDEN = frozenset("-?:,[]{}#&*!|>'\"%@` ")
-# Escapes for double-quoted scalars; other characters outside _PRINTABLE_RE become \x, \u or \U escapes.
+# Escapes for double-quoted scalars; other characters outside _PRINTABLE become \x, \u or \U escapes.
 _DOUBLE_ESCAPES = {
     "\\": "\\\\",
     '"': '\\"',
@@ -542,9 +541,31 @@ _DOUBLE_ESCAPES = {
     "\u2029": "\\P",
 }
 # Characters a quoted scalar can hold literally: printable, no line break (\u2028/\u2029 are), no BOM.
-_PRINTABLE_RE = re.compile(
-    r"[\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]*"
-)
+_PRINTABLE = r"[\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+# Both classes with their Unicode ranges cost ~1.7 ms each to compile, at every start; most values (tags,
+# digests, names) are ASCII, which their ASCII parts (the same characters below 0x80) decide alone. The
+# whole classes are compiled for the first value that is not ASCII.
+_PLAIN_ASCII_RE = re.compile(r"[ !-+\--Z\\^-z|~]+")
+_PRINTABLE_ASCII_RE = re.compile(r"[\x20-\x7e]*")
+
+
+@functools.cache
+def _unicode_class(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _plain_chars(value: str) -> bool:
+    """``value`` is one or more characters a plain scalar may hold anywhere (``_PLAIN_CHARS``)."""
+    if value.isascii():
+        return _PLAIN_ASCII_RE.fullmatch(value) is not None
+    return _unicode_class(_PLAIN_CHARS + "+").fullmatch(value) is not None
+
+
+def _printable(value: str) -> bool:
+    """Every character of ``value`` is one a quoted scalar can hold literally (``_PRINTABLE``)."""
+    if value.isascii():
+        return _PRINTABLE_ASCII_RE.fullmatch(value) is not None
+    return _unicode_class(_PRINTABLE + "*").fullmatch(value) is not None
 
 
 def plain_needs_quotes(value: str) -> bool:
@@ -555,7 +576,7 @@ def plain_needs_quotes(value: str) -> bool:
     would resolve it to a number, boolean, null or timestamp (``1.10``, ``0362525``, ``1e3``, ``yes``,
     ``2024-01-01``).
     """
-    if not value or _PLAIN_CHARS_RE.fullmatch(value) is None:
+    if not value or not _plain_chars(value):
         return True
     if value[0] in _PLAIN_FIRST_FORBIDDEN or value[-1] in " :":
         return True
@@ -570,7 +591,7 @@ def _double_quoted(value: str) -> str:
         escaped = _DOUBLE_ESCAPES.get(char)
         if escaped is not None:
             out.append(escaped)
-        elif _PRINTABLE_RE.fullmatch(char):
+        elif _printable(char):
             out.append(char)
         elif ord(char) <= 0xFF:
             out.append(f"\\x{ord(char):02x}")
@@ -596,7 +617,7 @@ def render_scalar(original: str, value: str) -> str:
     if first in ("*", "&", "!") or not original:
         raise YamlEditError(f"refused to rewrite {_clip(original)!r}: not the text of a scalar")
     if first == "'":
-        if _PRINTABLE_RE.fullmatch(value):
+        if _printable(value):
             return "'" + value.replace("'", "''") + "'"
         return _double_quoted(value)
     if first == '"':

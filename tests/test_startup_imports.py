@@ -1,4 +1,5 @@
-"""What ``image-updater plan`` imports, checked in a fresh interpreter (issue 16: start-up of ``plan``).
+"""What ``image-updater plan`` imports, checked in a fresh interpreter (issue 16: start-up of ``plan``), and
+what it leaves to the cyclic collector.
 
 A tree without targets asks no registry, so neither pydantic-settings nor httpx may be loaded for it when
 nothing configures image-updater; a config file or an ``IMAGE_UPDATER_*`` variable still loads and validates
@@ -132,3 +133,55 @@ def test_one_shot_commands_collect_cycles_less_often_and_the_daemon_keeps_the_de
     assert version == {"code": 0, "before": default, "during": ONE_SHOT_GC_THRESHOLD, "after": default}
     daemon = gc_probe("run", "--help", cwd=tmp_path)  # argparse exits after printing the help
     assert daemon == {"code": 0, "before": default, "during": default, "after": default}
+
+
+FREEZE_PROBE = """
+import gc, json, sys
+from image_updater import cli
+from image_updater.commands import _oneshot
+import image_updater.commands.plan as plan_command
+seen = []
+real = plan_command.plan_path
+def spy(*args, **kwargs):
+    try:
+        return real(*args, **kwargs)
+    finally:
+        seen.append(gc.get_freeze_count())
+plan_command.plan_path = spy
+_oneshot.settle()  # outside a one-shot main(): nothing is frozen
+outside = gc.get_freeze_count()
+code = cli.main(sys.argv[1:])  # a caller in the same process: unfrozen on return
+after_argv = gc.get_freeze_count()
+program = cli.main()  # as the program: left frozen, the process ends next
+print(json.dumps({"outside": outside, "codes": [code, program], "during": seen,
+                  "after_argv": after_argv, "after_program": gc.get_freeze_count()}))
+"""
+
+
+def test_one_shot_commands_freeze_what_their_imports_left_and_callers_get_it_back(tmp_path: Path) -> None:
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "web.yaml").write_text(DEPLOYMENT)
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("IMAGE_UPDATER_")}
+    clean["HOME"] = str(tmp_path)
+    done = subprocess.run([sys.executable, "-c", FREEZE_PROBE, "plan", "--format", "json",
+                           str(tmp_path / "tree")], capture_output=True, text=True, env=clean, cwd=tmp_path,
+                          timeout=60, check=False)
+    assert done.stdout, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["outside"] == 0
+    assert result["codes"] == [1, 1]  # port 9: the image's entry is an error
+    during = result["during"]
+    assert len(during) == 2 and all(count > 1000 for count in during)  # modules, classes, settings
+    assert result["after_argv"] == 0
+    assert result["after_program"] > 1000
+
+
+def test_plan_of_a_tree_without_targets_starts_no_event_loop(tmp_path: Path) -> None:
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+    code = ("import sys\nfrom image_updater.cli import main\ncode = main(sys.argv[1:])\n"
+            "print(code, 'asyncio' in sys.modules, 'ssl' in sys.modules)")
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("IMAGE_UPDATER_")}
+    done = subprocess.run([sys.executable, "-c", code, "plan", "--format", "json", str(tmp_path / "tree")],
+                          capture_output=True, text=True, env=clean, cwd=tmp_path, timeout=60, check=False)
+    assert done.stdout.splitlines()[-1] == "0 False False", done.stderr

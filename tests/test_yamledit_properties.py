@@ -300,3 +300,31 @@ def test_plain_is_only_kept_when_every_reader_sees_a_string(value: str) -> None:
         assert render_scalar("x", value) == value
         for reader in (YAML(typ="safe"), YAML(typ="safe", pure=True)):
             assert reader.load(f"k: {value}\n") == {"k": value}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F)) | st.text())
+def test_ascii_classes_decide_what_the_whole_unicode_classes_decide(value: str) -> None:
+    """yamledit checks ASCII values against the ASCII parts of its character classes (compiling the whole
+    classes only for other values): the answers are those of the whole classes."""
+    import re
+
+    from image_updater import yamledit
+
+    whole_plain = re.compile(yamledit._PLAIN_CHARS + "+")
+    whole_printable = re.compile(yamledit._PRINTABLE + "*")
+    assert yamledit._plain_chars(value) == (whole_plain.fullmatch(value) is not None)
+    assert yamledit._printable(value) == (whole_printable.fullmatch(value) is not None)
+    for char in value:
+        assert yamledit._printable(char) == (whole_printable.fullmatch(char) is not None)
+
+
+def test_every_ascii_character_is_in_the_ascii_class_iff_in_the_whole_class() -> None:
+    import re
+
+    from image_updater import yamledit
+
+    for code in range(0x80):
+        char = chr(code)
+        assert yamledit._plain_chars(char) == (re.fullmatch(yamledit._PLAIN_CHARS, char) is not None), code
+        assert yamledit._printable(char) == (re.fullmatch(yamledit._PRINTABLE, char) is not None), code

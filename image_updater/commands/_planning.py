@@ -94,9 +94,12 @@ def configured_settings(config: str | None) -> Settings | None:
 
     if config is None and not settings_from_environment(os.environ):
         return None
+    from image_updater.commands._oneshot import settle
     from image_updater.settings import load_settings
 
-    return load_settings(config)
+    settings = load_settings(config)
+    settle()  # pydantic and the validated settings live until exit
+    return settings
 
 
 def plan_path(
@@ -105,8 +108,6 @@ def plan_path(
     """Plan ``root`` with the registries, credentials, cache and policy_dirs of ``settings`` (``None``: the
     defaults, see ``configured_settings``); ``explain``: keep the verdicts per image too
     (``plan --format html``)."""
-    import asyncio
-
     from image_updater.checkout import Planned, discover_directory, plan_discovery
 
     if progress:
@@ -122,7 +123,13 @@ def plan_path(
         from image_updater.settings import load_settings
 
         settings = load_settings(None)
+    import asyncio  # here: a tree without targets needs no loop (~19 ms)
+
+    from image_updater import registry  # noqa: F401 (imported before settle(), for make_client)
+    from image_updater.commands._oneshot import settle
     from image_updater.writeback import make_client
+
+    settle()
 
     async def go(settings: Settings) -> Planned:
         async with make_client(settings) as client:

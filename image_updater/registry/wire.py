@@ -27,6 +27,8 @@ from typing import Protocol
 
 import httpcore
 
+from image_updater.registry.netio import AsyncioBackend
+
 __all__ = [
     "DEFAULT_PORTS",
     "Headers",
@@ -219,6 +221,7 @@ class Wire:
         return httpcore.AsyncConnectionPool(
             ssl_context=self._ssl_context, proxy=proxy, max_connections=None, max_keepalive_connections=100,
             keepalive_expiry=_KEEPALIVE_SECONDS, http1=True, http2=False, retries=0,
+            network_backend=AsyncioBackend(),
         )
 
     async def open(

@@ -1,0 +1,232 @@
+"""httpcore's network backend on asyncio's own transports, for the registry client's pools.
+
+httpcore's default backend under asyncio is anyio's: every read and write goes through an anyio cancel scope
+and exception map on top of asyncio's streams, and importing anyio costs a one-shot command ~7-13 ms. The
+registry client runs on asyncio only, so its pools (``wire.Wire``) use this backend: an ``asyncio.Protocol``
+that buffers what arrives, and a stream that hands it to httpcore with the same exceptions httpcore's own
+backends raise (``ConnectError``/``ConnectTimeout`` while connecting or starting TLS, ``ReadError``/
+``ReadTimeout``, ``WriteError``/``WriteTimeout``), each raised ``from`` the original, so a certificate
+failure stays findable in the chain. TLS is asyncio's (``loop.start_tls``; TLS in TLS through an HTTPS
+proxy included). TCP_NODELAY is set by asyncio, as anyio sets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore
+
+__all__ = ["AsyncioBackend"]
+
+_SocketOption = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
+
+
+class _Protocol(asyncio.Protocol):
+    """Buffers received bytes; one waiter at a time (httpcore reads and writes one connection serially)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.eof = False
+        self.lost: BaseException | None = None
+        self.closed = False
+        self._reader: asyncio.Future[None] | None = None
+        self._paused = False
+        self._drained: asyncio.Future[None] | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake_reader()
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.lost = exc
+        self.eof = True
+        self._wake_reader()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _wake_reader(self) -> None:
+        if self._reader is not None and not self._reader.done():
+            self._reader.set_result(None)
+
+    # -- waiting ---------------------------------------------------------------------------------------------
+
+    async def wait_readable(self, timeout: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        self._reader = waiter = loop.create_future()
+        handle = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            self._reader = None
+            if handle is not None:
+                handle.cancel()
+
+    async def wait_drained(self, timeout: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        self._drained = waiter = loop.create_future()
+        handle = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            self._drained = None
+            if handle is not None:
+                handle.cancel()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused and not self.closed
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+class _Stream(httpcore.AsyncNetworkStream):
+    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        protocol = self._protocol
+        if not protocol.buffer and not protocol.eof:
+            try:
+                await protocol.wait_readable(timeout)
+            except TimeoutError as exc:
+                raise httpcore.ReadTimeout("timed out reading") from exc
+        if protocol.buffer:
+            data = bytes(protocol.buffer[:max_bytes])
+            del protocol.buffer[:max_bytes]
+            return data
+        if protocol.lost is not None:
+            raise httpcore.ReadError(str(protocol.lost) or type(protocol.lost).__name__) from protocol.lost
+        return b""  # end of stream: h11 tells a clean close from a cut one
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        protocol = self._protocol
+        if protocol.closed or self._transport.is_closing():
+            cause = protocol.lost
+            raise httpcore.WriteError("connection closed") from cause
+        self._transport.write(buffer)
+        if protocol.paused:
+            try:
+                await protocol.wait_drained(timeout)
+            except TimeoutError as exc:
+                raise httpcore.WriteTimeout("timed out writing") from exc
+            if protocol.closed:
+                raise httpcore.WriteError("connection closed") from protocol.lost
+
+    async def aclose(self) -> None:
+        self._transport.close()
+
+    async def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                transport = await loop.start_tls(
+                    self._transport, self._protocol, ssl_context, server_hostname=server_hostname
+                )
+        except TimeoutError as exc:
+            self._transport.abort()
+            raise httpcore.ConnectTimeout("timed out in the TLS handshake") from exc
+        except (OSError, ssl.SSLError, ConnectionError) as exc:
+            self._transport.abort()
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        if transport is None:  # pragma: no cover - start_tls returns None only when the loop is closing
+            raise httpcore.ConnectError("TLS could not be started")
+        assert isinstance(transport, asyncio.Transport)
+        return _Stream(transport, self._protocol)
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            # an idle pooled connection that got bytes or an EOF is not reusable (httpcore asks before reuse)
+            protocol = self._protocol
+            return bool(protocol.buffer) or protocol.eof or protocol.closed
+        if info == "ssl_object":
+            return self._transport.get_extra_info("ssl_object")
+        if info == "client_addr":
+            return self._transport.get_extra_info("sockname")
+        if info == "server_addr":
+            return self._transport.get_extra_info("peername")
+        if info == "socket":
+            return self._transport.get_extra_info("socket")
+        return None
+
+
+class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    """Connections on ``loop.create_connection`` (TCP) and ``loop.create_unix_connection``."""
+
+    async def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+        socket_options: Iterable[_SocketOption] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        local = (local_address, 0) if local_address else None
+        try:
+            async with asyncio.timeout(timeout):
+                transport, protocol = await loop.create_connection(
+                    _Protocol, host, port, local_addr=local
+                )
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        return self._stream(transport, protocol, socket_options)
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[_SocketOption] | None = None,
+    ) -> httpcore.AsyncNetworkStream:  # pragma: no cover - registries are spoken to over TCP
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                transport, protocol = await loop.create_unix_connection(_Protocol, path)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout("timed out connecting") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        return self._stream(transport, protocol, socket_options)
+
+    @staticmethod
+    def _stream(
+        transport: asyncio.BaseTransport, protocol: _Protocol, socket_options: Iterable[_SocketOption] | None
+    ) -> _Stream:
+        assert isinstance(transport, asyncio.Transport)
+        raw = transport.get_extra_info("socket")
+        if raw is not None:
+            for option in socket_options or ():
+                raw.setsockopt(*option)
+            if raw.family in (socket.AF_INET, socket.AF_INET6):
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return _Stream(transport, protocol)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)

@@ -148,3 +148,32 @@ def test_a_pool_on_this_backend_reuses_a_kept_alive_connection() -> None:
         assert connections == 1
 
     run(scenario())
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_a_fast_sender_is_read_in_full_under_backpressure(tls: bool, tls_ca: TLSFiles) -> None:
+    blob = bytes(range(256)) * (12 * 1024)  # 3 MiB: past the high-water mark several times
+    served = None
+    if tls:
+        served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        served.load_cert_chain(tls_ca.cert_file, tls_ca.key_file)
+
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(blob)
+        await writer.drain()
+        writer.close()
+
+    async def scenario() -> None:
+        async with server(flood, served) as port:
+            stream = await AsyncioBackend().connect_tcp("127.0.0.1", port, timeout=5)
+            if tls:
+                trusting = ssl.create_default_context(cafile=str(tls_ca.ca_file))
+                stream = await stream.start_tls(trusting, server_hostname="127.0.0.1", timeout=5)
+            await asyncio.sleep(0.2)  # let it arrive before reading: reading pauses at the mark
+            received = bytearray()
+            while chunk := await stream.read(65536, timeout=5):
+                received += chunk
+            assert bytes(received) == blob
+            await stream.aclose()
+
+    run(scenario())

@@ -23,6 +23,9 @@ import httpcore
 __all__ = ["AsyncioBackend"]
 
 _SocketOption = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
+# received bytes kept before the transport stops reading (until httpcore has taken some): a registry that
+# sends faster than we read cannot fill memory
+_HIGH_WATER = 1024 * 1024
 
 
 class _Protocol(asyncio.Protocol):
@@ -34,6 +37,7 @@ class _Protocol(asyncio.Protocol):
         self.eof = False
         self.lost: BaseException | None = None
         self.closed = False
+        self.reading_paused = False
         self._reader: asyncio.Future[None] | None = None
         self._paused = False
         self._drained: asyncio.Future[None] | None = None
@@ -46,6 +50,9 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        if len(self.buffer) > _HIGH_WATER and self.transport is not None and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
         self._wake_reader()
 
     def eof_received(self) -> bool:
@@ -121,7 +128,11 @@ class _Stream(httpcore.AsyncNetworkStream):
                 raise httpcore.ReadTimeout("timed out reading") from exc
         if protocol.buffer:
             data = bytes(protocol.buffer[:max_bytes])
-            del protocol.buffer[:max_bytes]
+            del protocol.buffer[:max_bytes]  # cheap: a bytearray drops its head by moving its start
+            if protocol.reading_paused and len(protocol.buffer) <= _HIGH_WATER // 2:
+                protocol.reading_paused = False
+                if protocol.transport is not None:
+                    protocol.transport.resume_reading()
             return data
         if protocol.lost is not None:
             raise httpcore.ReadError(str(protocol.lost) or type(protocol.lost).__name__) from protocol.lost
@@ -164,6 +175,7 @@ class _Stream(httpcore.AsyncNetworkStream):
         if transport is None:  # pragma: no cover - start_tls returns None only when the loop is closing
             raise httpcore.ConnectError("TLS could not be started")
         assert isinstance(transport, asyncio.Transport)
+        self._protocol.transport = transport  # pause and resume reading on the TLS transport from now on
         return _Stream(transport, self._protocol)
 
     def get_extra_info(self, info: str) -> Any:

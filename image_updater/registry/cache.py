@@ -79,6 +79,19 @@ CREATE TABLE IF NOT EXISTS digests (
 """
 
 
+def _encode_tags(tags: list[str]) -> str:
+    """``json.dumps(tags)``, the same text, without the encoder's work per string where none is needed: a tag
+    list is written on every pass, and json.dumps writes printable ASCII but '"' and '\\' as it is (the tag
+    grammar is a subset of that)."""
+    joined = '", "'.join(tags)
+    if (
+        tags and joined.isascii() and joined.isprintable() and "\\" not in joined
+        and joined.count('"') == 2 * len(tags) - 2  # the separators' own
+    ):
+        return f'["{joined}"]'
+    return json.dumps(tags)
+
+
 @dataclass(frozen=True, slots=True)
 class DigestMeta:
     """Immutable facts about one manifest digest of one image."""
@@ -258,7 +271,7 @@ class MetadataCache:
 
     def put_tags(self, image: str, tags: Iterable[str], fetched_at: float) -> None:
         """Store the list and forget the digests of tags that are gone (a re-created tag starts afresh)."""
-        encoded = json.dumps(list(tags))
+        encoded = _encode_tags(list(tags))
         if self._batch_depth:
             self._pending_tags[image] = (fetched_at, encoded)
             self._held()

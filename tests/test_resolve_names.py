@@ -98,3 +98,26 @@ def test_a_reordered_tag_list_is_ranked_again_to_the_same_answer(tmp_path: Path)
         # the same tags in another order: another hash, ranked afresh, the same answer as the first pass
         transport.repositories["app"] = list(reversed(tags))
         assert _resolve(tmp_path, cache, transport, [semver])[semver].tag == "1.19.0"
+
+
+def test_a_pass_asks_once_per_image_and_every_caller_gets_its_own_list(tmp_path: Path) -> None:
+    transport = Tags({"app": ["1.0.0", "1.1.0"]})
+
+    async def scenario() -> list[list[str]]:
+        options = [RegistryOptions(prefix=HOST, insecure=True)]
+        async with RegistryClient(
+            options, transport=transport, docker_config=tmp_path / "no-docker-config.json"
+        ) as client:
+            with client.one_pass():
+                # two at the same moment share one request (single flight), a third later reuses the pass's
+                image = f"{HOST}/app"
+                first, second = await asyncio.gather(client.list_tags(image), client.list_tags(image))
+                first.append("mine")
+                second.clear()
+                third = await client.list_tags(f"{HOST}/app")
+                third.append("also mine")
+                return [first, second, third, await client.list_tags(f"{HOST}/app")]
+
+    assert asyncio.run(scenario()) == [["1.0.0", "1.1.0", "mine"], [], ["1.0.0", "1.1.0", "also mine"],
+                                       ["1.0.0", "1.1.0"]]
+    assert transport.requests == 1

@@ -92,13 +92,16 @@ _PUT_DECISION = (
 )
 
 
+# what json.dumps writes as it is: printable ASCII but '"' (counted apart: the separators hold some) and '\\'
+_JSON_AS_IS = bytes(range(0x20, 0x7F)).replace(b"\\", b"")
+
+
 def _encode_tags(tags: list[str]) -> str:
     """``json.dumps(tags)``, the same text, without the encoder's work per string where none is needed: a tag
-    list is written on every pass, and json.dumps writes printable ASCII but '"' and '\\' as it is (the tag
-    grammar is a subset of that)."""
+    list is written on every pass, and the tag grammar needs no escapes."""
     joined = '", "'.join(tags)
     if (
-        tags and joined.isascii() and joined.isprintable() and "\\" not in joined
+        tags and joined.isascii() and not joined.encode().translate(None, _JSON_AS_IS)
         and joined.count('"') == 2 * len(tags) - 2  # the separators' own
     ):
         return f'["{joined}"]'
@@ -283,7 +286,7 @@ class MetadataCache:
 
     def put_tags(self, image: str, tags: Iterable[str], fetched_at: float) -> None:
         """Store the list and forget the digests of tags that are gone (a re-created tag starts afresh)."""
-        encoded = _encode_tags(list(tags))
+        encoded = _encode_tags(tags if isinstance(tags, list) else list(tags))
         if self._batch_depth:
             self._pending_tags[image] = (fetched_at, encoded)
             self._held()

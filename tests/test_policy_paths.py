@@ -232,3 +232,63 @@ def test_the_kept_judge_follows_the_current_tag() -> None:
     assert [policy.choose_tag(tags_, current=c) for c in ("1.0.0-alpine", "1.0.0", "1.0.0-alpine")] == [
         "1.3.0-alpine", "1.3.0", "1.3.0-alpine"
     ]
+
+
+# plain [v]X.Y.Z tags (the ones choose_tag ranks all at once, ranking._Judge._semver_plain) among others:
+# leading zeros, numbers past the small-int table, equal keys in two spellings, a plain tag too long for the
+# grammar, newlines inside a tag, the empty tag
+_plain = st.from_regex(r"v?(0|1|2|01|10|999|1000|12345)\.(0|1|00|3|1000)\.(0|1|01|7|1234)", fullmatch=True)
+_plain_specials = st.sampled_from(
+    ["1." + "1" * 125 + ".0", "2.0." + "9" * 130, "1.0.0\n2.0.0", "\n", "", "1.2.3\n", "v", "1.2.3-alpine",
+     "1.2.3-rc.1", "latest", "1.2", "9.9.9.9"]
+)
+_plain_policies = st.sampled_from(
+    [("semver:*", {}), ("semver:^1", {}), ("semver:<2", {"flavour": "any"}), ("semver:>=1.0.0-0", {}),
+     ("semver:~1.0", {"prerelease": True}), ("semver:>=2 <1000", {}), ("semver:!=1.0.0", {}),
+     ("semver:<0", {}), ("semver:1.0.0 || 2.0.0", {}), ("semver:*", {"flavour": "alpine"}),
+     ("semver:*", {"flavour": "none"}), ("semver:*", {"exclude": ["1.*"]})]
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.lists(st.one_of(_plain, _plain, _plain, _plain_specials, tags), max_size=30),
+    st.one_of(st.none(), _plain, tags),
+    _plain_policies,
+    _exclusion_lists,
+)
+def test_ranking_plain_versions_at_once_answers_as_one_by_one(
+    tag_list: list[str],
+    current: str | None,
+    named: tuple[str, dict[str, object]],
+    exclusion_list: tuple[str, ...],
+) -> None:
+    text, modifiers = named
+    policy = parse_policy(text, modifiers)
+    if exclusion_list:
+        policy = dataclasses.replace(policy, exclude_regex=exclusion_list)
+    chosen = policy.choose([TagInfo(t) for t in tag_list], current=current, now=NOW)  # one tag at a time
+    expected = chosen.tag if chosen else None
+    assert policy.choose_tag(tag_list, current=current, now=NOW) == expected
+    assert policy.choose_tag(iter(tag_list), current=current, now=NOW) == expected
+    assert policy.choose_tag(list(reversed(tag_list)), current=current, now=NOW) == expected
+
+
+def test_plain_versions_are_ranked_at_once_where_the_policy_allows() -> None:
+    # the path the test above exercises is the one a plain semver policy takes, and only that one
+    assert _Judge(parse_policy("semver:^1"), "1.0.0", None).plain_best is not None
+    assert _Judge(parse_policy("semver:^1"), "v1.0.0", None).plain_best is not None
+    assert _Judge(parse_policy("semver:*", {"flavour": "any"}), None, None).plain_best is not None
+    for policy, current in (
+        (parse_policy("semver:^1"), "1.0.0-alpine"),  # plain tags are the wrong flavour
+        (parse_policy("semver:^1", {"exclude": ["1.*"]}), "1.0.0"),
+        (parse_policy("semver:^1", {"min_age": "1h"}), "1.0.0"),
+        (parse_policy("semver:^1", {"filter": "^(.*)$"}), "1.0.0"),
+        (parse_policy("alphabetical"), "1.0.0"),
+    ):
+        assert _Judge(policy, current, NOW).plain_best is None, str(policy)
+    policy = parse_policy("semver:^1")
+    tags_ = ["1.2.3", "v1.2.3", "01.2.3", "1.2.03", "1.1.9", "2.0.0"]
+    assert policy.choose_tag(tags_, current="1.0.0") == "1.2.3"
+    assert policy.choose_tag(tags_, current="v1.0.0") == "v1.2.3"
+    assert policy.choose_tag(["1.0.0", "1.0." + "1" * 127]) == "1.0.0"  # 130 characters: not a valid tag

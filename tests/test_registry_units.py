@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from image_updater.errors import ConfigError, RegistryAuthError, TransientRegistryError
 from image_updater.registry import MetadataCache, RegistryOptions, options_for, options_from_settings
 from image_updater.registry.auth import Challenge, parse_challenges, token_from_response
-from image_updater.registry.cache import CACHE_FILE, DigestMeta, TagDigest
+from image_updater.registry.cache import CACHE_FILE, DigestMeta, TagDigest, _encode_tags
 from image_updater.registry.client import next_link
 from image_updater.registry.credentials import Credential, CredentialStore
 from image_updater.registry.manifests import (
@@ -597,3 +597,20 @@ def test_credentials_are_kept_until_invalidated(tmp_path: Path, monkeypatch: pyt
     assert asyncio.run(read()).username == "a"  # type: ignore[union-attr]
     store.invalidate("r.io")
     assert asyncio.run(read()).username == "b"  # type: ignore[union-attr]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,20}", fullmatch=True),
+            st.text(alphabet=st.sampled_from('a1 ",\\\x00\x1f\x7f\u00e9\u2028\n[]'), max_size=6),
+            st.text(max_size=4),
+        ),
+        max_size=8,
+    )
+)
+def test_tag_lists_are_stored_as_json_dumps_writes_them(tags: list[str]) -> None:
+    # the join that spares the JSON encoder is the encoder's text exactly, or the encoder itself
+    assert _encode_tags(tags) == json.dumps(tags)
+    assert json.loads(_encode_tags(tags)) == tags

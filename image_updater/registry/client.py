@@ -248,10 +248,12 @@ class RegistryClient:
         # sources resolving the same image at the same moment share one tags/list (a webhook's pass its own:
         # one started before the push might not list the pushed tag)
         key = ("tags", image, "fresh" if _FRESH_TAGS.get() else "")
-        result = list(await self._single_flight(key, lambda: self._fetch_tags(image, repository, context)))
+        shared = await self._single_flight(key, lambda: self._fetch_tags(image, repository, context))
+        # every caller gets its own copy; the list the single flight shares is never handed out, so the pass
+        # may keep it as it is
         if self._pass_tags is not None:
-            self._pass_tags[image] = list(result)
-        return result
+            self._pass_tags[image] = shared
+        return list(shared)
 
     async def _fetch_tags(self, image: str, repository: str, context: str) -> list[str]:
         endpoint = self._session.endpoint(image, context)

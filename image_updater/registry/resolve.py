@@ -66,15 +66,30 @@ async def resolve(
     for key in unique:
         by_image.setdefault(key.image, []).append(key)
 
+    # the answers of names-only keys: a pass gives most images one of a few answers, each a frozen value
+    by_name: dict[str | None, Resolution] = {}
+
+    def as_error(key: ResolveKey, exc: Exception) -> Resolution:
+        if isinstance(exc, ImageUpdaterError):
+            return Resolution(error=str(exc))
+        # a bug must cost one image, not the pass; details at debug level only
+        log.debug("resolving %s failed", key.image, exc_info=exc)
+        return Resolution(error=f"{_describe(key.image)}: internal error ({type(exc).__name__})")
+
+    def named(key: ResolveKey, tags: list[str]) -> Resolution:
+        try:
+            return _answer(by_name, _decide(client, key, tags, now))
+        except Exception as exc:
+            return as_error(key, exc)
+
     async def one(key: ResolveKey, tags: list[str]) -> Resolution:
+        if not candidates and _by_name(key.policy):
+            return named(key, tags)
         try:
             inspection = await _inspect(client, key, tags, now, detail=False, verdicts=candidates)
             return inspection.resolution
-        except ImageUpdaterError as exc:
-            return Resolution(error=str(exc))
-        except Exception as exc:  # a bug must cost one image, not the pass; details at debug level only
-            log.debug("resolving %s failed", key.image, exc_info=True)
-            return Resolution(error=f"{_describe(key.image)}: internal error ({type(exc).__name__})")
+        except Exception as exc:
+            return as_error(key, exc)
 
     async def image(name: str, image_keys: list[ResolveKey]) -> list[Resolution]:
         # one task per image, not one per key plus one per tag list: the image's keys share its tag list
@@ -87,7 +102,10 @@ async def resolve(
             failed = Resolution(error=f"{_describe(name)}: internal error ({type(exc).__name__})")
             return [failed] * len(image_keys)
         if len(image_keys) == 1:
-            return [await one(image_keys[0], tags)]
+            key = image_keys[0]
+            if not candidates and _by_name(key.policy):  # no await, no coroutine: most images of a pass
+                return [named(key, tags)]
+            return [await one(key, tags)]
         return list(await asyncio.gather(*(one(key, tags) for key in image_keys)))
 
     with client.cache.batch():
@@ -129,8 +147,40 @@ def _fingerprint(policy: Policy) -> str:
     return f"{_code_fingerprint()} {policy!r}"
 
 
+def _by_name(policy: Policy) -> bool:
+    """The policy's answer is a tag chosen from the names alone: no metadata, no digest to ask for."""
+    if policy.kind in _TIME_ORDERED or policy.needs_build_time or policy.needs_platforms:
+        return False
+    return not policy.needs_digest
+
+
+def _answer(answers: dict[str | None, Resolution], tag: str | None) -> Resolution:
+    resolution = answers.get(tag)
+    if resolution is None:
+        resolution = answers[tag] = Resolution(tag=tag)
+    return resolution
+
+
+def _decide(client: RegistryClient, key: ResolveKey, tags: list[str], now: datetime | None) -> str | None:
+    """The tag a policy that reads names only chooses, from the cached decision when the tags are unchanged:
+    an unchanged tag list gives the same answer as last time."""
+    split_image(key.image)  # a malformed name fails here, for this key only
+    policy, current = key.policy, key.current_tag
+    tags_hash = _tags_hash(tags)
+    fingerprint = _fingerprint(policy)
+    known, tag = client.cache.decision(key.image, fingerprint, current, tags_hash)
+    if not known:
+        # ranked on the names themselves: no TagInfo per tag
+        tag = policy.choose_tag(tags, current, now)
+        client.cache.put_decision(key.image, fingerprint, current, tags_hash, tag)
+    return tag
+
+
 def _tags_hash(tags: list[str]) -> str:
-    return hashlib.blake2b("\n".join(sorted(tags)).encode(), digest_size=16).hexdigest()
+    # the list as the registry gives it, not sorted (a sort costs more than the hash): registries list in a
+    # stable order (distribution sorts), and one that reorders costs a ranking, never a wrong answer, since
+    # the answer does not depend on the order (the tie rule is a total order)
+    return hashlib.blake2b("\n".join(tags).encode(), digest_size=16).hexdigest()
 
 
 def _describe(image: str) -> str:
@@ -176,17 +226,9 @@ async def _inspect(
     needs_metadata = policy.kind in _TIME_ORDERED or policy.needs_build_time or policy.needs_platforms
     infos: dict[str, TagInfo] = {} if not (needs_metadata or detail) else {tag: TagInfo(tag) for tag in tags}
     if not infos:
-        # the common case, names alone decide: an unchanged tag list gives the same answer as last time
-        tags_hash = _tags_hash(tags)
-        fingerprint = _fingerprint(policy)
-        known, tag = client.cache.decision(key.image, fingerprint, current, tags_hash)
-        if known:
-            chosen = TagInfo(tag) if tag is not None else None
-        else:
-            # ranked on the names themselves: no TagInfo per tag, one for the winner
-            tag = policy.choose_tag(tags, current, now)
-            chosen = TagInfo(tag) if tag is not None else None
-            client.cache.put_decision(key.image, fingerprint, current, tags_hash, tag)
+        # the common case, names alone decide (resolve() calls _decide itself unless a digest is wanted too)
+        tag = _decide(client, key, tags, now)
+        chosen = TagInfo(tag) if tag is not None else None
     elif policy.kind in _TIME_ORDERED:
         candidates = _name_candidates(policy, list(infos.values()), current, now)
         infos.update(await client.tag_infos(key.image, candidates))

@@ -2,10 +2,13 @@
 
 ``bench/scan.py`` compares a whole ``resolve`` pass with a bare ``httpx`` baseline; this splits the gap.
 Every layer answers N repositories of 100 tags at concurrency 8, through an in-process transport (no sockets,
-no registry: what is left is the client's own CPU), and reports the CPU of each beyond the bare one:
+no registry: what is left is the client's own CPU; an httpx transport for the bare layer, an httpcore one for
+the registry client, which speaks httpcore), and reports the CPU of each beyond the bare one. In-process, the
+bare layer skips httpcore altogether while ours skips only its pool: ``bench/http_layers.py`` compares them
+on real sockets.
 
 - ``bare``: ``httpx.AsyncClient.get`` + ``json`` under an ``asyncio.Semaphore`` (the baseline child);
-- ``call``: ``Session.call`` (throttle slot, deadline, auth flow, response hook, capped body, parse);
+- ``call``: ``Session.call`` (throttle slot, deadline, auth rounds, answer checks, capped body, parse);
 - ``list_tags``: ``RegistryClient.list_tags`` in a cache batch (single flight, paging, the tag-list write);
 - ``resolve``: a whole ``resolve`` pass of ``semver:^1`` with the cache of the previous run (warm decisions);
 - ``resolve_cold``: the same pass with an empty cache file each run (every image ranked, every decision and
@@ -35,35 +38,64 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
+import httpcore  # noqa: E402
 import httpx  # noqa: E402
 
 from image_updater.plan import ResolveKey  # noqa: E402
 from image_updater.policies import parse_policy  # noqa: E402
 from image_updater.registry import MetadataCache, RegistryClient, RegistryOptions, resolve  # noqa: E402
-from image_updater.registry.client import _parse_tags_page, context_of  # noqa: E402
+from image_updater.registry.client import _parse_tags_page  # noqa: E402
 from image_updater.registry.options import split_image  # noqa: E402
+from image_updater.registry.session import context_of  # noqa: E402
 
 HOST = "127.0.0.1:5999"  # never connected to: the transport below answers
 CONCURRENCY = 8
 LAYERS = ("bare", "call", "list_tags", "resolve", "resolve_cold")
 
 
-class TagsTransport(httpx.AsyncBaseTransport):
-    """Answers every tags/list with 100 tags and the headers distribution sends; yields once, as I/O would."""
+HEADERS = {"content-type": "application/json", "docker-distribution-api-version": "registry/2.0",
+           "date": "Wed, 02 Dec 2026 16:00:00 GMT", "x-content-type-options": "nosniff"}
 
+
+class _Bodies:
     def __init__(self) -> None:
         self._bodies: dict[str, bytes] = {}
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(0)
-        name = request.url.path.removeprefix("/v2/").removesuffix("/tags/list")
+    def body(self, path: str) -> bytes:
+        name = path.removeprefix("/v2/").removesuffix("/tags/list")
         body = self._bodies.get(name)
         if body is None:
             body = json.dumps({"name": name, "tags": [f"1.{i}.0" for i in range(100)]}).encode()
             self._bodies[name] = body
-        headers = {"content-type": "application/json", "docker-distribution-api-version": "registry/2.0",
-                   "date": "Wed, 02 Dec 2026 16:00:00 GMT", "x-content-type-options": "nosniff"}
-        return httpx.Response(200, content=body, headers=headers)
+        return body
+
+
+class TagsTransport(httpx.AsyncBaseTransport):
+    """For httpx (the bare layer): every tags/list answers 100 tags with the headers distribution sends;
+    yields once, as I/O would."""
+
+    def __init__(self) -> None:
+        self._bodies = _Bodies()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0)
+        return httpx.Response(200, content=self._bodies.body(request.url.path), headers=HEADERS)
+
+
+class CoreTagsTransport:
+    """The same answers for the registry client, which speaks httpcore (``wire.Transport``)."""
+
+    def __init__(self) -> None:
+        self._bodies = _Bodies()
+        self._headers = [(name.encode(), value.encode()) for name, value in HEADERS.items()]
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        await asyncio.sleep(0)
+        path = request.url.target.decode("ascii").partition("?")[0]
+        return httpcore.Response(200, headers=self._headers, content=self._bodies.body(path))
+
+    async def aclose(self) -> None:
+        pass
 
 
 async def layer(mode: str, repos: int, cache_file: Path) -> float:
@@ -82,7 +114,7 @@ async def layer(mode: str, repos: int, cache_file: Path) -> float:
     options = [RegistryOptions(prefix=HOST, insecure=True, max_concurrency=CONCURRENCY)]
     images = [f"{HOST}/{name}" for name in names]
     with MetadataCache(cache_file) as cache:
-        async with RegistryClient(options, cache=cache, transport=TagsTransport(),
+        async with RegistryClient(options, cache=cache, transport=CoreTagsTransport(),
                                   docker_config=cache_file.with_name("no-docker-config.json")) as client:
             session = client._session
 

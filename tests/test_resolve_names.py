@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-import httpx
+import httpcore
 import pytest
 
 from image_updater.errors import RegistryError
@@ -26,18 +26,23 @@ HOST = "127.0.0.1:5998"  # never connected to
 resolve_module = importlib.import_module("image_updater.registry.resolve")
 
 
-class Tags(httpx.AsyncBaseTransport):
-    """``tags/list`` answers from ``repositories``; counts them."""
+class Tags:
+    """``tags/list`` answers from ``repositories`` (an httpcore stand-in, as the registry client's pools);
+    counts them."""
 
     def __init__(self, repositories: dict[str, list[str]]) -> None:
         self.repositories = repositories
         self.requests = 0
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         self.requests += 1
-        name = request.url.path.removeprefix("/v2/").removesuffix("/tags/list")
+        path = request.url.target.decode("ascii").partition("?")[0]
+        name = path.removeprefix("/v2/").removesuffix("/tags/list")
         body = json.dumps({"name": name, "tags": self.repositories[name]}).encode()
-        return httpx.Response(200, content=body, headers={"content-type": "application/json"})
+        return httpcore.Response(200, headers=[(b"content-type", b"application/json")], content=body)
+
+    async def aclose(self) -> None:
+        pass
 
 
 def _resolve(

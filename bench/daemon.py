@@ -476,6 +476,37 @@ def setup(work: Path, images: int, nfiles: int) -> tuple[Path, RegistryServer, P
     return storage, registry, bare
 
 
+ALLOC_FIGURES = {
+    "glibc_in_use": ("uordblks",),  # bytes in use in glibc's heaps (mmapped blocks not included)
+    "glibc_free": ("fordblks",),  # free bytes inside the heaps (what stays resident between live blocks)
+    "glibc_heap": ("arena",),  # the main arena's sbrk'd bytes
+    "glibc_mmapped": ("hblkhd",),
+    "sqlite": ("sqlite_used",),
+}
+
+
+def alloc_series(path: Path) -> dict[str, Any]:
+    """bench/rss_child.py's per-pass allocator figures (BENCH_ALLOC_SERIES): each one's slope after warm-up,
+    by the same statistics as RSS, and the values after passes 10, 100, 250, 500 and the last."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    trends: dict[str, Any] = {}
+    at: dict[str, Any] = {}
+    for label, (key,) in ALLOC_FIGURES.items():
+        if not rows or key not in rows[0]:
+            continue
+        kib = [row[key] // 1024 for row in rows]
+        trends[label] = slope_report(kib, warmup=10)
+        at[label] = at_passes(kib, (10, 100, 250, 500, len(kib)))
+    blocks = [row["blocks"] for row in rows]
+    return {
+        "passes": len(rows), "trends": trends, "at_pass_mib": at,
+        "allocated_blocks_at_pass": {str(p): blocks[p - 1] for p in (10, 100, 250, 500, len(blocks))
+                                     if 0 < p <= len(blocks)},
+        "series_kib": {label: [row[key] // 1024 for row in rows] for label, (key,) in ALLOC_FIGURES.items()
+                       if rows and key in rows[0]},
+    }
+
+
 def rss_main(args: argparse.Namespace) -> int:
     """Issue 16: the RSS trend over many back-to-back passes (interval 1 s), or the tracemalloc debug run."""
     debug = [int(x) for x in args.tracemalloc.split(",") if x.strip()]
@@ -486,7 +517,10 @@ def rss_main(args: argparse.Namespace) -> int:
         name = f"daemon-rss-arena-max-{args.malloc_arena_max}.json"
     if args.no_release and not debug:
         name = name.replace(".json", "-no-release.json")
+    if args.out:  # a comparison run that must not overwrite a recorded one
+        name = args.out
     out = ROOT / "bench" / "results" / name
+    extra_env = dict(pair.split("=", 1) for pair in args.env)
     with tempfile.TemporaryDirectory(prefix="bench-daemon-rss-") as tmp:
         work = Path(tmp)
         storage, registry, bare = setup(work, args.images, args.files)
@@ -500,10 +534,18 @@ def rss_main(args: argparse.Namespace) -> int:
             entry: tuple[str, ...] = ("-m", "image_updater")
             if args.malloc_arena_max:
                 env["MALLOC_ARENA_MAX"] = str(args.malloc_arena_max)
+            env |= extra_env
             if args.no_release:  # the daemon as before issue 16's fix, for comparison
                 entry = (str(ROOT / "bench" / "rss_child.py"),)
                 env |= {"BENCH_TRACEMALLOC_FRAMES": "0", "BENCH_TRACEMALLOC_AT": "", "BENCH_NO_RELEASE": "1",
                         "BENCH_TRACEMALLOC_DIR": str(work / "snaps")}
+            if args.no_tune or args.alloc_series:  # through the wrapper: a comparison, or the figures
+                entry = (str(ROOT / "bench" / "rss_child.py"),)
+                env |= {"BENCH_TRACEMALLOC_FRAMES": "0", "BENCH_TRACEMALLOC_DIR": str(work / "snaps")}
+                if args.no_tune:
+                    env["BENCH_NO_TUNE"] = "1"
+                if args.alloc_series:
+                    env["BENCH_ALLOC_SERIES"] = str(work / "alloc.jsonl")
             if debug:
                 entry = (str(ROOT / "bench" / "rss_child.py"),)
                 env["BENCH_TRACEMALLOC_FRAMES"] = str(args.tracemalloc_frames)
@@ -516,6 +558,8 @@ def rss_main(args: argparse.Namespace) -> int:
             )
             if debug:
                 memory["tracemalloc_diff"] = snapshot_diff(work / "snaps", debug)
+            if args.alloc_series:
+                memory["allocator"] = alloc_series(work / "alloc.jsonl")
         finally:
             registry.stop()
             subprocess.run(["rm", "-rf", str(storage)], check=False)
@@ -528,6 +572,8 @@ def rss_main(args: argparse.Namespace) -> int:
         "files": args.files,
         "malloc_arena_max": args.malloc_arena_max or None,
         "release_after_pass": not args.no_release,
+        "tune_allocator": not args.no_tune,
+        "env": extra_env or None,
         "command": " ".join(["bench/daemon.py", *sys.argv[1:]]),
         "memory": memory,
     }
@@ -545,12 +591,16 @@ def rss_main(args: argparse.Namespace) -> int:
               f"({t['slope_percent_per_100_passes']} % of the mean per 100 passes), 95 % CI "
               f"{t['ci95_kib_per_pass']} KiB/pass (lag-1 r {t['residual_lag1_autocorrelation']}); "
               f"no upward trend: {t['no_upward_trend']}")
+    for label, t in memory.get("allocator", {}).get("trends", {}).items():
+        if "slope_kib_per_pass" in t:
+            print(f"{label} slope: {t['slope_kib_per_pass']} KiB/pass, 95 % CI {t['ci95_kib_per_pass']} "
+                  f"(mean {t['mean_rss_mib']} MiB)")
     if debug:
         for row in memory["tracemalloc_diff"][:12]:
             print(" ", row)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written: {out.relative_to(ROOT)}")
+    print(f"written: {out}")
     return 0
 
 
@@ -583,7 +633,24 @@ def main() -> int:
     parser.add_argument(
         "--malloc-arena-max", type=int, default=0, help="with --only rss: MALLOC_ARENA_MAX for the daemon"
     )
+    parser.add_argument(
+        "--no-tune", action="store_true",
+        help="with --only rss: the daemon without its start-up allocator tuning (bench/rss_child.py)",
+    )
+    parser.add_argument(
+        "--alloc-series", action="store_true",
+        help="with --only rss: record glibc's and sqlite's figures after every pass (bench/rss_child.py)",
+    )
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE",
+        help="with --only rss: an environment variable for the daemon (repeatable; e.g. GLIBC_TUNABLES)",
+    )
+    parser.add_argument(
+        "--out", default="", metavar="NAME", help="with --only rss: the results file in bench/results/"
+    )
     args = parser.parse_args()
+    if any("=" not in pair for pair in args.env):
+        parser.error("--env takes KEY=VALUE")
     out = ROOT / "bench" / "results" / "daemon.json"
     previous = json.loads(out.read_text()) if args.only and out.exists() else {}
     memory: dict[str, Any] = previous.get("memory", {})
@@ -661,7 +728,7 @@ def main() -> int:
         )
     if args.only == "startup":
         out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"written: {out.relative_to(ROOT)}")
+        print(f"written: {out}")
         return 0
     print(f"{'measure':44} {'value':>10}  target")
     rows = [

@@ -154,6 +154,12 @@ def status_count(pid: int, field: str) -> int:
     return int(match.group(1))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process so far (``/proc/<pid>/stat``; its children not included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def snapshot_diff(directory: Path, at: Sequence[int], top: int = 25) -> list[dict[str, Any]]:
     """What bench/rss_child.py saw after the passes ``at``: the allocator's figures at each, the object types
     and (under tracemalloc) the allocation sites that grew most between the first and the last."""
@@ -177,6 +183,22 @@ def snapshot_diff(directory: Path, at: Sequence[int], top: int = 25) -> list[dic
         "threads": [c["threads"] for c in counts],
         "gc_objects_grown_most": dict(grown[:top]),
     }]
+    if "gc_type_bytes" in counts[0] and "gc_type_bytes" in counts[1]:
+        a, b = counts[0]["gc_type_bytes"], counts[1]["gc_type_bytes"]
+        by_type = sorted(((name, b.get(name, 0) - a.get(name, 0)) for name in set(a) | set(b)),
+                         key=lambda item: -abs(item[1]))
+        summary[0]["gc_type_bytes_grown_most"] = dict(by_type[:top])
+        old_big, new_big = counts[0]["big_containers"], counts[1]["big_containers"]
+        # the same object (by id) at both passes, grown in place: a container that fills up
+        same = [(new_big[k][1] - old_big[k][1], k) for k in set(old_big) & set(new_big)
+                if new_big[k][0] == old_big[k][0] and new_big[k][1] != old_big[k][1]]
+        summary[0]["containers_grown_in_place"] = [
+            {"type": new_big[k][0], "bytes": [old_big[k][1], new_big[k][1]],
+             "len": [old_big[k][2], new_big[k][2]], "hint": new_big[k][3]}
+            for _, k in sorted(same, reverse=True)[:top]
+        ]
+        summary[0]["big_containers_bytes"] = [sum(v[1] for v in counts[0]["big_containers"].values()),
+                                              sum(v[1] for v in counts[1]["big_containers"].values())]
     if not (directory / f"pass-{first}.snap").exists():
         return summary
     old = tracemalloc.Snapshot.load(str(directory / f"pass-{first}.snap"))
@@ -282,6 +304,7 @@ def memory_phase(
         time.sleep(0.05)
     elapsed = time.monotonic() - started
     peak = status_kib(pid, "VmHWM")
+    cpu = cpu_seconds(pid)
     text = daemon.metrics()
     duration_sum = metric_sum(text, "image_updater_pass_duration_seconds_sum")
     duration_count = metric_sum(text, "image_updater_pass_duration_seconds_count")
@@ -314,6 +337,8 @@ def memory_phase(
         "load_average_1m_start_end": load,
         "passes": len(rss),
         "wall_seconds": round(elapsed, 1),
+        "daemon_cpu_seconds": round(cpu, 2),  # from its start, warm-up included; git children not included
+        "daemon_cpu_ms_per_pass": round(cpu / len(rss) * 1000, 1),
         "mean_pass_seconds": round(duration_sum / duration_count, 3) if duration_count else None,
         "failed_passes": failed,
         "peak_rss_mib": round(peak / 1024, 1),
@@ -578,8 +603,8 @@ def rss_main(args: argparse.Namespace) -> int:
         "memory": memory,
     }
     trend = memory["trend"]
-    print(f"\npasses {memory['passes']} (mean {memory['mean_pass_seconds']} s), "
-          f"failed {memory['failed_passes']}")
+    print(f"\npasses {memory['passes']} (mean {memory['mean_pass_seconds']} s, daemon CPU "
+          f"{memory['daemon_cpu_ms_per_pass']} ms a pass), failed {memory['failed_passes']}")
     print(f"RSS after passes {memory['rss_at_pass_mib']} MiB; max after warm-up "
           f"{memory['max_rss_after_warmup_mib']} MiB; peak (VmHWM) {memory['peak_rss_mib']} MiB")
     for label, t in (("RSS", trend), ("RssAnon", memory["trend_rss_anon"]),

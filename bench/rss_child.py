@@ -26,6 +26,7 @@ import contextlib
 import ctypes
 import functools
 import gc
+import itertools
 import json
 import threading
 import tracemalloc
@@ -103,6 +104,38 @@ def _sqlite_memory() -> dict[str, int]:
     return {"sqlite_used": int(fns[0]()), "sqlite_highwater": int(fns[1](0))}
 
 
+def _hint(obj: object) -> str:
+    """A few keys or items of a container, to tell which one it is."""
+    try:
+        if isinstance(obj, dict):
+            return repr(list(itertools.islice(obj, 3)))[:120]
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            return repr([type(x).__qualname__ for x in itertools.islice(obj, 3)])[:120]
+        return repr(obj)[:120]
+    except Exception as exc:  # a repr may raise anything
+        return f"<{type(exc).__name__}>"
+
+
+def _sizes(objects: list[object]) -> tuple[dict[str, int], dict[str, list[Any]]]:
+    """Bytes of the gc-tracked objects by type (``sys.getsizeof``: a container's own table or array), and the
+    containers of 2 KiB or more by id (type, bytes, length, hint), so that one growing in place shows."""
+    sizes: Counter[str] = Counter()
+    big: dict[str, list[Any]] = {}
+    for obj in objects:
+        try:
+            size = sys.getsizeof(obj)
+        except Exception:  # a __sizeof__ may raise anything
+            continue
+        sizes[type(obj).__qualname__] += size
+        if size >= 2048:
+            try:
+                length = len(obj)  # type: ignore[arg-type]
+            except Exception:  # no len(), or one that raises
+                length = -1
+            big[str(id(obj))] = [type(obj).__qualname__, size, length, _hint(obj)]
+    return dict(sizes), big
+
+
 def main() -> int:
     # tracemalloc slows every allocation (8 frames: about 20x on this machine); 1 frame names the line
     frames = int(os.environ.get("BENCH_TRACEMALLOC_FRAMES", "1"))
@@ -131,12 +164,15 @@ def main() -> int:
             if tracemalloc.is_tracing():
                 tracemalloc.take_snapshot().dump(str(out / f"pass-{count}.snap"))
             # live objects by type and the interpreter's allocated blocks: cheap, and enough to see what grows
-            types = Counter(type(o).__qualname__ for o in gc.get_objects())
+            objects = gc.get_objects()
+            types = Counter(type(o).__qualname__ for o in objects)
+            sizes, big = _sizes(objects)
+            del objects
             threads = sorted(t.name for t in threading.enumerate())
             (out / f"pass-{count}.json").write_text(json.dumps({
                 "allocated_blocks": sys.getallocatedblocks(), "threads": threads, "gc_types": dict(types),
                 "pymalloc": _pymalloc_stats(out / "debugmallocstats.txt"), "glibc": _mallinfo(),
-                "sqlite": _sqlite_memory(),
+                "sqlite": _sqlite_memory(), "gc_type_bytes": sizes, "big_containers": big,
             }))
 
     Metrics.pass_finished = pass_finished  # type: ignore[method-assign]

@@ -180,6 +180,25 @@ def main() -> int:
         import image_updater.daemon
 
         image_updater.daemon.release_free_memory = lambda: False
+    if os.environ.get("BENCH_RECYCLE_EXECUTOR") == "1":  # an experiment: fresh worker threads every pass
+        import asyncio
+        from concurrent.futures import ThreadPoolExecutor
+
+        import image_updater.daemon
+
+        release = image_updater.daemon.release_free_memory
+
+        def recycle_then_release() -> bool:
+            # a thread's glibc tcache goes back to its arena when the thread exits: swap the loop's default
+            # executor (asyncio.to_thread's) for a new one and let the old one's threads finish and exit
+            loop = asyncio.get_running_loop()
+            old = getattr(loop, "_default_executor", None)
+            loop.set_default_executor(ThreadPoolExecutor(thread_name_prefix="asyncio"))
+            if old is not None:
+                old.shutdown(wait=False)
+            return release()
+
+        image_updater.daemon.release_free_memory = recycle_then_release
     if os.environ.get("BENCH_NO_TUNE") == "1":  # the daemon without its start-up allocator tuning
         import image_updater.daemon
 

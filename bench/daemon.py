@@ -23,6 +23,9 @@ the daemon as a child process (``python -m image_updater run``), exactly as user
    bench/results/daemon-rss.json. ``--no-release`` runs the daemon without its after-pass release of free
    memory, ``--malloc-arena-max N`` sets MALLOC_ARENA_MAX, ``--tracemalloc 10,50,250`` is a debug run
    (bench/rss_child.py) recording objects, allocator figures and optionally tracemalloc snapshots.
+   ``--no-tune`` runs it without its start-up ``tune_allocator``, ``--alloc-series`` records glibc's and
+   sqlite's figures after every pass (both through bench/rss_child.py), ``--env KEY=VALUE`` passes a variable
+   to the daemon, ``--out NAME`` names the results file (a comparison run that keeps the recorded ones).
 
 Usage: .venv/bin/python bench/daemon.py [--images 1000] [--files 10000] [--passes 100] [--samples 10]
 Prints a table and writes bench/results/daemon.json.

@@ -23,6 +23,9 @@ the daemon as a child process (``python -m image_updater run``), exactly as user
    bench/results/daemon-rss.json. ``--no-release`` runs the daemon without its after-pass release of free
    memory, ``--malloc-arena-max N`` sets MALLOC_ARENA_MAX, ``--tracemalloc 10,50,250`` is a debug run
    (bench/rss_child.py) recording objects, allocator figures and optionally tracemalloc snapshots.
+   ``--no-tune`` runs it without its start-up ``tune_allocator``, ``--alloc-series`` records glibc's and
+   sqlite's figures after every pass (both through bench/rss_child.py), ``--env KEY=VALUE`` passes a variable
+   to the daemon, ``--out NAME`` names the results file (a comparison run that keeps the recorded ones).
 
 Usage: .venv/bin/python bench/daemon.py [--images 1000] [--files 10000] [--passes 100] [--samples 10]
 Prints a table and writes bench/results/daemon.json.
@@ -154,6 +157,12 @@ def status_count(pid: int, field: str) -> int:
     return int(match.group(1))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process so far (``/proc/<pid>/stat``; its children not included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def snapshot_diff(directory: Path, at: Sequence[int], top: int = 25) -> list[dict[str, Any]]:
     """What bench/rss_child.py saw after the passes ``at``: the allocator's figures at each, the object types
     and (under tracemalloc) the allocation sites that grew most between the first and the last."""
@@ -177,6 +186,22 @@ def snapshot_diff(directory: Path, at: Sequence[int], top: int = 25) -> list[dic
         "threads": [c["threads"] for c in counts],
         "gc_objects_grown_most": dict(grown[:top]),
     }]
+    if "gc_type_bytes" in counts[0] and "gc_type_bytes" in counts[1]:
+        a, b = counts[0]["gc_type_bytes"], counts[1]["gc_type_bytes"]
+        by_type = sorted(((name, b.get(name, 0) - a.get(name, 0)) for name in set(a) | set(b)),
+                         key=lambda item: -abs(item[1]))
+        summary[0]["gc_type_bytes_grown_most"] = dict(by_type[:top])
+        old_big, new_big = counts[0]["big_containers"], counts[1]["big_containers"]
+        # the same object (by id) at both passes, grown in place: a container that fills up
+        same = [(new_big[k][1] - old_big[k][1], k) for k in set(old_big) & set(new_big)
+                if new_big[k][0] == old_big[k][0] and new_big[k][1] != old_big[k][1]]
+        summary[0]["containers_grown_in_place"] = [
+            {"type": new_big[k][0], "bytes": [old_big[k][1], new_big[k][1]],
+             "len": [old_big[k][2], new_big[k][2]], "hint": new_big[k][3]}
+            for _, k in sorted(same, reverse=True)[:top]
+        ]
+        summary[0]["big_containers_bytes"] = [sum(v[1] for v in counts[0]["big_containers"].values()),
+                                              sum(v[1] for v in counts[1]["big_containers"].values())]
     if not (directory / f"pass-{first}.snap").exists():
         return summary
     old = tracemalloc.Snapshot.load(str(directory / f"pass-{first}.snap"))
@@ -282,6 +307,7 @@ def memory_phase(
         time.sleep(0.05)
     elapsed = time.monotonic() - started
     peak = status_kib(pid, "VmHWM")
+    cpu = cpu_seconds(pid)
     text = daemon.metrics()
     duration_sum = metric_sum(text, "image_updater_pass_duration_seconds_sum")
     duration_count = metric_sum(text, "image_updater_pass_duration_seconds_count")
@@ -314,6 +340,8 @@ def memory_phase(
         "load_average_1m_start_end": load,
         "passes": len(rss),
         "wall_seconds": round(elapsed, 1),
+        "daemon_cpu_seconds": round(cpu, 2),  # from its start, warm-up included; git children not included
+        "daemon_cpu_ms_per_pass": round(cpu / len(rss) * 1000, 1),
         "mean_pass_seconds": round(duration_sum / duration_count, 3) if duration_count else None,
         "failed_passes": failed,
         "peak_rss_mib": round(peak / 1024, 1),
@@ -476,6 +504,37 @@ def setup(work: Path, images: int, nfiles: int) -> tuple[Path, RegistryServer, P
     return storage, registry, bare
 
 
+ALLOC_FIGURES = {
+    "glibc_in_use": ("uordblks",),  # bytes in use in glibc's heaps (mmapped blocks not included)
+    "glibc_free": ("fordblks",),  # free bytes inside the heaps (what stays resident between live blocks)
+    "glibc_heap": ("arena",),  # the main arena's sbrk'd bytes
+    "glibc_mmapped": ("hblkhd",),
+    "sqlite": ("sqlite_used",),
+}
+
+
+def alloc_series(path: Path) -> dict[str, Any]:
+    """bench/rss_child.py's per-pass allocator figures (BENCH_ALLOC_SERIES): each one's slope after warm-up,
+    by the same statistics as RSS, and the values after passes 10, 100, 250, 500 and the last."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    trends: dict[str, Any] = {}
+    at: dict[str, Any] = {}
+    for label, (key,) in ALLOC_FIGURES.items():
+        if not rows or key not in rows[0]:
+            continue
+        kib = [row[key] // 1024 for row in rows]
+        trends[label] = slope_report(kib, warmup=10)
+        at[label] = at_passes(kib, (10, 100, 250, 500, len(kib)))
+    blocks = [row["blocks"] for row in rows]
+    return {
+        "passes": len(rows), "trends": trends, "at_pass_mib": at,
+        "allocated_blocks_at_pass": {str(p): blocks[p - 1] for p in (10, 100, 250, 500, len(blocks))
+                                     if 0 < p <= len(blocks)},
+        "series_kib": {label: [row[key] // 1024 for row in rows] for label, (key,) in ALLOC_FIGURES.items()
+                       if rows and key in rows[0]},
+    }
+
+
 def rss_main(args: argparse.Namespace) -> int:
     """Issue 16: the RSS trend over many back-to-back passes (interval 1 s), or the tracemalloc debug run."""
     debug = [int(x) for x in args.tracemalloc.split(",") if x.strip()]
@@ -486,7 +545,10 @@ def rss_main(args: argparse.Namespace) -> int:
         name = f"daemon-rss-arena-max-{args.malloc_arena_max}.json"
     if args.no_release and not debug:
         name = name.replace(".json", "-no-release.json")
+    if args.out:  # a comparison run that must not overwrite a recorded one
+        name = args.out
     out = ROOT / "bench" / "results" / name
+    extra_env = dict(pair.split("=", 1) for pair in args.env)
     with tempfile.TemporaryDirectory(prefix="bench-daemon-rss-") as tmp:
         work = Path(tmp)
         storage, registry, bare = setup(work, args.images, args.files)
@@ -500,10 +562,18 @@ def rss_main(args: argparse.Namespace) -> int:
             entry: tuple[str, ...] = ("-m", "image_updater")
             if args.malloc_arena_max:
                 env["MALLOC_ARENA_MAX"] = str(args.malloc_arena_max)
+            env |= extra_env
             if args.no_release:  # the daemon as before issue 16's fix, for comparison
                 entry = (str(ROOT / "bench" / "rss_child.py"),)
                 env |= {"BENCH_TRACEMALLOC_FRAMES": "0", "BENCH_TRACEMALLOC_AT": "", "BENCH_NO_RELEASE": "1",
                         "BENCH_TRACEMALLOC_DIR": str(work / "snaps")}
+            if args.no_tune or args.alloc_series:  # through the wrapper: a comparison, or the figures
+                entry = (str(ROOT / "bench" / "rss_child.py"),)
+                env |= {"BENCH_TRACEMALLOC_FRAMES": "0", "BENCH_TRACEMALLOC_DIR": str(work / "snaps")}
+                if args.no_tune:
+                    env["BENCH_NO_TUNE"] = "1"
+                if args.alloc_series:
+                    env["BENCH_ALLOC_SERIES"] = str(work / "alloc.jsonl")
             if debug:
                 entry = (str(ROOT / "bench" / "rss_child.py"),)
                 env["BENCH_TRACEMALLOC_FRAMES"] = str(args.tracemalloc_frames)
@@ -516,6 +586,8 @@ def rss_main(args: argparse.Namespace) -> int:
             )
             if debug:
                 memory["tracemalloc_diff"] = snapshot_diff(work / "snaps", debug)
+            if args.alloc_series:
+                memory["allocator"] = alloc_series(work / "alloc.jsonl")
         finally:
             registry.stop()
             subprocess.run(["rm", "-rf", str(storage)], check=False)
@@ -528,12 +600,14 @@ def rss_main(args: argparse.Namespace) -> int:
         "files": args.files,
         "malloc_arena_max": args.malloc_arena_max or None,
         "release_after_pass": not args.no_release,
+        "tune_allocator": not args.no_tune,
+        "env": extra_env or None,
         "command": " ".join(["bench/daemon.py", *sys.argv[1:]]),
         "memory": memory,
     }
     trend = memory["trend"]
-    print(f"\npasses {memory['passes']} (mean {memory['mean_pass_seconds']} s), "
-          f"failed {memory['failed_passes']}")
+    print(f"\npasses {memory['passes']} (mean {memory['mean_pass_seconds']} s, daemon CPU "
+          f"{memory['daemon_cpu_ms_per_pass']} ms a pass), failed {memory['failed_passes']}")
     print(f"RSS after passes {memory['rss_at_pass_mib']} MiB; max after warm-up "
           f"{memory['max_rss_after_warmup_mib']} MiB; peak (VmHWM) {memory['peak_rss_mib']} MiB")
     for label, t in (("RSS", trend), ("RssAnon", memory["trend_rss_anon"]),
@@ -545,12 +619,16 @@ def rss_main(args: argparse.Namespace) -> int:
               f"({t['slope_percent_per_100_passes']} % of the mean per 100 passes), 95 % CI "
               f"{t['ci95_kib_per_pass']} KiB/pass (lag-1 r {t['residual_lag1_autocorrelation']}); "
               f"no upward trend: {t['no_upward_trend']}")
+    for label, t in memory.get("allocator", {}).get("trends", {}).items():
+        if "slope_kib_per_pass" in t:
+            print(f"{label} slope: {t['slope_kib_per_pass']} KiB/pass, 95 % CI {t['ci95_kib_per_pass']} "
+                  f"(mean {t['mean_rss_mib']} MiB)")
     if debug:
         for row in memory["tracemalloc_diff"][:12]:
             print(" ", row)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written: {out.relative_to(ROOT)}")
+    print(f"written: {out}")
     return 0
 
 
@@ -583,7 +661,24 @@ def main() -> int:
     parser.add_argument(
         "--malloc-arena-max", type=int, default=0, help="with --only rss: MALLOC_ARENA_MAX for the daemon"
     )
+    parser.add_argument(
+        "--no-tune", action="store_true",
+        help="with --only rss: the daemon without its start-up allocator tuning (bench/rss_child.py)",
+    )
+    parser.add_argument(
+        "--alloc-series", action="store_true",
+        help="with --only rss: record glibc's and sqlite's figures after every pass (bench/rss_child.py)",
+    )
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE",
+        help="with --only rss: an environment variable for the daemon (repeatable; e.g. GLIBC_TUNABLES)",
+    )
+    parser.add_argument(
+        "--out", default="", metavar="NAME", help="with --only rss: the results file in bench/results/"
+    )
     args = parser.parse_args()
+    if any("=" not in pair for pair in args.env):
+        parser.error("--env takes KEY=VALUE")
     out = ROOT / "bench" / "results" / "daemon.json"
     previous = json.loads(out.read_text()) if args.only and out.exists() else {}
     memory: dict[str, Any] = previous.get("memory", {})
@@ -661,7 +756,7 @@ def main() -> int:
         )
     if args.only == "startup":
         out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"written: {out.relative_to(ROOT)}")
+        print(f"written: {out}")
         return 0
     print(f"{'measure':44} {'value':>10}  target")
     rows = [

@@ -61,6 +61,7 @@ __all__ = [
     "serve",
     "status_board_for",
     "status_token",
+    "tune_allocator",
     "webhook_secret",
 ]
 
@@ -486,6 +487,48 @@ def release_free_memory() -> bool:
     return True
 
 
+# mallopt(3) parameters (glibc's malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+# glibc's default starting value of both; fixing them turns off its dynamic adjustment
+ALLOCATOR_THRESHOLD = 128 * 1024
+# a user's own setting of either (glibc's environment variables, or its tunables) is left alone
+_THRESHOLD_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+_THRESHOLD_TUNABLES = ("glibc.malloc.mmap_threshold", "glibc.malloc.trim_threshold")
+
+
+@functools.cache
+def _mallopt() -> Callable[[int, int], int] | None:
+    try:
+        mallopt: Callable[[int, int], int] = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return None
+    return mallopt
+
+
+def tune_allocator(environ: Mapping[str, str] | None = None) -> bool:
+    """Fix glibc's mmap and trim thresholds at 128 KiB (called once, at daemon start); False if not done.
+
+    glibc raises its mmap threshold whenever an mmapped block is freed (up to 32 MiB), so once a pass has
+    freed a big buffer, later ones of that size are carved from the heaps, where what is freed between
+    blocks that live on stays resident; the trim threshold follows it up. Setting both fixes them, and
+    turns the adjustment off: blocks of 128 KiB and more are always mmapped and given back when freed.
+    Not done where the C library is not glibc (musl's mallopt does nothing and says so), nor when the
+    environment already sets either threshold (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, or
+    in ``GLIBC_TUNABLES``).
+    """
+    env = os.environ if environ is None else environ
+    tunables = env.get("GLIBC_TUNABLES", "")
+    if any(name in env for name in _THRESHOLD_ENV) or any(name in tunables for name in _THRESHOLD_TUNABLES):
+        return False
+    mallopt = _mallopt()
+    if mallopt is None:
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, ALLOCATOR_THRESHOLD)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, ALLOCATOR_THRESHOLD)
+    )
+
+
 def _path_of(image: str) -> str:
     """``registry/repo/path`` -> ``repo/path`` (normalised names always carry the registry)."""
     return image.split("/", 1)[1] if "/" in image else image
@@ -669,6 +712,7 @@ def serve(
 
     channels_of(settings)  # an unset notification url_env / secret_env: ConfigError at start
     exit_timer = ExitTimer(grace_period + EXIT_TIMEOUT_MARGIN)
+    tune_allocator()
     asyncio.run(_serve(settings, secret, dry_run, grace_period, webhook_min_interval, exit_timer, shard))
     # The exit timer stays armed on purpose until the interpreter is gone (see ExitTimer).
     return 0

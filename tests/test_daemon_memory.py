@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import json
+import os
 import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -143,3 +145,144 @@ def test_release_returns_memory_freed_between_live_blocks(tmp_path: Path) -> Non
     assert figures["allocated"] - figures["freed"] < freed_kib // 2, figures
     # the release gives back most of it
     assert figures["freed"] - figures["after_release"] > freed_kib // 2, figures
+
+
+# -- the allocator's thresholds, fixed at start (issue 16, round 3) ----------------------------------------
+
+
+def test_tune_allocator_fixes_both_thresholds_at_128_kib(monkeypatch: pytest.MonkeyPatch) -> None:
+    from image_updater import daemon as daemon_module
+
+    calls: list[tuple[int, int]] = []
+
+    def mallopt(param: int, value: int) -> int:
+        calls.append((param, value))
+        return 1
+
+    monkeypatch.setattr(daemon_module, "_mallopt", lambda: mallopt)
+    assert daemon_module.tune_allocator({}) is True
+    # M_MMAP_THRESHOLD (-3) and M_TRIM_THRESHOLD (-1), both 128 KiB
+    assert calls == [(-3, 128 * 1024), (-1, 128 * 1024)]
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"MALLOC_MMAP_THRESHOLD_": "65536"},
+        {"MALLOC_TRIM_THRESHOLD_": "0"},
+        {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=1048576"},
+        {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"},
+    ],
+)
+def test_tune_allocator_leaves_a_users_own_thresholds_alone(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str]
+) -> None:
+    from image_updater import daemon as daemon_module
+
+    calls: list[tuple[int, int]] = []
+
+    def mallopt(param: int, value: int) -> int:
+        calls.append((param, value))
+        return 1
+
+    monkeypatch.setattr(daemon_module, "_mallopt", lambda: mallopt)
+    assert daemon_module.tune_allocator(environ) is False
+    assert calls == []
+    # other tunables are no reason to hold back
+    assert daemon_module.tune_allocator({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}) is True
+
+
+def test_tune_allocator_without_mallopt_or_when_it_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    from image_updater import daemon as daemon_module
+
+    monkeypatch.setattr(daemon_module, "_mallopt", lambda: None)  # no C library with it
+    assert daemon_module.tune_allocator({}) is False
+    monkeypatch.setattr(daemon_module, "_mallopt", lambda: lambda p, v: 0)  # musl's: does nothing, says 0
+    assert daemon_module.tune_allocator({}) is False
+
+
+def test_serve_tunes_the_allocator_before_the_daemon_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from image_updater import daemon as daemon_module
+    from image_updater.settings import load_settings
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"cache_dir: {tmp_path / 'cache'}\nsources: [{{name: a, url: {tmp_path / 'repo'}}}]\n")
+    settings = load_settings(config, env={})
+    events: list[str] = []
+
+    def tune(environ: object = None) -> bool:
+        events.append("tune")
+        return True
+
+    def run(coro: Coroutine[object, object, None]) -> None:
+        events.append("run")
+        coro.close()  # the daemon itself is not the point here
+
+    monkeypatch.setattr(daemon_module, "tune_allocator", tune)
+    monkeypatch.setattr(asyncio, "run", run)
+    assert daemon_module.serve(settings, dry_run=True) == 0
+    assert events == ["tune", "run"]
+
+
+THRESHOLD_CHILD = textwrap.dedent(
+    """
+    import ctypes, json, sys
+    from image_updater.daemon import tune_allocator
+
+    libc = ctypes.CDLL(None)
+    names = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+             "keepcost")
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in names]
+
+    libc.mallinfo2.restype = MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    tuned = tune_allocator({}) if sys.argv[1] == "tune" else False
+
+    def mmapped_while_live(size):
+        before = libc.mallinfo2().hblks
+        block = libc.malloc(size)
+        count = libc.mallinfo2().hblks - before
+        libc.free(block)
+        return count
+
+    # a first 4 MiB buffer is mmapped; freeing it raises glibc's dynamic threshold past 4 MiB, so the next
+    # buffer of that size is carved from the heap, unless the threshold was fixed
+    first = mmapped_while_live(4 << 20)
+    second = mmapped_while_live(4 << 20)
+    json.dump({"tuned": tuned, "first": first, "second": second}, sys.stdout)
+    """
+)
+
+
+def _has_mallinfo2() -> bool:
+    try:
+        ctypes.CDLL(None).mallinfo2  # noqa: B018 (the lookup is the check)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_mallinfo2(), reason="mallopt's thresholds and mallinfo2 are glibc's")
+def test_tuned_allocator_keeps_mmapping_big_buffers(tmp_path: Path) -> None:
+    script = tmp_path / "child.py"
+    script.write_text(THRESHOLD_CHILD)
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_")}
+    figures = {}
+    for mode in ("plain", "tune"):
+        done = subprocess.run(
+            [sys.executable, str(script), mode], cwd=ROOT, capture_output=True, text=True, timeout=120,
+            check=True, env=env,
+        )
+        figures[mode] = json.loads(done.stdout)
+    plain, tuned = figures["plain"], figures["tune"]
+    assert plain["tuned"] is False and tuned["tuned"] is True
+    # untuned: the first buffer was mmapped, the second (after the threshold rose) was not
+    assert (plain["first"], plain["second"]) == (1, 0), plain
+    # tuned: both were
+    assert (tuned["first"], tuned["second"]) == (1, 1), tuned

@@ -28,12 +28,14 @@ Internal signals (one module raises and catches each; no caller sees them): ``_T
 ``_TooMuchOutput`` (credential helpers), ``_HttpError`` and ``_ClientGone`` (httpserver),
 ``_AddressInUse`` (the demo's registry), ``_ForgeRetry`` (a forge answer worth retrying; forges),
 ``_RetryableNotification`` (notify). The demo's ``RegistryStartError`` and ``PushError`` are
-``RuntimeError``s: they report a broken demo set-up, not a failed pass.
+``RuntimeError``s: they report a broken demo set-up, not a failed pass. ``InvalidUrl`` is a
+``ValueError`` of the registry's URL parser (registry.wire); its callers raise the ``RegistryError`` of
+the image that led there.
 
 Every exception class of the package is defined here and re-exported where it is raised;
 ``tests/test_errors.py`` fails on one defined elsewhere.
 
-Lower-level exceptions (httpx, GitPython, ruamel.yaml, OSError) are wrapped at the module boundary and
+Lower-level exceptions (httpx, httpcore, GitPython, ruamel.yaml, OSError) are wrapped at the module boundary and
 chained with ``raise ... from exc``. Messages name the file, image or registry concerned and never contain a
 secret: code that builds a message from a URL or a command line must pass it through ``redact`` first.
 
@@ -70,6 +72,7 @@ __all__ = [
     "InvalidPolicy",
     "InvalidRange",
     "InvalidReference",
+    "InvalidUrl",
     "InvalidVersion",
     "MalformedWebhook",
     "PushError",
@@ -149,6 +152,11 @@ class _HelperFailed(RegistryAuthError):
 
 class RepositoryNotFound(RegistryError):
     """The repository (or the tag) does not exist on the registry."""
+
+
+class InvalidUrl(ValueError):
+    """Not an absolute URL with a host, or a host that cannot be spelled in ASCII (registry.wire): the
+    caller turns it into the ``RegistryError`` of the registry and image that led there."""
 
 
 class YamlEditError(ImageUpdaterError):

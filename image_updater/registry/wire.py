@@ -27,6 +27,7 @@ from typing import Protocol
 
 import httpcore
 
+from image_updater.errors import InvalidUrl
 from image_updater.registry.netio import AsyncioBackend
 
 __all__ = [
@@ -44,10 +45,6 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 # bytes a target may carry as they are (RFC 3986 pchar, "/" and "?", and "%" of existing escapes)
 _TARGET_SAFE = "/?:@!$&'()*+,;=%~-._"
 _KEEPALIVE_SECONDS = 5.0  # httpx's default: an idle connection is closed after this long
-
-
-class InvalidUrl(ValueError):
-    """Not an absolute URL with a host (or a host that cannot be spelled in ASCII)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
@@ -55,6 +56,7 @@ __all__ = [
     "ExitTimer",
     "PassFunction",
     "PassOutcome",
+    "WorkerThreads",
     "release_free_memory",
     "resolve_shard",
     "run_until_stopped",
@@ -176,6 +178,7 @@ class Daemon:
         self._startup: list[asyncio.Task[None]] = []
         # called after every pass: hands the allocator's free memory back (see release_free_memory)
         self._release_memory = release_memory or release_free_memory
+        self._workers: WorkerThreads | None = None  # set by run
 
     # -- state seen by the HTTP endpoints ------------------------------------------------------------
 
@@ -355,6 +358,8 @@ class Daemon:
             self.metrics.passes_running.labels(source=name).set(0)
             self._passes_finished += 1
             self._note_next_pass(name)
+            if self._workers is not None:
+                self._workers.renew()
             self._release_memory()
 
     def _note_next_pass(self, name: str) -> None:
@@ -413,6 +418,7 @@ class Daemon:
         self._stopping = asyncio.Event()
         if self.stop_event.is_set():
             self._stopping.set()
+        self._workers = WorkerThreads(asyncio.get_running_loop())
         _route_apscheduler_logs()
         interval = self.interval.total_seconds()
         scheduler = AsyncIOScheduler(timezone=UTC)
@@ -469,6 +475,34 @@ def _malloc_trim() -> Callable[[int], int] | None:
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to call
         return None
     return trim
+
+
+class WorkerThreads:
+    """The event loop's default executor (``asyncio.to_thread``'s: file reads and writes, git, DNS), renewed
+    after every pass: the next work starts on fresh threads and the old executor's threads finish what was
+    handed to them, then exit. glibc gives each thread a cache of freed blocks (tcache) that only goes back
+    to the heap when the thread ends; with long-lived workers those caches kept the daemon's RSS rising
+    slowly over hundreds of passes (docs/benchmarks.md, issue 16: bytes in use flat once the workers are
+    renewed, or with ``glibc.malloc.tcache_count=0``). A pass running meanwhile loses nothing: what it
+    already handed over runs on the old threads, what it hands over next on the new ones."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._current: ThreadPoolExecutor | None = None
+        self.renewed = 0
+        self.renew()
+
+    @property
+    def current(self) -> ThreadPoolExecutor | None:
+        return self._current
+
+    def renew(self) -> None:
+        fresh = ThreadPoolExecutor(thread_name_prefix="image-updater-worker")
+        self._loop.set_default_executor(fresh)
+        old, self._current = self._current, fresh
+        if old is not None:
+            old.shutdown(wait=False)  # queued work still runs; idle threads exit
+            self.renewed += 1
 
 
 def release_free_memory() -> bool:

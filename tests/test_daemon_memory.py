@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import itertools
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -286,3 +288,63 @@ def test_tuned_allocator_keeps_mmapping_big_buffers(tmp_path: Path) -> None:
     assert (plain["first"], plain["second"]) == (1, 0), plain
     # tuned: both were
     assert (tuned["first"], tuned["second"]) == (1, 1), tuned
+
+
+def test_every_pass_hands_its_next_work_to_fresh_worker_threads() -> None:
+    """The default executor (asyncio.to_thread) is renewed after each pass: a later pass runs its file and
+    git work on new threads (glibc's per-thread caches go back when the old ones exit), and work a
+    concurrent pass handed over before the renewal still completes."""
+    threads: list[set[int]] = []  # worker threads each pass used, by a serial number each thread draws once
+    done = asyncio.Event()
+    slow_finished: list[bool] = []
+    local = threading.local()
+    serials = itertools.count()
+    lock = threading.Lock()
+
+    def work() -> int:
+        # thread idents are reused once a thread has exited; a thread-local serial is not
+        if not hasattr(local, "serial"):
+            with lock:
+                local.serial = next(serials)
+        serial: int = local.serial
+        return serial
+
+    async def pass_fn(name: str, stop: threading.Event, images: frozenset[str] | None) -> PassOutcome:
+        if name == "slow":
+            # handed over before the fast source's passes renew the executor, finished after
+            release = threading.Event()
+            pending = asyncio.create_task(asyncio.to_thread(release.wait, 30))
+            await asyncio.sleep(0.5)
+            release.set()
+            slow_finished.append(await pending)
+            return _Outcome(name)
+        threads.append({await asyncio.to_thread(work) for _ in range(4)})
+        if len(threads) >= 3:
+            done.set()
+        return _Outcome(name)
+
+    daemon = Daemon(
+        ["fast", "slow"], interval=timedelta(seconds=0.1), pass_fn=pass_fn, release_memory=lambda: None,
+        webhook_min_interval=0,
+    )
+    executors: list[object] = []
+
+    async def main() -> None:
+        task = asyncio.create_task(daemon.run())
+        try:
+            await asyncio.wait_for(done.wait(), 60)  # a hang detector, not an expectation
+            assert daemon._workers is not None
+            executors.append(daemon._workers.current)
+        finally:
+            daemon.request_stop()
+            await asyncio.wait_for(task, 30)
+
+    asyncio.run(main())
+    assert slow_finished and slow_finished[0] is True  # the old executor ran what it had been given
+    assert len(threads) >= 3
+    # no thread served two passes of the fast source: each pass after the first got a fresh executor
+    for earlier, later in itertools.pairwise(threads):
+        assert not earlier & later
+    assert daemon._workers is not None and daemon._workers.renewed >= daemon.passes_finished - 1
+    old = executors[0]
+    assert isinstance(old, ThreadPoolExecutor)

@@ -36,8 +36,8 @@ Every exception class of the package is defined here and re-exported where it is
 ``tests/test_errors.py`` fails on one defined elsewhere.
 
 Lower-level exceptions (httpx, httpcore, GitPython, ruamel.yaml, OSError) are wrapped at the module boundary
-and chained with ``raise ... from exc``. Messages name the file, image or registry concerned and never contain a
-secret: code that builds a message from a URL or a command line must pass it through ``redact`` first.
+and chained with ``raise ... from exc``. Messages name the file, image or registry concerned and never contain
+a secret: code that builds a message from a URL or a command line must pass it through ``redact`` first.
 
 Not chained (``from None``), because the chained exception's text or traceback could show a secret:
 

@@ -24,7 +24,6 @@ import textwrap
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import pytest
 
 from image_updater.daemon import Daemon, PassOutcome, release_free_memory
 from image_updater.plan import Result
+from image_updater.writeback import SourceOutcome
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,17 +44,9 @@ def _has_glibc_trim() -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    """Shaped like image_updater.writeback.SourceOutcome."""
-
-    source: str
-    result: Result = field(default_factory=Result)
-    commit: str | None = None
-    pushed: bool = False
-    error: str | None = None
-    duration: float = 0.01
-    images: frozenset[str] = frozenset()
+def _outcome(name: str) -> SourceOutcome:
+    """A pass that did nothing, as image_updater.writeback reports one."""
+    return SourceOutcome(name, Result(), None, False, None, 0.01, frozenset())
 
 
 def test_free_memory_is_released_after_every_pass_whatever_its_outcome() -> None:
@@ -69,7 +61,7 @@ def test_free_memory_is_released_after_every_pass_whatever_its_outcome() -> None
             raise RuntimeError("a failing pass")
         if number >= 3:
             done.set()
-        return _Outcome(name)
+        return _outcome(name)
 
     daemon: Daemon
 
@@ -317,11 +309,11 @@ def test_every_pass_hands_its_next_work_to_fresh_worker_threads() -> None:
             await asyncio.sleep(0.5)
             release.set()
             slow_finished.append(await pending)
-            return _Outcome(name)
+            return _outcome(name)
         threads.append({await asyncio.to_thread(work) for _ in range(4)})
         if len(threads) >= 3:
             done.set()
-        return _Outcome(name)
+        return _outcome(name)
 
     daemon = Daemon(
         ["fast", "slow"], interval=timedelta(seconds=0.1), pass_fn=pass_fn, release_memory=lambda: None,

@@ -408,7 +408,7 @@ class RegistryAuth:
             raise RegistryAuthError(
                 f"{self._context}: the registry names an unusable token realm {realm[:100]!r}"
             )
-        plain_ok = self._endpoint.base_url.startswith("http://") or is_loopback(url.host)
+        plain_ok = self._endpoint.base.scheme == "http" or is_loopback(url.host)
         if url.scheme == "http" and credential is not None and not plain_ok:
             raise RegistryAuthError(
                 f"{self._context}: token realm {url.host} is plain HTTP; not sending credentials there"

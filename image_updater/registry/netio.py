@@ -83,30 +83,33 @@ class _Protocol(asyncio.Protocol):
     # -- waiting ---------------------------------------------------------------------------------------------
 
     async def wait_readable(self, timeout: float | None) -> None:
-        loop = asyncio.get_running_loop()
-        self._reader = waiter = loop.create_future()
-        handle = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+        self._reader = asyncio.get_running_loop().create_future()
         try:
-            await waiter
+            await _wait(self._reader, timeout)
         finally:
             self._reader = None
-            if handle is not None:
-                handle.cancel()
 
     async def wait_drained(self, timeout: float | None) -> None:
-        loop = asyncio.get_running_loop()
-        self._drained = waiter = loop.create_future()
-        handle = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+        self._drained = asyncio.get_running_loop().create_future()
         try:
-            await waiter
+            await _wait(self._drained, timeout)
         finally:
             self._drained = None
-            if handle is not None:
-                handle.cancel()
 
     @property
     def paused(self) -> bool:
         return self._paused and not self.closed
+
+
+async def _wait(waiter: asyncio.Future[None], timeout: float | None) -> None:
+    """Until ``waiter`` is done; TimeoutError after ``timeout`` seconds (a timer, not an ``asyncio.timeout``
+    scope: this is every read's path)."""
+    handle = None if timeout is None else asyncio.get_running_loop().call_later(timeout, _expire, waiter)
+    try:
+        await waiter
+    finally:
+        if handle is not None:
+            handle.cancel()
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:

@@ -117,11 +117,6 @@ class Endpoint:
     down_until: float = 0.0
     down_reason: str = ""
 
-    @property
-    def base_url(self) -> str:
-        """``scheme://host[:port]`` with no trailing slash (an ``api_url``'s path included)."""
-        return f"{self.base.scheme}://{self.base.netloc}{self.base.target.rstrip('/')}"
-
     def url(self, target: str) -> Url:
         """``target`` (a path on this registry, or an absolute URL) as a ``Url``."""
         if not target.startswith("/"):

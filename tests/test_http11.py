@@ -289,3 +289,19 @@ def test_at_most_max_idle_connections_are_kept() -> None:
             await pool.aclose()
 
     run(scenario())
+
+
+def test_idle_connections_of_an_origin_not_asked_again_are_closed_after_keepalive() -> None:
+    async def scenario() -> None:
+        first: list[Served] = []
+        second: list[Served] = []
+        async with serve(keep_alive(first)) as (port_a, state_a), serve(keep_alive(second)) as (port_b, _):
+            first.append(state_a)
+            pool = new_pool(keepalive=0.2)
+            await get(pool, port_a)
+            await asyncio.sleep(0.3)
+            await get(pool, port_b)  # its release prunes what idled past keepalive elsewhere
+            await asyncio.wait_for(state_a.closed.wait(), 5)
+            await pool.aclose()
+
+    run(scenario())

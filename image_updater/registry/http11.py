@@ -12,7 +12,8 @@ state machine under httpcore, stays: it is what parses and frames.
   error closes its connection instead.
 - An idle connection is reused for its origin, the most recent first, unless it has been idle for more than
   ``keepalive`` seconds (httpx's 5 s) or the server sent it something meanwhile (a close, as a keep-alive
-  timeout): then it is closed. At most ``max_idle`` (100) are kept.
+  timeout): then it is closed, as are, now and then, those of other origins idle for longer. At most
+  ``max_idle`` (100) are kept.
 - A GET or HEAD on a reused connection that the server closed before sending a byte of its answer (the
   race of a keep-alive timeout with our request) is sent once more on a new connection, as Go's and
   browsers' clients do; anything else is the caller's to retry (``Session.call``).
@@ -178,6 +179,7 @@ class Pool:
         self._backend = backend or AsyncioBackend()
         self._idle: dict[Origin, list[_Connection]] = {}
         self._idle_count = 0
+        self._pruned = time.monotonic()
         self._closed = False
 
     async def request(
@@ -241,13 +243,30 @@ class Pool:
             connection.stream.abort()
             return
         state.start_next_cycle()
-        connection.idle_since = time.monotonic()
+        now = connection.idle_since = time.monotonic()
+        if now - self._pruned > self._keepalive:
+            self._prune(now)
         self._idle.setdefault(origin, []).append(connection)
         self._idle_count += 1
         if self._idle_count > self._max_idle:
             oldest = min(self._idle.values(), key=lambda kept: kept[0].idle_since if kept else float("inf"))
             oldest.pop(0).stream.abort()
             self._idle_count -= 1
+
+    def _prune(self, now: float) -> None:
+        """Close the idle connections of every origin that have outlived ``keepalive`` (a long-lived client
+        asks some origins only once)."""
+        self._pruned = now
+        for origin, idle in list(self._idle.items()):
+            fresh = [c for c in idle if now - c.idle_since <= self._keepalive]
+            for connection in idle:
+                if now - connection.idle_since > self._keepalive:
+                    connection.stream.abort()
+            self._idle_count -= len(idle) - len(fresh)
+            if fresh:
+                self._idle[origin] = fresh
+            else:
+                del self._idle[origin]
 
     async def aclose(self) -> None:
         self._closed = True

@@ -1,5 +1,5 @@
 """The CPU of one tag list per HTTP layer, against the real registry (issue 16: why the registry client
-speaks to httpcore itself; docs/design-notes.md).
+speaks HTTP/1.1 itself, on h11; docs/design-notes.md).
 
 The same 1,000 ``tags/list`` requests at concurrency 8 against the seeded ``docker-registry`` of
 ``bench/scan.py`` (its storage under ``bench/.data``; seeded by it when missing), each layer in its own
@@ -9,7 +9,7 @@ process, RUNS rounds in rotating order; the CPU of the timed region (user + syst
 - ``httpx-transport``: an ``httpx.Request`` sent through ``httpx.AsyncHTTPTransport`` directly;
 - ``httpcore``: an ``httpcore.Request`` through ``httpcore.AsyncConnectionPool``;
 - ``list_tags``: ``RegistryClient.list_tags`` (throttle, deadline, auth flow, redirects, capped body, the
-  tag-list parse; in-memory cache).
+  tag-list parse; in-memory cache) on the client's own pool (``registry/http11.py``).
 
 Prints medians and ratios to the first; writes ``bench/results/http_layers.json``.
 

@@ -129,11 +129,11 @@ async def baseline(host: str, repos: int) -> dict[str, Any]:
 
 
 async def glob_passes(host: str, repos: int, cache_file: Path, passes: int) -> dict[str, Any]:
-    import httpcore
-
     from image_updater.plan import ResolveKey
     from image_updater.policies import parse_policy
     from image_updater.registry import MetadataCache, RegistryClient, RegistryOptions, resolve
+    from image_updater.registry.http11 import Pool, Response
+    from image_updater.registry.session import system_trust_context
 
     kinds: Counter[str] = Counter()
     policy = parse_policy("glob:1.*")
@@ -142,15 +142,18 @@ async def glob_passes(host: str, repos: int, cache_file: Path, passes: int) -> d
     out: list[dict[str, Any]] = []
     seen: list[tuple[str, str]] = []
 
-    class Recorder(httpcore.AsyncConnectionPool):
-        async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
-            path = request.url.target.decode().partition("?")[0]
+    class Recorder(Pool):  # the client's own pool, counting what it sends
+        async def request(
+            self, method: bytes, scheme: str, host: str, port: int, target: str,
+            headers: list[tuple[bytes, bytes]], content: bytes | None, seconds: float,
+        ) -> Response:
+            path = target.partition("?")[0]
             kind = "tags" if path.endswith("/tags/list") else "manifest" if "/manifests/" in path else "blob"
-            seen.append((request.method.decode(), kind))
-            return await super().handle_async_request(request)
+            seen.append((method.decode(), kind))
+            return await super().request(method, scheme, host, port, target, headers, content, seconds)
 
     with MetadataCache(cache_file) as cache:
-        async with RegistryClient(options, cache=cache, transport=Recorder(),
+        async with RegistryClient(options, cache=cache, transport=Recorder(system_trust_context),
                                   docker_config=DATA / "no-docker-config.json") as client:
             for _ in range(passes):
                 seen.clear()
@@ -176,9 +179,10 @@ def child_main(args: argparse.Namespace) -> None:
         result = asyncio.run(glob_passes(args.host, args.glob_repos, Path(args.cache), args.passes))
     result["self_maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result["vmhwm_kb"] = vmhwm_kb()
-    # httpcore 1.0.x imports sniffio whenever it sets up a lock; were it missing, every miss would scan all of
-    # sys.path (+30 % CPU per request): the regression check of issue 16
-    result["sniffio_loaded"] = "sniffio" in sys.modules
+    # httpcore 1.0.x (under the httpx baseline; the registry client has its own pool) imports sniffio whenever
+    # it sets up a lock; were it missing, every miss would scan all of sys.path (+30 % CPU per request): the
+    # regression check of issue 16
+    result["sniffio_loaded"] = "sniffio" in sys.modules or "httpcore" not in sys.modules
     print(json.dumps(result))
 
 

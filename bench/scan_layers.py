@@ -2,10 +2,9 @@
 
 ``bench/scan.py`` compares a whole ``resolve`` pass with a bare ``httpx`` baseline; this splits the gap.
 Every layer answers N repositories of 100 tags at concurrency 8, through an in-process transport (no sockets,
-no registry: what is left is the client's own CPU; an httpx transport for the bare layer, an httpcore one for
-the registry client, which speaks httpcore), and reports the CPU of each beyond the bare one. In-process, the
-bare layer skips httpcore altogether while ours skips only its pool: ``bench/http_layers.py`` compares them
-on real sockets.
+no registry: what is left is the client's own CPU; an httpx transport for the bare layer, a stand-in for the
+registry client's HTTP/1.1 pool for ours), and reports the CPU of each beyond the bare one. In-process, both
+skip their pools (httpcore's, ours): ``bench/http_layers.py`` compares them on real sockets.
 
 - ``bare``: ``httpx.AsyncClient.get`` + ``json`` under an ``asyncio.Semaphore`` (the baseline child);
 - ``call``: ``Session.call`` (throttle slot, deadline, auth rounds, answer checks, capped body, parse);
@@ -36,9 +35,8 @@ import json  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+from collections.abc import AsyncIterator, Callable  # noqa: E402
 
-import httpcore  # noqa: E402
 import httpx  # noqa: E402
 
 from image_updater.plan import ResolveKey  # noqa: E402
@@ -82,17 +80,34 @@ class TagsTransport(httpx.AsyncBaseTransport):
         return httpx.Response(200, content=self._bodies.body(request.url.path), headers=HEADERS)
 
 
-class CoreTagsTransport:
-    """The same answers for the registry client, which speaks httpcore (``wire.Transport``)."""
+class _Answer:
+    """An answer whose head is read, as ``http11.Response`` gives it (``wire.RawResponse``)."""
+
+    def __init__(self, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status = 200
+        self.headers = headers
+        self._body = body
+
+    async def aiter_stream(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+    async def aclose(self) -> None:
+        pass
+
+
+class PoolTagsTransport:
+    """The same answers for the registry client, in its pool's calls (``wire.Requester``)."""
 
     def __init__(self) -> None:
         self._bodies = _Bodies()
         self._headers = [(name.encode(), value.encode()) for name, value in HEADERS.items()]
 
-    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+    async def request(
+        self, method: bytes, scheme: str, host: str, port: int, target: str,
+        headers: list[tuple[bytes, bytes]], content: bytes | None, seconds: float,
+    ) -> _Answer:
         await asyncio.sleep(0)
-        path = request.url.target.decode("ascii").partition("?")[0]
-        return httpcore.Response(200, headers=self._headers, content=self._bodies.body(path))
+        return _Answer(self._headers, self._bodies.body(target.partition("?")[0]))
 
     async def aclose(self) -> None:
         pass
@@ -114,7 +129,7 @@ async def layer(mode: str, repos: int, cache_file: Path) -> float:
     options = [RegistryOptions(prefix=HOST, insecure=True, max_concurrency=CONCURRENCY)]
     images = [f"{HOST}/{name}" for name in names]
     with MetadataCache(cache_file) as cache:
-        async with RegistryClient(options, cache=cache, transport=CoreTagsTransport(),
+        async with RegistryClient(options, cache=cache, transport=PoolTagsTransport(),
                                   docker_config=cache_file.with_name("no-docker-config.json")) as client:
             session = client._session
 

@@ -1,5 +1,6 @@
 """The registry pools' network backend (image_updater/registry/netio.py) against real sockets on 127.0.0.1:
-the exceptions httpcore expects from a backend, EOF, reuse checks, TLS with a verifying context."""
+the exceptions the HTTP/1.1 layer expects (``netio``'s), EOF, reuse checks, TLS with a verifying context. The
+pool on top of it: tests/test_http11.py."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-import httpcore
 import pytest
 
+from image_updater.registry import netio
 from image_updater.registry.netio import AsyncioBackend
 from tests.servers import TLSFiles
 
@@ -67,13 +68,13 @@ def test_read_timeout_and_connect_errors() -> None:
         async with server(silent) as port:
             stream = await AsyncioBackend().connect_tcp("127.0.0.1", port, timeout=5)
             await stream.write(b"x", timeout=5)
-            with pytest.raises(httpcore.ReadTimeout):
+            with pytest.raises(netio.ReadTimeout):
                 await stream.read(10, timeout=0.05)
             await stream.aclose()
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             dead = probe.getsockname()[1]
-        with pytest.raises(httpcore.ConnectError) as refused:
+        with pytest.raises(netio.ConnectError) as refused:
             await AsyncioBackend().connect_tcp("127.0.0.1", dead, timeout=5)
         assert isinstance(refused.value.__cause__, OSError)
 
@@ -91,11 +92,11 @@ def test_reset_reads_as_an_error_and_writes_after_close_fail() -> None:
         async with server(reset) as port:
             stream = await AsyncioBackend().connect_tcp("127.0.0.1", port, timeout=5)
             await stream.write(b"x", timeout=5)
-            with pytest.raises(httpcore.ReadError):
+            with pytest.raises(netio.ReadError):
                 while True:  # a clean EOF would end this loop with b""; an RST must raise
                     if await stream.read(10, timeout=5) == b"":
                         raise AssertionError("a reset read as a clean end of stream")
-            with pytest.raises(httpcore.WriteError):
+            with pytest.raises(netio.WriteError):
                 await stream.write(b"y", timeout=5)
 
     run(scenario())
@@ -119,33 +120,9 @@ def test_tls_verifies_and_a_wrong_ca_is_a_connect_error_with_the_cause(tls_ca: T
             assert await stream.read(100, timeout=5) == b"secret hello"
             await stream.aclose()
             plain = await AsyncioBackend().connect_tcp("127.0.0.1", port, timeout=5)
-            with pytest.raises(httpcore.ConnectError) as failed:
+            with pytest.raises(netio.ConnectError) as failed:
                 await plain.start_tls(ssl.create_default_context(), server_hostname="127.0.0.1", timeout=5)
             assert isinstance(failed.value.__cause__, ssl.SSLCertVerificationError)
-
-    run(scenario())
-
-
-def test_a_pool_on_this_backend_reuses_a_kept_alive_connection() -> None:
-    connections = 0
-
-    async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n") if not reader.at_eof() else b""
-            if not head:
-                break
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            await writer.drain()
-
-    async def scenario() -> None:
-        backend = AsyncioBackend()
-        async with server(http) as port, httpcore.AsyncConnectionPool(network_backend=backend) as pool:
-            for _ in range(3):
-                response = await pool.request("GET", f"http://127.0.0.1:{port}/")
-                assert response.status == 200 and response.content == b"ok"
-        assert connections == 1
 
     run(scenario())
 

@@ -49,6 +49,9 @@ class Sleeps:
 
 
 def client_for(tmp_path: Path, *options: RegistryOptions, **kwargs: Any) -> RegistryClient:
+    """A client whose requests go through an httpcore pool, which respx mocks (the client's own HTTP/1.1 pool
+    speaks to real servers only: the other registry tests)."""
+    kwargs.setdefault("transport", httpcore.AsyncConnectionPool())
     kwargs.setdefault("docker_config", tmp_path / "no-docker-config.json")
     kwargs.setdefault("retry", RetryPolicy(attempts=4, initial=0.001, maximum=0.01))
     kwargs.setdefault("sleep", Sleeps())

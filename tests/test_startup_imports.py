@@ -18,8 +18,9 @@ PROBE = """
 import json, sys
 from image_updater.cli import main
 code = main(sys.argv[1:])
-heavy = sorted(m for m in ("pydantic", "pydantic_settings", "httpx", "httpcore", "image_updater.registry",
-                           "image_updater.settings", "httpx._main", "click", "rich") if sys.modules.get(m))
+heavy = sorted(m for m in ("pydantic", "pydantic_settings", "httpx", "httpcore", "anyio", "h11",
+                           "image_updater.registry", "image_updater.settings", "httpx._main", "click", "rich")
+               if sys.modules.get(m))
 print(json.dumps({"code": code, "heavy": heavy}))
 """
 
@@ -81,16 +82,17 @@ def test_a_config_file_is_read_and_validated(tmp_path: Path) -> None:
     assert "image_updater.settings" in heavy and "pydantic" in heavy and "pydantic_settings" not in heavy
 
 
-def test_a_tree_with_targets_asks_the_registry_without_httpx(tmp_path: Path) -> None:
+def test_a_tree_with_targets_asks_the_registry_without_httpx_httpcore_or_anyio(tmp_path: Path) -> None:
     (tmp_path / "tree").mkdir()
     (tmp_path / "tree" / "web.yaml").write_text(DEPLOYMENT)
     # port 9 (discard) on loopback: nothing listens, the image's entry is an error
     result = probe("plan", "--format", "json", str(tmp_path / "tree"), cwd=tmp_path)
     assert result["code"] == 1
     heavy = list(result["heavy"])  # type: ignore[call-overload]
-    assert "httpcore" in heavy and "image_updater.registry" in heavy and "image_updater.settings" in heavy
-    # the registry client speaks to httpcore's pools itself: no httpx client (nor its CLI) on the plan path
-    assert "httpx" not in heavy
+    assert "h11" in heavy and "image_updater.registry" in heavy and "image_updater.settings" in heavy
+    # the registry client speaks HTTP/1.1 itself (registry/http11.py, on h11): no httpx client (nor its CLI),
+    # no httpcore pool, no anyio on the plan path
+    assert "httpx" not in heavy and "httpcore" not in heavy and "anyio" not in heavy
     assert "pydantic_settings" not in heavy
     assert "httpx._main" not in heavy and "click" not in heavy and "rich" not in heavy
 

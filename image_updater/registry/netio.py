@@ -1,13 +1,13 @@
-"""httpcore's network backend on asyncio's own transports, for the registry client's pools.
+"""The registry client's network streams: asyncio's own transports, and the errors of a request that got no
+(complete) answer.
 
-httpcore's default backend under asyncio is anyio's: every read and write goes through an anyio cancel scope
-and exception map on top of asyncio's streams, and importing anyio costs a one-shot command ~7-13 ms. The
-registry client runs on asyncio only, so its pools (``wire.Wire``) use this backend: an ``asyncio.Protocol``
-that buffers what arrives, and a stream that hands it to httpcore with the same exceptions httpcore's own
-backends raise (``ConnectError``/``ConnectTimeout`` while connecting or starting TLS, ``ReadError``/
-``ReadTimeout``, ``WriteError``/``WriteTimeout``), each raised ``from`` the original, so a certificate
-failure stays findable in the chain. TLS is asyncio's (``loop.start_tls``; TLS in TLS through an HTTPS
-proxy included). TCP_NODELAY is set by asyncio, as anyio sets it.
+An ``asyncio.Protocol`` buffers what arrives and a stream hands it to the HTTP/1.1 layer (``http11``) with one
+exception per failure: ``ConnectError``/``ConnectTimeout`` while connecting or starting TLS,
+``ReadError``/``ReadTimeout``, ``WriteError``/``WriteTimeout``, each raised ``from`` the original, so a
+certificate failure stays findable in the chain. The classes carry httpcore's names and hierarchy (the
+registry client spoke to httpcore's pools before ``http11``; a test's httpcore stand-in has its exceptions
+translated by name, ``wire``). TLS is asyncio's (``loop.start_tls``; TLS in TLS through an HTTPS proxy
+included). TCP_NODELAY is set, as anyio and httpcore set it.
 """
 
 from __future__ import annotations
@@ -15,21 +15,94 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Iterable
 from typing import Any
 
-import httpcore
+__all__ = [
+    "AsyncioBackend",
+    "ConnectError",
+    "ConnectTimeout",
+    "LocalProtocolError",
+    "NetError",
+    "NetworkError",
+    "ProtocolError",
+    "ProxyError",
+    "ReadError",
+    "ReadTimeout",
+    "RemoteProtocolError",
+    "Stream",
+    "TimeoutException",
+    "UnsupportedProtocol",
+    "WriteError",
+    "WriteTimeout",
+]
 
-__all__ = ["AsyncioBackend"]
 
-_SocketOption = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
-# received bytes kept before the transport stops reading (until httpcore has taken some): a registry that
-# sends faster than we read cannot fill memory
+class NetError(Exception):
+    """A request that got no answer, or not all of it (the registry client's transport classifies them)."""
+
+
+class TimeoutException(NetError):
+    pass
+
+
+class ConnectTimeout(TimeoutException):
+    pass
+
+
+class ReadTimeout(TimeoutException):
+    pass
+
+
+class WriteTimeout(TimeoutException):
+    pass
+
+
+class PoolTimeout(TimeoutException):
+    pass
+
+
+class NetworkError(NetError):
+    pass
+
+
+class ConnectError(NetworkError):
+    pass
+
+
+class ReadError(NetworkError):
+    pass
+
+
+class WriteError(NetworkError):
+    pass
+
+
+class ProtocolError(NetError):
+    pass
+
+
+class RemoteProtocolError(ProtocolError):
+    """The server's bytes are not HTTP/1.1, or it closed the connection before its answer was complete."""
+
+
+class LocalProtocolError(ProtocolError):
+    """A request HTTP/1.1 cannot carry (a header name or value h11 refuses)."""
+
+
+class ProxyError(NetError):
+    """The proxy refused the tunnel (its answer to CONNECT was not 2xx)."""
+
+
+class UnsupportedProtocol(NetError):
+    pass
+
+# received bytes kept before the transport stops reading (until the HTTP layer has taken some): a registry
+# that sends faster than we read cannot fill memory
 _HIGH_WATER = 1024 * 1024
 
 
 class _Protocol(asyncio.Protocol):
-    """Buffers received bytes; one waiter at a time (httpcore reads and writes one connection serially)."""
+    """Buffers received bytes; one waiter at a time (a connection is read and written serially)."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -117,7 +190,9 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_exception(TimeoutError())
 
 
-class _Stream(httpcore.AsyncNetworkStream):
+class Stream:
+    """One connection, plain or TLS: read, write, start TLS on it, close or abort it."""
+
     def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
         self._transport = transport
         self._protocol = protocol
@@ -128,7 +203,7 @@ class _Stream(httpcore.AsyncNetworkStream):
             try:
                 await protocol.wait_readable(timeout)
             except TimeoutError as exc:
-                raise httpcore.ReadTimeout("timed out reading") from exc
+                raise ReadTimeout("timed out reading") from exc
         if protocol.buffer:
             data = bytes(protocol.buffer[:max_bytes])
             del protocol.buffer[:max_bytes]  # cheap: a bytearray drops its head by moving its start
@@ -138,7 +213,7 @@ class _Stream(httpcore.AsyncNetworkStream):
                     protocol.transport.resume_reading()
             return data
         if protocol.lost is not None:
-            raise httpcore.ReadError(str(protocol.lost) or type(protocol.lost).__name__) from protocol.lost
+            raise ReadError(str(protocol.lost) or type(protocol.lost).__name__) from protocol.lost
         return b""  # end of stream: h11 tells a clean close from a cut one
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
@@ -147,22 +222,32 @@ class _Stream(httpcore.AsyncNetworkStream):
         protocol = self._protocol
         if protocol.closed or self._transport.is_closing():
             cause = protocol.lost
-            raise httpcore.WriteError("connection closed") from cause
+            raise WriteError("connection closed") from cause
         self._transport.write(buffer)
         if protocol.paused:
             try:
                 await protocol.wait_drained(timeout)
             except TimeoutError as exc:
-                raise httpcore.WriteTimeout("timed out writing") from exc
+                raise WriteTimeout("timed out writing") from exc
             if protocol.closed:
-                raise httpcore.WriteError("connection closed") from protocol.lost
+                raise WriteError("connection closed") from protocol.lost
 
     async def aclose(self) -> None:
         self._transport.close()
 
+    def abort(self) -> None:
+        """Drop the connection now, unsent bytes and all (a request cut short leaves it in no known state)."""
+        self._transport.abort()
+
+    @property
+    def stale(self) -> bool:
+        """An idle connection that got bytes or an end of stream: not reusable."""
+        protocol = self._protocol
+        return bool(protocol.buffer) or protocol.eof or protocol.closed
+
     async def start_tls(
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.AsyncNetworkStream:
+    ) -> Stream:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
@@ -171,21 +256,20 @@ class _Stream(httpcore.AsyncNetworkStream):
                 )
         except TimeoutError as exc:
             self._transport.abort()
-            raise httpcore.ConnectTimeout("timed out in the TLS handshake") from exc
+            raise ConnectTimeout("timed out in the TLS handshake") from exc
         except (OSError, ssl.SSLError, ConnectionError) as exc:
             self._transport.abort()
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+            raise ConnectError(str(exc) or type(exc).__name__) from exc
         if transport is None:  # pragma: no cover - start_tls returns None only when the loop is closing
-            raise httpcore.ConnectError("TLS could not be started")
+            raise ConnectError("TLS could not be started")
         assert isinstance(transport, asyncio.Transport)
         self._protocol.transport = transport  # pause and resume reading on the TLS transport from now on
-        return _Stream(transport, self._protocol)
+        return Stream(transport, self._protocol)
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
-            # an idle pooled connection that got bytes or an EOF is not reusable (httpcore asks before reuse)
-            protocol = self._protocol
-            return bool(protocol.buffer) or protocol.eof or protocol.closed
+            # an idle pooled connection that got bytes or an EOF is not reusable (the pool asks before reuse)
+            return self.stale
         if info == "ssl_object":
             return self._transport.get_extra_info("ssl_object")
         if info == "client_addr":
@@ -197,51 +281,20 @@ class _Stream(httpcore.AsyncNetworkStream):
         return None
 
 
-class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    """Connections on ``loop.create_connection`` (TCP) and ``loop.create_unix_connection``."""
+class AsyncioBackend:
+    """TCP connections on ``loop.create_connection``."""
 
-    async def connect_tcp(
-        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-        socket_options: Iterable[_SocketOption] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        local = (local_address, 0) if local_address else None
-        try:
-            async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_connection(
-                    _Protocol, host, port, local_addr=local
-                )
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        return self._stream(transport, protocol, socket_options)
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[_SocketOption] | None = None,
-    ) -> httpcore.AsyncNetworkStream:  # pragma: no cover - registries are spoken to over TCP
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None) -> Stream:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_unix_connection(_Protocol, path)
+                transport, protocol = await loop.create_connection(_Protocol, host, port)
         except TimeoutError as exc:
-            raise httpcore.ConnectTimeout("timed out connecting") from exc
+            raise ConnectTimeout(f"timed out connecting to {host}:{port}") from exc
         except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        return self._stream(transport, protocol, socket_options)
-
-    @staticmethod
-    def _stream(
-        transport: asyncio.BaseTransport, protocol: _Protocol, socket_options: Iterable[_SocketOption] | None
-    ) -> _Stream:
+            raise ConnectError(str(exc) or type(exc).__name__) from exc
         assert isinstance(transport, asyncio.Transport)
         raw = transport.get_extra_info("socket")
-        if raw is not None:
-            for option in socket_options or ():
-                raw.setsockopt(*option)
-            if raw.family in (socket.AF_INET, socket.AF_INET6):
-                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return _Stream(transport, protocol)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+        if raw is not None and raw.family in (socket.AF_INET, socket.AF_INET6):
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return Stream(transport, protocol)

@@ -1,6 +1,6 @@
 """The request machinery under ``RegistryClient``: endpoints, authentication, retries, shared HTTP clients.
 
-A ``Session`` owns one ``wire.Wire`` (httpcore connection pools) per TLS setting (system trust store, a
+A ``Session`` owns one ``wire.Wire`` (HTTP/1.1 connection pools) per TLS setting (system trust store, a
 registry's ``ca_file``, or no verification), shared by every registry with that setting, and one
 ``Endpoint`` per registry (or per ``registries[]`` entry when a narrower prefix configures part of a
 registry): base URL, pacing, and the authentication state. ``call`` is one logical request: one
@@ -102,6 +102,14 @@ def system_trust_context() -> ssl.SSLContext:
     context.check_hostname = True
     if sys.version_info >= (3, 13):  # pragma: no cover - as create_default_context() does there
         context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
+    return context
+
+
+def _unverified_context() -> ssl.SSLContext:
+    """``tls_verify: false``: TLS without checking the certificate or the name."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
     return context
 
 
@@ -211,22 +219,25 @@ class Session:
         client = self._http.get(key)
         if client is not None:
             return client
-        verify: ssl.SSLContext
+        make: Callable[[], ssl.SSLContext]
         if key[0] == "no-verify":
-            verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            verify.check_hostname = False
-            verify.verify_mode = ssl.CERT_NONE
+            make = _unverified_context
+        elif key[0] == "default":
+            make = system_trust_context
         else:
             # the system (or SSL_CERT_FILE) trust store plus the registry's CA: blob redirects to a CDN with a
-            # public certificate must still verify
+            # public certificate must still verify; loaded now, so that a bad ca_file is named at once
             verify = system_trust_context()
-            if key[0] == "ca":
-                try:
-                    verify.load_verify_locations(cafile=key[1])
-                except (OSError, ssl.SSLError) as exc:
-                    reason = getattr(exc, "strerror", None) or str(exc)
-                    raise RegistryError(f"{context}: cannot load ca_file {key[1]}: {reason}") from exc
-        client = Wire(verify, transport=self._transport)
+            try:
+                verify.load_verify_locations(cafile=key[1])
+            except (OSError, ssl.SSLError) as exc:
+                reason = getattr(exc, "strerror", None) or str(exc)
+                raise RegistryError(f"{context}: cannot load ca_file {key[1]}: {reason}") from exc
+
+            def make() -> ssl.SSLContext:
+                return verify
+
+        client = Wire(make, transport=self._transport)  # contexts are built at the first TLS connection
         self._http[key] = client
         return client
 

@@ -6,16 +6,16 @@ connections closed early and truncated bodies become ``TransientRegistryError`` 
 them); TLS verification failures, oversized answers and redirect loops are permanent. The answer of a
 successful exchange is fully read (bounded by ``max_bytes``), so no connection outlives its exchange.
 
-Requests go straight to httpcore's pools (``wire.Wire``), not through httpx's client, whose layer cost a
-quarter of a tag list's CPU (docs/design-notes.md). ``send`` follows redirects itself and checks each answer
-of the chain against the exchange's ``Chain``: the header cap, the metrics observer, the pull budget,
-429/5xx, and redirects (at most ``MAX_REDIRECTS``, only to HTTP(S), no HTTPS to plain HTTP unless the target
-may be spoken to in plain HTTP anyway, no request body to another origin; a redirect's body is never read;
-``Authorization`` is dropped on the way to another origin, except for the same host upgraded from HTTP to
-HTTPS, as httpx does). The token dance (``auth.RegistryAuth``) wraps ``send``: each of its rounds is one
+Requests go straight to our HTTP/1.1 pools (``wire.Wire``, ``http11``), not through httpx's client, whose
+layer cost a quarter of a tag list's CPU (docs/design-notes.md). ``send`` follows redirects itself and checks
+each answer of the chain against the exchange's ``Chain``: the header cap, the metrics observer, the pull
+budget, 429/5xx, and redirects (at most ``MAX_REDIRECTS``, only to HTTP(S), no HTTPS to plain HTTP unless the
+target may be spoken to in plain HTTP anyway, no request body to another origin; a redirect's body is never
+read; ``Authorization`` is dropped on the way to another origin, except for the same host upgraded from HTTP
+to HTTPS, as httpx does). The token dance (``auth.RegistryAuth``) wraps ``send``: each of its rounds is one
 chain.
 
-httpcore's timeouts bound each read, not the exchange: a registry that drips one byte a second never trips
+The pools' timeouts bound each read, not the exchange: a registry that drips one byte a second never trips
 them. So every exchange (connect, redirects, token request, headers and body) also runs under one
 ``asyncio`` deadline taken from its logical request's ``Budget``: a logical request, retries and token
 requests included, ends within ``timeout + min(timeout, 2 s)`` of its first slot however slowly the bytes
@@ -34,10 +34,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-import httpcore
-
 from image_updater import __version__
 from image_updater.errors import RegistryError, TransientRegistryError, Unreachable
+from image_updater.registry import netio
 from image_updater.registry.options import RegistryOptions, is_loopback
 from image_updater.registry.pacing import (
     MAX_WAIT,
@@ -47,7 +46,15 @@ from image_updater.registry.pacing import (
     parse_rate_header,
     parse_retry_after,
 )
-from image_updater.registry.wire import Headers, InvalidUrl, Url, Wire, body_decoder, reason_phrase
+from image_updater.registry.wire import (
+    Headers,
+    InvalidUrl,
+    RawResponse,
+    Url,
+    Wire,
+    body_decoder,
+    reason_phrase,
+)
 
 __all__ = [
     "MAX_REDIRECTS",
@@ -191,7 +198,7 @@ class Chain:
     max_bytes: int
     max_header_bytes: int
     observe: Observer
-    seconds: float  # the exchange's deadline, also httpcore's timeout of each operation
+    seconds: float  # the exchange's deadline, also the pools' timeout of each operation
     redirects: int = 0
 
     def derive(self, *, what: str, max_bytes: int) -> Chain:
@@ -353,14 +360,14 @@ async def send(
             raise RegistryError(f"{chain.context}: {chain.what}: a request header is not Latin-1") from None
         try:
             response = await chain.endpoint.wire.open(method, url, fields, content, chain.seconds)
-        except httpcore.ConnectError as exc:
+        except netio.ConnectError as exc:
             plain = None if fallback_tried else _plain_fallback(chain, exc, url)
             if plain is None:
                 raise _connect_failure(chain, exc, url) from _cause_of(exc)
             fallback_tried, url = True, plain
             continue
-        except (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError,
-                httpcore.ProxyError, httpcore.UnsupportedProtocol) as exc:
+        except (netio.TimeoutException, netio.NetworkError, netio.ProtocolError,
+                netio.ProxyError, netio.UnsupportedProtocol) as exc:
             raise _failure(chain, exc, url) from exc
         except InvalidUrl as exc:
             raise RegistryError(f"{chain.context}: {chain.what}: {exc}") from None
@@ -386,7 +393,7 @@ async def send(
             await response.aclose()
 
 
-def _plain_fallback(chain: Chain, exc: httpcore.ConnectError, url: Url) -> Url | None:
+def _plain_fallback(chain: Chain, exc: netio.ConnectError, url: Url) -> Url | None:
     """The plain-HTTP URL to ask instead when a loopback endpoint answered the TLS handshake in plain HTTP
     (as the Docker daemon does for 127.0.0.0/8); None when the failure is anything else."""
     ssl_error = _ssl_error(exc)
@@ -401,12 +408,12 @@ def _plain_fallback(chain: Chain, exc: httpcore.ConnectError, url: Url) -> Url |
     return url.with_scheme("http")
 
 
-def _cause_of(exc: httpcore.ConnectError) -> BaseException | None:
-    # a certificate failure's message is ours alone; other connect failures keep httpcore's as their cause
+def _cause_of(exc: netio.ConnectError) -> BaseException | None:
+    # a certificate failure's message is ours alone; other connect failures keep the pool's as their cause
     return None if isinstance(_ssl_error(exc), ssl.SSLCertVerificationError) else exc
 
 
-def _connect_failure(chain: Chain, exc: httpcore.ConnectError, url: Url) -> RegistryError:
+def _connect_failure(chain: Chain, exc: netio.ConnectError, url: Url) -> RegistryError:
     ssl_error = _ssl_error(exc)
     if isinstance(ssl_error, ssl.SSLCertVerificationError):
         chain.observe(chain.endpoint.name, "tls_error")
@@ -423,22 +430,22 @@ def _connect_failure(chain: Chain, exc: httpcore.ConnectError, url: Url) -> Regi
 def _failure(chain: Chain, exc: Exception, url: Url) -> RegistryError:
     """The error of a request that got no answer (other than a connect failure)."""
     name, prefix = chain.endpoint.name, f"{chain.context}: {chain.what}"
-    if isinstance(exc, httpcore.ConnectTimeout):
+    if isinstance(exc, netio.ConnectTimeout):
         chain.observe(name, "timeout")
         return Unreachable(f"{chain.context}: cannot connect to {_where(url)} within {chain.seconds:g} s")
-    if isinstance(exc, httpcore.TimeoutException):
+    if isinstance(exc, netio.TimeoutException):
         chain.observe(name, "timeout")
         return TransientRegistryError(f"{prefix} timed out after {chain.seconds:g} s")
-    if isinstance(exc, httpcore.ProxyError):
+    if isinstance(exc, netio.ProxyError):
         chain.observe(name, "connect_error")
         return Unreachable(f"{chain.context}: the proxy refused or failed the connection to {_where(url)}")
-    if isinstance(exc, httpcore.UnsupportedProtocol | httpcore.LocalProtocolError):
+    if isinstance(exc, netio.UnsupportedProtocol | netio.LocalProtocolError):
         return RegistryError(f"{prefix}: cannot send this request ({type(exc).__name__})")
     chain.observe(name, "network_error")
     return TransientRegistryError(f"{prefix} failed: connection reset or closed early ({type(exc).__name__})")
 
 
-async def _read_body(chain: Chain, response: httpcore.Response, headers: Headers) -> bytes:
+async def _read_body(chain: Chain, response: RawResponse, headers: Headers) -> bytes:
     """The decoded body, at most ``chain.max_bytes`` (a compressed body is capped as it unpacks)."""
     context, what, max_bytes = chain.context, chain.what, chain.max_bytes
     declared = headers.get("content-length")
@@ -460,10 +467,10 @@ async def _read_body(chain: Chain, response: httpcore.Response, headers: Headers
                 raise _too_large(context, what, max_bytes)
             chunks.append(chunk)
         tail = decoder.finish()
-    except httpcore.TimeoutException as exc:
+    except netio.TimeoutException as exc:
         chain.observe(chain.endpoint.name, "timeout")
         raise TransientRegistryError(f"{context}: {what} timed out while reading the answer") from exc
-    except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
+    except (netio.NetworkError, netio.ProtocolError) as exc:
         chain.observe(chain.endpoint.name, "network_error")
         reason = type(exc).__name__
         raise TransientRegistryError(f"{context}: {what} answer was cut short ({reason})") from exc

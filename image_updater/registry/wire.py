@@ -1,11 +1,17 @@
-"""The registry client's HTTP/1.1: httpcore's connection pools, spoken to directly.
+"""The registry client's requests on the wire: URLs, answer headers, and the connection pools.
 
-httpcore is httpx's own engine (connection pooling, h11, TLS, proxies). ``httpx.AsyncClient`` adds on top what
-the registry client does itself anyway (redirects with its own checks, the token dance, deadlines) and what it
-does not want (a cookie jar, per-request URL and header merging, event hooks); on a scan of 1,000 tag lists
-that layer cost a quarter of the CPU of the whole request. So the registry path builds ``httpcore`` requests
-itself: ``Url`` (an absolute http(s) URL, split once), ``Headers`` (an answer's header lines, names
-case-insensitive) and ``Wire`` (the pools of one TLS setting: a direct one, one per proxy in use).
+``httpx.AsyncClient`` adds on top of its engine what the registry client does itself anyway (redirects with
+its own checks, the token dance, deadlines) and what it does not want (a cookie jar, per-request URL and
+header merging, event hooks); on a scan of 1,000 tag lists that layer cost a quarter of the CPU of the whole
+request. So the registry path builds its requests itself: ``Url`` (an absolute http(s) URL, split once),
+``Headers`` (an answer's header lines, names case-insensitive) and ``Wire`` (the pools of one TLS setting: a
+direct one, one per proxy in use), whose pools are ``http11.Pool`` (h11 on asyncio's transports).
+
+A ``transport`` given to a ``Wire`` (tests, benchmarks: ``RegistryClient(transport=)``) replaces every pool:
+an object with ``Pool``'s ``request`` (a subclass of it, say), or an httpcore-style one
+(``handle_async_request(httpcore.Request)``, as ``httpcore.AsyncConnectionPool`` and respx's mocks of it
+have), whose httpcore exceptions are raised as ``netio``'s of the same name. A SOCKS proxy goes through
+httpcore's own pool the same way (it needs the ``socksio`` package).
 
 Proxies come from the environment as httpx's ``trust_env`` and Go's ``ProxyFromEnvironment`` take them:
 ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` (either case, lower case first) per scheme; ``NO_PROXY`` lists
@@ -15,25 +21,31 @@ they never appear in a message.
 
 from __future__ import annotations
 
+import base64
 import http
 import ipaddress
 import os
 import ssl
 import urllib.parse
 import zlib
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
-
-import httpcore
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from image_updater.errors import InvalidUrl
-from image_updater.registry.netio import AsyncioBackend
+from image_updater.registry import netio
+from image_updater.registry.http11 import Pool, ProxyRoute
+
+if TYPE_CHECKING:
+    import httpcore
 
 __all__ = [
     "DEFAULT_PORTS",
     "Headers",
+    "HttpcoreTransport",
     "InvalidUrl",
+    "RawResponse",
+    "Requester",
     "Transport",
     "Url",
     "Wire",
@@ -164,29 +176,65 @@ def reason_phrase(status: int) -> str:
         return ""
 
 
-class Transport(Protocol):
-    """What a ``Wire`` sends through: an ``httpcore.AsyncConnectionPool``, or a test's stand-in for one."""
+class HttpcoreTransport(Protocol):
+    """An httpcore-style stand-in for the pools: ``httpcore.AsyncConnectionPool`` or an object like it."""
 
     def handle_async_request(self, request: httpcore.Request) -> Awaitable[httpcore.Response]: ...
 
     async def aclose(self) -> None: ...
 
 
+class RawResponse(Protocol):
+    """An answer whose head has been read (``http11.Response``, or a stand-in's)."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Sequence[tuple[bytes, bytes]]: ...
+
+    def aiter_stream(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Requester(Protocol):
+    """What a ``Wire`` sends through: ``http11.Pool``, or a stand-in with its calls."""
+
+    async def request(
+        self, method: bytes, scheme: str, host: str, port: int, target: str,
+        headers: list[tuple[bytes, bytes]], content: bytes | None, seconds: float,
+    ) -> RawResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+Transport = Requester | HttpcoreTransport  # RegistryClient(transport=)
+
+
 class Wire:
     """The connection pools of one TLS setting: direct, and one per proxy (from the environment, read when
-    the wire is made). ``transport`` replaces them all (tests, benchmarks)."""
+    the wire is made). ``ssl_context`` is called at the first TLS connection (a pass that speaks only plain
+    HTTP builds none). ``transport`` replaces every pool (tests, benchmarks)."""
 
     def __init__(
-        self, ssl_context: ssl.SSLContext | None, *, transport: Transport | None = None,
+        self, ssl_context: Callable[[], ssl.SSLContext], *, transport: Transport | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        self._ssl_context = ssl_context
-        self._transport = transport
-        self._pools: dict[str | None, Transport] = {}
+        self._make_context = ssl_context
+        self._context: ssl.SSLContext | None = None
+        self._transport = _requester(transport)
+        self._pools: dict[str | None, Requester] = {}
         self._proxies = _environment_proxies(os.environ if environ is None else environ)
         self._routes: dict[tuple[str, str], str | None] = {}
 
-    def _pool(self, url: Url) -> Transport:
+    def ssl_context(self) -> ssl.SSLContext:
+        context = self._context
+        if context is None:
+            context = self._context = self._make_context()
+        return context
+
+    def _pool(self, url: Url) -> Requester:
         if self._transport is not None:
             return self._transport
         route = self._routes.get((url.scheme, url.netloc), "")
@@ -211,31 +259,36 @@ class Wire:
             return None
         return proxy
 
-    def _new_pool(self, route: str | None) -> Transport:
-        proxy = None
-        if route is not None:
-            proxy = _proxy(route, self._ssl_context)
-        return httpcore.AsyncConnectionPool(
-            ssl_context=self._ssl_context, proxy=proxy, max_connections=None, max_keepalive_connections=100,
-            keepalive_expiry=_KEEPALIVE_SECONDS, http1=True, http2=False, retries=0,
-            network_backend=AsyncioBackend(),
-        )
+    def _new_pool(self, route: str | None) -> Requester:
+        if route is None:
+            return Pool(self.ssl_context, keepalive=_KEEPALIVE_SECONDS)
+        scheme, host, port, auth = _proxy_parts(route)
+        if scheme in ("http", "https"):
+            authorization = None
+            if auth is not None:
+                authorization = b"Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode())
+            proxy = ProxyRoute(scheme, host, port, authorization)
+            return Pool(self.ssl_context, proxy, keepalive=_KEEPALIVE_SECONDS)
+        import httpcore
+
+        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return _Httpcore(httpcore.AsyncConnectionPool(
+            ssl_context=self.ssl_context(), proxy=httpcore.Proxy(url=f"{scheme}://{netloc}", auth=auth),
+            max_connections=None, max_keepalive_connections=100, keepalive_expiry=_KEEPALIVE_SECONDS,
+            http1=True, http2=False, retries=0,
+        ))
 
     async def open(
         self, method: str, url: Url, headers: list[tuple[bytes, bytes]], content: bytes | None,
         seconds: float,
-    ) -> httpcore.Response:
+    ) -> RawResponse:
         """Send one request; the answer's head is read, its body is left on the wire (``aiter_stream``)."""
-        host = url.host.encode("ascii")
-        request = httpcore.Request(
-            method.encode("ascii"),
-            httpcore.URL(scheme=url.scheme.encode("ascii"), host=host, port=url.port,
-                         target=url.target.encode("ascii")),
-            headers=headers,
-            content=content,
-            extensions={"timeout": {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}},
+        port = url.port if url.port is not None else DEFAULT_PORTS.get(url.scheme)
+        if port is None:
+            raise netio.UnsupportedProtocol(f"unsupported URL scheme {url.scheme[:20]!r}")
+        return await self._pool(url).request(
+            method.encode("ascii"), url.scheme, url.host, port, url.target, headers, content, seconds
         )
-        return await self._pool(url).handle_async_request(request)
 
     async def aclose(self) -> None:
         pools, self._pools = list(self._pools.values()), {}
@@ -243,6 +296,77 @@ class Wire:
             await pool.aclose()
         if self._transport is not None:
             await self._transport.aclose()
+
+
+def _requester(transport: Transport | None) -> Requester | None:
+    if transport is None or isinstance(transport, Pool):
+        return transport
+    if hasattr(transport, "handle_async_request"):
+        return _Httpcore(cast("HttpcoreTransport", transport))
+    return transport
+
+
+class _Httpcore:
+    """An httpcore-style pool behind ``Pool``'s calls: its exceptions become ``netio``'s of the same name."""
+
+    def __init__(self, transport: HttpcoreTransport) -> None:
+        self._transport = transport
+
+    async def request(
+        self, method: bytes, scheme: str, host: str, port: int, target: str,
+        headers: list[tuple[bytes, bytes]], content: bytes | None, seconds: float,
+    ) -> RawResponse:
+        import httpcore
+
+        url = httpcore.URL(
+            scheme=scheme.encode("ascii"), host=host.encode("ascii"),
+            port=None if DEFAULT_PORTS.get(scheme) == port else port, target=target.encode("ascii"),
+        )
+        timeouts = {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
+        request = httpcore.Request(method, url, headers=headers, content=content,
+                                   extensions={"timeout": timeouts})
+        try:
+            response = await self._transport.handle_async_request(request)
+        except Exception as exc:
+            ours = _translated(exc)
+            if ours is None:
+                raise
+            raise ours from exc
+        return _HttpcoreResponse(response)
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+class _HttpcoreResponse:
+    def __init__(self, response: httpcore.Response) -> None:
+        self.status = response.status
+        self.headers = response.headers
+        self._response = response
+
+    async def aiter_stream(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.aiter_stream():
+                yield chunk
+        except Exception as exc:
+            ours = _translated(exc)
+            if ours is None:
+                raise
+            raise ours from exc
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+def _translated(exc: Exception) -> netio.NetError | None:
+    """``netio``'s exception named as httpcore's ``exc`` (or its nearest base); None for any other."""
+    if type(exc).__module__.partition(".")[0] != "httpcore":
+        return None
+    for kind in type(exc).__mro__:
+        ours: Any = getattr(netio, kind.__name__, None)
+        if isinstance(ours, type) and issubclass(ours, netio.NetError):
+            return ours(str(exc))
+    return None
 
 
 def _environment_proxies(environ: Mapping[str, str]) -> dict[str, str]:
@@ -304,8 +428,8 @@ def bypasses_proxy(url: Url, no_proxy: str) -> bool:
     return False
 
 
-def _proxy(route: str, ssl_context: ssl.SSLContext | None) -> httpcore.Proxy:
-    """The ``httpcore.Proxy`` for a proxy URL (``host:port`` alone means ``http://``)."""
+def _proxy_parts(route: str) -> tuple[str, str, int, tuple[str, str] | None]:
+    """Scheme, host, port and credentials of a proxy URL (``host:port`` alone means ``http://``)."""
     text = route if "://" in route else f"http://{route}"
     parts = urllib.parse.urlsplit(text)
     try:
@@ -316,12 +440,11 @@ def _proxy(route: str, ssl_context: ssl.SSLContext | None) -> httpcore.Proxy:
     if scheme not in ("http", "https", "socks5", "socks5h") or not parts.hostname:
         # the variable's value may hold a password: name the scheme only
         raise InvalidUrl(f"unusable proxy URL in the environment (scheme {scheme[:10]!r})")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    url = f"{scheme}://{host}" + (f":{port}" if port else "")
+    default = {"http": 80, "https": 443}.get(scheme, 1080)
     auth = None
     if parts.username is not None:
         auth = (urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or ""))
-    return httpcore.Proxy(url=url, auth=auth, ssl_context=ssl_context if scheme == "https" else None)
+    return scheme, parts.hostname, port or default, auth
 
 
 class BodyDecoder(Protocol):

@@ -23,14 +23,18 @@ Every error the package raises on purpose is an ``ImageUpdaterError``::
      └── GitError                     clone, fetch, commit or push failed
           └── PushRejected            the remote moved on; fetch, re-plan and retry
 
-Internal signals (one module raises and catches each; no caller sees them): ``_TooDeep``, ``_TooMany``
-(YAML budgets), ``_NoValue`` (plan), ``_Stopped`` (writeback), ``_TokenRefused`` (registry auth),
-``_TooMuchOutput`` (credential helpers), ``_HttpError`` and ``_ClientGone`` (httpserver),
-``_AddressInUse`` (the demo's registry), ``_ForgeRetry`` (a forge answer worth retrying; forges),
-``_RetryableNotification`` (notify). The demo's ``RegistryStartError`` and ``PushError`` are
-``RuntimeError``s: they report a broken demo set-up, not a failed pass. ``InvalidUrl`` is a
-``ValueError`` of the registry's URL parser (registry.wire); its callers raise the ``RegistryError`` of
-the image that led there.
+Internal signals (one module raises and catches each; no caller sees them): ``_TooDeep``, ``_TooMany`` (YAML
+budgets), ``_NoValue`` (plan), ``_Stopped`` (writeback), ``_TokenRefused`` (registry auth), ``_TooMuchOutput``
+(credential helpers), ``_HttpError`` and ``_ClientGone`` (httpserver), ``_AddressInUse`` (the demo's
+registry), ``_ForgeRetry`` (a forge answer worth retrying; forges), ``_RetryableNotification`` (notify).
+``NetError`` and its subclasses, with httpcore's names and tree (``TimeoutException``: ``ConnectTimeout``,
+``ReadTimeout``, ``WriteTimeout``, ``PoolTimeout``; ``NetworkError``: ``ConnectError``, ``ReadError``,
+``WriteError``; ``ProtocolError``: ``RemoteProtocolError``, ``LocalProtocolError``; ``ProxyError``,
+``UnsupportedProtocol``) are the registry's HTTP/1.1 layer's (registry.netio, registry.http11);
+registry.transport classifies each into a ``RegistryError``. The demo's ``RegistryStartError`` and
+``PushError`` are ``RuntimeError``s: they report a broken demo set-up, not a failed pass. ``InvalidUrl`` is a
+``ValueError`` of the registry's URL parser (registry.wire); its callers raise the ``RegistryError`` of the
+image that led there.
 
 Every exception class of the package is defined here and re-exported where it is raised;
 ``tests/test_errors.py`` fails on one defined elsewhere.
@@ -231,6 +235,68 @@ class _ForgeRetry(Exception):
         super().__init__(str(error))
         self.error = error
         self.after = after
+
+
+class NetError(Exception):
+    """A registry request that got no answer, or not all of it (registry.netio and registry.http11 raise it;
+    registry.transport turns it into the ``RegistryError`` of the image). The subclasses carry httpcore's
+    names and hierarchy, so that an httpcore stand-in's exceptions translate by name (registry.wire)."""
+
+
+class TimeoutException(NetError):
+    pass
+
+
+class ConnectTimeout(TimeoutException):
+    pass
+
+
+class ReadTimeout(TimeoutException):
+    pass
+
+
+class WriteTimeout(TimeoutException):
+    pass
+
+
+class PoolTimeout(TimeoutException):
+    pass
+
+
+class NetworkError(NetError):
+    pass
+
+
+class ConnectError(NetworkError):
+    pass
+
+
+class ReadError(NetworkError):
+    pass
+
+
+class WriteError(NetworkError):
+    pass
+
+
+class ProtocolError(NetError):
+    pass
+
+
+class RemoteProtocolError(ProtocolError):
+    """The server's bytes are not HTTP/1.1, or it closed the connection before its answer was complete."""
+
+
+class LocalProtocolError(ProtocolError):
+    """A request HTTP/1.1 cannot carry (a header name or value h11 refuses)."""
+
+
+class ProxyError(NetError):
+    """The proxy refused the tunnel (its answer to CONNECT was not 2xx)."""
+
+
+class UnsupportedProtocol(NetError):
+    pass
 
 
 class _TokenRefused(Exception):

@@ -17,6 +17,24 @@ import socket
 import ssl
 from typing import Any
 
+from image_updater.errors import (
+    ConnectError,
+    ConnectTimeout,
+    LocalProtocolError,
+    NetError,
+    NetworkError,
+    PoolTimeout,
+    ProtocolError,
+    ProxyError,
+    ReadError,
+    ReadTimeout,
+    RemoteProtocolError,
+    TimeoutException,
+    UnsupportedProtocol,
+    WriteError,
+    WriteTimeout,
+)
+
 __all__ = [
     "AsyncioBackend",
     "ConnectError",
@@ -24,6 +42,7 @@ __all__ = [
     "LocalProtocolError",
     "NetError",
     "NetworkError",
+    "PoolTimeout",
     "ProtocolError",
     "ProxyError",
     "ReadError",
@@ -36,65 +55,6 @@ __all__ = [
     "WriteTimeout",
 ]
 
-
-class NetError(Exception):
-    """A request that got no answer, or not all of it (the registry client's transport classifies them)."""
-
-
-class TimeoutException(NetError):
-    pass
-
-
-class ConnectTimeout(TimeoutException):
-    pass
-
-
-class ReadTimeout(TimeoutException):
-    pass
-
-
-class WriteTimeout(TimeoutException):
-    pass
-
-
-class PoolTimeout(TimeoutException):
-    pass
-
-
-class NetworkError(NetError):
-    pass
-
-
-class ConnectError(NetworkError):
-    pass
-
-
-class ReadError(NetworkError):
-    pass
-
-
-class WriteError(NetworkError):
-    pass
-
-
-class ProtocolError(NetError):
-    pass
-
-
-class RemoteProtocolError(ProtocolError):
-    """The server's bytes are not HTTP/1.1, or it closed the connection before its answer was complete."""
-
-
-class LocalProtocolError(ProtocolError):
-    """A request HTTP/1.1 cannot carry (a header name or value h11 refuses)."""
-
-
-class ProxyError(NetError):
-    """The proxy refused the tunnel (its answer to CONNECT was not 2xx)."""
-
-
-class UnsupportedProtocol(NetError):
-    pass
 
 # received bytes kept before the transport stops reading (until the HTTP layer has taken some): a registry
 # that sends faster than we read cannot fill memory

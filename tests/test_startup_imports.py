@@ -19,7 +19,8 @@ import json, sys
 from image_updater.cli import main
 code = main(sys.argv[1:])
 heavy = sorted(m for m in ("pydantic", "pydantic_settings", "httpx", "httpcore", "anyio", "h11",
-                           "image_updater.registry", "image_updater.settings", "httpx._main", "click", "rich")
+                           "importlib.metadata", "image_updater.registry", "image_updater.settings",
+                           "httpx._main", "click", "rich")
                if sys.modules.get(m))
 print(json.dumps({"code": code, "heavy": heavy}))
 """
@@ -80,6 +81,8 @@ def test_a_config_file_is_read_and_validated(tmp_path: Path) -> None:
     # validated by image_updater.settings, a plain pydantic model: pydantic-settings is not loaded
     heavy = list(result["heavy"])  # type: ignore[call-overload]
     assert "image_updater.settings" in heavy and "pydantic" in heavy and "pydantic_settings" not in heavy
+    # pydantic's plugin loader is answered with none: no entry-point scan, no importlib.metadata
+    assert "importlib.metadata" not in heavy
 
 
 def test_a_tree_with_targets_asks_the_registry_without_httpx_httpcore_or_anyio(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ module decides when.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
 import time
@@ -101,6 +100,8 @@ def parse_retry_after(
     try:
         seconds = float(text)
     except ValueError:
+        import email.utils  # an HTTP-date is rare: email costs a one-shot command ~2 ms to import
+
         try:
             when = email.utils.parsedate_to_datetime(text)
         except (TypeError, ValueError, OverflowError, IndexError):

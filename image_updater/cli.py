@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from image_updater import __version__
+from image_updater.commands import HelpFormatter
 from image_updater.commands._oneshot import one_shot, settle
 from image_updater.errors import ConfigError, ImageUpdaterError
 
@@ -52,7 +53,7 @@ def _command_module(name: str) -> ModuleType:
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """Build the parser; only the named command's module is imported (none for the top-level help)."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, formatter_class=HelpFormatter)
     common.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], default=None,
         help="log verbosity (default: info; `run` defaults to the config file's log.level)",
@@ -62,13 +63,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         help="log line format on stderr (default: text; `run` defaults to the config file's log.format)",
     )
     parser = argparse.ArgumentParser(
-        prog="image-updater",
+        prog="image-updater", formatter_class=HelpFormatter,
         description="Image automation for GitOps: registries -> tag policies -> byte-exact YAML edits -> git",
     )
     parser.add_argument("--version", action="version", version=f"image-updater {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, summary in COMMANDS.items():
-        cmd = sub.add_parser(name, help=summary, description=summary, parents=[common])
+        cmd = sub.add_parser(
+            name, help=summary, description=summary, parents=[common], formatter_class=HelpFormatter
+        )
         if only == name:
             _command_module(name).add_arguments(cmd)
     return parser

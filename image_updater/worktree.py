@@ -46,7 +46,6 @@ import logging
 import os
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -406,6 +405,8 @@ def write_atomic(path: Path, text: str, *, root: Path | None = None, durable: bo
         raise YamlEditError(f"{path}: cannot write: {exc.strerror or exc}") from exc
     temp_name: str | None = None
     try:
+        import tempfile  # here: a plan never writes, and tempfile imports shutil (with bz2 and lzma)
+
         descriptor, temp_name = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
         with open(descriptor, "wb") as handle:
             handle.write(data)

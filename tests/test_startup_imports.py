@@ -14,13 +14,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PROBE = """
 import json, sys
 from image_updater.cli import main
 code = main(sys.argv[1:])
 heavy = sorted(m for m in ("pydantic", "pydantic_settings", "httpx", "httpcore", "anyio", "h11",
                            "importlib.metadata", "image_updater.registry", "image_updater.settings",
-                           "httpx._main", "click", "rich")
+                           "httpx._main", "click", "rich", "shutil")
                if sys.modules.get(m))
 print(json.dumps({"code": code, "heavy": heavy}))
 """
@@ -96,6 +98,8 @@ def test_a_tree_with_targets_asks_the_registry_without_httpx_httpcore_or_anyio(t
     # the registry client speaks HTTP/1.1 itself (registry/http11.py, on h11): no httpx client (nor its CLI),
     # no httpcore pool, no anyio on the plan path
     assert "httpx" not in heavy and "httpcore" not in heavy and "anyio" not in heavy
+    # nor shutil (with bz2 and lzma): argparse's formatters and tempfile would import it
+    assert "shutil" not in heavy
     assert "pydantic_settings" not in heavy
     assert "httpx._main" not in heavy and "click" not in heavy and "rich" not in heavy
 
@@ -190,3 +194,18 @@ def test_plan_of_a_tree_without_targets_starts_no_event_loop(tmp_path: Path) -> 
     done = subprocess.run([sys.executable, "-c", code, "plan", "--format", "json", str(tmp_path / "tree")],
                           capture_output=True, text=True, env=clean, cwd=tmp_path, timeout=60, check=False)
     assert done.stdout.splitlines()[-1] == "0 False False", done.stderr
+
+
+@pytest.mark.parametrize("columns", [None, "57", "0", "junk"])
+def test_the_help_width_is_shutils(monkeypatch: pytest.MonkeyPatch, columns: str | None) -> None:
+    """The parsers' formatters read the terminal width as shutil.get_terminal_size does, without shutil."""
+    import shutil
+
+    from image_updater.commands import HelpFormatter, terminal_columns
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert terminal_columns() == shutil.get_terminal_size().columns
+    assert HelpFormatter("x")._width == terminal_columns() - 2

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from image_updater.commands import RawDescriptionHelpFormatter
 from image_updater.commands._policyargs import add_modifier_arguments, modifiers_from_args
 from image_updater.policies import Policy, Status, TagInfo, Verdict, parse_policy
 from image_updater.printable import printable
@@ -53,7 +54,7 @@ invalid image, policy or config.
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.usage = "%(prog)s IMAGE [--policy P | --path DIR] [--explain] [--format table|json] [-c FILE]"
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.formatter_class = RawDescriptionHelpFormatter
     parser.epilog = _EPILOG
     parser.add_argument("image", metavar="IMAGE", help="image reference, e.g. nginx:1.25 or ghcr.io/acme/app")
     parser.add_argument("--policy", "-p", metavar="P", help="e.g. 'semver:~1.2' (default: see below)")

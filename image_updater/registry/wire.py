@@ -232,6 +232,7 @@ class Wire:
         context = self._context
         if context is None:
             context = self._context = self._make_context()
+            context.set_alpn_protocols(["http/1.1"])  # as httpcore offered it: we speak HTTP/1.1 only
         return context
 
     def _pool(self, url: Url) -> Requester:

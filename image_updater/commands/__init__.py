@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-__all__ = ["HelpFormatter", "RawDescriptionHelpFormatter"]
+__all__ = ["HelpFormatter", "RawDescriptionHelpFormatter", "terminal_columns"]
 
 
 def terminal_columns() -> int:
